@@ -1,0 +1,74 @@
+"""What every hardware unit provides, so that lowering, folding, stitching and reports can treat
+units alike without knowing their insides.
+
+A unit is a frozen dataclass of its parameters (checked in `__post_init__`, raising `HwgenError`
+naming the parameter) that also knows:
+
+- its stream interface (`inputs`, `outputs`: one `StreamSpec` per port), from which stitching
+  derives widths and frame lengths;
+- `reference(*frames)`: a numpy model of one batch of frames, on the integer *values* of the
+  stream datatypes (not wire codes), each input of shape (N, elements per frame) in stream order;
+- `component()`: the Amaranth `wiring.Component` with stream ports named `inp` and `out` (units with
+  several ports use `inp0`, `inp1`, ... / `out0`, `out1`, ...), payload = one beat as
+  `unsigned(StreamSpec.width)`, element `i` at bits `[i*w, (i+1)*w)` (see `hwgen.streams`);
+- estimates: `est_cycles()` (cycles per frame in steady state, no stalls), `est_luts()`,
+  `est_brams()` (18 Kb block RAMs).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.lib import wiring
+from qonnx.core.datatype import BaseDataType
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One stream port: the datatype of its elements and how a frame is cut into beats."""
+
+    dtype: BaseDataType
+    elems_per_beat: int
+    beats_per_frame: int
+
+    @property
+    def elem_bits(self) -> int:
+        return self.dtype.bitwidth()
+
+    @property
+    def width(self) -> int:
+        """Payload bits of one beat."""
+        return self.elem_bits * self.elems_per_beat
+
+    @property
+    def elems_per_frame(self) -> int:
+        return self.elems_per_beat * self.beats_per_frame
+
+
+class Unit(ABC):
+    """Base of all hardware units (subclasses are frozen dataclasses)."""
+
+    @property
+    @abstractmethod
+    def inputs(self) -> tuple[StreamSpec, ...]: ...
+
+    @property
+    @abstractmethod
+    def outputs(self) -> tuple[StreamSpec, ...]: ...
+
+    @abstractmethod
+    def reference(self, *frames: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def component(self) -> wiring.Component: ...
+
+    @abstractmethod
+    def est_cycles(self) -> int: ...
+
+    @abstractmethod
+    def est_luts(self) -> int: ...
+
+    @abstractmethod
+    def est_brams(self) -> int: ...
