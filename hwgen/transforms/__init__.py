@@ -1,0 +1,1 @@
+"""Graph rewrites, one per file, and the lists that chain them (`hwgen.transforms.pipeline`)."""

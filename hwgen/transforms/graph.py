@@ -1,0 +1,80 @@
+"""Small helpers over `ModelWrapper` that every rewrite needs: constants, single consumers, node
+insertion with fresh tensor names, and datatype bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import NodeProto, TensorProto, helper
+from qonnx.core.datatype import DataType, BaseDataType
+from qonnx.core.modelwrapper import ModelWrapper
+
+QONNX_DOMAIN = "qonnx.custom_op.general"
+HWGEN_DOMAIN = "hwgen.ops"
+
+
+def const(model: ModelWrapper, tensor: str) -> np.ndarray | None:
+    """The value of `tensor` if it is an initializer, else None."""
+    return model.get_initializer(tensor)
+
+
+def single_consumer(model: ModelWrapper, tensor: str) -> NodeProto | None:
+    """The only node reading `tensor`, or None when it has zero or several readers or is a graph
+    output (rewriting then would change what others see)."""
+    if tensor in [o.name for o in model.graph.output]:
+        return None
+    consumers = model.find_consumers(tensor)
+    return consumers[0] if consumers is not None and len(consumers) == 1 else None
+
+
+def is_scalar(value: np.ndarray | None) -> bool:
+    return value is not None and value.size == 1
+
+
+def new_tensor(model: ModelWrapper, like: str | None = None, shape: list[int] | None = None,
+               dtype: BaseDataType | None = None) -> str:
+    """A fresh float tensor, with the shape of `like` unless `shape` is given."""
+    name = model.make_new_valueinfo_name()
+    if shape is None and like is not None:
+        shape = model.get_tensor_shape(like)
+    model.graph.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+    if dtype is not None:
+        model.set_tensor_datatype(name, dtype)
+    return name
+
+
+def add_const(model: ModelWrapper, value: np.ndarray | float, dtype: BaseDataType | None = None) -> str:
+    """A fresh initializer holding `value` (as float32, the QONNX convention)."""
+    name = model.make_new_valueinfo_name()
+    model.set_initializer(name, np.asarray(value, dtype=np.float32))
+    if dtype is not None:
+        model.set_tensor_datatype(name, dtype)
+    return name
+
+
+def insert_after(model: ModelWrapper, anchor: NodeProto, nodes: list[NodeProto]) -> None:
+    """Insert `nodes` right after `anchor` in the node list (keeps the list topologically sorted)."""
+    index = list(model.graph.node).index(anchor)
+    for offset, node in enumerate(nodes):
+        model.graph.node.insert(index + 1 + offset, node)
+
+
+def make_node(op_type: str, inputs: list[str], outputs: list[str], *, domain: str = "",
+              name: str = "", **attrs) -> NodeProto:
+    return helper.make_node(op_type, inputs, outputs, domain=domain, name=name, **attrs)
+
+
+def int_dtype_for_range(lo: int, hi: int) -> BaseDataType:
+    """Smallest UINTn / INTn holding every integer in [lo, hi]."""
+    lo, hi = int(lo), int(hi)
+    if lo >= 0:
+        return DataType[f"UINT{max(1, int(hi).bit_length())}"] if hi > 1 else DataType["BINARY"]
+    bits = max((-lo - 1).bit_length(), hi.bit_length()) + 1
+    return DataType[f"INT{bits}"]
+
+
+def value_range(dtype: BaseDataType) -> tuple[int, int]:
+    return int(dtype.min()), int(dtype.max())
+
+
+def is_integer_dtype(dtype: BaseDataType) -> bool:
+    return dtype.is_integer()

@@ -1,0 +1,242 @@
+"""FoldElementwiseChainIntoThresholds.
+
+    P -> E1 -> ... -> Ek -> Q          =>      P -> MultiThreshold(T)
+
+where P produces an integer accumulator with a known range (an integer `MatMul`, an
+`XnorPopcountMatMul`, or an integer graph input), E1..Ek are elementwise float ops with per-channel
+constants (Mul, Add, Sub, Div, BatchNormalization, Relu, Neg: scales, biases, BatchNorm, the
+`2p - MW` of XNOR layers) and Q is an activation quantizer (`Quant`, `BipolarQuant` or
+`MultiThreshold`) whose output levels are integers.
+
+The thresholds are not derived by algebra on floats. They are found by *running the original
+ops* (through the same QONNX/onnxruntime execution as the model) on every possible accumulator
+value, or by bisection when the range is large, so `MultiThreshold(T)` reproduces Q's output bit
+for bit, including float rounding and ties (sign(0) = +1) at the threshold itself.
+
+A channel whose chain is non-increasing (a negative BatchNorm scale) is made non-decreasing by
+negating that output column of the weights (for XNOR layers: inverting its bits, p -> MW - p), so
+hardware only ever compares `acc >= T`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
+from qonnx.transformation.infer_shapes import InferShapes
+
+from hwgen.errors import HwgenError
+from hwgen.transforms.graph import (
+    QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer,
+)
+
+ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "BatchNormalization", "Relu", "Neg", "Identity")
+QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold")
+#: Tabulate every accumulator value when the table has at most this many entries, else bisect.
+FULL_TABLE_LIMIT = 1 << 22
+
+
+def dtype_for_levels(values) -> DataType | None:
+    """The integer datatype of a set of output values, or None if they are not all integers."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(values == np.round(values)):
+        return None
+    if set(values.tolist()) <= {-1.0, 1.0} and len(values) == 2:
+        return DataType["BIPOLAR"]
+    return int_dtype_for_range(values.min(), values.max())
+
+
+def accumulator_range(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.ndarray, object] | None:
+    """Per-channel (lo, hi) of an integer tensor and its producer, or None if not integer."""
+    producer = model.find_producer(tensor)
+    channels = model.get_tensor_shape(tensor)[1]
+    if producer is None:
+        dt = model.get_tensor_datatype(tensor)
+        if not dt.is_integer():
+            return None
+        return np.full(channels, int(dt.min())), np.full(channels, int(dt.max())), None
+    if producer.op_type == "XnorPopcountMatMul":
+        mw = const(model, producer.input[1]).shape[0]
+        return np.zeros(channels, np.int64), np.full(channels, mw, np.int64), producer
+    if producer.op_type == "MatMul":
+        w = const(model, producer.input[1])
+        xdt = model.get_tensor_datatype(producer.input[0])
+        if w is None or not xdt.is_integer() or not np.all(w == np.round(w)):
+            return None
+        w = w.astype(np.int64)
+        a, b = w * int(xdt.min()), w * int(xdt.max())
+        return np.minimum(a, b).sum(axis=0), np.maximum(a, b).sum(axis=0), producer
+    return None
+
+
+class _Chain:
+    """The elementwise ops and quantizer, runnable on any batch of accumulator values."""
+
+    def __init__(self, model: ModelWrapper, start: str, nodes: list, quant) -> None:
+        self.quant = quant
+        self.rank = len(model.get_tensor_shape(start))
+        self.channels = model.get_tensor_shape(start)[1]
+        graph_nodes = [helper.make_node(n.op_type, list(n.input), list(n.output), domain=n.domain,
+                                        name=n.name) for n in nodes + [quant]]
+        for copy, orig in zip(graph_nodes, nodes + [quant]):
+            copy.attribute.extend(orig.attribute)
+        inits = []
+        for n in nodes + [quant]:
+            for name in n.input[1:]:
+                value = const(model, name)
+                if value is None and name:
+                    raise HwgenError("has a non-constant parameter input", where=f"node {n.name}")
+                if value is not None:
+                    if value.ndim >= 3 and np.prod(value.shape[2:]) != 1:
+                        raise HwgenError("parameters that vary over pixels are not supported",
+                                         where=f"node {n.name}")
+                    inits.append(helper.make_tensor(name, TensorProto.FLOAT, value.shape,
+                                                    value.astype(np.float32).ravel()))
+        self.input, self.output = start, quant.output[0]
+        self.graph = helper.make_graph(graph_nodes, "chain", [], [], initializer=inits)
+        self.opsets = list(model.model.opset_import)
+
+    def levels(self, acc: np.ndarray) -> np.ndarray:
+        """Q's output on acc (shape (R, C)), as counts 0..L."""
+        shape = list(acc.shape) + [1] * (self.rank - 2)
+        graph = helper.make_graph(
+            list(self.graph.node), "chain",
+            [helper.make_tensor_value_info(self.input, TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info(self.output, TensorProto.FLOAT, shape)],
+            initializer=list(self.graph.initializer),
+        )
+        proto = helper.make_model(graph, opset_imports=self.opsets)
+        proto.ir_version = 10
+        wrapper = ModelWrapper(proto).transform(InferShapes())
+        out = execute_onnx(wrapper, {self.input: acc.reshape(shape).astype(np.float32)})[self.output]
+        out = out.reshape(acc.shape).astype(np.float64)
+        a, b = self.out_scale_bias(wrapper)
+        return np.rint((out - b) / a).astype(np.int64)
+
+    def out_scale_bias(self, model: ModelWrapper) -> tuple[float, float]:
+        q = self.quant
+        if q.op_type == "BipolarQuant":
+            return 2.0, -1.0
+        if q.op_type == "MultiThreshold":
+            op = getCustomOp(q)
+            return float(op.get_nodeattr("out_scale")), float(op.get_nodeattr("out_bias"))
+        from hwgen.transforms.streamline.split_quant_scale import quant_levels
+        return 1.0, float(quant_levels(model, q)[0])
+
+    def num_thresholds(self, model: ModelWrapper) -> int:
+        q = self.quant
+        if q.op_type == "BipolarQuant":
+            return 1
+        if q.op_type == "MultiThreshold":
+            return int(const(model, q.input[1]).shape[1])
+        from hwgen.transforms.streamline.split_quant_scale import quant_levels
+        lo, hi = quant_levels(model, q)
+        return hi - lo
+
+
+def find_thresholds(chain: _Chain, lo: np.ndarray, hi: np.ndarray, mirror: int | None,
+                    num: int) -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds (C, num) on the accumulator, and which channels need mirroring acc -> mirror-acc.
+
+    `mirror` is None when the producer cannot mirror its output (then a falling channel is an
+    error)."""
+    channels = lo.shape[0]
+    span = int((hi - lo).max()) + 1
+    if span * channels <= FULL_TABLE_LIMIT:
+        grid = np.minimum(lo[None, :] + np.arange(span)[:, None], hi[None, :])
+    else:
+        steps = np.linspace(0, 1, 257)[:, None]
+        grid = np.rint(lo[None, :] + steps * (hi - lo)[None, :]).astype(np.int64)
+    table = chain.levels(grid)
+    rising = np.all(np.diff(table, axis=0) >= 0, axis=0)
+    falling = np.all(np.diff(table, axis=0) <= 0, axis=0) & ~rising
+    bad = ~(rising | falling)
+    if bad.any():
+        raise HwgenError(
+            f"the ops before it are not monotonic in the accumulator (channel {int(np.argmax(bad))}); "
+            "cannot turn them into thresholds",
+            where=f"node {chain.quant.name}",
+        )
+    if falling.any() and mirror is None:
+        raise HwgenError("a falling activation (negative scale) on a layer input is not supported",
+                         where=f"node {chain.quant.name}")
+    m = 0 if mirror is None else mirror
+    # oriented domain: a' = acc for rising channels, a' = m - acc for falling ones
+    lo_o = np.where(falling, m - hi, lo)
+    hi_o = np.where(falling, m - lo, hi)
+
+    def counts(a_oriented: np.ndarray) -> np.ndarray:  # (R, C) oriented values -> counts
+        acc = np.where(falling[None, :], m - a_oriented, a_oriented)
+        return chain.levels(np.clip(acc, lo[None, :], hi[None, :]))
+
+    # bisection for the smallest a' with count(a') >= j, j = 1..num, all channels at once
+    low = np.repeat(lo_o[None, :], num, axis=0)
+    high = np.repeat(hi_o[None, :] + 1, num, axis=0)
+    need = np.arange(1, num + 1)[:, None]
+    while np.any(low < high):
+        mid = (low + high) // 2
+        ok = counts(np.minimum(mid, hi_o[None, :])) >= need
+        ok |= mid > hi_o[None, :]
+        active = low < high
+        high = np.where(active & ok, mid, high)
+        low = np.where(active & ~ok, mid + 1, low)
+    return low.T.astype(np.int64), falling
+
+
+class FoldElementwiseChainIntoThresholds(Transformation):
+    def apply(self, model: ModelWrapper):
+        matches = []
+        for q in model.graph.node:
+            if q.op_type not in QUANTIZERS:
+                continue
+            chain, tensor = [], q.input[0]
+            node = model.find_producer(tensor)
+            while node is not None and node.op_type in ELEMENTWISE and single_consumer(model, node.output[0]):
+                chain.insert(0, node)
+                tensor = node.input[0]
+                node = model.find_producer(tensor)
+            if q.op_type == "MultiThreshold" and not chain:
+                continue  # already integer thresholds on an integer input
+            found = accumulator_range(model, tensor)
+            if found is not None:
+                matches.append((tensor, chain, q, found))
+        for tensor, chain, q, (lo, hi, producer) in matches:
+            self._rewrite(model, tensor, chain, q, lo, hi, producer)
+        return model, False
+
+    @staticmethod
+    def _rewrite(model, tensor, chain_nodes, q, lo, hi, producer) -> None:
+        chain = _Chain(model, tensor, chain_nodes, q)
+        mirror = None
+        if producer is not None and single_consumer(model, tensor) is not None:
+            mirror = const(model, producer.input[1]).shape[0] if producer.op_type == "XnorPopcountMatMul" else 0
+        thresholds, falling = find_thresholds(chain, lo, hi, mirror, chain.num_thresholds(model))
+        if falling.any():
+            w = const(model, producer.input[1]).copy()
+            if producer.op_type == "XnorPopcountMatMul":
+                w[:, falling] = 1 - w[:, falling]
+                dtype = DataType["BINARY"]
+            else:
+                w[:, falling] = -w[:, falling]
+                dtype = model.get_tensor_datatype(producer.input[1])
+                if not (w.min() >= dtype.min() and w.max() <= dtype.max()):
+                    dtype = int_dtype_for_range(w.min(), w.max())
+            producer.input[1] = add_const(model, w, dtype)
+            lo, hi = np.where(falling, mirror - hi, lo), np.where(falling, mirror - lo, hi)
+        a, b = chain.out_scale_bias(model)
+        num = thresholds.shape[1]
+        out_dtype = dtype_for_levels([a * k + b for k in range(num + 1)])
+        model.set_tensor_datatype(tensor, int_dtype_for_range(lo.min(), hi.max()))
+        layout = "NC" if chain.rank == 2 else "NCHW"
+        mt = make_node("MultiThreshold", [tensor, add_const(model, thresholds.astype(np.float32))],
+                       [q.output[0]], domain=QONNX_DOMAIN, name=f"{q.name}_thresholds",
+                       out_dtype=out_dtype.name, out_scale=float(a), out_bias=float(b), data_layout=layout)
+        index = list(model.graph.node).index(q)
+        model.graph.node.insert(index, mt)
+        for node in chain_nodes + [q]:
+            model.graph.node.remove(node)
+        model.set_tensor_datatype(q.output[0], out_dtype)

@@ -1,0 +1,76 @@
+"""FoldWeightQuantIntoMatMul.
+
+    MatMul(x, Quant(W, s, z, b))    =>  MatMul(x, Wint) -> Mul(s)
+    MatMul(x, BipolarQuant(W, s))   =>  MatMul(x, Wbip) -> Mul(s)
+
+`Wint` holds the integer levels of the quantized weights (annotated INTn / UINTn / BIPOLAR), so the
+MatMul becomes an integer dot product; the scale, scalar or one per output column, moves after it
+where streamlining folds it into the next thresholds or hands it to the host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.general.quant import quant
+from qonnx.transformation.base import Transformation
+from qonnx.util.basic import get_by_name
+
+from hwgen.errors import HwgenError
+from hwgen.transforms.graph import add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor
+
+
+def _quant_attrs(node) -> tuple[int, int, str]:
+    signed = get_by_name(node.attribute, "signed")
+    narrow = get_by_name(node.attribute, "narrow")
+    mode = get_by_name(node.attribute, "rounding_mode")
+    return (1 if signed is None else signed.i, 0 if narrow is None else narrow.i,
+            "ROUND" if mode is None else mode.s.decode())
+
+
+def integer_weights(model: ModelWrapper, qnode) -> tuple[np.ndarray, np.ndarray, object]:
+    """(integer levels, scale, datatype) of a weight quantizer with constant inputs."""
+    w = const(model, qnode.input[0])
+    scale = const(model, qnode.input[1]).astype(np.float32)
+    if np.any(scale <= 0):
+        raise HwgenError("weight scale must be positive", where=f"node {qnode.name}")
+    if qnode.op_type == "BipolarQuant":
+        return np.where(w >= 0, 1.0, -1.0).astype(np.float32), scale, DataType["BIPOLAR"]
+    zp = const(model, qnode.input[2])
+    bits = const(model, qnode.input[3])
+    if zp is None or bits is None or np.any(zp != 0):
+        raise HwgenError("weight quantizers need a constant zero point of 0", where=f"node {qnode.name}")
+    signed, narrow, mode = _quant_attrs(qnode)
+    q = quant(w, scale, zp, bits, signed, narrow, mode)
+    levels = np.rint(q / scale).astype(np.float32)
+    return levels, scale, int_dtype_for_range(levels.min(), levels.max()) if levels.size else DataType["INT2"]
+
+
+class FoldWeightQuantIntoMatMul(Transformation):
+    def apply(self, model: ModelWrapper):
+        matches = []
+        for mm in model.graph.node:
+            if mm.op_type != "MatMul":
+                continue
+            q = model.find_producer(mm.input[1])
+            if q is not None and q.op_type in ("Quant", "BipolarQuant") and const(model, q.input[0]) is not None:
+                matches.append((mm, q))
+        for mm, q in matches:
+            levels, scale, dtype = integer_weights(model, q)
+            mw, mh = levels.shape
+            if scale.size != 1 and (scale.size != mh or scale.shape[-1] != mh):
+                raise HwgenError("weight scales must be per tensor or per output channel", where=f"node {q.name}")
+            w_name = add_const(model, levels, dtype)
+            out = mm.output[0]
+            mm.input[1] = w_name
+            if np.all(scale == 1.0):
+                model.set_tensor_datatype(out, DataType["FLOAT32"])
+            else:
+                acc = new_tensor(model, out)
+                mm.output[0] = acc
+                s = add_const(model, scale.reshape(1, -1) if scale.size != 1 else scale.reshape(()))
+                insert_after(model, mm, [make_node("Mul", [acc, s], [out], name=f"{mm.name}_wscale")])
+            if not model.find_consumers(q.output[0]):
+                model.graph.node.remove(q)
+        return model, False
