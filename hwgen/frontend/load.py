@@ -62,14 +62,21 @@ def export_brevitas(module, input_shape: tuple[int, ...]) -> ModelWrapper:
         module.train(was_training)
 
 
-def prepare(model: ModelWrapper) -> ModelWrapper:
-    """Clean up a freshly loaded graph: custom-op domains, IR version, shapes, names, datatypes."""
+def prepare_for_execution(model: ModelWrapper) -> ModelWrapper:
+    """The least that QONNX execution needs: an IR version onnxruntime accepts and the QONNX
+    domain on QONNX ops (older exporters wrote `onnx.brevitas` or `finn.custom_op.general`)."""
     proto = model.model
     if proto.ir_version > MAX_IR_VERSION:
         proto.ir_version = MAX_IR_VERSION
     for node in proto.graph.node:
         if node.op_type in _QONNX_OPS and node.domain in ("", "onnx.brevitas", "finn.custom_op.general"):
             node.domain = QONNX_DOMAIN
+    return model
+
+
+def prepare(model: ModelWrapper) -> ModelWrapper:
+    """Clean up a freshly loaded graph: custom-op domains, IR version, shapes, names, datatypes."""
+    model = prepare_for_execution(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = cleanup_model(model)

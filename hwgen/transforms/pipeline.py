@@ -1,17 +1,29 @@
 """The whole lowering, on one screen.
 
-Each list is applied in order, each rewrite to a fixed point; after each list a check asserts what
-the graph may now contain. `hwgen.build` runs these as steps and saves an ONNX checkpoint after each.
+    STREAMLINE   float QONNX -> integer graph (MatMul / XnorPopcountMatMul / MultiThreshold)
+    (partition)  host pre | accelerator | host post        (hwgen.transforms.partition)
+    TO_HARDWARE  integer graph -> hardware-unit nodes
+    FOLD         PE / SIMD per unit
+    PLUMBING     width converters and FIFOs on the edges
+
+Each list is applied in order, each rewrite to its fixed point; after a stage, `check_only` asserts
+what the graph may now contain. `hwgen.build` runs the stages as steps with a checkpoint after each.
 """
 
 from __future__ import annotations
 
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.general import GiveUniqueNodeNames, SortGraph
+from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_shapes import InferShapes
 
+from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
+from hwgen.transforms.hardware.apply_folding_config import ApplyFoldingConfig
+from hwgen.transforms.hardware.infer_mvu import InferMVU
+from hwgen.transforms.hardware.infer_thresholding import InferThresholding
+from hwgen.transforms.hardware.insert_stream_plumbing import InsertDataWidthConverters, InsertFifos
+from hwgen.transforms.hardware.set_folding import SetFolding
 from hwgen.transforms.streamline.absorb_affine_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from hwgen.transforms.streamline.convert_bipolar_matmul_to_xnor_popcount import ConvertBipolarMatMulToXnorPopcount
 from hwgen.transforms.streamline.convert_gemm_to_matmul import ConvertGemmToMatMul
@@ -21,7 +33,6 @@ from hwgen.transforms.streamline.move_scalar_mul_past_matmul import MoveScalarMu
 from hwgen.transforms.streamline.remove_identity_ops import RemoveIdentityOps
 from hwgen.transforms.streamline.split_quant_scale import SplitQuantScale
 
-#: float QONNX graph -> integer graph (MatMul / XnorPopcountMatMul / MultiThreshold) + host ops
 STREAMLINE: list[Transformation] = [
     RemoveIdentityOps(),
     ConvertGemmToMatMul(),
@@ -34,18 +45,36 @@ STREAMLINE: list[Transformation] = [
     RemoveIdentityOps(),
 ]
 
+TO_HARDWARE: list[Transformation] = [
+    InferMVU(),
+    InferThresholding(),
+]
+HARDWARE_OPS = {"MVU", "Thresholding", "LabelSelect"}
+
+
+def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list, like the others
+    """Automatic folding for the target, then the hand folding on top of it."""
+    steps: list[Transformation] = [SetFolding(cfg.cycles_target)]
+    if cfg.folding is not None:
+        steps.append(ApplyFoldingConfig(cfg.folding))
+    return steps
+
+
+def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
+    return [InsertDataWidthConverters(), InsertFifos(cfg.fifo_depth)]
+
 
 def apply_all(model: ModelWrapper, transforms: list[Transformation]) -> ModelWrapper:
-    """Apply each transform in turn (each to its fixed point), keeping names and order tidy."""
+    """Apply each transform in turn (each to its fixed point), keeping the node list sorted."""
     for t in transforms:
         model = model.transform(t, make_deepcopy=False, cleanup=False)
         model = model.transform(SortGraph(), make_deepcopy=False, cleanup=False)
-    model = model.transform(InferShapes(), make_deepcopy=False, cleanup=False)
-    return model
+    return model.transform(InferShapes(), make_deepcopy=False, cleanup=False)
 
 
 def check_only(model: ModelWrapper, allowed: set[str], stage: str) -> None:
     """After `stage`, every node's op must be in `allowed`."""
     for node in model.graph.node:
         if node.op_type not in allowed:
-            raise HwgenError(f"op '{node.op_type}' is left after {stage}", where=f"node {node.name}")
+            raise HwgenError(f"op '{node.op_type}' has no hardware unit (left after {stage})",
+                             where=f"node {node.name}")

@@ -1,0 +1,139 @@
+"""The `hwgen` command line: build, sim, verify, demo.
+
+    hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
+    hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
+    hwgen verify OUT --input X.npy
+    hwgen demo [-o OUT]
+
+A mistake in what the user gave (`HwgenError`) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hwgen.errors import HwgenError
+
+
+def _load_npy(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.exists():
+        raise HwgenError("no such file", where=str(p))
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError / UnpicklingError / OSError for garbage
+        raise HwgenError(f"not a .npy array ({type(exc).__name__})", where=str(p)) from None
+
+
+def _load_folding(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.exists():
+        raise HwgenError("no such file", where=str(p))
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise HwgenError(f"not valid JSON ({exc.msg}, line {exc.lineno})", where=str(p)) from None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from hwgen.build import build
+    from hwgen.config import BuildConfig
+
+    cfg = BuildConfig(clock_mhz=args.clock_mhz, target_cycles=args.target_cycles, target_fps=args.target_fps,
+                      folding=_load_folding(args.folding), **_cache(args))
+    report = build(args.model, args.output, cfg)
+    t = report["totals"]
+    print(f"built {args.output}: {len(report['layers'])} units, {t['max_est_cycles']} cycles/frame "
+          f"(est. {report['est_fps']:.0f} FPS at {report['clock_mhz']} MHz), {t['est_luts']} LUTs, "
+          f"{t['est_brams']} BRAM18 (estimates)")
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from hwgen.simulate import simulate_build
+
+    x = _load_npy(args.input)
+    y, stats = simulate_build(Path(args.build), x, stall_prob=args.stall_prob, seed=args.seed, **_cache(args))
+    np.save(args.output, y)
+    print(f"simulated {stats['frames']} frames: {stats['cycles_per_frame']:.1f} cycles/frame, "
+          f"latency {stats['latency_cycles']} cycles")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from hwgen.simulate import verify_build
+
+    x = _load_npy(args.input)
+    result = verify_build(Path(args.build), x, stall_prob=args.stall_prob, **_cache(args))
+    print(result.summary())
+    return 0 if result.exact else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hwgen.demo import run_demo
+
+    run_demo(Path(args.output), epochs=args.epochs, frames=args.frames, **_cache(args))
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> dict:
+    return {"cache_dir": Path(args.cache_dir)} if getattr(args, "cache_dir", None) else {}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwgen", description="BNN dataflow accelerators from Brevitas/QONNX")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build an accelerator from a QONNX model")
+    b.add_argument("model")
+    b.add_argument("-o", "--output", required=True, help="build folder")
+    target = b.add_mutually_exclusive_group()
+    target.add_argument("--target-cycles", type=int, help="cycles per frame to fold for")
+    target.add_argument("--target-fps", type=float, help="frames per second to fold for, at --clock-mhz")
+    b.add_argument("--clock-mhz", type=float, default=100.0)
+    b.add_argument("--folding", help="FINN-style folding JSON: {\"Defaults\": {}, \"MVU_0\": {\"PE\": 16}}")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("sim", help="simulate a build in Verilator")
+    s.add_argument("build")
+    s.add_argument("--input", required=True, help=".npy of what the ONNX model takes")
+    s.add_argument("--output", required=True, help=".npy to write what the ONNX model outputs")
+    s.add_argument("--stall-prob", type=float, default=0.0, help="random valid/ready gaps on both streams")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sim)
+
+    v = sub.add_parser("verify", help="the model as given vs rtlsim: exit 0 only if bit-exact")
+    v.add_argument("build")
+    v.add_argument("--input", required=True)
+    v.add_argument("--stall-prob", type=float, default=0.0)
+    v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("demo", help="train a small BNN on bundled MNIST, build, simulate, report")
+    d.add_argument("-o", "--output", default="build/demo")
+    d.add_argument("--epochs", type=int, default=3)
+    d.add_argument("--frames", type=int, default=500, help="test images to run through rtlsim")
+    d.set_defaults(func=cmd_demo)
+
+    for sp in (b, s, v, d):
+        sp.add_argument("--cache-dir", help="Verilator build cache (default ~/.cache/hwgen)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HwgenError as exc:
+        print(f"hwgen: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

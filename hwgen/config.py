@@ -1,0 +1,65 @@
+"""The build configuration: everything a build depends on, explicit and saved beside the build."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hwgen.errors import HwgenError
+
+#: Used when neither a target cycle count nor a target frame rate is given.
+DEFAULT_TARGET_FPS = 100_000.0
+
+
+def default_cache_dir() -> Path:
+    """Where Verilator builds are cached, keyed by content hash (safe to delete)."""
+    return Path.home() / ".cache" / "hwgen"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How to build an accelerator.
+
+    `target_cycles` (cycles per frame) wins over `target_fps`; with neither, `DEFAULT_TARGET_FPS`
+    at `clock_mhz`. A hand `folding` (FINN-style JSON object) is applied after the automatic
+    folding and overrides it for the layers and keys it names.
+    """
+
+    clock_mhz: float = 100.0
+    target_cycles: int | None = None
+    target_fps: float | None = None
+    folding: dict | None = None
+    fifo_depth: int = 2
+    top_name: str = "hwgen_accel"
+    cache_dir: Path = field(default_factory=default_cache_dir)
+
+    def __post_init__(self) -> None:
+        if self.clock_mhz <= 0:
+            raise HwgenError(f"must be positive, got {self.clock_mhz}", where="clock_mhz")
+        if self.target_cycles is not None and self.target_cycles < 1:
+            raise HwgenError(f"must be at least 1, got {self.target_cycles}", where="target_cycles")
+        if self.target_fps is not None and self.target_fps <= 0:
+            raise HwgenError(f"must be positive, got {self.target_fps}", where="target_fps")
+        if self.fifo_depth < 2:
+            raise HwgenError(f"must be at least 2, got {self.fifo_depth}", where="fifo_depth")
+
+    @property
+    def cycles_target(self) -> int:
+        """The cycles-per-frame budget that folding aims for."""
+        if self.target_cycles is not None:
+            return self.target_cycles
+        fps = self.target_fps if self.target_fps is not None else DEFAULT_TARGET_FPS
+        return max(1, int(self.clock_mhz * 1e6 // fps))
+
+    def to_toml(self) -> str:
+        """A flat TOML rendering, written to `OUT/build.toml` (the folding goes to its own JSON)."""
+        lines = []
+        for key, value in asdict(self).items():
+            if value is None or key == "folding":
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                lines.append(f"{key} = {value}")
+            else:
+                lines.append(f'{key} = "{value}"')
+        lines.append(f"cycles_target = {self.cycles_target}")
+        return "\n".join(lines) + "\n"

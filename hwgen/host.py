@@ -1,0 +1,98 @@
+"""The host side of an accelerator: what runs before and after the fabric, and the stream packing.
+
+The same code serves the Verilator simulation and the board driver: `encode` turns what the ONNX
+model takes (float, its own shape) into input beats, `decode` turns output beats into exactly what
+the ONNX model outputs. Everything it needs is in the build folder: `accelerator.json` (shapes,
+datatypes, folding of both streams), `host_pre.onnx` and `host_post.onnx`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+
+from hwgen.errors import HwgenError
+from hwgen.execute import execute
+from hwgen.streams import beat_bytes, from_wire, pack_beats, to_wire, unpack_beats
+from hwgen.units.base import StreamSpec
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One accelerator stream as the host sees it (a row of `accelerator.json`)."""
+
+    tensor: str
+    shape: list[int]
+    dtype: str
+    elems_per_beat: int
+    beats_per_frame: int
+    width: int
+    bytes_per_beat: int
+
+    @staticmethod
+    def of(tensor: str, shape: list[int], spec: StreamSpec) -> "StreamInfo":
+        return StreamInfo(tensor, list(shape), spec.dtype.name, spec.elems_per_beat, spec.beats_per_frame,
+                          spec.width, beat_bytes(spec.width))
+
+    @property
+    def datatype(self):
+        return DataType[self.dtype]
+
+
+def write_accelerator_json(path: Path, top: str, model_input: list[int], model_output: list[int],
+                           inp: StreamInfo, out: StreamInfo) -> None:
+    path.write_text(json.dumps({
+        "top": top, "model_input_shape": model_input, "model_output_shape": model_output,
+        "input": asdict(inp), "output": asdict(out),
+    }, indent=2) + "\n")
+
+
+class HostIO:
+    """Encode model inputs into beats and decode beats into model outputs, for one build."""
+
+    def __init__(self, build_dir: Path) -> None:
+        build_dir = Path(build_dir)
+        info = json.loads((build_dir / "accelerator.json").read_text())
+        self.top: str = info["top"]
+        self.model_input_shape: list[int] = info["model_input_shape"]
+        self.model_output_shape: list[int] = info["model_output_shape"]
+        self.input = StreamInfo(**info["input"])
+        self.output = StreamInfo(**info["output"])
+        self.pre = ModelWrapper(str(build_dir / "host_pre.onnx"))
+        self.post = ModelWrapper(str(build_dir / "host_post.onnx"))
+
+    def check_input(self, x: np.ndarray) -> None:
+        want = list(self.model_input_shape[1:])
+        if x.ndim != len(self.model_input_shape) or list(x.shape[1:]) != want:
+            raise HwgenError(f"has shape {list(x.shape)}, the model takes [N, {', '.join(map(str, want))}]",
+                             where="input array")
+
+    def to_integers(self, x: np.ndarray) -> np.ndarray:
+        """The accelerator's integer input for model input `x`: the host part of the graph, run."""
+        self.check_input(x)
+        values = execute(self.pre, x.astype(np.float32))
+        return np.rint(values).astype(np.int64).reshape(x.shape[0], -1)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Model input -> input beats, uint8 (N, beats_per_frame, bytes_per_beat)."""
+        ints = self.to_integers(x)
+        codes = to_wire(ints, self.input.datatype)
+        return pack_beats(codes, self.input.datatype.bitwidth(), self.input.elems_per_beat)
+
+    def decode_integers(self, beats: np.ndarray) -> np.ndarray:
+        codes = unpack_beats(beats, self.output.datatype.bitwidth(), self.output.elems_per_beat)
+        return from_wire(codes, self.output.datatype)
+
+    def from_integers(self, values: np.ndarray) -> np.ndarray:
+        """Model output for accelerator output integers: the host's exact output transform."""
+        shaped = values.reshape([values.shape[0], *self.output.shape[1:]]).astype(np.float32)
+        return execute(self.post, shaped)
+
+    def decode(self, beats: np.ndarray) -> np.ndarray:
+        """Output beats (N, beats_per_frame, bytes_per_beat) -> exactly what the model outputs."""
+        return self.from_integers(self.decode_integers(beats))
