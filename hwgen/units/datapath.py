@@ -1,0 +1,178 @@
+"""Helpers shared by the compute units (`MVU`, `Thresholding`, `LabelSelect`).
+
+- which datatypes the units accept (`check_dtype`) and the smallest integer datatype of a value
+  range (`smallest_int_dtype`);
+- parameter checks for integer arrays (`int_array`) and reference inputs (`check_values`);
+- gateware pieces: decoding a wire code to its value (`decode`), balanced adder trees (`tree_sum`),
+  wrapping counters (`wrap_inc`);
+- the memory resource model behind every compute unit's `est_brams`/`est_luts` (`in_bram`,
+  `memory_bram18`, `memory_luts`) and the synthesis attributes that make the tools agree with it
+  (`memory_attrs`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+from amaranth.hdl import Const, Mux, Value, signed
+from qonnx.core.datatype import BaseDataType, DataType
+
+from hwgen.errors import HwgenError
+
+_INT_NAME = re.compile(r"^(BINARY|BIPOLAR|U?INT\d+)$")
+
+
+def check_dtype(dtype: object, name: str, where: str) -> BaseDataType:
+    """Return `dtype` if it is BINARY, BIPOLAR, INTn or UINTn, else raise naming parameter `name`."""
+    if not isinstance(dtype, BaseDataType) or not _INT_NAME.match(dtype.name):
+        shown = getattr(dtype, "name", repr(dtype))
+        raise HwgenError(f"{name} must be BINARY, BIPOLAR, INTn or UINTn, not {shown}", where=where)
+    return dtype
+
+
+def check_positive(unit: object, names: tuple[str, ...], where: str) -> None:
+    """Raise naming the first of the `names` attributes of `unit` that is not an integer >= 1."""
+    for name in names:
+        value = getattr(unit, name)
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise HwgenError(f"{name} must be a positive integer, not {value!r}", where=where)
+
+
+def is_bipolar(dtype: BaseDataType) -> bool:
+    return dtype == DataType["BIPOLAR"]
+
+
+def is_binary(dtype: BaseDataType) -> bool:
+    return dtype == DataType["BINARY"]
+
+
+def smallest_int_dtype(lo: int, hi: int) -> BaseDataType:
+    """The narrowest BINARY/UINTn (if `lo >= 0`) or INTn holding every integer in `[lo, hi]`."""
+    lo, hi = int(lo), int(hi)
+    if lo > hi:
+        raise ValueError(f"empty range [{lo}, {hi}]")
+    if lo >= 0:
+        return DataType["BINARY"] if hi <= 1 else DataType[f"UINT{hi.bit_length()}"]
+    bits = max((-lo - 1).bit_length(), hi.bit_length() if hi > 0 else 0) + 1
+    return DataType[f"INT{bits}"]
+
+
+def range_bits(lo: int, hi: int) -> tuple[int, bool]:
+    """Width and signedness of the narrowest two's-complement/unsigned shape holding `[lo, hi]`."""
+    return smallest_int_dtype(lo, hi).bitwidth(), lo < 0
+
+
+def int_array(
+    values: object, name: str, shape: tuple[int, ...], where: str, dtype: BaseDataType | None = None
+) -> np.ndarray:
+    """Check that `values` is an integer-valued array of `shape` (and of `dtype`'s values if given);
+    return it as a read-only int64 array."""
+    try:
+        arr = np.array(values)
+    except Exception as exc:  # numpy raises several types for ragged or odd input
+        raise HwgenError(f"{name} is not an array: {exc}", where=where) from None
+    if arr.shape != shape:
+        raise HwgenError(f"{name} has shape {arr.shape}, expected {shape}", where=where)
+    if arr.dtype.kind not in "biuf":
+        raise HwgenError(f"{name} must hold integers, not {arr.dtype}", where=where)
+    if arr.dtype.kind == "f" and not (np.all(np.isfinite(arr)) and np.all(np.mod(arr, 1) == 0)):
+        raise HwgenError(f"{name} must hold integer values", where=where)
+    arr = arr.astype(np.int64)
+    if dtype is not None and arr.size:
+        if arr.min() < dtype.min() or arr.max() > dtype.max():
+            raise HwgenError(
+                f"{name} values lie in [{arr.min()}, {arr.max()}], outside {dtype.name} "
+                f"[{int(dtype.min())}, {int(dtype.max())}]",
+                where=where,
+            )
+        if is_bipolar(dtype) and np.any(arr == 0):
+            raise HwgenError(f"{name} holds 0, which is not a BIPOLAR value", where=where)
+    arr.setflags(write=False)
+    return arr
+
+
+def check_values(values: np.ndarray, dtype: BaseDataType, what: str) -> np.ndarray:
+    """Reference-model input check: integer values of `dtype`, returned as int64."""
+    v = np.asarray(values)
+    if not np.all(np.equal(np.mod(v, 1), 0)):
+        raise HwgenError(f"{what} values are not integers")
+    v = v.astype(np.int64)
+    if v.size and (
+        v.min() < dtype.min() or v.max() > dtype.max() or (is_bipolar(dtype) and np.any(v == 0))
+    ):
+        raise HwgenError(f"{what} values do not all belong to {dtype.name}")
+    return v
+
+
+# ---- gateware helpers -------------------------------------------------------------------------
+
+
+def decode(code: Value, dtype: BaseDataType) -> Value:
+    """The value of one wire-coded element (see `hwgen.streams`) as a signed/unsigned Amaranth value."""
+    if is_bipolar(dtype):
+        return Mux(code[0], Const(1, signed(2)), Const(-1, signed(2)))
+    if dtype.signed():
+        return code.as_signed()
+    return code.as_unsigned()
+
+
+def tree_sum(values: list[Value]) -> Value:
+    """Sum of `values` as a balanced adder tree (depth log2(n), each level one bit wider)."""
+    if not values:
+        return Const(0, 1)
+    level = list(values)
+    while len(level) > 1:
+        nxt = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def wrap_inc(counter: Value, modulus: int) -> Value:
+    """`counter + 1`, wrapping to 0 at `modulus`."""
+    if modulus == 1:
+        return Const(0, 1)
+    return Mux(counter == modulus - 1, 0, counter + 1)
+
+
+# ---- memory resource model --------------------------------------------------------------------
+
+#: Aspect ratios (depth, width) of one 18 Kb block RAM (7-series/UltraScale RAMB18).
+BRAM18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+#: Memories of fewer bits than this are left to LUTRAM (distributed RAM / LUT ROM).
+LUTRAM_MAX_BITS = 4096
+#: Memories shallower than this are built from LUTs/flip-flops: a BRAM would waste >96% of its depth.
+LUTRAM_MIN_DEPTH = 16
+
+
+def in_bram(depth: int, width: int) -> bool:
+    """Whether the resource model puts a `depth` x `width` memory into block RAM."""
+    return depth * width >= LUTRAM_MAX_BITS and depth >= LUTRAM_MIN_DEPTH
+
+
+def memory_bram18(depth: int, width: int) -> int:
+    """18 Kb block RAMs for a `depth` x `width` memory: 0 if it goes to LUTRAM (see `in_bram`), else
+    the fewest over the RAMB18 aspect ratios 16Kx1, 8Kx2, 4Kx4, 2Kx9, 1Kx18 and 512x36."""
+    if depth <= 0 or width <= 0 or not in_bram(depth, width):
+        return 0
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM18_ASPECTS)
+
+
+def memory_luts(depth: int, width: int) -> int:
+    """LUTs of a memory the model keeps out of block RAM: one LUT6 per 64 words of one bit."""
+    if depth <= 0 or width <= 0 or in_bram(depth, width):
+        return 0
+    return math.ceil(depth / 64) * width
+
+
+def memory_attrs(depth: int, width: int, *, rom: bool) -> dict[str, str]:
+    """Synthesis attributes that make Yosys/Vivado place a memory where the resource model counts
+    it (`in_bram`). Without `rom_style = "block"` Yosys's `synth_xilinx` prices a ROM as logic and
+    never picks BRAM; a small ROM gets no attribute (Yosys refuses `rom_style = "distributed"` on a
+    ROM with a synchronous read port, and builds it from LUTs anyway)."""
+    if in_bram(depth, width):
+        return {"rom_style" if rom else "ram_style": "block"}
+    return {} if rom else {"ram_style": "distributed"}

@@ -1,0 +1,434 @@
+"""MVU: the matrix-vector unit, one per fully-connected layer (and behind a sliding window for a
+convolution, where one frame holds `vectors_per_frame` vectors).
+
+Semantics, per input vector x (MW values) and weights W (MW, MH):
+
+- XNOR mode (input_dtype and weight_dtype both BINARY): acc[n] = #{i : x[i] == W[i, n]}
+  (qonnx `XnorPopcountMatMul`);
+- otherwise acc = x @ W, BIPOLAR values read as -1/+1;
+- without thresholds the output is acc (`output_dtype` must hold its range, see `accumulator_dtype`);
+  with thresholds (MH, T) the output is the MultiThreshold of acc (see `hwgen.units.thresholding`).
+
+Folding: the vector arrives as SF = MW/SIMD beats of SIMD elements, the result leaves as NF = MH/PE
+beats of PE elements (output neuron n = nf*PE + pe); one (nf, sf) step per clock, so a vector takes
+NF*SF cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from qonnx.core.datatype import BaseDataType
+
+from hwgen.errors import HwgenError
+from hwgen.units.base import StreamSpec, Unit
+from hwgen.units.datapath import (
+    check_dtype,
+    check_positive,
+    check_values,
+    decode,
+    int_array,
+    is_binary,
+    is_bipolar,
+    memory_attrs,
+    memory_bram18,
+    memory_luts,
+    range_bits,
+    smallest_int_dtype,
+    tree_sum,
+    wrap_inc,
+)
+from hwgen.units.thresholding import (
+    check_threshold_params,
+    clamp_thresholds,
+    multithreshold,
+    threshold_lane,
+    threshold_luts,
+    threshold_words,
+)
+
+# ---- accumulator range ------------------------------------------------------------------------
+
+
+def _value_range(dtype: BaseDataType) -> tuple[int, int]:
+    return int(dtype.min()), int(dtype.max())
+
+
+def is_xnor(input_dtype: BaseDataType, weight_dtype: BaseDataType) -> bool:
+    """XNOR-popcount semantics: both operands BINARY."""
+    return is_binary(input_dtype) and is_binary(weight_dtype)
+
+
+def accumulator_range(
+    input_dtype: BaseDataType, weight_dtype: BaseDataType, weights: np.ndarray
+) -> tuple[int, int]:
+    """Exact (min, max) of the accumulator over all inputs of `input_dtype`, worst column of
+    `weights` (MW, MH). XNOR mode: [0, MW]."""
+    w = np.asarray(weights, dtype=np.int64)
+    mw = w.shape[0]
+    if is_xnor(input_dtype, weight_dtype):
+        return 0, mw
+    xlo, xhi = _value_range(input_dtype)
+    lo_terms = np.minimum(xlo * w, xhi * w)
+    hi_terms = np.maximum(xlo * w, xhi * w)
+    return int(lo_terms.sum(axis=0).min()), int(hi_terms.sum(axis=0).max())
+
+
+def accumulator_dtype(
+    input_dtype: BaseDataType, weight_dtype: BaseDataType, weights: np.ndarray
+) -> BaseDataType:
+    """The smallest BINARY/UINTn/INTn holding the exact accumulator range (`accumulator_range`):
+    the `output_dtype` for an MVU without thresholds."""
+    return smallest_int_dtype(*accumulator_range(input_dtype, weight_dtype, weights))
+
+
+def mvu_reference(
+    x: np.ndarray, weights: np.ndarray, input_dtype: BaseDataType, weight_dtype: BaseDataType
+) -> np.ndarray:
+    """Accumulators of vectors x (..., MW) against weights (MW, MH), on values, int64."""
+    x = np.asarray(x, dtype=np.int64)
+    if is_xnor(input_dtype, weight_dtype):
+        return (x[..., :, None] == weights).sum(axis=-2)
+    return x @ weights
+
+
+# ---- the unit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class MVU(Unit):
+    """Matrix-vector unit: out = threshold(x @ W) per vector, PE x SIMD folded."""
+
+    MW: int
+    MH: int
+    PE: int
+    SIMD: int
+    input_dtype: BaseDataType
+    weight_dtype: BaseDataType
+    weights: np.ndarray
+    thresholds: np.ndarray | None
+    output_dtype: BaseDataType
+    out_bias: int = 0
+    vectors_per_frame: int = 1
+    _hw: _HwParams = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        where = "MVU"
+        check_positive(self, ("MW", "MH", "PE", "SIMD", "vectors_per_frame"), where)
+        if self.MH % self.PE:
+            raise HwgenError(f"PE={self.PE} does not divide MH={self.MH}", where=where)
+        if self.MW % self.SIMD:
+            raise HwgenError(f"SIMD={self.SIMD} does not divide MW={self.MW}", where=where)
+        check_dtype(self.input_dtype, "input_dtype", where)
+        check_dtype(self.weight_dtype, "weight_dtype", where)
+        check_dtype(self.output_dtype, "output_dtype", where)
+        w = int_array(self.weights, "weights", (self.MW, self.MH), where, self.weight_dtype)
+        object.__setattr__(self, "weights", w)
+        if not isinstance(self.out_bias, (int, np.integer)):
+            raise HwgenError(f"out_bias must be an integer, not {self.out_bias!r}", where=where)
+        acc_lo, acc_hi = accumulator_range(self.input_dtype, self.weight_dtype, w)
+        if self.thresholds is None:
+            odt = self.output_dtype
+            if is_bipolar(odt) or acc_lo < odt.min() or acc_hi > odt.max():
+                raise HwgenError(
+                    f"output_dtype {odt.name} cannot hold the accumulator range [{acc_lo}, {acc_hi}] "
+                    f"(use {accumulator_dtype(self.input_dtype, self.weight_dtype, w).name}, or thresholds)",
+                    where=where,
+                )
+            if self.out_bias != 0:
+                raise HwgenError("out_bias applies only with thresholds; it must be 0 without", where=where)
+        else:
+            thr = check_threshold_params(self.thresholds, self.MH, self.output_dtype, self.out_bias, where)
+            object.__setattr__(self, "thresholds", thr)
+        object.__setattr__(self, "_hw", _HwParams.of(self, acc_lo, acc_hi))
+
+    # -- folding
+
+    @property
+    def NF(self) -> int:
+        """Output beats (neuron folds) per vector."""
+        return self.MH // self.PE
+
+    @property
+    def SF(self) -> int:
+        """Input beats (synapse folds) per vector."""
+        return self.MW // self.SIMD
+
+    # -- interface
+
+    @property
+    def inputs(self) -> tuple[StreamSpec, ...]:
+        return (StreamSpec(self.input_dtype, self.SIMD, self.vectors_per_frame * self.SF),)
+
+    @property
+    def outputs(self) -> tuple[StreamSpec, ...]:
+        return (StreamSpec(self.output_dtype, self.PE, self.vectors_per_frame * self.NF),)
+
+    def reference(self, *frames: np.ndarray) -> np.ndarray:
+        (x,) = frames
+        x = check_values(x, self.input_dtype, "MVU input")
+        n = x.shape[0]
+        acc = mvu_reference(x.reshape(n, self.vectors_per_frame, self.MW), self.weights,
+                            self.input_dtype, self.weight_dtype)
+        if self.thresholds is not None:
+            acc = multithreshold(acc, self.thresholds, self.output_dtype, self.out_bias)
+        return acc.reshape(n, self.vectors_per_frame * self.MH)
+
+    def component(self) -> wiring.Component:
+        return MVUComponent(self)
+
+    # -- estimates
+
+    def est_cycles(self) -> int:
+        return self.vectors_per_frame * self.SF * self.NF
+
+    def _memories(self) -> list[tuple[int, int]]:
+        """(depth, width) of the weight ROM, threshold ROM and input buffer."""
+        hw = self._hw
+        mems = [(self.NF * self.SF, self.PE * self.SIMD * self.weight_dtype.bitwidth())]
+        if self.thresholds is not None:
+            mems.append((self.NF, self.PE * self.thresholds.shape[1] * hw.acc_bits))
+        if self.NF > 1:
+            mems.append((self.SF, self.SIMD * self.input_dtype.bitwidth()))
+        return mems
+
+    def est_luts(self) -> int:
+        """LUT model (6-input LUTs):
+
+        - popcount modes (BINARY x BINARY, BIPOLAR x BIPOLAR): ~1 LUT per XNOR'd bit for
+          XNOR + compressor tree, PE*SIMD;
+        - other modes: per product, ibits*wbits LUTs for a multiplier (or max(ibits, wbits) when
+          one operand is 1-bit: a mux / conditional negate), plus ~product-width LUTs of adder tree;
+        - accumulators: PE*acc_bits; thresholds: `threshold_luts`; output register/mux: PE*obits;
+        - memories the model keeps out of BRAM (`memory_luts`); ~40 LUTs of counters and control.
+        """
+        hw = self._hw
+        ib, wb = self.input_dtype.bitwidth(), self.weight_dtype.bitwidth()
+        if hw.popcount:
+            datapath = self.PE * self.SIMD
+        else:
+            prod = max(ib, wb) if min(ib, wb) == 1 else ib * wb
+            datapath = self.PE * self.SIMD * (prod + ib + wb)
+        luts = datapath + self.PE * hw.acc_bits + self.PE * self.output_dtype.bitwidth() + 40
+        if self.thresholds is not None:
+            luts += threshold_luts(self.PE, self.thresholds.shape[1], hw.acc_bits)
+        return luts + sum(memory_luts(d, w) for d, w in self._memories())
+
+    def est_brams(self) -> int:
+        """18 Kb BRAMs of the weight ROM, threshold ROM and input buffer (`memory_bram18`)."""
+        return sum(memory_bram18(d, w) for d, w in self._memories())
+
+
+@dataclass(frozen=True)
+class _HwParams:
+    """What the gateware computes, derived from an MVU's parameters.
+
+    popcount: the lanes popcount ~(x ^ w) (BINARY x BINARY, and BIPOLAR x BIPOLAR, where the true
+    accumulator is 2*P - MW and thresholds are moved into the popcount domain);
+    acc_lo/acc_hi: range of the hardware accumulator; acc_bits/acc_signed: its shape, wide enough
+    for [acc_lo, acc_hi + 1] so that clamped thresholds share it.
+    """
+
+    popcount: bool
+    bipolar_popcount: bool
+    acc_lo: int
+    acc_hi: int
+    acc_bits: int
+    acc_signed: bool
+    thresholds: np.ndarray | None
+
+    @staticmethod
+    def of(u: MVU, acc_lo: int, acc_hi: int) -> _HwParams:
+        bipolar_popcount = is_bipolar(u.input_dtype) and is_bipolar(u.weight_dtype)
+        popcount = bipolar_popcount or is_xnor(u.input_dtype, u.weight_dtype)
+        thr = u.thresholds
+        if bipolar_popcount:
+            acc_lo, acc_hi = 0, u.MW
+            if thr is not None:
+                # 2P - MW >= t  <=>  P >= ceil((t + MW) / 2)
+                thr = -((-(thr + u.MW)) // 2)
+        if thr is not None:
+            thr = clamp_thresholds(thr, acc_lo, acc_hi)
+            thr.setflags(write=False)
+        bits, sgn = range_bits(acc_lo, acc_hi + 1)
+        return _HwParams(popcount, bipolar_popcount, acc_lo, acc_hi, bits, sgn, thr)
+
+    @property
+    def acc_shape(self):
+        return signed(self.acc_bits) if self.acc_signed else unsigned(self.acc_bits)
+
+
+def weight_words(u: MVU) -> list[int]:
+    """Weight ROM image: word nf*SF + sf holds, for lane pe, element s at bits
+    ((pe*SIMD)+s)*wbits the wire code of W[sf*SIMD + s, nf*PE + pe]."""
+    wbits = u.weight_dtype.bitwidth()
+    if is_bipolar(u.weight_dtype):
+        codes = (u.weights > 0).astype(np.int64)
+    else:
+        codes = u.weights & ((1 << wbits) - 1)
+    # (SF, SIMD, NF, PE) -> (NF, SF, PE, SIMD): one word per (nf, sf), lanes pe-major
+    folded = codes.reshape(u.SF, u.SIMD, u.NF, u.PE).transpose(2, 0, 3, 1).reshape(u.NF * u.SF, -1)
+    words = []
+    for row in folded:
+        word = 0
+        for i, c in enumerate(row):
+            word |= int(c) << (i * wbits)
+        words.append(word)
+    return words
+
+
+def _product(x: Value, xdt: BaseDataType, w: Value, wdt: BaseDataType) -> Value:
+    """Value of x*w for one element pair (not both 1-bit popcount types)."""
+    xv, wv = decode(x, xdt), decode(w, wdt)
+    if is_bipolar(wdt):
+        return Mux(w[0], xv, -xv)
+    if is_bipolar(xdt):
+        return Mux(x[0], wv, -wv)
+    if is_binary(wdt):
+        return Mux(w[0], xv, 0)
+    if is_binary(xdt):
+        return Mux(x[0], wv, 0)
+    return xv * wv
+
+
+class MVUComponent(wiring.Component):
+    """Pipeline, all stages under one global `advance` (= output register empty or being taken):
+
+    S0  step counters (nf, sf); on nf == 0 the beat comes from `inp` (and is written to the input
+        buffer at sf), on nf > 0 from the buffer; weight ROM (sync read, en = advance) is addressed
+        with the step, input buffer (sync read) with sf.
+    S1  x beat + weight word: per lane, popcount(~(x ^ w)) or the sum of SIMD products -> `dot`.
+    S2  acc = (sf == 0 ? 0 : acc) + dot; the threshold ROM (sync read, address nf) is read alongside.
+    S3  on the last sf: thresholds (or the accumulator itself) -> output register (`out`).
+
+    A step enters S0 when advance is high and, on nf == 0, an input beat is valid; otherwise a bubble
+    enters. inp.ready = advance & (nf == 0), so out.ready reaches inp.ready combinationally through
+    `advance` (valid never depends on ready).
+    """
+
+    def __init__(self, unit: MVU) -> None:
+        self.unit = unit
+        super().__init__(
+            {
+                "inp": In(stream.Signature(unsigned(unit.inputs[0].width))),
+                "out": Out(stream.Signature(unsigned(unit.outputs[0].width))),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        u = self.unit
+        hw = u._hw
+        m = Module()
+        NF, SF, PE, SIMD = u.NF, u.SF, u.PE, u.SIMD
+        ibits, wbits = u.input_dtype.bitwidth(), u.weight_dtype.bitwidth()
+
+        advance = Signal()
+        m.d.comb += advance.eq(~self.out.valid | self.out.ready)
+
+        # ---- S0: step counters, input, memory addresses
+        nf = Signal(range(NF))
+        sf = Signal(range(SF))
+        step = Signal(range(NF * SF))
+        from_stream = nf == 0
+        fire = Signal()
+        m.d.comb += [
+            self.inp.ready.eq(advance & from_stream),
+            fire.eq(advance & (self.inp.valid | ~from_stream)),
+        ]
+        with m.If(fire):
+            m.d.sync += [sf.eq(wrap_inc(sf, SF)), step.eq(wrap_inc(step, NF * SF))]
+            with m.If(sf == SF - 1):
+                m.d.sync += nf.eq(wrap_inc(nf, NF))
+
+        m.submodules.weights = wrom = Memory(
+            shape=unsigned(PE * SIMD * wbits), depth=NF * SF, init=weight_words(u),
+            attrs=memory_attrs(NF * SF, PE * SIMD * wbits, rom=True),
+        )
+        wrd = wrom.read_port(domain="sync")
+        m.d.comb += [wrd.addr.eq(step), wrd.en.eq(advance)]
+
+        # ---- S1 registers
+        v1, first1, last1, stream1 = Signal(), Signal(), Signal(), Signal()
+        nf1 = Signal(range(NF))
+        x_in1 = Signal(SIMD * ibits)
+        with m.If(advance):
+            m.d.sync += [
+                v1.eq(fire), first1.eq(sf == 0), last1.eq(sf == SF - 1), stream1.eq(from_stream),
+                nf1.eq(nf), x_in1.eq(self.inp.payload),
+            ]
+        if NF > 1:
+            m.submodules.inbuf = ibuf = Memory(
+                shape=unsigned(SIMD * ibits), depth=SF, init=[],
+                attrs=memory_attrs(SF, SIMD * ibits, rom=False),
+            )
+            bwr = ibuf.write_port()
+            brd = ibuf.read_port(domain="sync")
+            m.d.comb += [
+                bwr.addr.eq(sf), bwr.data.eq(self.inp.payload), bwr.en.eq(fire & from_stream),
+                brd.addr.eq(sf), brd.en.eq(advance),
+            ]
+            x1 = Mux(stream1, x_in1, brd.data)
+        else:
+            x1 = x_in1
+
+        # ---- S1 -> S2: per-lane dot products
+        v2, first2, last2 = Signal(), Signal(), Signal()
+        nf2 = Signal(range(NF))
+        dots = [Signal(hw.acc_shape, name=f"dot{pe}") for pe in range(PE)]
+        with m.If(advance):
+            m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), nf2.eq(nf1)]
+            for pe in range(PE):
+                lane_w = wrd.data[pe * SIMD * wbits : (pe + 1) * SIMD * wbits]
+                if hw.popcount:
+                    agree = ~(x1 ^ lane_w)
+                    dot = tree_sum([agree[s] for s in range(SIMD)])
+                else:
+                    dot = tree_sum([
+                        _product(x1[s * ibits : (s + 1) * ibits], u.input_dtype,
+                                 lane_w[s * wbits : (s + 1) * wbits], u.weight_dtype)
+                        for s in range(SIMD)
+                    ])
+                m.d.sync += dots[pe].eq(dot)
+
+        # ---- S2: accumulate; threshold ROM read
+        done3 = Signal()
+        accs = [Signal(hw.acc_shape, name=f"acc{pe}") for pe in range(PE)]
+        with m.If(advance):
+            m.d.sync += done3.eq(v2 & last2)
+            with m.If(v2):
+                m.d.sync += [acc.eq(Mux(first2, 0, acc) + dot) for acc, dot in zip(accs, dots)]
+
+        # ---- S3: outputs
+        obits = u.output_dtype.bitwidth()
+        lanes = []
+        if hw.thresholds is not None:
+            steps = hw.thresholds.shape[1]
+            m.submodules.thresholds = trom = Memory(
+                shape=unsigned(PE * steps * hw.acc_bits), depth=NF,
+                init=threshold_words(hw.thresholds, PE, hw.acc_bits),
+                attrs=memory_attrs(NF, PE * steps * hw.acc_bits, rom=True),
+            )
+            trd = trom.read_port(domain="sync")
+            m.d.comb += [trd.addr.eq(nf2), trd.en.eq(advance)]
+            for pe, acc in enumerate(accs):
+                word = trd.data[pe * steps * hw.acc_bits : (pe + 1) * steps * hw.acc_bits]
+                lanes.append(threshold_lane(acc, word, steps, hw.acc_bits, hw.acc_signed,
+                                            u.output_dtype, u.out_bias))
+        else:
+            for acc in accs:
+                # the slice assignment below truncates (or sign-extends) to obits: exact, as the
+                # accumulator range fits output_dtype
+                lanes.append((acc << 1) - Const(u.MW) if hw.bipolar_popcount else acc)
+        out_word = Signal(self.out.payload.shape())
+        for pe, lane in enumerate(lanes):
+            m.d.comb += out_word[pe * obits : (pe + 1) * obits].eq(lane)
+        with m.If(advance):
+            m.d.sync += self.out.valid.eq(done3)
+            with m.If(done3):
+                m.d.sync += self.out.payload.eq(out_word)
+        return m

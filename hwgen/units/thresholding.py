@@ -1,0 +1,270 @@
+"""Thresholding: a standalone MultiThreshold on a stream of channel vectors.
+
+Also home of the threshold semantics shared with `MVU` (which thresholds its accumulators):
+`multithreshold` (the numpy reference), `check_threshold_params`, `clamp_thresholds` and the one-lane
+gateware `threshold_lane`.
+
+Semantics, per channel `c` with thresholds `T[c, 0..T-1]` (ascending):
+    count  = sum_t (x >= T[c, t])
+    output = 2*count - 1        if output_dtype is BIPOLAR (then T == 1)
+             count + out_bias   otherwise (every count in [0, T] must fit output_dtype)
+
+With a BIPOLAR output, out_bias may be given as 0 or as -1 (qonnx's out_scale=2, out_bias=-1 form
+of the same function); either way the output is 2*count - 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Signal, Value, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from qonnx.core.datatype import BaseDataType
+
+from hwgen.errors import HwgenError
+from hwgen.units.base import StreamSpec, Unit
+from hwgen.units.datapath import (
+    check_dtype,
+    check_positive,
+    check_values,
+    decode,
+    int_array,
+    is_bipolar,
+    memory_attrs,
+    memory_bram18,
+    memory_luts,
+    range_bits,
+    tree_sum,
+    wrap_inc,
+)
+
+# ---- threshold semantics shared with MVU --------------------------------------------------------
+
+
+def check_threshold_params(
+    thresholds: object, rows: int, output_dtype: BaseDataType, out_bias: int, where: str
+) -> np.ndarray:
+    """Check a (rows, T) threshold matrix against output_dtype/out_bias; return it as int64."""
+    arr = np.asarray(thresholds)
+    if arr.ndim != 2 or arr.shape[0] != rows or arr.shape[1] < 1:
+        raise HwgenError(f"thresholds has shape {arr.shape}, expected ({rows}, T) with T >= 1", where=where)
+    arr = int_array(arr, "thresholds", arr.shape, where)
+    if np.any(np.diff(arr, axis=1) < 0):
+        raise HwgenError("thresholds must be ascending along each row", where=where)
+    steps = arr.shape[1]
+    if not isinstance(out_bias, (int, np.integer)):
+        raise HwgenError(f"out_bias must be an integer, not {out_bias!r}", where=where)
+    if is_bipolar(output_dtype):
+        if steps != 1:
+            raise HwgenError(f"a BIPOLAR output_dtype needs 1 threshold per channel, not {steps}", where=where)
+        if out_bias not in (0, -1):
+            raise HwgenError(
+                f"out_bias must be 0 or -1 with a BIPOLAR output_dtype (the output is 2*count-1), "
+                f"not {out_bias}",
+                where=where,
+            )
+    elif out_bias < output_dtype.min() or steps + out_bias > output_dtype.max():
+        raise HwgenError(
+            f"out_bias {out_bias} with {steps} thresholds gives outputs in [{out_bias}, {steps + out_bias}], "
+            f"outside output_dtype {output_dtype.name}",
+            where=where,
+        )
+    return arr
+
+
+def multithreshold(
+    values: np.ndarray, thresholds: np.ndarray, output_dtype: BaseDataType, out_bias: int
+) -> np.ndarray:
+    """Reference: values (..., C) against thresholds (C, T) -> output values (..., C), int64."""
+    count = (np.asarray(values, dtype=np.int64)[..., None] >= thresholds).sum(axis=-1)
+    if is_bipolar(output_dtype):
+        return 2 * count - 1
+    return count + int(out_bias)
+
+
+def clamp_thresholds(thresholds: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Clamp thresholds for inputs in [lo, hi] to [lo, hi+1]: `lo` means "always", `hi+1` "never",
+    so the comparison needs no wider shape than the input's range plus one."""
+    return np.clip(thresholds, lo, hi + 1)
+
+
+def threshold_lane(
+    value: Value, thr_word: Value, steps: int, tbits: int, tsigned: bool,
+    output_dtype: BaseDataType, out_bias: int,
+) -> Value:
+    """Gateware for one channel: compare `value` against the `steps` thresholds packed in `thr_word`
+    (threshold t at bits [t*tbits, (t+1)*tbits)) and return the wire code of the output."""
+    ge = []
+    for t in range(steps):
+        thr = thr_word[t * tbits : (t + 1) * tbits]
+        ge.append(value >= (thr.as_signed() if tsigned else thr))
+    count = tree_sum(ge)
+    if is_bipolar(output_dtype):
+        return count[0]
+    obits = output_dtype.bitwidth()
+    return (count + Const(out_bias % (1 << obits), obits))[:obits]
+
+
+def threshold_words(thresholds: np.ndarray, lanes: int, tbits: int) -> list[int]:
+    """ROM image: word f holds rows [f*lanes, (f+1)*lanes), row `lane` threshold `t` at bit
+    ((lane*T)+t)*tbits, two's complement."""
+    rows, steps = thresholds.shape
+    mask = (1 << tbits) - 1
+    words = []
+    for f in range(rows // lanes):
+        word = 0
+        for lane in range(lanes):
+            for t in range(steps):
+                word |= (int(thresholds[f * lanes + lane, t]) & mask) << ((lane * steps + t) * tbits)
+        words.append(word)
+    return words
+
+
+def threshold_luts(lanes: int, steps: int, cmp_bits: int) -> int:
+    """LUT model of `lanes` threshold lanes: a `cmp_bits` comparator per threshold (carry chain,
+    ~1 LUT per bit) plus a ~1 LUT per threshold adder tree for the count."""
+    return lanes * steps * (cmp_bits + 1)
+
+
+# ---- the unit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Thresholding(Unit):
+    """MultiThreshold over `pixels` vectors of `channels` channels, `PE` channels per beat.
+
+    thresholds: int array (channels, T), ascending per row; values outside the input range are
+    allowed (always / never true).
+    """
+
+    channels: int
+    PE: int
+    input_dtype: BaseDataType
+    thresholds: np.ndarray
+    output_dtype: BaseDataType
+    out_bias: int = 0
+    pixels: int = 1
+    _hw_thresholds: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        where = "Thresholding"
+        check_positive(self, ("channels", "PE", "pixels"), where)
+        if self.channels % self.PE:
+            raise HwgenError(f"PE={self.PE} does not divide channels={self.channels}", where=where)
+        check_dtype(self.input_dtype, "input_dtype", where)
+        check_dtype(self.output_dtype, "output_dtype", where)
+        thr = check_threshold_params(self.thresholds, self.channels, self.output_dtype, self.out_bias, where)
+        object.__setattr__(self, "thresholds", thr)
+        lo, hi = int(self.input_dtype.min()), int(self.input_dtype.max())
+        hw = clamp_thresholds(thr, lo, hi)
+        hw.setflags(write=False)
+        object.__setattr__(self, "_hw_thresholds", hw)
+
+    # -- interface
+
+    @property
+    def steps(self) -> int:
+        """Thresholds per channel (T)."""
+        return self.thresholds.shape[1]
+
+    @property
+    def inputs(self) -> tuple[StreamSpec, ...]:
+        return (StreamSpec(self.input_dtype, self.PE, self.pixels * self.channels // self.PE),)
+
+    @property
+    def outputs(self) -> tuple[StreamSpec, ...]:
+        return (StreamSpec(self.output_dtype, self.PE, self.pixels * self.channels // self.PE),)
+
+    def reference(self, *frames: np.ndarray) -> np.ndarray:
+        (x,) = frames
+        x = check_values(x, self.input_dtype, "Thresholding input")
+        n = x.shape[0]
+        y = multithreshold(x.reshape(n, self.pixels, self.channels), self.thresholds, self.output_dtype, self.out_bias)
+        return y.reshape(n, self.pixels * self.channels)
+
+    def component(self) -> wiring.Component:
+        return ThresholdingComponent(self)
+
+    # -- estimates
+
+    def _cmp_bits(self) -> tuple[int, bool]:
+        return range_bits(int(self.input_dtype.min()), int(self.input_dtype.max()) + 1)
+
+    def _rom_shape(self) -> tuple[int, int]:
+        return self.channels // self.PE, self.PE * self.steps * self._cmp_bits()[0]
+
+    def est_cycles(self) -> int:
+        return self.inputs[0].beats_per_frame
+
+    def est_luts(self) -> int:
+        """Comparators and count adders per lane (`threshold_luts`), the threshold ROM if it is
+        not in block RAM, and ~8 LUTs of control."""
+        return threshold_luts(self.PE, self.steps, self._cmp_bits()[0]) + memory_luts(*self._rom_shape()) + 8
+
+    def est_brams(self) -> int:
+        return memory_bram18(*self._rom_shape())
+
+
+class ThresholdingComponent(wiring.Component):
+    """Two pipeline stages under one stall signal, one beat per clock:
+
+    stage 1: accept a beat into `x1`; the threshold ROM (synchronous read, address = channel fold of
+             the beat, enable = advance) delivers the matching word with it;
+    stage 2: compare and register the output beat.
+    advance = output register empty or taken; inp.ready = advance (a combinational path from
+    out.ready to inp.ready).
+    """
+
+    def __init__(self, unit: Thresholding) -> None:
+        self.unit = unit
+        super().__init__(
+            {
+                "inp": In(stream.Signature(unsigned(unit.inputs[0].width))),
+                "out": Out(stream.Signature(unsigned(unit.outputs[0].width))),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        u = self.unit
+        m = Module()
+        folds = u.channels // u.PE
+        ibits = u.input_dtype.bitwidth()
+        tbits, tsigned = u._cmp_bits()
+
+        m.submodules.thresholds = rom = Memory(
+            shape=unsigned(u.PE * u.steps * tbits), depth=folds,
+            init=threshold_words(u._hw_thresholds, u.PE, tbits),
+            attrs=memory_attrs(*u._rom_shape(), rom=True),
+        )
+        rd = rom.read_port(domain="sync")
+
+        advance = Signal()
+        fold = Signal(range(folds))
+        x1 = Signal(self.inp.payload.shape())
+        v1 = Signal()
+        m.d.comb += [
+            advance.eq(~self.out.valid | self.out.ready),
+            self.inp.ready.eq(advance),
+            rd.addr.eq(fold),
+            rd.en.eq(advance),
+        ]
+        with m.If(self.inp.valid & advance):
+            m.d.sync += fold.eq(wrap_inc(fold, folds))
+
+        lanes = []
+        for pe in range(u.PE):
+            value = decode(x1[pe * ibits : (pe + 1) * ibits], u.input_dtype)
+            word = rd.data[pe * u.steps * tbits : (pe + 1) * u.steps * tbits]
+            lanes.append(threshold_lane(value, word, u.steps, tbits, tsigned, u.output_dtype, u.out_bias))
+        with m.If(advance):
+            m.d.sync += [
+                x1.eq(self.inp.payload),
+                v1.eq(self.inp.valid),
+                self.out.valid.eq(v1),
+                self.out.payload.eq(Cat(*lanes)),
+            ]
+        return m
+
