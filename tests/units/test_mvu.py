@@ -1,0 +1,157 @@
+"""MVU: the numpy reference against hand-worked cases, the parameter checks, the estimates, then the
+gateware in Verilator bit-exact against the reference, with and without random stalls, and the
+simulated cycles per frame equal to `est_cycles`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qonnx.core.datatype import DataType
+
+from hwgen.errors import HwgenError
+from hwgen.sim import simulate_unit
+from hwgen.units.datapath import memory_bram18
+from hwgen.units.mvu import MVU, accumulator_dtype, accumulator_range
+
+BINARY, BIPOLAR = DataType["BINARY"], DataType["BIPOLAR"]
+INT2, UINT2, UINT8 = DataType["INT2"], DataType["UINT2"], DataType["UINT8"]
+
+
+def random_values(rng: np.random.Generator, dtype, shape) -> np.ndarray:
+    if dtype == BIPOLAR:
+        return rng.choice([-1, 1], size=shape)
+    return rng.integers(int(dtype.min()), int(dtype.max()) + 1, size=shape)
+
+
+# ---- reference ---------------------------------------------------------------------------------
+
+
+def test_xnor_reference_counts_matches_then_thresholds():
+    w = np.array([[1, 0], [0, 0], [1, 1]])
+    u = MVU(3, 2, 1, 1, BINARY, BINARY, w, np.array([[3], [3]]), BIPOLAR)
+    # column 0: 1==1, 0==0, 1==1 -> 3 >= 3 -> +1; column 1: 1!=0, 0==0, 1==1 -> 2 < 3 -> -1
+    assert u.reference(np.array([[1, 0, 1]])).tolist() == [[1, -1]]
+
+
+def test_bipolar_weights_accumulator_reference():
+    w = np.array([[1, -1], [-1, -1], [-1, 1]])
+    u = MVU(3, 2, 1, 1, INT2, BIPOLAR, w, None, DataType["INT4"])
+    # column 0: -2*1 + 1*-1 + -1*-1 = -2; column 1: -2*-1 + 1*-1 + -1*1 = 0
+    assert u.reference(np.array([[-2, 1, -1]])).tolist() == [[-2, 0]]
+
+
+def test_multi_threshold_reference_with_bias():
+    w = np.array([[1], [1]])
+    thr = np.array([[0, 2, 3]])
+    u = MVU(2, 1, 1, 1, INT2, INT2, w, thr, INT2, out_bias=-2)
+    # acc = x0 + x1; counts for acc = -4, 0, 2: 0, 1, 2 -> -2, -1, 0
+    x = np.array([[-2, -2], [1, -1], [1, 1]])
+    assert u.reference(x).tolist() == [[-2], [-1], [0]]
+
+
+def test_bipolar_output_accepts_qonnx_bias_form():
+    w = np.array([[1], [1]])
+    for bias in (0, -1):
+        u = MVU(2, 1, 1, 1, BINARY, BINARY, w, np.array([[2]]), BIPOLAR, out_bias=bias)
+        assert u.reference(np.array([[1, 1], [1, 0]])).tolist() == [[1], [-1]]
+
+
+def test_vectors_per_frame_reference():
+    w = np.array([[1, 2], [3, 4]])
+    u = MVU(2, 2, 1, 1, UINT2, DataType["UINT3"], w, None, DataType["UINT5"], vectors_per_frame=2)
+    assert u.reference(np.array([[1, 0, 0, 1]])).tolist() == [[1, 2, 3, 4]]
+    assert u.inputs[0].beats_per_frame == 4 and u.outputs[0].beats_per_frame == 4
+
+
+def test_accumulator_dtype():
+    ones = np.ones((4, 2), dtype=int)
+    assert accumulator_range(UINT8, BIPOLAR, ones) == (0, 1020)
+    assert accumulator_dtype(UINT8, BIPOLAR, ones) == DataType["UINT10"]
+    assert accumulator_dtype(UINT8, BIPOLAR, np.array([[1, -1]])) == DataType["INT9"]
+    assert accumulator_dtype(BINARY, BINARY, np.zeros((16, 3), dtype=int)) == DataType["UINT5"]
+    assert accumulator_range(INT2, INT2, np.array([[-2], [1], [0]])) == (-4, 5)
+    assert accumulator_dtype(BIPOLAR, BIPOLAR, np.ones((12, 1), dtype=int)) == DataType["INT5"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(PE=3), "PE"),
+        (dict(SIMD=3), "SIMD"),
+        (dict(MW=0), "MW"),
+        (dict(weights=np.full((4, 4), 2)), "weights"),
+        (dict(weights=np.ones((4, 2))), "weights"),
+        (dict(input_dtype=DataType["FLOAT32"]), "input_dtype"),
+        (dict(output_dtype=DataType["UINT2"]), "output_dtype"),
+        (dict(output_dtype=BIPOLAR), "output_dtype"),
+        (dict(thresholds=np.zeros((4, 2)), output_dtype=BIPOLAR), "threshold"),
+        (dict(thresholds=np.array([[2, 1]] * 4), output_dtype=UINT2), "ascending"),
+        (dict(thresholds=np.zeros((3, 1)), output_dtype=BIPOLAR), "thresholds"),
+        (dict(thresholds=np.zeros((4, 3)), output_dtype=UINT2, out_bias=1), "out_bias"),
+    ],
+)
+def test_bad_parameters_are_named(kwargs, name):
+    params = dict(MW=4, MH=4, PE=2, SIMD=2, input_dtype=BINARY, weight_dtype=BINARY,
+                  weights=np.ones((4, 4), dtype=int), thresholds=None, output_dtype=DataType["UINT3"])
+    params.update(kwargs)
+    with pytest.raises(HwgenError, match=name):
+        MVU(**params)
+
+
+def test_estimates():
+    rng = np.random.default_rng(0)
+    w = rng.integers(0, 2, size=(256, 64))
+    u = MVU(256, 64, 4, 16, BINARY, BINARY, w, np.full((64, 1), 128), BIPOLAR, vectors_per_frame=3)
+    assert u.est_cycles() == 3 * 16 * 16
+    # weight ROM 256 x 64 bits: two 512x36 BRAMs; threshold ROM and input buffer stay in LUTs
+    assert u.est_brams() == 2
+    small = MVU(256, 64, 64, 256, BINARY, BINARY, w, np.full((64, 1), 128), BIPOLAR)
+    assert small.est_cycles() == 1 and small.est_brams() == 0
+    assert small.est_luts() > u.est_luts()
+    assert memory_bram18(1024, 18) == 1
+    assert memory_bram18(1500, 36) == 3  # 512x36 x 3 beats 1Kx18 x 4
+    assert memory_bram18(16384, 1) == 1
+    assert memory_bram18(100, 36) == 0  # 3600 bits: LUTRAM
+
+
+# ---- Verilator ---------------------------------------------------------------------------------
+
+#: (MW, MH, PE, SIMD, input, weights, thresholds per neuron (0: none), output, out_bias, vectors)
+CASES = {
+    # XNOR-popcount, 1 threshold, bipolar out
+    "xnor": (16, 8, 2, 4, BINARY, BINARY, 1, BIPOLAR, 0, 1),
+    # 2-bit activations x bipolar weights, fully folded (PE = SIMD = 1), two vectors per frame
+    "int2_bipolar_pe1_simd1": (8, 4, 1, 1, INT2, BIPOLAR, 1, BIPOLAR, 0, 2),
+    # 2-bit x 2-bit, 3 thresholds, all neurons at once (PE = MH)
+    "int2_int2_t3_pe_mh": (12, 6, 6, 2, INT2, INT2, 3, INT2, -2, 1),
+    # uint8 x bipolar, accumulator out (signed), whole vector per beat (SIMD = MW)
+    "uint8_bipolar_acc_simd_mw": (16, 8, 2, 16, UINT8, BIPOLAR, 0, None, 0, 1),
+    # bipolar x bipolar (popcount inside, 2P - MW out), fully parallel
+    "bipolar_bipolar_acc_full": (24, 6, 6, 24, BIPOLAR, BIPOLAR, 0, None, 0, 1),
+    # bipolar x bipolar with thresholds (moved into the popcount domain), convolution-like frame
+    "bipolar_bipolar_t1_conv": (20, 8, 4, 5, BIPOLAR, BIPOLAR, 1, BIPOLAR, 0, 3),
+}
+
+
+def make_mvu(rng, MW, MH, PE, SIMD, idt, wdt, steps, odt, bias, vectors) -> MVU:
+    w = random_values(rng, wdt, (MW, MH))
+    if steps:
+        lo, hi = accumulator_range(idt, wdt, w)
+        # a margin outside the accumulator range exercises the always/never clamping
+        thr = np.sort(rng.integers(lo - 3, hi + 4, size=(MH, steps)), axis=1)
+    else:
+        thr, odt = None, accumulator_dtype(idt, wdt, w)
+    return MVU(MW, MH, PE, SIMD, idt, wdt, w, thr, odt, bias, vectors_per_frame=vectors)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mvu_verilator_matches_reference(case, verilator_cache):
+    rng = np.random.default_rng(sum(map(ord, case)))
+    unit = make_mvu(rng, *CASES[case])
+    frames = random_values(rng, unit.input_dtype, (8, unit.inputs[0].elems_per_frame))
+    expected = unit.reference(frames)
+    for stall_prob in (0.0, 0.3):
+        got, result = simulate_unit(unit, frames, stall_prob=stall_prob, seed=7, cache_dir=verilator_cache)
+        np.testing.assert_array_equal(got, expected, err_msg=f"stall_prob={stall_prob}")
+        if stall_prob == 0.0:
+            assert result.cycles_per_frame == unit.est_cycles()
