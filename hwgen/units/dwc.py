@@ -1,0 +1,148 @@
+"""DataWidthConverter: re-cut a stream of `in_elems` elements per beat into beats of `out_elems`.
+
+Any ratio works (3 -> 5 as well as 8 -> 2). Elements are moved in chunks of `g = gcd(in, out)`
+elements: a shift register of chunks with a fill count; an output beat leaves from the bottom
+(oldest chunks) and an input beat is written just above the chunks still held.
+
+Throughput: one input beat per cycle when widening and one output beat per cycle when narrowing,
+with `inp.ready` and `out.valid` both taken from registers (no combinational path from `out.ready`
+to `inp.ready`, so a chain of converters does not build a long ready path). That needs room for
+`2*in + out - 1` elements: the converter accepts while at most `in + out - 1` are held, whether or
+not an output beat leaves in the same cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from qonnx.core.datatype import BaseDataType
+
+from hwgen.errors import HwgenError
+from hwgen.units.base import StreamSpec, Unit
+from hwgen.units.common import check_dtype, check_int
+
+
+class DwcComponent(wiring.Component):
+    """Gateware of `DataWidthConverter`; `in_chunks`/`out_chunks` count chunks of `chunk_bits`."""
+
+    def __init__(self, chunk_bits: int, in_chunks: int, out_chunks: int) -> None:
+        self.chunk_bits = chunk_bits
+        self.in_chunks = in_chunks
+        self.out_chunks = out_chunks
+        self.capacity = 2 * in_chunks + out_chunks - 1
+        super().__init__(
+            {
+                "inp": In(stream.Signature(unsigned(chunk_bits * in_chunks))),
+                "out": Out(stream.Signature(unsigned(chunk_bits * out_chunks))),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cb, ic, oc, cap = self.chunk_bits, self.in_chunks, self.out_chunks, self.capacity
+        if ic == oc:
+            # Nothing to re-cut: a wire, so that a converter between equal widths costs nothing.
+            m.d.comb += [
+                self.out.payload.eq(self.inp.payload),
+                self.out.valid.eq(self.inp.valid),
+                self.inp.ready.eq(self.out.ready),
+            ]
+            return m
+
+        buf = Signal(cap * cb)
+        count = Signal(range(cap + 1))  # chunks held, oldest at the bottom of `buf`
+        m.d.comb += [
+            self.out.payload.eq(buf[: oc * cb]),
+            self.out.valid.eq(count >= oc),
+            self.inp.ready.eq(count <= cap - ic),
+        ]
+        out_fire = self.out.valid & self.out.ready
+        in_fire = self.inp.valid & self.inp.ready
+
+        kept = Signal(range(cap + 1))
+        nxt = Signal(cap * cb)
+        m.d.comb += [
+            kept.eq(Mux(out_fire, count - oc, count)),
+            nxt.eq(Mux(out_fire, buf >> (oc * cb), buf)),
+        ]
+        with m.If(in_fire):
+            # `kept <= count <= cap - ic` whenever an input beat is accepted.
+            with m.Switch(kept):
+                for c in range(cap - ic + 1):
+                    with m.Case(c):
+                        m.d.comb += nxt[c * cb : (c + ic) * cb].eq(self.inp.payload)
+        m.d.sync += [
+            buf.eq(nxt),
+            count.eq(kept + Mux(in_fire, ic, 0)),
+        ]
+        return m
+
+
+@dataclass(frozen=True)
+class DataWidthConverter(Unit):
+    """Re-cut frames of `elems_per_frame` elements of `dtype` from `in_elems` to `out_elems`
+    elements per beat; the element order is unchanged."""
+
+    dtype: BaseDataType
+    in_elems: int
+    out_elems: int
+    elems_per_frame: int
+
+    def __post_init__(self) -> None:
+        check_dtype(self.dtype)
+        check_int(self.in_elems, "in_elems")
+        check_int(self.out_elems, "out_elems")
+        check_int(self.elems_per_frame, "elems_per_frame")
+        for name in ("in_elems", "out_elems"):
+            if self.elems_per_frame % getattr(self, name):
+                raise HwgenError(
+                    f"elems_per_frame={self.elems_per_frame} is not a multiple of "
+                    f"{name}={getattr(self, name)}",
+                    where="elems_per_frame",
+                )
+
+    @property
+    def inputs(self) -> tuple[StreamSpec, ...]:
+        return (StreamSpec(self.dtype, self.in_elems, self.elems_per_frame // self.in_elems),)
+
+    @property
+    def outputs(self) -> tuple[StreamSpec, ...]:
+        return (StreamSpec(self.dtype, self.out_elems, self.elems_per_frame // self.out_elems),)
+
+    @property
+    def _chunks(self) -> tuple[int, int, int]:
+        """(chunk bits, input chunks per beat, output chunks per beat)."""
+        g = math.gcd(self.in_elems, self.out_elems)
+        return g * self.dtype.bitwidth(), self.in_elems // g, self.out_elems // g
+
+    def reference(self, *frames: np.ndarray) -> np.ndarray:
+        (x,) = frames
+        return np.array(x, copy=True)
+
+    def component(self) -> wiring.Component:
+        return DwcComponent(*self._chunks)
+
+    def est_cycles(self) -> int:
+        return max(self.elems_per_frame // self.in_elems, self.elems_per_frame // self.out_elems)
+
+    def est_luts(self) -> int:
+        cb, ic, oc = self._chunks
+        if ic == oc:
+            return 0
+        cap = 2 * ic + oc - 1
+        luts = 2 * cap.bit_length() + 4  # count update and compares
+        for p in range(cap):
+            # Sources of chunk p: hold, shift down by one output beat, and every input offset
+            # that can land on it; a LUT6 muxes about three extra inputs.
+            writers = min(p, cap - ic) - max(0, p - ic + 1) + 1
+            sources = 1 + (p + oc < cap) + writers
+            luts += cb * max(1, math.ceil((sources - 1) / 3))
+        return luts
+
+    def est_brams(self) -> int:
+        return 0

@@ -1,0 +1,42 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def verilator_cache() -> Path:
+    """Build cache for Verilator executables, shared by all tests and kept between runs.
+
+    Entries are keyed on a hash of everything that goes into a build, so a stale hit is not
+    possible; keeping the folder across sessions saves the one-off runtime compile (~10 s) and
+    every unchanged design's build.
+    """
+    path = Path(tempfile.gettempdir()) / "hwgen-test-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data`, where the real data sets lie; tests that need it skip without it."""
+    from models.data import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_mlp_onnx(tmp_path_factory) -> Path:
+    """A small random BNN MLP (784-32-16-10, uint8 input, binary inside) exported to QONNX."""
+    from hwgen.frontend import export_brevitas
+    from models.mlp import BnnMlp, randomize
+
+    path = tmp_path_factory.mktemp("tiny") / "mlp.onnx"
+    export_brevitas(randomize(BnnMlp(hidden=(32, 16)), seed=0), (1, 1, 28, 28)).save(str(path))
+    return path
