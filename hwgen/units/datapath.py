@@ -20,6 +20,7 @@ from amaranth.hdl import Const, Mux, Value, signed
 from qonnx.core.datatype import BaseDataType, DataType
 
 from hwgen.errors import HwgenError
+from hwgen.streams import pack_beats
 
 _INT_NAME = re.compile(r"^(BINARY|BIPOLAR|U?INT\d+)$")
 
@@ -104,6 +105,16 @@ def check_values(values: np.ndarray, dtype: BaseDataType, what: str) -> np.ndarr
     ):
         raise HwgenError(f"{what} values do not all belong to {dtype.name}")
     return v
+
+
+def pack_words(codes: np.ndarray, bits: int) -> list[int]:
+    """Memory image: row r of `codes` (words, elements) as one integer, element i at bits
+    [i*bits, (i+1)*bits) (the stream packing of `hwgen.streams`, used for ROM words too)."""
+    codes = np.asarray(codes)
+    if codes.shape[0] == 0:
+        return []
+    beats = pack_beats(codes.astype(np.uint64), bits, codes.shape[1])[:, 0, :]
+    return [int.from_bytes(row.tobytes(), "little") for row in beats]
 
 
 # ---- gateware helpers -------------------------------------------------------------------------

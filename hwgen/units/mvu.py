@@ -38,6 +38,7 @@ from hwgen.units.datapath import (
     memory_attrs,
     memory_bram18,
     memory_luts,
+    pack_words,
     range_bits,
     smallest_int_dtype,
     tree_sum,
@@ -224,7 +225,7 @@ class MVU(Unit):
         return sum(memory_bram18(d, w) for d, w in self._memories())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _HwParams:
     """What the gateware computes, derived from an MVU's parameters.
 
@@ -273,13 +274,7 @@ def weight_words(u: MVU) -> list[int]:
         codes = u.weights & ((1 << wbits) - 1)
     # (SF, SIMD, NF, PE) -> (NF, SF, PE, SIMD): one word per (nf, sf), lanes pe-major
     folded = codes.reshape(u.SF, u.SIMD, u.NF, u.PE).transpose(2, 0, 3, 1).reshape(u.NF * u.SF, -1)
-    words = []
-    for row in folded:
-        word = 0
-        for i, c in enumerate(row):
-            word |= int(c) << (i * wbits)
-        words.append(word)
-    return words
+    return pack_words(folded, wbits)
 
 
 def _product(x: Value, xdt: BaseDataType, w: Value, wdt: BaseDataType) -> Value:

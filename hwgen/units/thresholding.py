@@ -36,6 +36,7 @@ from hwgen.units.datapath import (
     memory_attrs,
     memory_bram18,
     memory_luts,
+    pack_words,
     range_bits,
     tree_sum,
     wrap_inc,
@@ -112,15 +113,8 @@ def threshold_words(thresholds: np.ndarray, lanes: int, tbits: int) -> list[int]
     """ROM image: word f holds rows [f*lanes, (f+1)*lanes), row `lane` threshold `t` at bit
     ((lane*T)+t)*tbits, two's complement."""
     rows, steps = thresholds.shape
-    mask = (1 << tbits) - 1
-    words = []
-    for f in range(rows // lanes):
-        word = 0
-        for lane in range(lanes):
-            for t in range(steps):
-                word |= (int(thresholds[f * lanes + lane, t]) & mask) << ((lane * steps + t) * tbits)
-        words.append(word)
-    return words
+    codes = np.asarray(thresholds, dtype=np.int64) & ((1 << tbits) - 1)
+    return pack_words(codes.reshape(rows // lanes, lanes * steps), tbits)
 
 
 def threshold_luts(lanes: int, steps: int, cmp_bits: int) -> int:
