@@ -80,3 +80,24 @@ def verify_build(build_dir: Path, x: np.ndarray, *, stall_prob: float = 0.0,
     same = np.array([np.array_equal(a, e) for a, e in zip(actual, expected)])
     diff = float(np.max(np.abs(actual.astype(np.float64) - expected))) if actual.size else 0.0
     return Verification(len(same), int((~same).sum()), diff, stats["cycles_per_frame"])
+
+
+def check_checkpoints(build_dir: Path, x: np.ndarray) -> list[tuple[str, bool]]:
+    """Execute every ONNX checkpoint of a build on `x` and compare with the input model.
+
+    Checkpoints before the partition step are whole models; from it on they are the accelerator
+    part, run between the build's host pre- and post-processing. Returns (checkpoint, bit-exact)
+    in build order: the test ladder reads it to find the first step that changed a bit.
+    """
+    expected = run_input_model(build_dir, x)
+    host = HostIO(build_dir)
+    results = []
+    for path in sorted((build_dir / "graphs").glob("*.onnx")):
+        model = prepare_for_execution(ModelWrapper(str(path)))
+        if model.graph.input[0].name == host.input.tensor:
+            ints = host.to_integers(x).reshape([x.shape[0], *host.input.shape[1:]])
+            got = host.from_integers(execute(model, ints.astype(np.float32)))
+        else:
+            got = execute(model, x)
+        results.append((path.stem, bool(np.array_equal(got, expected))))
+    return results
