@@ -1,0 +1,57 @@
+"""The pretrained BNN-PYNQ MLP checkpoints (../shared/data/brevitas_bnn_pynq): load, export, build,
+and rtlsim gives the Brevitas model's prediction on every MNIST test image.
+
+The default run takes the first 500 test images; `-m slow` runs all 10,000 and checks the
+published accuracies (93.17 / 94.79 / 96.60 / 97.81 %).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hwgen.build import build
+from hwgen.config import BuildConfig
+from hwgen.frontend import export_brevitas
+from hwgen.simulate import simulate_build
+from models.bnn_pynq import load_checkpoint
+from models.data import mnist_test
+
+CHECKPOINTS = {"tfc_1w1a": 93.17, "tfc_1w2a": 94.79, "tfc_2w2a": 96.60, "sfc_1w1a": 97.81}
+
+
+def brevitas_predictions(model, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(x[i:i + 1000])).argmax(1).numpy()
+                               for i in range(0, len(x), 1000)])
+
+
+def build_and_compare(name: str, images: int, shared_data, tmp_path, cache) -> float:
+    model = load_checkpoint(name.upper(), shared_data / "brevitas_bnn_pynq" / f"{name}.tar")
+    path = tmp_path / f"{name}.onnx"
+    export_brevitas(model, (1, 1, 28, 28)).save(str(path))
+    out = tmp_path / "build"
+    build(path, out, BuildConfig(target_cycles=1024, cache_dir=cache))
+    x, labels = mnist_test(shared_data)
+    x, labels = x[:images], labels[:images]
+    y, _ = simulate_build(out, x, cache_dir=cache)
+    hw = y.argmax(1)
+    sw = brevitas_predictions(model, x)
+    differing = np.flatnonzero(hw != sw)
+    assert differing.size == 0, f"{name}: rtlsim and Brevitas disagree on images {differing[:20]}"
+    accuracy = 100.0 * float((hw == labels).mean())
+    print(f"{name}: {accuracy:.2f} % on {images} MNIST test images (Brevitas and rtlsim agree on all)")
+    return accuracy
+
+
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_checkpoint_500_images(name, shared_data, tmp_path, verilator_cache):
+    build_and_compare(name, 500, shared_data, tmp_path, verilator_cache)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_checkpoint_all_10000_images(name, shared_data, tmp_path, verilator_cache):
+    accuracy = build_and_compare(name, 10_000, shared_data, tmp_path, verilator_cache)
+    assert round(accuracy, 2) == CHECKPOINTS[name]
