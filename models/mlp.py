@@ -19,11 +19,17 @@ from torch import nn
 
 
 class PixelQuant(Uint8ActPerTensorFloat):
-    """uint8 pixels: a constant scale of 1/255 over inputs in [0, 1], so level k is pixel value k."""
+    """Inputs in [0, 1] to uint8 levels with the constant, power-of-two scale 1/256.
+
+    A power-of-two scale keeps the exported model's float arithmetic exact (every product and
+    partial sum of the first layer is a multiple of 2^-8 well inside float32's mantissa), so the
+    accelerator's integer datapath agrees with the float model bit for bit, also where an
+    accumulator lands exactly on a threshold. (With 1/255 the float model itself rounds.)
+    """
 
     scaling_impl_type = ScalingImplType.CONST
-    scaling_init = 1.0
-    max_val = 1.0
+    scaling_init = 255 / 256
+    max_val = 255 / 256
 
 
 class BnnMlp(nn.Module):

@@ -57,7 +57,10 @@ class HardwareOp(CustomOp):
             kwargs[name] = DataType[value] if kind == "s" else int(value)
         for name in array_names:
             value = arrays.get(name)
-            kwargs[name] = None if value is None else np.rint(value).astype(np.int64)
+            if value is not None:
+                # for integer inputs, x >= 2.5 is x >= 3: float thresholds round up, exactly
+                value = np.ceil(value) if name == "thresholds" else np.rint(value)
+            kwargs[name] = None if value is None else value.astype(np.int64)
         try:
             return self.unit_cls(**kwargs)
         except HwgenError as exc:

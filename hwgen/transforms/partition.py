@@ -34,6 +34,19 @@ def _is_hardware(model: ModelWrapper, node) -> bool:
     return node.domain == "hwgen.ops"
 
 
+def _reaches(model: ModelWrapper, start, target) -> bool:
+    """Whether `target` is downstream of node `start`."""
+    seen, frontier = set(), list(start.output)
+    while frontier:
+        for c in model.find_consumers(frontier.pop()) or []:
+            if c.name == target.name:
+                return True
+            if c.name not in seen:
+                seen.add(c.name)
+                frontier.extend(c.output)
+    return False
+
+
 @dataclass
 class Partition:
     pre: ModelWrapper
@@ -101,6 +114,17 @@ def split_host_and_accelerator(model: ModelWrapper) -> Partition:
             if c.name not in downstream:
                 downstream.add(c.name)
                 frontier.extend(c.output)
+    # a layer left downstream means a float op cut the accelerator in two: name that op
+    stranded = [n for n in nodes if n.name in downstream and n.op_type in LAYER_OPS]
+    if stranded:
+        culprits = [n for n in nodes if n.name in downstream and not _is_hardware(model, n)
+                    and _reaches(model, n, stranded[0])]
+        culprit = culprits[0] if culprits else stranded[0]
+        raise HwgenError(
+            f"op '{culprit.op_type}' sits between hardware layers but has no hardware form "
+            f"(it would split the accelerator before layer {stranded[0].name})",
+            where=f"node {culprit.name}",
+        )
     for n in nodes:
         if n.name in downstream:
             continue

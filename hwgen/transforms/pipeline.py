@@ -12,6 +12,8 @@ what the graph may now contain. `hwgen.build` runs the stages as steps with a ch
 
 from __future__ import annotations
 
+import copy
+
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
@@ -65,7 +67,10 @@ def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
 
 
 def apply_all(model: ModelWrapper, transforms: list[Transformation]) -> ModelWrapper:
-    """Apply each transform in turn (each to its fixed point), keeping the node list sorted."""
+    """Apply each transform in turn (each to its fixed point), keeping the node list sorted.
+
+    Works on a copy: the caller's model is left as it was."""
+    model = ModelWrapper(copy.deepcopy(model.model))
     for t in transforms:
         model = model.transform(t, make_deepcopy=False, cleanup=False)
         model = model.transform(SortGraph(), make_deepcopy=False, cleanup=False)

@@ -11,7 +11,9 @@ Semantics, per input vector x (MW values) and weights W (MW, MH):
 
 Folding: the vector arrives as SF = MW/SIMD beats of SIMD elements, the result leaves as NF = MH/PE
 beats of PE elements (output neuron n = nf*PE + pe); one (nf, sf) step per clock, so a vector takes
-NF*SF cycles.
+NF*SF cycles. With NF > 1 the input goes through a ping-pong buffer of two vectors: the next vector
+is taken while the current one is computed, at whatever rate it comes, so that the unit never makes
+its producer wait for more than its own NF*SF cycles per vector.
 """
 
 from __future__ import annotations
@@ -189,13 +191,13 @@ class MVU(Unit):
         return self.vectors_per_frame * self.SF * self.NF
 
     def _memories(self) -> list[tuple[int, int]]:
-        """(depth, width) of the weight ROM, threshold ROM and input buffer."""
+        """(depth, width) of the weight ROM, threshold ROM and input ping-pong buffer (NF > 1)."""
         hw = self._hw
         mems = [(self.NF * self.SF, self.PE * self.SIMD * self.weight_dtype.bitwidth())]
         if self.thresholds is not None:
             mems.append((self.NF, self.PE * self.thresholds.shape[1] * hw.acc_bits))
         if self.NF > 1:
-            mems.append((self.SF, self.SIMD * self.input_dtype.bitwidth()))
+            mems.append((2 * self.SF, self.SIMD * self.input_dtype.bitwidth()))
         return mems
 
     def est_luts(self) -> int:
@@ -206,7 +208,9 @@ class MVU(Unit):
         - other modes: per product, ibits*wbits LUTs for a multiplier (or max(ibits, wbits) when
           one operand is 1-bit: a mux / conditional negate), plus ~product-width LUTs of adder tree;
         - accumulators: PE*acc_bits; thresholds: `threshold_luts`; output register/mux: PE*obits;
-        - memories the model keeps out of BRAM (`memory_luts`); ~40 LUTs of counters and control.
+        - memories the model keeps out of BRAM (`memory_luts`); ~40 LUTs of counters and control,
+          plus, with the ping-pong input buffer (NF > 1), its write counter, bank flags and address
+          muxes (~2 per address bit, + 4).
         """
         hw = self._hw
         ib, wb = self.input_dtype.bitwidth(), self.weight_dtype.bitwidth()
@@ -216,12 +220,15 @@ class MVU(Unit):
             prod = max(ib, wb) if min(ib, wb) == 1 else ib * wb
             datapath = self.PE * self.SIMD * (prod + ib + wb)
         luts = datapath + self.PE * hw.acc_bits + self.PE * self.output_dtype.bitwidth() + 40
+        if self.NF > 1:
+            luts += 2 * (2 * self.SF - 1).bit_length() + 4
         if self.thresholds is not None:
             luts += threshold_luts(self.PE, self.thresholds.shape[1], hw.acc_bits)
         return luts + sum(memory_luts(d, w) for d, w in self._memories())
 
     def est_brams(self) -> int:
-        """18 Kb BRAMs of the weight ROM, threshold ROM and input buffer (`memory_bram18`)."""
+        """18 Kb BRAMs of the weight ROM, threshold ROM and input ping-pong buffer
+        (`memory_bram18`)."""
         return sum(memory_bram18(d, w) for d, w in self._memories())
 
 
@@ -292,18 +299,30 @@ def _product(x: Value, xdt: BaseDataType, w: Value, wdt: BaseDataType) -> Value:
 
 
 class MVUComponent(wiring.Component):
-    """Pipeline, all stages under one global `advance` (= output register empty or being taken):
+    """Pipeline, all compute stages under one global `advance` (= output register empty or being
+    taken):
 
-    S0  step counters (nf, sf); on nf == 0 the beat comes from `inp` (and is written to the input
-        buffer at sf), on nf > 0 from the buffer; weight ROM (sync read, en = advance) is addressed
-        with the step, input buffer (sync read) with sf.
+    S0  step counters (nf, sf): a step fires when `advance` and its input beat is there; the weight
+        ROM (sync read, en = advance) is addressed with the step.
     S1  x beat + weight word: per lane, popcount(~(x ^ w)) or the sum of SIMD products -> `dot`.
     S2  acc = (sf == 0 ? 0 : acc) + dot; the threshold ROM (sync read, address nf) is read alongside.
     S3  on the last sf: thresholds (or the accumulator itself) -> output register (`out`).
 
-    A step enters S0 when advance is high and, on nf == 0, an input beat is valid; otherwise a bubble
-    enters. inp.ready = advance & (nf == 0), so out.ready reaches inp.ready combinationally through
-    `advance` (valid never depends on ready).
+    Input, NF > 1: a ping-pong buffer, one memory of 2*SF words (bank b at words [b*SF, (b+1)*SF)),
+    so that the unit takes its input at any rate while it computes (a smooth consumer in a chain).
+    The input side fills bank `wbank` one beat per handshake, inp.ready = bank free (a register:
+    no combinational path from `out.ready`), and marks it full after SF beats; the compute side
+    waits for bank `rbank` to be full, runs its NF*SF steps from it (sync read port, en = advance,
+    address rbank*SF + sf) and frees it on the last step. A bank freed in a cycle is taken by the
+    input side from the next cycle on (its ready is the registered flag), which loses no cycle: the
+    input side, finishing the other bank in that same cycle, moves to it only then. Reset: both
+    banks free, both sides on bank 0.
+
+    Input, NF == 1: every beat is used once, at its step, so it is taken straight from `inp` (no
+    buffer: the unit already consumes one beat per step): inp.ready = advance, combinational from
+    `out.ready` (valid never depends on ready).
+
+    Either way a bubble enters S0 when no step fires.
     """
 
     def __init__(self, unit: MVU) -> None:
@@ -329,12 +348,7 @@ class MVUComponent(wiring.Component):
         nf = Signal(range(NF))
         sf = Signal(range(SF))
         step = Signal(range(NF * SF))
-        from_stream = nf == 0
         fire = Signal()
-        m.d.comb += [
-            self.inp.ready.eq(advance & from_stream),
-            fire.eq(advance & (self.inp.valid | ~from_stream)),
-        ]
         with m.If(fire):
             m.d.sync += [sf.eq(wrap_inc(sf, SF)), step.eq(wrap_inc(step, NF * SF))]
             with m.If(sf == SF - 1):
@@ -347,29 +361,19 @@ class MVUComponent(wiring.Component):
         wrd = wrom.read_port(domain="sync")
         m.d.comb += [wrd.addr.eq(step), wrd.en.eq(advance)]
 
-        # ---- S1 registers
-        v1, first1, last1, stream1 = Signal(), Signal(), Signal(), Signal()
-        nf1 = Signal(range(NF))
-        x_in1 = Signal(SIMD * ibits)
-        with m.If(advance):
-            m.d.sync += [
-                v1.eq(fire), first1.eq(sf == 0), last1.eq(sf == SF - 1), stream1.eq(from_stream),
-                nf1.eq(nf), x_in1.eq(self.inp.payload),
-            ]
         if NF > 1:
-            m.submodules.inbuf = ibuf = Memory(
-                shape=unsigned(SIMD * ibits), depth=SF, init=[],
-                attrs=memory_attrs(SF, SIMD * ibits, rom=False),
-            )
-            bwr = ibuf.write_port()
-            brd = ibuf.read_port(domain="sync")
-            m.d.comb += [
-                bwr.addr.eq(sf), bwr.data.eq(self.inp.payload), bwr.en.eq(fire & from_stream),
-                brd.addr.eq(sf), brd.en.eq(advance),
-            ]
-            x1 = Mux(stream1, x_in1, brd.data)
+            x1 = self._ping_pong(m, advance, fire, sf, step)
         else:
-            x1 = x_in1
+            m.d.comb += [self.inp.ready.eq(advance), fire.eq(advance & self.inp.valid)]
+            x1 = Signal(SIMD * ibits)
+            with m.If(advance):
+                m.d.sync += x1.eq(self.inp.payload)
+
+        # ---- S1 registers
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        nf1 = Signal(range(NF))
+        with m.If(advance):
+            m.d.sync += [v1.eq(fire), first1.eq(sf == 0), last1.eq(sf == SF - 1), nf1.eq(nf)]
 
         # ---- S1 -> S2: per-lane dot products
         v2, first2, last2 = Signal(), Signal(), Signal()
@@ -427,3 +431,43 @@ class MVUComponent(wiring.Component):
             with m.If(done3):
                 m.d.sync += self.out.payload.eq(out_word)
         return m
+
+    def _ping_pong(self, m: Module, advance: Value, fire: Signal, sf: Value, step: Value) -> Value:
+        """The NF > 1 input: ping-pong buffer, input side and compute-side handshake (see the class
+        docstring); drives `fire` and `inp.ready`, returns the S1 beat (the read port's data)."""
+        u = self.unit
+        SF, NF = u.SF, u.NF
+        width = u.SIMD * u.input_dtype.bitwidth()
+        m.submodules.inbuf = ibuf = Memory(
+            shape=unsigned(width), depth=2 * SF, init=[],
+            attrs=memory_attrs(2 * SF, width, rom=False),
+        )
+        bwr = ibuf.write_port()
+        brd = ibuf.read_port(domain="sync")
+
+        full = Signal(2)  # bank b holds a whole vector not yet computed
+        wbank, rbank = Signal(), Signal()
+        wsf = Signal(range(SF))
+        take = Signal()
+        m.d.comb += [
+            self.inp.ready.eq(~full.bit_select(wbank, 1)),
+            take.eq(self.inp.valid & self.inp.ready),
+            bwr.addr.eq(Mux(wbank, wsf + SF, wsf)), bwr.data.eq(self.inp.payload), bwr.en.eq(take),
+            fire.eq(advance & full.bit_select(rbank, 1)),
+            brd.addr.eq(Mux(rbank, sf + SF, sf)), brd.en.eq(advance),
+        ]
+        with m.If(take):
+            m.d.sync += wsf.eq(wrap_inc(wsf, SF))
+        filled = take & (wsf == SF - 1)
+        freed = fire & (step == NF * SF - 1)
+        with m.If(filled):
+            m.d.sync += wbank.eq(~wbank)
+        with m.If(freed):
+            m.d.sync += rbank.eq(~rbank)
+        # a bank is filled only while free and freed only while full: never both at once
+        for b in range(2):
+            with m.If(filled & (wbank == b)):
+                m.d.sync += full[b].eq(1)
+            with m.If(freed & (rbank == b)):
+                m.d.sync += full[b].eq(0)
+        return brd.data

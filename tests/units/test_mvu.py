@@ -4,13 +4,20 @@ simulated cycles per frame equal to `est_cycles`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
+from amaranth import Module, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
 from qonnx.core.datatype import DataType
 
 from hwgen.errors import HwgenError
 from hwgen.sim import simulate_unit
+from hwgen.units.base import Unit
 from hwgen.units.datapath import memory_bram18
+from hwgen.units.fifo import StreamingFifo
 from hwgen.units.mvu import MVU, accumulator_dtype, accumulator_range
 
 BINARY, BIPOLAR = DataType["BINARY"], DataType["BIPOLAR"]
@@ -155,3 +162,86 @@ def test_mvu_verilator_matches_reference(case, verilator_cache):
         np.testing.assert_array_equal(got, expected, err_msg=f"stall_prob={stall_prob}")
         if stall_prob == 0.0:
             assert result.cycles_per_frame == unit.est_cycles()
+
+
+# ---- smooth consumption in a chain ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Chain(Unit):
+    """Two MVUs through a 2-deep StreamingFifo, as stitching connects them: a unit for
+    `simulate_unit`."""
+
+    first: MVU
+    second: MVU
+
+    @property
+    def fifo(self) -> StreamingFifo:
+        spec = self.first.outputs[0]
+        return StreamingFifo(spec.dtype, spec.elems_per_beat, spec.beats_per_frame, depth=2)
+
+    @property
+    def inputs(self):
+        return self.first.inputs
+
+    @property
+    def outputs(self):
+        return self.second.outputs
+
+    def reference(self, *frames):
+        return self.second.reference(self.first.reference(*frames))
+
+    def component(self):
+        return _ChainComponent(self)
+
+    def est_cycles(self):
+        return max(self.first.est_cycles(), self.second.est_cycles())
+
+    def est_luts(self):
+        return self.first.est_luts() + self.fifo.est_luts() + self.second.est_luts()
+
+    def est_brams(self):
+        return self.first.est_brams() + self.fifo.est_brams() + self.second.est_brams()
+
+
+class _ChainComponent(wiring.Component):
+    def __init__(self, chain: _Chain) -> None:
+        self.chain = chain
+        super().__init__({
+            "inp": In(stream.Signature(unsigned(chain.inputs[0].width))),
+            "out": Out(stream.Signature(unsigned(chain.outputs[0].width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.a = a = self.chain.first.component()
+        m.submodules.fifo = fifo = self.chain.fifo.component()
+        m.submodules.b = b = self.chain.second.component()
+        wiring.connect(m, wiring.flipped(self.inp), a.inp)
+        wiring.connect(m, a.out, fifo.inp)
+        wiring.connect(m, fifo.out, b.inp)
+        wiring.connect(m, b.out, wiring.flipped(self.out))
+        return m
+
+
+@pytest.mark.parametrize("second_nf", [7, 8])
+def test_mvu_is_a_smooth_consumer(second_nf, verilator_cache):
+    """The second MVU (NF > 1) takes its input while it computes, so a slow producer (one beat every
+    SF = 8 cycles) never stalls on the 2-deep FIFO between them: the chain runs at exactly the first
+    MVU's cycles (64), also when the second is as slow (NF*SF = 64). A unit that read its input only
+    during its first output pass would stall the first for most of the other passes."""
+    rng = np.random.default_rng(second_nf)
+    # first: SF = 16/2 = 8, NF = 8/1 = 8 -> 64 cycles, one output beat every 8 cycles
+    w0 = random_values(rng, BIPOLAR, (16, 8))
+    lo, hi = accumulator_range(INT2, BIPOLAR, w0)
+    first = MVU(16, 8, 1, 2, INT2, BIPOLAR, w0, rng.integers(lo, hi + 1, size=(8, 1)), BIPOLAR)
+    # second: SF = 8/1 = 8, NF = second_nf -> 8 * second_nf cycles
+    w1 = random_values(rng, BIPOLAR, (8, second_nf))
+    thr1 = rng.integers(0, 9, size=(second_nf, 1))
+    second = MVU(8, second_nf, 1, 1, BIPOLAR, BIPOLAR, w1, thr1, BIPOLAR)
+    assert second.NF > 1 and second.est_cycles() <= first.est_cycles() == 64
+    chain = _Chain(first, second)
+    frames = random_values(rng, INT2, (12, 16))
+    got, result = simulate_unit(chain, frames, cache_dir=verilator_cache)
+    np.testing.assert_array_equal(got, chain.reference(frames))
+    assert result.cycles_per_frame == first.est_cycles()
