@@ -15,7 +15,6 @@ from pathlib import Path
 
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 
@@ -87,5 +86,20 @@ def prepare(model: ModelWrapper) -> ModelWrapper:
                 "hwgen builds graphs with exactly one of each"
             )
         model = model.transform(InferShapes())
-        model = model.transform(InferDataTypes())
+        model = infer_datatypes_keeping_annotations(model)
+    return model
+
+
+def infer_datatypes_keeping_annotations(model: ModelWrapper) -> ModelWrapper:
+    """QONNX datatype inference, node by node, except that an integer datatype already annotated on
+    a tensor wins: FINN-style graphs carry meaningful annotations (e.g. BINARY on the {0,1} input of
+    an `XnorPopcountMatMul`, made by a Mul) that plain inference would reset to FLOAT32."""
+    from qonnx.transformation.infer_datatypes import _infer_node_datatype
+
+    for node in model.graph.node:
+        given = {t: model.get_tensor_datatype(t) for t in node.output}
+        _infer_node_datatype(model, node, False)
+        for tensor, dtype in given.items():
+            if dtype.is_integer():
+                model.set_tensor_datatype(tensor, dtype)
     return model
