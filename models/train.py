@@ -53,7 +53,7 @@ def train(model: nn.Module, data: Dataset, epochs: int = 3, batch: int = 100, lr
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * batch
+            total += float(loss.detach()) * batch
         log(f"epoch {epoch + 1}/{epochs}: loss {total / len(x):.3f}, "
             f"test accuracy {100 * accuracy(model, data.x_test, data.y_test):.2f} %")
     return model.eval()

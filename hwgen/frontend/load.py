@@ -9,6 +9,9 @@ datatypes inferred.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -51,13 +54,18 @@ def export_brevitas(module, input_shape: tuple[int, ...]) -> ModelWrapper:
 
     was_training = module.training
     module.eval()
+    torch_onnx_log = logging.getLogger("torch.onnx")
+    level = torch_onnx_log.level
+    torch_onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed" notes are noise here
     try:
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \
+                contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
             warnings.simplefilter("ignore")
             path = Path(tmp) / "model.onnx"
             export_qonnx(module, torch.zeros(input_shape), str(path))
             return ModelWrapper(onnx.load(str(path)))
     finally:
+        torch_onnx_log.setLevel(level)
         module.train(was_training)
 
 
