@@ -11,6 +11,7 @@ import copy
 import warnings
 
 import numpy as np
+from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.change_batchsize import ChangeBatchSize
@@ -33,8 +34,9 @@ def with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
 def execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     """Run a one-input, one-output graph on a batch `x` (first axis = batch)."""
     inp, out = model.graph.input[0].name, model.graph.output[0].name
-    if not model.graph.node:
-        return np.asarray(x, dtype=np.float32)
+    if not model.graph.node:  # nothing to run: only the element type of the output to honour
+        elem = model.graph.output[0].type.tensor_type.elem_type
+        return np.asarray(x).astype(helper.tensor_dtype_to_np_dtype(elem))
     runnable = with_batch(model, x.shape[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

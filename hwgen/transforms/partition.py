@@ -29,7 +29,7 @@ def _is_hardware(model: ModelWrapper, node) -> bool:
         return w is not None and model.get_tensor_datatype(node.input[0]).is_integer()
     if node.op_type == "MultiThreshold":
         return model.get_tensor_datatype(node.input[0]).is_integer()
-    if node.op_type == "TopK":
+    if node.op_type in ("TopK", "ArgMax"):
         return model.get_tensor_datatype(node.input[0]).is_integer()
     return node.domain == "hwgen.ops"
 
@@ -62,10 +62,12 @@ def _submodel(model: ModelWrapper, nodes: list, inp: str, out: str) -> ModelWrap
         if node.name not in keep:
             graph.node.remove(node)
     shapes = {inp: model.get_tensor_shape(inp), out: model.get_tensor_shape(out)}
+    # keep the model's own element types at its edges (e.g. int64 indices out of a TopK)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output)}
     del graph.input[:]
     del graph.output[:]
-    graph.input.append(helper.make_tensor_value_info(inp, 1, shapes[inp]))
-    graph.output.append(helper.make_tensor_value_info(out, 1, shapes[out]))
+    graph.input.append(helper.make_tensor_value_info(inp, types.get(inp, 1), shapes[inp]))
+    graph.output.append(helper.make_tensor_value_info(out, types.get(out, 1), shapes[out]))
     used = {name for n in graph.node for name in n.input}
     for init in list(graph.initializer):
         if init.name not in used:

@@ -22,11 +22,13 @@ from qonnx.transformation.infer_shapes import InferShapes
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
 from hwgen.transforms.hardware.apply_folding_config import ApplyFoldingConfig
+from hwgen.transforms.hardware.infer_label_select import InferLabelSelect
 from hwgen.transforms.hardware.infer_mvu import InferMVU
 from hwgen.transforms.hardware.infer_thresholding import InferThresholding
 from hwgen.transforms.hardware.insert_stream_plumbing import InsertDataWidthConverters, InsertFifos
 from hwgen.transforms.hardware.set_folding import SetFolding
 from hwgen.transforms.streamline.absorb_affine_into_multithreshold import AbsorbAffineIntoMultiThreshold
+from hwgen.transforms.streamline.absorb_monotonic_chain_into_topk import AbsorbMonotonicChainIntoTopK
 from hwgen.transforms.streamline.convert_bipolar_matmul_to_xnor_popcount import ConvertBipolarMatMulToXnorPopcount
 from hwgen.transforms.streamline.convert_gemm_to_matmul import ConvertGemmToMatMul
 from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import FoldElementwiseChainIntoThresholds
@@ -44,12 +46,14 @@ STREAMLINE: list[Transformation] = [
     ConvertBipolarMatMulToXnorPopcount(),
     FoldElementwiseChainIntoThresholds(),
     AbsorbAffineIntoMultiThreshold(),
+    AbsorbMonotonicChainIntoTopK(),
     RemoveIdentityOps(),
 ]
 
 TO_HARDWARE: list[Transformation] = [
     InferMVU(),
     InferThresholding(),
+    InferLabelSelect(),
 ]
 HARDWARE_OPS = {"MVU", "Thresholding", "LabelSelect"}
 

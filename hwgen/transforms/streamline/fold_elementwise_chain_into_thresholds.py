@@ -21,20 +21,15 @@ hardware only ever compares `acc >= T`.
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.infer_shapes import InferShapes
 
 from hwgen.errors import HwgenError
-from hwgen.transforms.graph import (
-    QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer,
-)
+from hwgen.transforms.chain import ElementwiseChain, walk_back
+from hwgen.transforms.graph import QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer
 
-ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "BatchNormalization", "Relu", "Neg", "Identity")
 QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold")
 #: Tabulate every accumulator value when the table has at most this many entries, else bisect.
 FULL_TABLE_LIMIT = 1 << 22
@@ -73,48 +68,17 @@ def accumulator_range(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.
     return None
 
 
-class _Chain:
-    """The elementwise ops and quantizer, runnable on any batch of accumulator values."""
+class _Chain(ElementwiseChain):
+    """The elementwise ops and the quantizer that ends them, read as output levels."""
 
     def __init__(self, model: ModelWrapper, start: str, nodes: list, quant) -> None:
+        super().__init__(model, start, nodes + [quant])
         self.quant = quant
-        self.rank = len(model.get_tensor_shape(start))
-        self.channels = model.get_tensor_shape(start)[1]
-        graph_nodes = [helper.make_node(n.op_type, list(n.input), list(n.output), domain=n.domain,
-                                        name=n.name) for n in nodes + [quant]]
-        for copy, orig in zip(graph_nodes, nodes + [quant]):
-            copy.attribute.extend(orig.attribute)
-        inits = []
-        for n in nodes + [quant]:
-            for name in n.input[1:]:
-                value = const(model, name)
-                if value is None and name:
-                    raise HwgenError("has a non-constant parameter input", where=f"node {n.name}")
-                if value is not None:
-                    if value.ndim >= 3 and np.prod(value.shape[2:]) != 1:
-                        raise HwgenError("parameters that vary over pixels are not supported",
-                                         where=f"node {n.name}")
-                    inits.append(helper.make_tensor(name, TensorProto.FLOAT, value.shape,
-                                                    value.astype(np.float32).ravel()))
-        self.input, self.output = start, quant.output[0]
-        self.graph = helper.make_graph(graph_nodes, "chain", [], [], initializer=inits)
-        self.opsets = list(model.model.opset_import)
 
     def levels(self, acc: np.ndarray) -> np.ndarray:
         """Q's output on acc (shape (R, C)), as counts 0..L."""
-        shape = list(acc.shape) + [1] * (self.rank - 2)
-        graph = helper.make_graph(
-            list(self.graph.node), "chain",
-            [helper.make_tensor_value_info(self.input, TensorProto.FLOAT, shape)],
-            [helper.make_tensor_value_info(self.output, TensorProto.FLOAT, shape)],
-            initializer=list(self.graph.initializer),
-        )
-        proto = helper.make_model(graph, opset_imports=self.opsets)
-        proto.ir_version = 10
-        wrapper = ModelWrapper(proto).transform(InferShapes())
-        out = execute_onnx(wrapper, {self.input: acc.reshape(shape).astype(np.float32)})[self.output]
-        out = out.reshape(acc.shape).astype(np.float64)
-        a, b = self.out_scale_bias(wrapper)
+        out = self.run(acc)
+        a, b = self.out_scale_bias(self.model)
         return np.rint((out - b) / a).astype(np.int64)
 
     def out_scale_bias(self, model: ModelWrapper) -> tuple[float, float]:
@@ -193,12 +157,7 @@ class FoldElementwiseChainIntoThresholds(Transformation):
         for q in model.graph.node:
             if q.op_type not in QUANTIZERS:
                 continue
-            chain, tensor = [], q.input[0]
-            node = model.find_producer(tensor)
-            while node is not None and node.op_type in ELEMENTWISE and single_consumer(model, node.output[0]):
-                chain.insert(0, node)
-                tensor = node.input[0]
-                node = model.find_producer(tensor)
+            tensor, chain = walk_back(model, q.input[0])
             if q.op_type == "MultiThreshold" and not chain:
                 continue  # already integer thresholds on an integer input
             found = accumulator_range(model, tensor)
