@@ -16,20 +16,22 @@ from dataclasses import dataclass
 
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.general import SortGraph
+from qonnx.transformation.infer_shapes import InferShapes
 
 from hwgen.errors import HwgenError
 from hwgen.transforms.graph import const
 
-LAYER_OPS = ("MatMul", "XnorPopcountMatMul")
+LAYER_OPS = ("MatMul", "XnorPopcountMatMul", "Conv")
+#: ops that hardware runs when their input is integer (a flatten folds into the next layer's weights)
+INTEGER_OPS = ("MultiThreshold", "TopK", "ArgMax", "MaxPool", "Reshape", "Flatten", "Transpose")
 
 
 def _is_hardware(model: ModelWrapper, node) -> bool:
     if node.op_type in LAYER_OPS:
         w = const(model, node.input[1])
         return w is not None and model.get_tensor_datatype(node.input[0]).is_integer()
-    if node.op_type == "MultiThreshold":
-        return model.get_tensor_datatype(node.input[0]).is_integer()
-    if node.op_type in ("TopK", "ArgMax"):
+    if node.op_type in INTEGER_OPS:
         return model.get_tensor_datatype(node.input[0]).is_integer()
     return node.domain == "hwgen.ops"
 
@@ -78,7 +80,7 @@ def _submodel(model: ModelWrapper, nodes: list, inp: str, out: str) -> ModelWrap
     sub = ModelWrapper(proto)
     for name in (inp, out):
         sub.set_tensor_datatype(name, model.get_tensor_datatype(name))
-    return sub
+    return sub.transform(SortGraph(), cleanup=False).transform(InferShapes(), cleanup=False)
 
 
 def split_host_and_accelerator(model: ModelWrapper) -> Partition:
@@ -141,8 +143,46 @@ def split_host_and_accelerator(model: ModelWrapper) -> Partition:
     pre_nodes = [n for n in nodes if n.name not in region and n.name not in downstream]
     post_nodes = [n for n in nodes if n.name in downstream]
     model_in, model_out = model.graph.input[0].name, model.graph.output[0].name
+    inp_nhwc, out_nhwc = _channels_last_edges(model, pre_nodes, accel_nodes, post_nodes, inp, out)
     return Partition(
-        pre=_submodel(model, pre_nodes, model_in, inp),
-        accel=_submodel(model, accel_nodes, inp, out),
-        post=_submodel(model, post_nodes, out, model_out),
+        pre=_submodel(model, pre_nodes, model_in, inp_nhwc),
+        accel=_submodel(model, accel_nodes, inp_nhwc, out_nhwc),
+        post=_submodel(model, post_nodes, out_nhwc, model_out),
     )
+
+
+def _channels_last_edges(model: ModelWrapper, pre: list, accel: list, post: list, inp: str,
+                         out: str) -> tuple[str, str]:
+    """Streams are channel-last: where a 4D (N, C, H, W) tensor crosses the border, the host
+    transposes it to (N, H, W, C) and the accelerator graph starts (ends) with the inverse
+    Transpose, which keeps each checkpoint executable; lowering to hardware then drops it."""
+    def transpose(src: str, perm: list[int], name: str) -> tuple[str, object]:
+        shape = model.get_tensor_shape(src)
+        dst = model.make_new_valueinfo_name()
+        model.graph.value_info.append(helper.make_tensor_value_info(dst, 1, [shape[i] for i in perm]))
+        model.set_tensor_datatype(dst, model.get_tensor_datatype(src))
+        node = helper.make_node("Transpose", [src], [dst], perm=perm, name=name)
+        return dst, node
+
+    if len(model.get_tensor_shape(inp)) == 4:
+        nhwc, to_nhwc = transpose(inp, [0, 2, 3, 1], "HostToChannelsLast")
+        nchw, to_nchw = transpose(nhwc, [0, 3, 1, 2], "StreamToChannelsFirst")
+        for node in accel:
+            node.input[:] = [nchw if i == inp else i for i in node.input]
+        pre.append(to_nhwc)
+        accel.insert(0, to_nchw)
+        model.graph.node.extend([to_nhwc, to_nchw])
+        inp = nhwc
+    if len(model.get_tensor_shape(out)) == 4:
+        nhwc, to_nhwc = transpose(out, [0, 2, 3, 1], "StreamToChannelsLast")
+        nchw, to_nchw = transpose(nhwc, [0, 3, 1, 2], "HostToChannelsFirst")
+        for node in post:
+            node.input[:] = [nchw if i == out else i for i in node.input]
+        if out == model.graph.output[0].name:
+            raise HwgenError("a 4D accelerator output that is also the model output is not supported yet",
+                             where=f"tensor {out}")
+        accel.append(to_nhwc)
+        post.insert(0, to_nchw)
+        model.graph.node.extend([to_nhwc, to_nchw])
+        out = nhwc
+    return inp, out

@@ -5,7 +5,8 @@
 
 for scalar constants c and m. This turns a bipolar MultiThreshold (a=2, b=-1) followed by the
 {-1,+1} -> {0,1} re-encoding of `ConvertBipolarMatMulToXnorPopcount` into a binary one (a=1, b=0),
-so the XNOR unit reads the threshold bit directly.
+so the XNOR unit reads the threshold bit directly. A Reshape / Flatten between the two is looked
+through (a scalar affine commutes with it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ class AbsorbAffineIntoMultiThreshold(Transformation):
             if mt.op_type != "MultiThreshold":
                 continue
             nxt = single_consumer(model, mt.output[0])
+            if nxt is not None and nxt.op_type in ("Reshape", "Flatten"):
+                after = single_consumer(model, nxt.output[0])
+                if after is not None and after.op_type in ("Add", "Mul") and is_scalar(const(model, after.input[1])):
+                    # a scalar affine commutes with a reshape: bring it next to the thresholds
+                    nxt.output[0], after.input[0], after.output[0], nxt.input[0] = (
+                        after.output[0], nxt.input[0], nxt.input[0] + "_affine", nxt.input[0] + "_affine")
+                    model.set_tensor_shape(after.output[0], model.get_tensor_shape(after.input[0]))
+                    nxt = after
             if nxt is not None and nxt.op_type in ("Add", "Mul") and is_scalar(const(model, nxt.input[1])):
                 matches.append((mt, nxt))
         for mt, nxt in matches:

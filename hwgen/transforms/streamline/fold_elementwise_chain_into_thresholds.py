@@ -57,12 +57,14 @@ def accumulator_range(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.
     if producer.op_type == "XnorPopcountMatMul":
         mw = const(model, producer.input[1]).shape[0]
         return np.zeros(channels, np.int64), np.full(channels, mw, np.int64), producer
-    if producer.op_type == "MatMul":
+    if producer.op_type in ("MatMul", "Conv"):
         w = const(model, producer.input[1])
         xdt = model.get_tensor_datatype(producer.input[0])
         if w is None or not xdt.is_integer() or not np.all(w == np.round(w)):
             return None
+        # one column per output channel; zero padding adds 0, which lies inside the range
         w = w.astype(np.int64)
+        w = w if producer.op_type == "MatMul" else w.reshape(w.shape[0], -1).T
         a, b = w * int(xdt.min()), w * int(xdt.max())
         return np.minimum(a, b).sum(axis=0), np.maximum(a, b).sum(axis=0), producer
     return None
@@ -180,7 +182,10 @@ class FoldElementwiseChainIntoThresholds(Transformation):
                 w[:, falling] = 1 - w[:, falling]
                 dtype = DataType["BINARY"]
             else:
-                w[:, falling] = -w[:, falling]
+                if producer.op_type == "Conv":
+                    w[falling] = -w[falling]
+                else:
+                    w[:, falling] = -w[:, falling]
                 dtype = model.get_tensor_datatype(producer.input[1])
                 if not (w.min() >= dtype.min() and w.max() <= dtype.max()):
                     dtype = int_dtype_for_range(w.min(), w.max())

@@ -2,6 +2,7 @@
 
     MatMul(x, Quant(W, s, z, b))    =>  MatMul(x, Wint) -> Mul(s)
     MatMul(x, BipolarQuant(W, s))   =>  MatMul(x, Wbip) -> Mul(s)
+    Conv(x, Quant(W, s, z, b))      =>  Conv(x, Wint)   -> Mul(s)
 
 `Wint` holds the integer levels of the quantized weights (annotated INTn / UINTn / BIPOLAR), so the
 MatMul becomes an integer dot product; the scale, scalar or one per output column, moves after it
@@ -47,19 +48,26 @@ def integer_weights(model: ModelWrapper, qnode) -> tuple[np.ndarray, np.ndarray,
     return levels, scale, int_dtype_for_range(levels.min(), levels.max()) if levels.size else DataType["INT2"]
 
 
+def _output_channel_axis(node) -> int:
+    """Axis of the weight tensor that indexes output channels: MatMul (MW, MH) -> 1, Conv
+    (C_out, C_in, kh, kw) -> 0."""
+    return 1 if node.op_type == "MatMul" else 0
+
+
 class FoldWeightQuantIntoMatMul(Transformation):
     def apply(self, model: ModelWrapper):
         matches = []
         for mm in model.graph.node:
-            if mm.op_type != "MatMul":
+            if mm.op_type not in ("MatMul", "Conv"):
                 continue
             q = model.find_producer(mm.input[1])
             if q is not None and q.op_type in ("Quant", "BipolarQuant") and const(model, q.input[0]) is not None:
                 matches.append((mm, q))
         for mm, q in matches:
             levels, scale, dtype = integer_weights(model, q)
-            mw, mh = levels.shape
-            if scale.size != 1 and (scale.size != mh or scale.shape[-1] != mh):
+            axis = _output_channel_axis(mm)
+            channels = levels.shape[axis]
+            if scale.size != 1 and (scale.size != channels or scale.shape[axis] != channels):
                 raise HwgenError("weight scales must be per tensor or per output channel", where=f"node {q.name}")
             w_name = add_const(model, levels, dtype)
             out = mm.output[0]
@@ -69,7 +77,9 @@ class FoldWeightQuantIntoMatMul(Transformation):
             else:
                 acc = new_tensor(model, out)
                 mm.output[0] = acc
-                s = add_const(model, scale.reshape(1, -1) if scale.size != 1 else scale.reshape(()))
+                rank = len(model.get_tensor_shape(out))
+                shape = [1, channels] + [1] * (rank - 2) if mm.op_type == "Conv" else [1, channels]
+                s = add_const(model, scale.reshape(shape) if scale.size != 1 else scale.reshape(()))
                 insert_after(model, mm, [make_node("Mul", [acc, s], [out], name=f"{mm.name}_wscale")])
             if not model.find_consumers(q.output[0]):
                 model.graph.node.remove(q)

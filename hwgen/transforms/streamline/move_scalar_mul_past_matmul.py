@@ -1,6 +1,9 @@
 """MoveScalarMulPastMatMul.
 
     Mul(x, s) -> MatMul(., W)   =>  MatMul(x, W) -> Mul(s)        (s a scalar constant)
+    Mul(x, s) -> Conv(., W)     =>  Conv(x, W)   -> Mul(s)        (also with zero padding)
+    Mul(x, s) -> MaxPool        =>  MaxPool(x)   -> Mul(s)        (s > 0)
+    Mul(x, s) -> Reshape        =>  Reshape(x)   -> Mul(s)
 
 Moves activation scales off the integer datapath: the MatMul then sees the integer levels and the
 scale joins the elementwise chain that becomes the next thresholds (or the host's output transform).
@@ -22,8 +25,11 @@ class MoveScalarMulPastMatMul(Transformation):
             if mul.op_type != "Mul" or not is_scalar(const(model, mul.input[1])):
                 continue
             mm = single_consumer(model, mul.output[0])
-            if mm is not None and mm.op_type == "MatMul" and mm.input[0] == mul.output[0] \
-                    and const(model, mm.input[1]) is not None:
+            if mm is None or mm.input[0] != mul.output[0]:
+                continue
+            s = float(const(model, mul.input[1]).reshape(-1)[0])
+            linear = mm.op_type in ("MatMul", "Conv") and const(model, mm.input[1]) is not None
+            if linear or mm.op_type in ("Reshape", "Flatten") or (mm.op_type == "MaxPool" and s > 0):
                 matches.append((mul, mm))
         for mul, mm in matches:
             x, s = mul.input
