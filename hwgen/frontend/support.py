@@ -15,7 +15,7 @@ STANDARD_OPS = frozenset(
     {
         "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Neg", "BatchNormalization", "Relu",
         "Reshape", "Flatten", "Identity", "Constant", "TopK", "ArgMax", "Squeeze", "Unsqueeze",
-        "Transpose", "Dropout",
+        "Transpose", "Dropout", "Conv", "MaxPool",
     }
 )  # fmt: skip
 #: QONNX custom ops (domain qonnx.custom_op.general) that hwgen understands.
@@ -25,8 +25,7 @@ QONNX_OPS = frozenset({"Quant", "BipolarQuant", "Trunc", "MultiThreshold", "Xnor
 def check_supported(model: ModelWrapper) -> None:
     """Raise `HwgenError` naming the first node whose op hwgen cannot build."""
     for index, node in enumerate(model.graph.node):
-        known = QONNX_OPS if node.domain not in ("", "ai.onnx") else STANDARD_OPS
-        if node.op_type not in known and node.op_type not in STANDARD_OPS | QONNX_OPS:
+        if node.op_type not in STANDARD_OPS | QONNX_OPS:
             name = node.name or f"#{index}"
             raise HwgenError(
                 f"op '{node.op_type}' (domain '{node.domain or 'ai.onnx'}') is not supported; "

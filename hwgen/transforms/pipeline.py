@@ -21,11 +21,15 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
+from hwgen.transforms.hardware.absorb_flatten_into_matmul import AbsorbFlattenIntoMatMul
 from hwgen.transforms.hardware.apply_folding_config import ApplyFoldingConfig
+from hwgen.transforms.hardware.infer_convolution import InferConvolution
+from hwgen.transforms.hardware.infer_maxpool import InferMaxPool
 from hwgen.transforms.hardware.infer_label_select import InferLabelSelect
 from hwgen.transforms.hardware.infer_mvu import InferMVU
 from hwgen.transforms.hardware.infer_thresholding import InferThresholding
 from hwgen.transforms.hardware.insert_stream_plumbing import InsertDataWidthConverters, InsertFifos
+from hwgen.transforms.hardware.remove_layout_transposes import RemoveLayoutTransposes
 from hwgen.transforms.hardware.set_folding import SetFolding
 from hwgen.transforms.streamline.absorb_affine_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from hwgen.transforms.streamline.absorb_monotonic_chain_into_topk import AbsorbMonotonicChainIntoTopK
@@ -51,11 +55,15 @@ STREAMLINE: list[Transformation] = [
 ]
 
 TO_HARDWARE: list[Transformation] = [
+    AbsorbFlattenIntoMatMul(),
+    InferConvolution(),
+    InferMaxPool(),
     InferMVU(),
     InferThresholding(),
     InferLabelSelect(),
+    RemoveLayoutTransposes(),
 ]
-HARDWARE_OPS = {"MVU", "Thresholding", "LabelSelect"}
+HARDWARE_OPS = {"MVU", "Thresholding", "LabelSelect", "SlidingWindow", "MaxPool"}
 
 
 def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list, like the others
