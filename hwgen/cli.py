@@ -1,8 +1,9 @@
-"""The `hwgen` command line: build, sim, verify, demo.
+"""The `hwgen` command line: build, sim, verify, synth, demo.
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
     hwgen verify OUT --input X.npy
+    hwgen synth OUT [--part P] [--jobs N]
     hwgen demo [-o OUT]
 
 A mistake in what the user gave (`HwgenError`) prints one line and exits with status 2.
@@ -77,6 +78,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result.exact else 1
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from hwgen.synth import synthesize
+
+    report = synthesize(Path(args.build), part=args.part, jobs=args.jobs)
+    r = report["synth"]
+    print(f"synthesized {args.build} for {r['part']} (Yosys): {r['luts']} LUTs, {r['ffs']} FFs, "
+          f"{r['bram36']} BRAM36 + {r['bram18']} BRAM18, {r['dsp']} DSPs; "
+          f"{'fits' if r['fits'] else 'does NOT fit'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hwgen.demo import run_demo
 
@@ -115,6 +127,12 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--input", required=True)
     v.add_argument("--stall-prob", type=float, default=0.0)
     v.set_defaults(func=cmd_verify)
+
+    y = sub.add_parser("synth", help="Yosys synth_xilinx of a build: LUT/FF/BRAM/DSP into report.json")
+    y.add_argument("build")
+    y.add_argument("--part", default="xc7z020clg400-1", help="FPGA part (xc7z010, xc7z020, xczu3eg, xczu7ev...)")
+    y.add_argument("--jobs", type=int, default=2, help="Yosys processes at a time")
+    y.set_defaults(func=cmd_synth)
 
     d = sub.add_parser("demo", help="train a small BNN on bundled MNIST, build, simulate, report")
     d.add_argument("-o", "--output", default="build/demo")
