@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from hwgen.ops.hardware_op import HardwareOp, unit_of
 from hwgen.ops.kinds import (
-    DataWidthConverter, LabelSelect, MVU, StreamingFifo, Thresholding, HARDWARE_OPS,
+    HARDWARE_OPS, DataWidthConverter, GlobalAccPool, LabelSelect, MaxPool, MVU, SlidingWindow,
+    StreamingFifo, Thresholding,
 )
 
 # qonnx looks up custom ops of domain "hwgen.ops" in this dict
 custom_op = {name: cls for name, cls in HARDWARE_OPS.items()}
 
 __all__ = ["HardwareOp", "unit_of", "custom_op", "HARDWARE_OPS",
-           "MVU", "Thresholding", "LabelSelect", "StreamingFifo", "DataWidthConverter"]
+           "MVU", "Thresholding", "LabelSelect", "StreamingFifo", "DataWidthConverter", "SlidingWindow",
+           "MaxPool", "GlobalAccPool"]

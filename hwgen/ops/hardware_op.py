@@ -31,6 +31,8 @@ def _fields(unit_cls: type) -> tuple[list[tuple[str, str, bool, object]], list[s
             continue
         hint = str(f.type)
         has_default = f.default is not dataclasses.MISSING
+        if "None" in hint and has_default and f.default is None:
+            continue  # optional parameters keep their dataclass default on hardware nodes
         if "DataType" in hint:
             scalars.append((f.name, "s", not has_default, f.default.name if has_default else ""))
         elif hint in ("int", "bool"):

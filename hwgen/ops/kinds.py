@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hwgen.ops.hardware_op import HardwareOp
-from hwgen.units import dwc, fifo, label_select, mvu, thresholding
+from hwgen.units import dwc, fifo, global_pool, label_select, maxpool, mvu, sliding_window, thresholding
 
 
 class MVU(HardwareOp):
@@ -26,6 +26,19 @@ class DataWidthConverter(HardwareOp):
     unit_cls = dwc.DataWidthConverter
 
 
+class SlidingWindow(HardwareOp):
+    unit_cls = sliding_window.SlidingWindow
+
+
+class MaxPool(HardwareOp):
+    unit_cls = maxpool.MaxPool
+
+
+class GlobalAccPool(HardwareOp):
+    unit_cls = global_pool.GlobalAccPool
+
+
 HARDWARE_OPS: dict[str, type[HardwareOp]] = {
-    cls.__name__: cls for cls in (MVU, Thresholding, LabelSelect, StreamingFifo, DataWidthConverter)
+    cls.__name__: cls for cls in (MVU, Thresholding, LabelSelect, StreamingFifo, DataWidthConverter,
+                                  SlidingWindow, MaxPool, GlobalAccPool)
 }

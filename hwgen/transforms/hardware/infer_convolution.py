@@ -68,7 +68,7 @@ class InferConvolution(Transformation):
             wdt = model.get_tensor_datatype(conv.input[1])
             padded = any(geo[k] for k in ("pad_top", "pad_left", "pad_bottom", "pad_right"))
             wdt_in = idt
-            if padded and not (idt.min() <= 0 <= idt.max()):
+            if padded and not idt.allowed(0):
                 wdt_in = int_dtype_for_range(min(0, idt.min()), max(0, idt.max()))
             out_h = (geo["in_h"] + geo["pad_top"] + geo["pad_bottom"] - kh) // geo["stride_h"] + 1
             out_w = (geo["in_w"] + geo["pad_left"] + geo["pad_right"] - kw) // geo["stride_w"] + 1
@@ -76,7 +76,8 @@ class InferConvolution(Transformation):
                                                out_h * out_w * kh * kw * cin], dtype=wdt_in)
             swg = make_node("SlidingWindow", [conv.input[0]], [windows], domain=HWGEN_DOMAIN,
                             name=f"SlidingWindow_{index}", SIMD=1, input_dtype=idt.name,
-                            output_dtype=wdt_in.name, pad_value=0, **geo)
+                            output_dtype=wdt_in.name, pad_value=0 if wdt_in.allowed(0) else int(wdt_in.min()),
+                            **geo)  # (the pad value only matters with padding, and is then 0)
             weights = w.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout)
             inputs = [windows, add_const(model, weights.astype(np.float32), wdt)]
             if mt is not None:

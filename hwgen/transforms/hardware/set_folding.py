@@ -22,7 +22,8 @@ def divisors(n: int) -> list[int]:
 
 #: folding attributes each unit kind exposes, and the dimension each one must divide
 FOLDABLE = {"MVU": (("PE", "MH"), ("SIMD", "MW")), "Thresholding": (("PE", "channels"),),
-            "LabelSelect": (("PE", "labels"),)}
+            "LabelSelect": (("PE", "labels"),), "SlidingWindow": (("SIMD", "channels"),),
+            "MaxPool": (("PE", "channels"),), "GlobalAccPool": (("PE", "channels"),)}
 
 
 class SetFolding(Transformation):
