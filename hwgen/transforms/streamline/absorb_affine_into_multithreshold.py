@@ -5,8 +5,8 @@
 
 for scalar constants c and m. This turns a bipolar MultiThreshold (a=2, b=-1) followed by the
 {-1,+1} -> {0,1} re-encoding of `ConvertBipolarMatMulToXnorPopcount` into a binary one (a=1, b=0),
-so the XNOR unit reads the threshold bit directly. A Reshape / Flatten between the two is looked
-through (a scalar affine commutes with it).
+so the XNOR unit reads the threshold bit directly. Reshapes and max pools between the two are
+looked through (an increasing scalar affine map commutes with them).
 """
 
 from __future__ import annotations
@@ -16,7 +16,37 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
-from hwgen.transforms.graph import const, is_scalar, single_consumer
+from hwgen.transforms.graph import const, is_scalar, new_tensor, single_consumer
+
+
+#: ops an increasing scalar affine map commutes with
+_PASS_THROUGH = ("Reshape", "Flatten", "MaxPool")
+
+
+def _find_affine(model: ModelWrapper, mt) -> tuple[list, object] | None:
+    """The scalar Add/Mul reached from `mt` through single-reader reshapes and max pools (the
+    nodes passed through, and the Add/Mul), or None."""
+    path, node = [], single_consumer(model, mt.output[0])
+    while node is not None and node.op_type in _PASS_THROUGH:
+        path.append(node)
+        node = single_consumer(model, node.output[0])
+    if node is None or node.op_type not in ("Add", "Mul") or not is_scalar(const(model, node.input[1])):
+        return None
+    if node.op_type == "Mul" and float(const(model, node.input[1]).reshape(-1)[0]) <= 0 \
+            and any(p.op_type == "MaxPool" for p in path):
+        return None  # max does not commute with a falling map
+    return path, node
+
+
+def _move_next_to(model: ModelWrapper, mt, path: list, affine) -> None:
+    """mt -> path -> affine -> y   becomes   mt -> affine -> path -> y."""
+    if not path:
+        return
+    moved = new_tensor(model, mt.output[0])
+    final = affine.output[0]
+    affine.input[0], affine.output[0] = mt.output[0], moved
+    path[0].input[0] = moved
+    path[-1].output[0] = final
 
 
 class AbsorbAffineIntoMultiThreshold(Transformation):
@@ -25,18 +55,11 @@ class AbsorbAffineIntoMultiThreshold(Transformation):
         for mt in model.graph.node:
             if mt.op_type != "MultiThreshold":
                 continue
-            nxt = single_consumer(model, mt.output[0])
-            if nxt is not None and nxt.op_type in ("Reshape", "Flatten"):
-                after = single_consumer(model, nxt.output[0])
-                if after is not None and after.op_type in ("Add", "Mul") and is_scalar(const(model, after.input[1])):
-                    # a scalar affine commutes with a reshape: bring it next to the thresholds
-                    nxt.output[0], after.input[0], after.output[0], nxt.input[0] = (
-                        after.output[0], nxt.input[0], nxt.input[0] + "_affine", nxt.input[0] + "_affine")
-                    model.set_tensor_shape(after.output[0], model.get_tensor_shape(after.input[0]))
-                    nxt = after
-            if nxt is not None and nxt.op_type in ("Add", "Mul") and is_scalar(const(model, nxt.input[1])):
-                matches.append((mt, nxt))
-        for mt, nxt in matches:
+            found = _find_affine(model, mt)
+            if found is not None:
+                matches.append((mt, *found))
+        for mt, path, nxt in matches:
+            _move_next_to(model, mt, path, nxt)
             op = getCustomOp(mt)
             a, b = op.get_nodeattr("out_scale"), op.get_nodeattr("out_bias")
             c = float(const(model, nxt.input[1]).reshape(-1)[0])
