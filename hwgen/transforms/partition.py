@@ -20,17 +20,23 @@ from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_shapes import InferShapes
 
 from hwgen.errors import HwgenError
-from hwgen.transforms.graph import const
+from hwgen.transforms.graph import const, single_consumer
 
 LAYER_OPS = ("MatMul", "XnorPopcountMatMul", "Conv")
 #: ops that hardware runs when their input is integer (a flatten folds into the next layer's weights)
-INTEGER_OPS = ("MultiThreshold", "TopK", "ArgMax", "MaxPool", "Reshape", "Flatten", "Transpose")
+INTEGER_OPS = ("MultiThreshold", "TopK", "ArgMax", "MaxPool", "Transpose")
 
 
 def _is_hardware(model: ModelWrapper, node) -> bool:
     if node.op_type in LAYER_OPS:
         w = const(model, node.input[1])
         return w is not None and model.get_tensor_datatype(node.input[0]).is_integer()
+    if node.op_type in ("Reshape", "Flatten"):
+        # in hardware a flatten only exists folded into the next layer's weights; a flatten at
+        # the end (a feature map as output) reorders channel-last to channel-first on the host
+        reader = single_consumer(model, node.output[0])
+        return reader is not None and reader.op_type in ("MatMul", "XnorPopcountMatMul") \
+            and model.get_tensor_datatype(node.input[0]).is_integer()
     if node.op_type in INTEGER_OPS:
         return model.get_tensor_datatype(node.input[0]).is_integer()
     return node.domain == "hwgen.ops"
