@@ -2,7 +2,9 @@
 
 Keys (exactly): `clock_mhz`, `est_fps`, `layers` (each: `name`, `op`, `PE`, `SIMD`, `MW`, `MH`,
 `est_cycles`, `est_luts`, `est_brams`; null where a key does not apply) and `totals`
-(`est_luts`, `est_brams`, `max_est_cycles`). `est_brams` counts 18 Kb block RAMs.
+(`est_luts`, `est_brams`, `max_est_cycles`). `est_brams` counts 18 Kb block RAMs. Each layer
+also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise); `hwgen synth`
+adds `synth` blocks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
             "est_cycles": int(unit.est_cycles()),
             "est_luts": int(unit.est_luts()),
             "est_brams": int(unit.est_brams()),
+            "depth": getattr(unit, "depth", None),  # FIFOs: beats they hold
         })
     max_cycles = max(layer["est_cycles"] for layer in layers)
     return {

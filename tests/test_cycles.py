@@ -33,3 +33,10 @@ def test_tfc_cycles_match_estimate(target_cycles, tfc_onnx, tmp_path, verilator_
     estimate = report["totals"]["max_est_cycles"]
     assert estimate <= target_cycles
     assert abs(sim["cycles_per_frame"] - estimate) <= 0.02 * estimate, (sim, estimate)
+
+
+def test_every_fifo_depth_is_reported(tfc_onnx, tmp_path, verilator_cache):
+    report = build(tfc_onnx, tmp_path / "b", BuildConfig(target_cycles=1024, cache_dir=verilator_cache))
+    fifos = [layer for layer in report["layers"] if layer["op"] == "StreamingFifo"]
+    assert fifos and all(layer["depth"] == 2 for layer in fifos)
+    assert all(layer["depth"] is None for layer in report["layers"] if layer["op"] != "StreamingFifo")
