@@ -4,7 +4,6 @@ reaches it, stall-free. Padded convolutions are exact at every border pixel."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ a LabelSelect unit and outputs int64 indices bit-exact; a per-class BatchNorm ke
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

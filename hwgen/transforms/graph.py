@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 from onnx import NodeProto, TensorProto, helper
-from qonnx.core.datatype import DataType, BaseDataType
+from qonnx.core.datatype import BaseDataType
 from qonnx.core.modelwrapper import ModelWrapper
+
+from hwgen.units.datapath import smallest_int_dtype
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 HWGEN_DOMAIN = "hwgen.ops"
@@ -64,17 +66,5 @@ def make_node(op_type: str, inputs: list[str], outputs: list[str], *, domain: st
 
 
 def int_dtype_for_range(lo: int, hi: int) -> BaseDataType:
-    """Smallest UINTn / INTn holding every integer in [lo, hi]."""
-    lo, hi = int(lo), int(hi)
-    if lo >= 0:
-        return DataType[f"UINT{max(1, int(hi).bit_length())}"] if hi > 1 else DataType["BINARY"]
-    bits = max((-lo - 1).bit_length(), hi.bit_length()) + 1
-    return DataType[f"INT{bits}"]
-
-
-def value_range(dtype: BaseDataType) -> tuple[int, int]:
-    return int(dtype.min()), int(dtype.max())
-
-
-def is_integer_dtype(dtype: BaseDataType) -> bool:
-    return dtype.is_integer()
+    """Smallest BINARY / UINTn / INTn holding every integer in [lo, hi] (the units' own rule)."""
+    return smallest_int_dtype(lo, hi)

@@ -21,7 +21,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.lib import wiring
+from amaranth import unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
 from qonnx.core.datatype import BaseDataType
 
 
@@ -72,3 +74,8 @@ class Unit(ABC):
 
     @abstractmethod
     def est_brams(self) -> int: ...
+
+
+def stream_ports(in_width: int, out_width: int) -> dict[str, wiring.Member]:
+    """The `inp` / `out` stream ports every single-stream unit component declares."""
+    return {"inp": In(stream.Signature(unsigned(in_width))), "out": Out(stream.Signature(unsigned(out_width)))}

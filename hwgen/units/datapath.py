@@ -41,6 +41,12 @@ def check_positive(unit: object, names: tuple[str, ...], where: str) -> None:
             raise HwgenError(f"{name} must be a positive integer, not {value!r}", where=where)
 
 
+def check_int(value: object, name: str, minimum: int = 1, where: str | None = None) -> None:
+    """Raise `HwgenError` naming `name` unless `value` is an integer (not a bool) >= `minimum`."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise HwgenError(f"{name} must be an integer >= {minimum}, got {value!r}", where=where or name)
+
+
 def is_bipolar(dtype: BaseDataType) -> bool:
     return dtype == DataType["BIPOLAR"]
 

@@ -17,14 +17,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Module, Mux, Signal, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
-from hwgen.units.base import StreamSpec, Unit
-from hwgen.units.common import check_dtype, check_int
+from hwgen.units.base import StreamSpec, Unit, stream_ports
+from hwgen.units.datapath import check_dtype, check_int
 
 
 class DwcComponent(wiring.Component):
@@ -35,12 +34,7 @@ class DwcComponent(wiring.Component):
         self.in_chunks = in_chunks
         self.out_chunks = out_chunks
         self.capacity = 2 * in_chunks + out_chunks - 1
-        super().__init__(
-            {
-                "inp": In(stream.Signature(unsigned(chunk_bits * in_chunks))),
-                "out": Out(stream.Signature(unsigned(chunk_bits * out_chunks))),
-            }
-        )
+        super().__init__(stream_ports(chunk_bits * in_chunks, chunk_bits * out_chunks))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -94,7 +88,7 @@ class DataWidthConverter(Unit):
     elems_per_frame: int
 
     def __post_init__(self) -> None:
-        check_dtype(self.dtype)
+        check_dtype(self.dtype, "dtype", "DataWidthConverter")
         check_int(self.in_elems, "in_elems")
         check_int(self.out_elems, "out_elems")
         check_int(self.elems_per_frame, "elems_per_frame")

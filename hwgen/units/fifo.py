@@ -10,14 +10,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Module, unsigned
-from amaranth.lib import stream, wiring
+from amaranth import Module
+from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
 from qonnx.core.datatype import BaseDataType
 
-from hwgen.units.base import StreamSpec, Unit
-from hwgen.units.common import bram18_count, check_dtype, check_int
+from hwgen.units.base import StreamSpec, Unit, stream_ports
+from hwgen.units.datapath import check_dtype, check_int, memory_bram18
 
 #: At or below this depth, or this many bits, the storage is distributed (LUT) RAM: a block RAM
 #: would be mostly empty and its synchronous read would add a cycle of latency.
@@ -33,12 +32,7 @@ class FifoComponent(wiring.Component):
         self.width = width
         self.depth = depth
         self.block_ram = block_ram
-        super().__init__(
-            {
-                "inp": In(stream.Signature(unsigned(width))),
-                "out": Out(stream.Signature(unsigned(width))),
-            }
-        )
+        super().__init__(stream_ports(width, width))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -65,7 +59,7 @@ class StreamingFifo(Unit):
     depth: int
 
     def __post_init__(self) -> None:
-        check_dtype(self.dtype)
+        check_dtype(self.dtype, "dtype", "StreamingFifo")
         check_int(self.elems_per_beat, "elems_per_beat")
         check_int(self.beats_per_frame, "beats_per_frame")
         # Depth 1 cannot take a beat in the cycle it gives one out: half throughput.
@@ -113,4 +107,4 @@ class StreamingFifo(Unit):
         if self.ram_style == "distributed":
             return 0
         # SyncFIFOBuffered keeps depth - 1 entries in memory and one in its output register.
-        return bram18_count(self.spec.width, self.depth - 1)
+        return memory_bram18(self.depth - 1, self.spec.width)

@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Module, Signal, Value, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Const, Module, Signal, Value
+from amaranth.lib import wiring
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
-from hwgen.units.base import StreamSpec, Unit
+from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import check_dtype, check_positive, check_values, decode, smallest_int_dtype, tree_sum, wrap_inc
 
 
@@ -99,12 +98,7 @@ class LabelSelectComponent(wiring.Component):
 
     def __init__(self, unit: LabelSelect) -> None:
         self.unit = unit
-        super().__init__(
-            {
-                "inp": In(stream.Signature(unsigned(unit.inputs[0].width))),
-                "out": Out(stream.Signature(unsigned(unit.outputs[0].width))),
-            }
-        )
+        super().__init__(stream_ports(unit.inputs[0].width, unit.outputs[0].width))
 
     def elaborate(self, platform: object) -> Module:
         u = self.unit

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
-from hwgen.units.base import StreamSpec, Unit
+from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
     check_dtype,
     check_positive,
@@ -170,12 +169,7 @@ class PoolComponent(wiring.Component):
         self.pool_h, self.pool_w = pool_h, pool_w
         self.lanes, self.in_bits, self.acc_bits = lanes, in_bits, acc_bits
         self.load, self.combine = load, combine
-        super().__init__(
-            {
-                "inp": In(stream.Signature(unsigned(lanes * in_bits))),
-                "out": Out(stream.Signature(unsigned(lanes * acc_bits))),
-            }
-        )
+        super().__init__(stream_ports(lanes * in_bits, lanes * acc_bits))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

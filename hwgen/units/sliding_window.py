@@ -36,15 +36,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 from numpy.lib.stride_tricks import sliding_window_view
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
 from hwgen.streams import to_wire
-from hwgen.units.base import StreamSpec, Unit
+from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
     check_dtype,
     check_positive,
@@ -238,12 +237,7 @@ class SlidingWindowComponent(wiring.Component):
 
     def __init__(self, unit: SlidingWindow) -> None:
         self.unit = unit
-        super().__init__(
-            {
-                "inp": In(stream.Signature(unsigned(unit.inputs[0].width))),
-                "out": Out(stream.Signature(unsigned(unit.outputs[0].width))),
-            }
-        )
+        super().__init__(stream_ports(unit.inputs[0].width, unit.outputs[0].width))
 
     def elaborate(self, platform: object) -> Module:
         u = self.unit

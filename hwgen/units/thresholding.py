@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Signal, Value, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
-from hwgen.units.base import StreamSpec, Unit
+from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
     check_dtype,
     check_positive,
@@ -214,12 +213,7 @@ class ThresholdingComponent(wiring.Component):
 
     def __init__(self, unit: Thresholding) -> None:
         self.unit = unit
-        super().__init__(
-            {
-                "inp": In(stream.Signature(unsigned(unit.inputs[0].width))),
-                "out": Out(stream.Signature(unsigned(unit.outputs[0].width))),
-            }
-        )
+        super().__init__(stream_ports(unit.inputs[0].width, unit.outputs[0].width))
 
     def elaborate(self, platform: object) -> Module:
         u = self.unit

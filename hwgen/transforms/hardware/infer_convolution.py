@@ -13,7 +13,6 @@ matrix-vector unit multiplies {-1, 0, +1} by its weights. No border pixel is app
 from __future__ import annotations
 
 import numpy as np
-from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name

@@ -17,6 +17,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from hwgen.transforms.graph import const, is_scalar, new_tensor, single_consumer
+from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import dtype_for_levels
 
 
 #: ops an increasing scalar affine map commutes with
@@ -69,13 +70,12 @@ class AbsorbAffineIntoMultiThreshold(Transformation):
                 a, b = a * c, b * c
             op.set_nodeattr("out_scale", float(a))
             op.set_nodeattr("out_bias", float(b))
-            out_dtype = model.get_tensor_datatype(nxt.output[0])
             mt.output[0] = nxt.output[0]
             model.graph.node.remove(nxt)
             levels = int(model.get_initializer(mt.input[1]).shape[1])
             values = [a * k + b for k in range(levels + 1)]
-            from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import dtype_for_levels
-            dtype = dtype_for_levels(values)
-            op.set_nodeattr("out_dtype", dtype.name if dtype is not None else "FLOAT32")
-            model.set_tensor_datatype(mt.output[0], dtype if dtype is not None else DataType["FLOAT32"])
+            dtype = dtype_for_levels(values) or DataType["FLOAT32"]
+            op.set_nodeattr("out_dtype", dtype.name)
+            for tensor in [mt.output[0]] + [p.output[0] for p in path]:  # reshapes and pools carry it on
+                model.set_tensor_datatype(tensor, dtype)
         return model, bool(matches)

@@ -10,7 +10,6 @@ the exact affine `2p - MW` joins the elementwise chain that becomes the next thr
 
 from __future__ import annotations
 
-import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation

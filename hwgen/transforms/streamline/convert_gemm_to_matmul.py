@@ -9,7 +9,6 @@ node) so that `FoldWeightQuantIntoMatMul` still sees integer weights and their s
 
 from __future__ import annotations
 
-import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name
