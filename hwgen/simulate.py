@@ -7,7 +7,6 @@ RTL content, cached), unpacking, host output transform. `verify_build` runs the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
