@@ -32,10 +32,22 @@ def is_scalar(value: np.ndarray | None) -> bool:
     return value is not None and value.size == 1
 
 
+def fresh_name(model: ModelWrapper, hint: str = "t") -> str:
+    """A tensor name not yet in the graph, `<hint>_<n>` with the smallest n: deterministic, so that
+    the same model always builds into byte-identical files (qonnx's own helper draws random names)."""
+    g = model.graph
+    taken = {v.name for v in list(g.input) + list(g.output) + list(g.value_info) + list(g.initializer)}
+    taken.update(name for n in g.node for name in list(n.input) + list(n.output))
+    index = 0
+    while f"{hint}_{index}" in taken:
+        index += 1
+    return f"{hint}_{index}"
+
+
 def new_tensor(model: ModelWrapper, like: str | None = None, shape: list[int] | None = None,
                dtype: BaseDataType | None = None) -> str:
     """A fresh float tensor, with the shape of `like` unless `shape` is given."""
-    name = model.make_new_valueinfo_name()
+    name = fresh_name(model, "t")
     if shape is None and like is not None:
         shape = model.get_tensor_shape(like)
     model.graph.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
@@ -46,7 +58,7 @@ def new_tensor(model: ModelWrapper, like: str | None = None, shape: list[int] | 
 
 def add_const(model: ModelWrapper, value: np.ndarray | float, dtype: BaseDataType | None = None) -> str:
     """A fresh initializer holding `value` (as float32, the QONNX convention)."""
-    name = model.make_new_valueinfo_name()
+    name = fresh_name(model, "c")
     model.set_initializer(name, np.asarray(value, dtype=np.float32))
     if dtype is not None:
         model.set_tensor_datatype(name, dtype)

@@ -20,7 +20,7 @@ from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_shapes import InferShapes
 
 from hwgen.errors import HwgenError
-from hwgen.transforms.graph import const, single_consumer
+from hwgen.transforms.graph import const, fresh_name, single_consumer
 
 LAYER_OPS = ("MatMul", "XnorPopcountMatMul", "Conv")
 #: ops that hardware runs when their input is integer (a flatten folds into the next layer's weights)
@@ -164,7 +164,7 @@ def _channels_last_edges(model: ModelWrapper, pre: list, accel: list, post: list
     Transpose, which keeps each checkpoint executable; lowering to hardware then drops it."""
     def transpose(src: str, perm: list[int], name: str) -> tuple[str, object]:
         shape = model.get_tensor_shape(src)
-        dst = model.make_new_valueinfo_name()
+        dst = fresh_name(model, name)
         model.graph.value_info.append(helper.make_tensor_value_info(dst, 1, [shape[i] for i in perm]))
         model.set_tensor_datatype(dst, model.get_tensor_datatype(src))
         node = helper.make_node("Transpose", [src], [dst], perm=perm, name=name)
