@@ -1,17 +1,23 @@
 """Yosys synthesis of a build: resource counts in report.json, per unit and for the whole design,
-block RAM where the resource model puts a ROM, and the CLI's errors."""
+block RAM where the resource model puts a ROM, the same cells from RTLIL as from Verilog, and the
+CLI's errors."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
+from qonnx.core.datatype import DataType
 
 from hwgen.cli import main
 from hwgen.errors import HwgenError
-from hwgen.synth import PARTS, count_resources, lookup_part, synthesize
+from hwgen.rtl.emit import to_rtlil, to_verilog, to_verilog_and_rtlil
+from hwgen.synth import PARTS, _sources, count_resources, lookup_part, synthesize
+from hwgen.synth.yosys import SynthRun, find_yosys, verilog_for_synthesis
 from hwgen.units.datapath import in_bram
+from hwgen.units.fifo import StreamingFifo
 
 RESOURCES = ("luts", "ffs", "bram18", "bram36", "dsp")
 
@@ -66,6 +72,77 @@ def test_large_weight_rom_goes_to_block_ram(synthesized):
     assert big, "the tiny MLP's first layer should have a weight ROM above the LUTRAM threshold"
     for layer in big:
         assert layer["synth"]["bram18"] + layer["synth"]["bram36"] > 0, layer
+
+
+def test_rtlil_beside_every_verilog_file(synthesized):
+    """RTLIL is written beside the Verilog, without source paths; synthesis starts from it."""
+    out, _ = synthesized
+    verilog = sorted(p.stem for p in (out / "rtl").glob("*.v"))
+    assert verilog == sorted(p.stem for p in (out / "rtl").glob("*.il"))
+    for stem in verilog:
+        text = (out / "rtl" / f"{stem}.il").read_text()
+        assert f"module \\{stem}\n" in text and "attribute \\src" not in text, stem
+    assert sorted(p.stem for p in (out / "synth" / "rtl").glob("*.v")) == verilog
+    whole = (out / "synth" / "hwgen_accel.ys").read_text()
+    assert whole.startswith("read_verilog " + " ".join(f"synth/rtl/{stem}.v" for stem in verilog) + "\n")
+
+
+def test_one_elaboration_gives_both_texts():
+    unit = StreamingFifo(DataType["INT3"], 5, 4, 32)
+    both = to_verilog_and_rtlil(unit.component(), "m")
+    assert both == (to_verilog(unit.component(), "m"), to_rtlil(unit.component(), "m"))
+
+
+_INLINE_MEMORY = re.compile(r"  initial begin\n((?:    (\S+ ?)\[\d+\] = \d+'h[0-9a-f]+;\n)+)  end\n")
+_WORD = re.compile(r"'h([0-9a-f]+);")
+
+
+def test_synthesis_reads_the_simulated_verilog(synthesized):
+    """What synthesis reads, `synth/rtl/<module>.v`, is the Verilog that Verilator simulates but for
+    the memory contents: one `$readmemb` of a `.mem` file holding the very same words instead of
+    one statement per word."""
+    out, _ = synthesized
+    memories = 0
+    for path in sorted((out / "rtl").glob("*.v")):
+        module = path.stem
+        blocks = list(_INLINE_MEMORY.finditer(path.read_text()))
+        expected = path.read_text()
+        for n, block in reversed(list(enumerate(blocks, start=1))):
+            mem = f"synth/rtl/{module}-{n}.mem"
+            read = f'  initial $readmemb("{mem}", {block[2]});\n'
+            expected = expected[:block.start()] + read + expected[block.end():]
+            words = [int(w, 16) for w in _WORD.findall(block[1])]
+            assert [int(line, 2) for line in (out / mem).read_text().split()] == words, mem
+        memories += len(blocks)
+        text = (out / "synth" / "rtl" / f"{module}.v").read_text()
+        assert text.split("\n", 1)[1] == expected, module  # after Yosys's banner line
+    assert memories >= 3  # the weight and threshold ROMs of MVUs, FIFO buffers
+
+
+def test_rtlil_gives_the_cells_of_the_verilog(synthesized, tmp_path):
+    """A unit with weight and threshold ROMs, synthesized from `rtl/<module>.v` as it is, has the
+    cells that the synthesis from its RTLIL found."""
+    out, report = synthesized
+    last_mvu = [layer for layer in report["layers"] if layer["op"] == "MVU"][-1]
+    module = f"hwgen_accel_{last_mvu['name']}"
+    shutil.copytree(out / "rtl", tmp_path / "rtl")
+    (tmp_path / "synth").mkdir()
+    from_verilog = SynthRun(module, (f"rtl/{module}.v",)).run(find_yosys(), tmp_path, "xc7")
+    from_rtlil = json.loads((out / "synth" / "summary.json").read_text())["modules"][module]
+    assert from_verilog["cells"] == from_rtlil["cells"]
+
+
+def test_build_without_rtlil_synthesizes_its_verilog(synthesized, tmp_path):
+    out, report = synthesized
+    shutil.copytree(out / "rtl", tmp_path / "rtl")
+    sources, layer_module = _sources(tmp_path, report, "hwgen_accel")
+    assert set(sources) == {"hwgen_accel", *layer_module.values()}
+    assert all(f == f"rtl/{m}.il" for m, f in sources.items())
+    for path in (tmp_path / "rtl").glob("*.il"):
+        path.unlink()
+    sources, _ = _sources(tmp_path, report, "hwgen_accel")
+    assert all(f == f"rtl/{m}.v" and verilog_for_synthesis(tmp_path, f) == f for m, f in sources.items())
+    assert not (tmp_path / "synth").exists()
 
 
 def test_count_resources_counts_lut_sites():

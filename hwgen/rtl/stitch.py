@@ -1,9 +1,10 @@
 """Stitching: one top-level module that wires the hardware nodes of a graph together.
 
-Each hardware node becomes its own Verilog module (`<top>_<node name>`, in `rtl/<module>.v`); the
-top module instantiates them and connects one stream per graph edge, and exposes the AXI-Stream
-contract of `hwgen.rtl.axis` (`ap_clk`, `ap_rst_n`, `s_axis_*`, `m_axis_*`, byte-padded `tdata`).
-Stitching knows only the edges and each unit's stream widths, never a unit's insides.
+Each hardware node becomes its own module (`<top>_<node name>`, in `rtl/<module>.v` and, for
+synthesis, the same design as RTLIL in `rtl/<module>.il`); the top module instantiates them and
+connects one stream per graph edge, and exposes the AXI-Stream contract of `hwgen.rtl.axis`
+(`ap_clk`, `ap_rst_n`, `s_axis_*`, `m_axis_*`, byte-padded `tdata`). Stitching knows only the
+edges and each unit's stream widths, never a unit's insides.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
-from hwgen.rtl.emit import to_verilog
+from hwgen.rtl.emit import to_verilog_and_rtlil
 from hwgen.streams import beat_bytes
 from hwgen.units.base import StreamSpec, Unit
 
@@ -76,15 +77,16 @@ def _ident(name: str) -> str:
 @dataclass(frozen=True)
 class StitchedDesign:
     top: str
-    files: list[Path]
+    files: list[Path]  # Verilog, units then the top
     input: StreamSpec
     output: StreamSpec
+    rtlil: list[Path]  # the same modules as RTLIL, in the same order
 
 
 def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> StitchedDesign:
-    """Write one Verilog file per hardware node plus the top module into `rtl_dir`."""
+    """Write one Verilog and one RTLIL file per hardware node plus the top module into `rtl_dir`."""
     rtl_dir.mkdir(parents=True, exist_ok=True)
-    instances, widths, files = [], {}, []
+    instances, widths, files, rtlil = [], {}, [], []
     for node in model.graph.node:
         unit = unit_of(model, node)
         if len(unit.inputs) != 1 or len(unit.outputs) != 1:
@@ -94,14 +96,19 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> Stit
             if widths.setdefault(tensor, spec.width) != spec.width:
                 raise HwgenError(f"stream widths disagree on edge ({widths[tensor]} vs {spec.width} bits)",
                                  where=f"tensor {tensor}")
-        path = rtl_dir / f"{module}.v"
-        path.write_text(to_verilog(unit.component(), module))
-        files.append(path)
+        _write(unit.component(), module, rtl_dir, files, rtlil)
         instances.append(Instantiation(module, unit, node.input[0], node.output[0]))
     in_tensor, out_tensor = model.graph.input[0].name, model.graph.output[0].name
-    top_path = rtl_dir / f"{top}.v"
-    top_path.write_text(to_verilog(AcceleratorTop(instances, in_tensor, out_tensor, widths), top))
-    files.append(top_path)
+    _write(AcceleratorTop(instances, in_tensor, out_tensor, widths), top, rtl_dir, files, rtlil)
     first = next(i for i in instances if i.inp == in_tensor)
     last = next(i for i in instances if i.out == out_tensor)
-    return StitchedDesign(top, files, first.unit.inputs[0], last.unit.outputs[0])
+    return StitchedDesign(top, files, first.unit.inputs[0], last.unit.outputs[0], rtlil)
+
+
+def _write(component: wiring.Component, module: str, rtl_dir: Path, verilog: list[Path],
+           rtlil: list[Path]) -> None:
+    """Write `rtl_dir/<module>.v` and `rtl_dir/<module>.il`, appending their paths to the lists."""
+    texts = to_verilog_and_rtlil(component, module)
+    for paths, suffix, text in zip((verilog, rtlil), (".v", ".il"), texts):
+        paths.append(rtl_dir / f"{module}{suffix}")
+        paths[-1].write_text(text)

