@@ -40,3 +40,23 @@ def tiny_mlp_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "mlp.onnx"
     export_brevitas(randomize(BnnMlp(hidden=(32, 16)), seed=0), (1, 1, 28, 28)).save(str(path))
     return path
+
+
+@pytest.fixture
+def check_unit(verilator_cache):
+    """Run a unit's Verilog in Verilator against its numpy reference: bit-exact without and with
+    random stalls on both streams, and exactly `est_cycles()` per frame without stalls."""
+    import numpy as np
+
+    from hwgen.sim import simulate_unit
+
+    def check(unit, frames, seed: int = 5) -> None:
+        expected = unit.reference(frames)
+        for stall_prob in (0.0, 0.3):
+            got, result = simulate_unit(unit, frames, stall_prob=stall_prob, seed=seed,
+                                        cache_dir=verilator_cache)
+            np.testing.assert_array_equal(got, expected, err_msg=f"stall_prob={stall_prob}")
+            if stall_prob == 0.0:
+                assert result.cycles_per_frame == unit.est_cycles()
+
+    return check

@@ -8,7 +8,6 @@ import pytest
 from qonnx.core.datatype import DataType
 
 from hwgen.errors import HwgenError
-from hwgen.sim import simulate_unit
 from hwgen.units.label_select import LabelSelect, label_dtype
 
 
@@ -51,14 +50,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_label_select_verilator_matches_reference(case, verilator_cache):
+def test_label_select_verilator_matches_reference(case, check_unit):
     labels, pe, k, idt = CASES[case]
     unit = LabelSelect(labels, pe, k, idt)
     rng = np.random.default_rng(sum(map(ord, case)))
     frames = rng.integers(int(idt.min()), int(idt.max()) + 1, size=(10, labels))
-    expected = unit.reference(frames)
-    for stall_prob in (0.0, 0.3):
-        got, result = simulate_unit(unit, frames, stall_prob=stall_prob, seed=5, cache_dir=verilator_cache)
-        np.testing.assert_array_equal(got, expected, err_msg=f"stall_prob={stall_prob}")
-        if stall_prob == 0.0:
-            assert result.cycles_per_frame == unit.est_cycles()
+    check_unit(unit, frames, seed=5)

@@ -8,7 +8,6 @@ import pytest
 from qonnx.core.datatype import DataType
 
 from hwgen.errors import HwgenError
-from hwgen.sim import simulate_unit
 from hwgen.units.thresholding import Thresholding
 
 BIPOLAR, INT2, INT4, UINT3 = DataType["BIPOLAR"], DataType["INT2"], DataType["INT4"], DataType["UINT3"]
@@ -54,15 +53,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_thresholding_verilator_matches_reference(case, verilator_cache):
+def test_thresholding_verilator_matches_reference(case, check_unit):
     channels, pe, idt, steps, odt, bias, pixels = CASES[case]
     rng = np.random.default_rng(sum(map(ord, case)))
     thr = np.sort(rng.integers(int(idt.min()) - 3, int(idt.max()) + 4, size=(channels, steps)), axis=1)
     unit = Thresholding(channels, pe, idt, thr, odt, bias, pixels=pixels)
     frames = rng.integers(int(idt.min()), int(idt.max()) + 1, size=(8, pixels * channels))
-    expected = unit.reference(frames)
-    for stall_prob in (0.0, 0.3):
-        got, result = simulate_unit(unit, frames, stall_prob=stall_prob, seed=3, cache_dir=verilator_cache)
-        np.testing.assert_array_equal(got, expected, err_msg=f"stall_prob={stall_prob}")
-        if stall_prob == 0.0:
-            assert result.cycles_per_frame == unit.est_cycles()
+    check_unit(unit, frames, seed=3)
