@@ -28,6 +28,7 @@ from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
 from hwgen.transforms.chain import ElementwiseChain, walk_back
+from hwgen.transforms.quant import quant_levels
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer
 
 QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold")
@@ -90,7 +91,6 @@ class _Chain(ElementwiseChain):
         if q.op_type == "MultiThreshold":
             op = getCustomOp(q)
             return float(op.get_nodeattr("out_scale")), float(op.get_nodeattr("out_bias"))
-        from hwgen.transforms.streamline.split_quant_scale import quant_levels
         return 1.0, float(quant_levels(model, q)[0])
 
     def num_thresholds(self, model: ModelWrapper) -> int:
@@ -99,7 +99,6 @@ class _Chain(ElementwiseChain):
             return 1
         if q.op_type == "MultiThreshold":
             return int(const(model, q.input[1]).shape[1])
-        from hwgen.transforms.streamline.split_quant_scale import quant_levels
         lo, hi = quant_levels(model, q)
         return hi - lo
 

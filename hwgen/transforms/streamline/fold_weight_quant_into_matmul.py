@@ -16,18 +16,10 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.general.quant import quant
 from qonnx.transformation.base import Transformation
-from qonnx.util.basic import get_by_name
 
 from hwgen.errors import HwgenError
 from hwgen.transforms.graph import add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor
-
-
-def _quant_attrs(node) -> tuple[int, int, str]:
-    signed = get_by_name(node.attribute, "signed")
-    narrow = get_by_name(node.attribute, "narrow")
-    mode = get_by_name(node.attribute, "rounding_mode")
-    return (1 if signed is None else signed.i, 0 if narrow is None else narrow.i,
-            "ROUND" if mode is None else mode.s.decode())
+from hwgen.transforms.quant import quant_attrs
 
 
 def integer_weights(model: ModelWrapper, qnode) -> tuple[np.ndarray, np.ndarray, object]:
@@ -42,7 +34,7 @@ def integer_weights(model: ModelWrapper, qnode) -> tuple[np.ndarray, np.ndarray,
     bits = const(model, qnode.input[3])
     if zp is None or bits is None or np.any(zp != 0):
         raise HwgenError("weight quantizers need a constant zero point of 0", where=f"node {qnode.name}")
-    signed, narrow, mode = _quant_attrs(qnode)
+    signed, narrow, mode = quant_attrs(qnode)
     q = quant(w, scale, zp, bits, signed, narrow, mode)
     levels = np.rint(q / scale).astype(np.float32)
     return levels, scale, int_dtype_for_range(levels.min(), levels.max()) if levels.size else DataType["INT2"]

@@ -17,29 +17,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
-from hwgen.transforms.graph import add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor
-from hwgen.transforms.streamline.fold_weight_quant_into_matmul import _quant_attrs
-
-
-def quant_levels(model: ModelWrapper, q) -> tuple[int, int]:
-    """Smallest and largest integer level an activation quantizer with scale 1 can output."""
-    if q.op_type == "BipolarQuant":
-        return -1, 1
-    zp = float(const(model, q.input[2]).reshape(-1)[0])
-    bits = int(const(model, q.input[3]).reshape(-1)[0])
-    signed, narrow, _ = _quant_attrs(q)
-    if signed:
-        lo, hi = -(2 ** (bits - 1)) + narrow, 2 ** (bits - 1) - 1
-    else:
-        lo, hi = 0, 2**bits - 1 - narrow
-    return int(lo - zp), int(hi - zp)
-
-
-def quant_output_dtype(model: ModelWrapper, q):
-    if q.op_type == "BipolarQuant":
-        return DataType["BIPOLAR"]
-    lo, hi = quant_levels(model, q)
-    return int_dtype_for_range(lo, hi)
+from hwgen.transforms.graph import add_const, const, insert_after, make_node, new_tensor
+from hwgen.transforms.quant import quant_output_dtype
 
 
 class SplitQuantScale(Transformation):
