@@ -1,44 +1,23 @@
-"""One small class per hardware unit kind: each only names its unit dataclass."""
+"""One hardware op per unit kind: the op is named after its unit dataclass and only points at it."""
 
 from __future__ import annotations
 
 from hwgen.ops.hardware_op import HardwareOp
-from hwgen.units import dwc, fifo, global_pool, label_select, maxpool, mvu, sliding_window, thresholding
+from hwgen.units.base import Unit
+from hwgen.units.dwc import DataWidthConverter
+from hwgen.units.fifo import StreamingFifo
+from hwgen.units.global_pool import GlobalAccPool
+from hwgen.units.label_select import LabelSelect
+from hwgen.units.maxpool import MaxPool
+from hwgen.units.mvu import MVU
+from hwgen.units.sliding_window import SlidingWindow
+from hwgen.units.thresholding import Thresholding
 
+UNITS: tuple[type[Unit], ...] = (MVU, Thresholding, LabelSelect, StreamingFifo, DataWidthConverter,
+                                 SlidingWindow, MaxPool, GlobalAccPool)
 
-class MVU(HardwareOp):
-    unit_cls = mvu.MVU
-
-
-class Thresholding(HardwareOp):
-    unit_cls = thresholding.Thresholding
-
-
-class LabelSelect(HardwareOp):
-    unit_cls = label_select.LabelSelect
-
-
-class StreamingFifo(HardwareOp):
-    unit_cls = fifo.StreamingFifo
-
-
-class DataWidthConverter(HardwareOp):
-    unit_cls = dwc.DataWidthConverter
-
-
-class SlidingWindow(HardwareOp):
-    unit_cls = sliding_window.SlidingWindow
-
-
-class MaxPool(HardwareOp):
-    unit_cls = maxpool.MaxPool
-
-
-class GlobalAccPool(HardwareOp):
-    unit_cls = global_pool.GlobalAccPool
-
-
+#: op type (= unit class name) -> the QONNX custom op class that builds and runs that unit
 HARDWARE_OPS: dict[str, type[HardwareOp]] = {
-    cls.__name__: cls for cls in (MVU, Thresholding, LabelSelect, StreamingFifo, DataWidthConverter,
-                                  SlidingWindow, MaxPool, GlobalAccPool)
+    unit.__name__: type(unit.__name__, (HardwareOp,), {"unit_cls": unit, "__doc__": unit.__doc__})
+    for unit in UNITS
 }
