@@ -1,6 +1,6 @@
 """A build is a list of plain steps, each `step(state) -> state`, with an ONNX checkpoint after each.
 
-    load -> streamline -> partition -> to_hardware -> fold -> plumbing -> rtl -> report
+    load -> ingest -> streamline -> partition -> to_hardware -> fold -> plumbing -> rtl -> report
 
 `OUT/report.json` is written last and atomically: a build that fails at any step leaves none, and
 a stale one from an earlier build into the same folder is removed first.
@@ -18,7 +18,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.general import GiveUniqueNodeNames
 
 from hwgen.config import BuildConfig
-from hwgen.frontend import check_supported, load_onnx, prepare
+from hwgen.frontend import check_known_ops, load_onnx, prepare
 from hwgen.host import StreamInfo, write_accelerator_json
 from hwgen.report import build_report, write_json_atomically
 from hwgen.rtl.stitch import stitch
@@ -37,6 +37,8 @@ class BuildState:
     out: Path
     model_input_shape: list[int] = field(default_factory=list)
     model_output_shape: list[int] = field(default_factory=list)
+    model_input_name: str = ""
+    model_input_dtype: str = "FLOAT32"
     report: dict | None = None
 
 
@@ -79,6 +81,7 @@ def step_rtl(s: BuildState) -> BuildState:
         s.out / "accelerator.json", design.top, s.model_input_shape, s.model_output_shape,
         StreamInfo.of(g_in, s.model.get_tensor_shape(g_in), design.input),
         StreamInfo.of(g_out, s.model.get_tensor_shape(g_out), design.output),
+        s.model_input_name, s.model_input_dtype,
     )
     return s
 
@@ -106,17 +109,20 @@ def build(model: str | Path | ModelWrapper, out: str | Path, cfg: BuildConfig | 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").unlink(missing_ok=True)
     loaded = load_onnx(model) if not isinstance(model, ModelWrapper) else model
-    check_supported(loaded)
+    check_known_ops(loaded)
     graphs = out / "graphs"
     if graphs.exists():
         shutil.rmtree(graphs)
     graphs.mkdir()
     loaded.save(str(graphs / "00_input.onnx"))
     prepared = prepare(loaded).transform(GiveUniqueNodeNames())
-    prepared.save(str(graphs / "01_prepared.onnx"))
+    prepared.save(str(graphs / "01_ingest.onnx"))
     state = BuildState(prepared, cfg, out)
     state.model_input_shape = list(prepared.get_tensor_shape(prepared.graph.input[0].name))
     state.model_output_shape = list(prepared.get_tensor_shape(prepared.graph.output[0].name))
+    initializers = {i.name for i in loaded.graph.initializer}
+    state.model_input_name = next(i.name for i in loaded.graph.input if i.name not in initializers)
+    state.model_input_dtype = prepared.get_tensor_datatype(prepared.graph.input[0].name).name
     for index, (name, step) in enumerate(STEPS, start=2):
         state = step(state)
         state.model.save(str(graphs / f"{index:02d}_{name}.onnx"))

@@ -45,11 +45,31 @@ class StreamInfo:
 
 
 def write_accelerator_json(path: Path, top: str, model_input: list[int], model_output: list[int],
-                           inp: StreamInfo, out: StreamInfo) -> None:
+                           inp: StreamInfo, out: StreamInfo, model_input_name: str = "",
+                           model_input_dtype: str = "FLOAT32") -> None:
     path.write_text(json.dumps({
-        "top": top, "model_input_shape": model_input, "model_output_shape": model_output,
-        "input": asdict(inp), "output": asdict(out),
+        "top": top, "model_input_name": model_input_name, "model_input_shape": model_input,
+        "model_input_dtype": model_input_dtype,
+        "model_output_shape": model_output, "input": asdict(inp), "output": asdict(out),
     }, indent=2) + "\n")
+
+
+def check_values(x: np.ndarray, dtype_name: str, tensor: str) -> None:
+    """Raise naming the first element of `x` that is not a finite number of the model's declared
+    input datatype (`dtype_name`, e.g. BIPOLAR or UINT8; FLOAT32 admits any finite value)."""
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise HwgenError(f"has dtype {x.dtype}, the model takes numbers", where="input array")
+    bad = ~np.isfinite(x) if np.issubdtype(x.dtype, np.floating) else np.zeros(x.shape, bool)
+    dtype = DataType[dtype_name]
+    if not bad.any() and dtype.is_integer():
+        v = x.astype(np.float64)
+        bad = (v != np.round(v)) | (v < dtype.min()) | (v > dtype.max())
+        if dtype == DataType["BIPOLAR"]:
+            bad |= v == 0
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise HwgenError(f"value {x[index]!r} at index {list(index)} is outside the datatype {dtype.name} "
+                         f"that the model declares for its input '{tensor}'", where="input array")
 
 
 class HostIO:
@@ -60,6 +80,8 @@ class HostIO:
         info = json.loads((build_dir / "accelerator.json").read_text())
         self.top: str = info["top"]
         self.model_input_shape: list[int] = info["model_input_shape"]
+        self.model_input_dtype: str = info.get("model_input_dtype", "FLOAT32")
+        self.model_input_name: str = info.get("model_input_name", "")
         self.model_output_shape: list[int] = info["model_output_shape"]
         self.input = StreamInfo(**info["input"])
         self.output = StreamInfo(**info["output"])
@@ -71,6 +93,7 @@ class HostIO:
         if x.ndim != len(self.model_input_shape) or list(x.shape[1:]) != want:
             raise HwgenError(f"has shape {list(x.shape)}, the model takes [N, {', '.join(map(str, want))}]",
                              where="input array")
+        check_values(x, self.model_input_dtype, self.model_input_name or self.pre.graph.input[0].name)
 
     def to_integers(self, x: np.ndarray) -> np.ndarray:
         """The accelerator's integer input for model input `x`: the host part of the graph, run."""

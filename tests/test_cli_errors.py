@@ -110,3 +110,26 @@ def test_console_script_exit_status(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no such file" in proc.stderr
+
+
+def test_op_of_an_unknown_domain_names_node_and_domain(tmp_path, capsys):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])
+    node = helper.make_node("FusedGelu", ["x"], ["y"], name="vendor_op", domain="com.example")
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)])
+    path = tmp_path / "vendor.onnx"
+    onnx.save(model, str(path))
+    code, err = run_cli(capsys, "build", path, "-o", tmp_path / "out")
+    assert_one_line_error(code, err, "node vendor_op", "'FusedGelu'", "com.example", "unknown")
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_graph_without_input(tmp_path, capsys):
+    c = helper.make_tensor("c", TensorProto.FLOAT, [1], [1.0])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["c"], ["y"])], "g", [], [y], initializer=[c])
+    path = tmp_path / "no_input.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    code, err = run_cli(capsys, "build", path, "-o", tmp_path / "out")
+    assert_one_line_error(code, err, "no_input.onnx", "no input")

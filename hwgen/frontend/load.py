@@ -3,8 +3,9 @@
 Three kinds of input arrive here: a QONNX `.onnx` file (`Quant`, `BipolarQuant`, `Trunc` ops, as
 Brevitas and the QONNX model zoo write them), a Brevitas `nn.Module` (exported through Brevitas'
 own QONNX export), or a FINN-style graph that already holds `MultiThreshold` /
-`XnorPopcountMatMul`. All three leave `prepare()` as one cleaned-up `ModelWrapper` with shapes and
-datatypes inferred.
+`XnorPopcountMatMul`, in any IR version from 3 and opset from 7 (older exports, FINN-ONNX).
+All leave `prepare()` as one ingested `ModelWrapper` (`INGEST` in the pipeline): opset 13 or newer,
+static shapes, QONNX domains, datatypes inferred.
 """
 
 from __future__ import annotations
@@ -18,17 +19,11 @@ from pathlib import Path
 
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.transformation.infer_shapes import InferShapes
-from qonnx.util.cleanup import cleanup_model
+from qonnx.transformation.general import RemoveStaticGraphInputs
 
 from hwgen.errors import HwgenError
-
-# onnxruntime 1.31 executes models up to IR version 13; files written by newer onnx releases
-# carry a higher number although they use nothing newer than the operator sets we support.
-MAX_IR_VERSION = 10
-
-QONNX_DOMAIN = "qonnx.custom_op.general"
-_QONNX_OPS = {"Quant", "BipolarQuant", "Trunc", "MultiThreshold", "XnorPopcountMatMul"}
+from hwgen.transforms.ingest.normalize_domains import normalize_domains
+from hwgen.transforms.ingest.upgrade_opset import MAX_IR as MAX_IR_VERSION
 
 
 def load_onnx(path: str | Path) -> ModelWrapper:
@@ -44,11 +39,20 @@ def load_onnx(path: str | Path) -> ModelWrapper:
         raise HwgenError(f"not an ONNX model ({type(exc).__name__})", where=str(path)) from None
     if len(proto.graph.node) == 0:
         raise HwgenError("not an ONNX model (the graph has no nodes)", where=str(path))
-    return ModelWrapper(proto)
+    initializers = {i.name for i in proto.graph.initializer}
+    if not any(i.name not in initializers for i in proto.graph.input):
+        raise HwgenError("the graph has no input", where=str(path))
+    try:
+        return ModelWrapper(proto)
+    except AssertionError as exc:  # qonnx asserts on malformed graphs (e.g. a tensor declared twice)
+        raise HwgenError(f"malformed ONNX graph: {exc}", where=str(path)) from None
 
 
-def export_brevitas(module, input_shape: tuple[int, ...]) -> ModelWrapper:
-    """Export a Brevitas `nn.Module` to QONNX with Brevitas' exporter, in eval mode."""
+def export_brevitas(module, input_shape: tuple[int, ...], **export_options) -> ModelWrapper:
+    """Export a Brevitas `nn.Module` to QONNX with Brevitas' exporter, in eval mode.
+
+    `export_options` go to `torch.onnx.export` through Brevitas: `dynamo=False` takes the
+    TorchScript exporter, `opset_version=9` an old opset, `dynamic_axes` a dynamic batch axis."""
     import torch
     from brevitas.export import export_qonnx
 
@@ -62,7 +66,7 @@ def export_brevitas(module, input_shape: tuple[int, ...]) -> ModelWrapper:
                 contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
             warnings.simplefilter("ignore")
             path = Path(tmp) / "model.onnx"
-            export_qonnx(module, torch.zeros(input_shape), str(path))
+            export_qonnx(module, torch.zeros(input_shape), str(path), **export_options)
             return ModelWrapper(onnx.load(str(path)))
     finally:
         torch_onnx_log.setLevel(level)
@@ -70,44 +74,28 @@ def export_brevitas(module, input_shape: tuple[int, ...]) -> ModelWrapper:
 
 
 def prepare_for_execution(model: ModelWrapper) -> ModelWrapper:
-    """The least that QONNX execution needs: an IR version onnxruntime accepts and the QONNX
-    domain on QONNX ops (older exporters wrote `onnx.brevitas` or `finn.custom_op.general`)."""
+    """The least that QONNX execution needs, leaving the model's ops as they are: an IR version
+    onnxruntime accepts, the QONNX domain on QONNX ops (older exporters wrote `onnx.brevitas` or
+    `finn.custom_op.general`), and initializers no longer listed as graph inputs (IR < 4)."""
     proto = model.model
     if proto.ir_version > MAX_IR_VERSION:
         proto.ir_version = MAX_IR_VERSION
-    for node in proto.graph.node:
-        if node.op_type in _QONNX_OPS and node.domain in ("", "onnx.brevitas", "finn.custom_op.general"):
-            node.domain = QONNX_DOMAIN
+    normalize_domains(model)
+    model = model.transform(RemoveStaticGraphInputs(), cleanup=False)
+    if proto.ir_version < 4:
+        model.model.ir_version = 4
     return model
 
 
 def prepare(model: ModelWrapper) -> ModelWrapper:
-    """Clean up a freshly loaded graph: custom-op domains, IR version, shapes, names, datatypes."""
-    model = prepare_for_execution(model)
+    """Ingest a freshly loaded graph (`INGEST` in the pipeline): one opset, static shapes, no shape
+    arithmetic, QONNX domains, datatypes inferred; then check that every op is one hwgen builds."""
+    from hwgen.frontend.support import check_known_ops, check_supported
+    from hwgen.transforms.pipeline import INGEST, NAMES, apply_all
+
+    check_known_ops(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = cleanup_model(model)
-        graph = model.graph
-        if len(graph.input) != 1 or len(graph.output) != 1:
-            raise HwgenError(
-                f"the graph has {len(graph.input)} inputs and {len(graph.output)} outputs; "
-                "hwgen builds graphs with exactly one of each"
-            )
-        model = model.transform(InferShapes())
-        model = infer_datatypes_keeping_annotations(model)
-    return model
-
-
-def infer_datatypes_keeping_annotations(model: ModelWrapper) -> ModelWrapper:
-    """QONNX datatype inference, node by node, except that an integer datatype already annotated on
-    a tensor wins: FINN-style graphs carry meaningful annotations (e.g. BINARY on the {0,1} input of
-    an `XnorPopcountMatMul`, made by a Mul) that plain inference would reset to FLOAT32."""
-    from qonnx.transformation.infer_datatypes import _infer_node_datatype
-
-    for node in model.graph.node:
-        given = {t: model.get_tensor_datatype(t) for t in node.output}
-        _infer_node_datatype(model, node, False)
-        for tensor, dtype in given.items():
-            if dtype.is_integer():
-                model.set_tensor_datatype(tensor, dtype)
-    return model
+        model = apply_all(model, INGEST)
+        check_supported(model)
+        return apply_all(model, NAMES)

@@ -1,5 +1,6 @@
 """The whole lowering, on one screen.
 
+    INGEST       any supported export -> one opset, static shapes, QONNX domains, datatypes
     STREAMLINE   float QONNX -> integer graph (MatMul / XnorPopcountMatMul / MultiThreshold)
     (partition)  host pre | accelerator | host post        (hwgen.transforms.partition)
     TO_HARDWARE  integer graph -> hardware-unit nodes
@@ -16,8 +17,13 @@ import copy
 
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.general import SortGraph
+from qonnx.transformation.fold_constants import FoldConstants
+from qonnx.transformation.general import (
+    GiveReadableTensorNames, GiveUniqueNodeNames, GiveUniqueParameterTensors, RemoveStaticGraphInputs,
+    RemoveUnusedTensors, SortGraph,
+)
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
@@ -31,6 +37,17 @@ from hwgen.transforms.hardware.infer_thresholding import InferThresholding
 from hwgen.transforms.hardware.insert_stream_plumbing import InsertDataWidthConverters, InsertFifos
 from hwgen.transforms.hardware.remove_layout_transposes import RemoveLayoutTransposes
 from hwgen.transforms.hardware.set_folding import SetFolding
+from hwgen.transforms.ingest.annotate_integer_weights import AnnotateIntegerWeights
+from hwgen.transforms.ingest.annotate_sign_outputs import AnnotateSignOutputs
+from hwgen.transforms.ingest.cancel_inverse_transposes import CancelInverseTransposes
+from hwgen.transforms.ingest.div_by_power_of_two_to_mul import DivByPowerOfTwoToMul
+from hwgen.transforms.ingest.fix_batch_size import FixDynamicBatch
+from hwgen.transforms.ingest.infer_datatypes import InferDataTypesKeepingAnnotations
+from hwgen.transforms.ingest.multithreshold_channels_first import MultiThresholdChannelsFirst
+from hwgen.transforms.ingest.normalize_domains import NormalizeCustomOpDomains
+from hwgen.transforms.ingest.remove_reshapes_around_elementwise import RemoveReshapesAroundElementwise
+from hwgen.transforms.ingest.split_multithreshold_scale import SplitMultiThresholdScale
+from hwgen.transforms.ingest.upgrade_opset import UpgradeOpset
 from hwgen.transforms.streamline.absorb_affine_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from hwgen.transforms.streamline.absorb_monotonic_chain_into_topk import AbsorbMonotonicChainIntoTopK
 from hwgen.transforms.streamline.convert_bipolar_matmul_to_xnor_popcount import ConvertBipolarMatMulToXnorPopcount
@@ -40,6 +57,28 @@ from hwgen.transforms.streamline.fold_weight_quant_into_matmul import FoldWeight
 from hwgen.transforms.streamline.move_scalar_mul_past_matmul import MoveScalarMulPastMatMul
 from hwgen.transforms.streamline.remove_identity_ops import RemoveIdentityOps
 from hwgen.transforms.streamline.split_quant_scale import SplitQuantScale
+
+INGEST: list[Transformation] = [
+    NormalizeCustomOpDomains(),
+    UpgradeOpset(),
+    RemoveStaticGraphInputs(),          # IR < 4 lists initializers among the graph inputs
+    FixDynamicBatch(),
+    InferShapes(),
+    GiveUniqueParameterTensors(),
+    FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),  # Shape -> Gather -> ... -> Reshape
+    FoldTransposeIntoQuantInit(),
+    MultiThresholdChannelsFirst(),
+    CancelInverseTransposes(),
+    RemoveReshapesAroundElementwise(),
+    DivByPowerOfTwoToMul(),
+    AnnotateSignOutputs(),
+    AnnotateIntegerWeights(),
+    SplitMultiThresholdScale(),
+    RemoveUnusedTensors(),
+    InferDataTypesKeepingAnnotations(),
+]
+#: after ingest's op check, so that its errors name the nodes as the user's file does
+NAMES: list[Transformation] = [GiveUniqueNodeNames(), GiveReadableTensorNames()]
 
 STREAMLINE: list[Transformation] = [
     RemoveIdentityOps(),

@@ -3,6 +3,7 @@ levels and their datatype; shared by the rewrites that take quantizers apart."""
 
 from __future__ import annotations
 
+import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import get_by_name
@@ -37,3 +38,13 @@ def quant_output_dtype(model: ModelWrapper, q):
         return DataType["BIPOLAR"]
     lo, hi = quant_levels(model, q)
     return int_dtype_for_range(lo, hi)
+
+
+def dtype_for_levels(values) -> DataType | None:
+    """The integer datatype of a set of output values, or None if they are not all integers."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(values == np.round(values)):
+        return None
+    if set(values.tolist()) <= {-1.0, 1.0} and len(values) == 2:
+        return DataType["BIPOLAR"]
+    return int_dtype_for_range(values.min(), values.max())

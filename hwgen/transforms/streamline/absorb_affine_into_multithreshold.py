@@ -17,7 +17,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from hwgen.transforms.graph import const, is_scalar, new_tensor, single_consumer
-from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import dtype_for_levels
+from hwgen.transforms.quant import dtype_for_levels
 
 
 #: ops an increasing scalar affine map commutes with

@@ -28,22 +28,12 @@ from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
 from hwgen.transforms.chain import ElementwiseChain, walk_back
-from hwgen.transforms.quant import quant_levels
+from hwgen.transforms.quant import dtype_for_levels, quant_levels
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer
 
-QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold")
+QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold", "Sign")
 #: Tabulate every accumulator value when the table has at most this many entries, else bisect.
 FULL_TABLE_LIMIT = 1 << 22
-
-
-def dtype_for_levels(values) -> DataType | None:
-    """The integer datatype of a set of output values, or None if they are not all integers."""
-    values = np.asarray(values, dtype=np.float64)
-    if not np.all(values == np.round(values)):
-        return None
-    if set(values.tolist()) <= {-1.0, 1.0} and len(values) == 2:
-        return DataType["BIPOLAR"]
-    return int_dtype_for_range(values.min(), values.max())
 
 
 def accumulator_range(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.ndarray, object] | None:
@@ -88,6 +78,8 @@ class _Chain(ElementwiseChain):
         q = self.quant
         if q.op_type == "BipolarQuant":
             return 2.0, -1.0
+        if q.op_type == "Sign":
+            return 1.0, -1.0
         if q.op_type == "MultiThreshold":
             op = getCustomOp(q)
             return float(op.get_nodeattr("out_scale")), float(op.get_nodeattr("out_bias"))
@@ -97,6 +89,8 @@ class _Chain(ElementwiseChain):
         q = self.quant
         if q.op_type == "BipolarQuant":
             return 1
+        if q.op_type == "Sign":
+            return 2
         if q.op_type == "MultiThreshold":
             return int(const(model, q.input[1]).shape[1])
         lo, hi = quant_levels(model, q)
@@ -152,6 +146,16 @@ def find_thresholds(chain: _Chain, lo: np.ndarray, hi: np.ndarray, mirror: int |
     return low.T.astype(np.int64), falling
 
 
+def drop_unreached_zero(thresholds: np.ndarray, a: float, b: float) -> tuple[np.ndarray, float, float]:
+    """A three-level quantizer {-1, 0, +1} (a Sign) whose two thresholds coincide in every channel
+    never outputs 0: no accumulator value lands on it. It is then a bipolar quantizer with one
+    threshold, and the stream after it one bit wide (XNOR). Returns (thresholds, out_scale, out_bias)."""
+    levels = [a * k + b for k in range(thresholds.shape[1] + 1)]
+    if levels == [-1.0, 0.0, 1.0] and np.array_equal(thresholds[:, 0], thresholds[:, 1]):
+        return thresholds[:, :1], 2.0, -1.0
+    return thresholds, a, b
+
+
 class FoldElementwiseChainIntoThresholds(Transformation):
     def apply(self, model: ModelWrapper):
         matches = []
@@ -190,7 +194,7 @@ class FoldElementwiseChainIntoThresholds(Transformation):
                     dtype = int_dtype_for_range(w.min(), w.max())
             producer.input[1] = add_const(model, w, dtype)
             lo, hi = np.where(falling, mirror - hi, lo), np.where(falling, mirror - lo, hi)
-        a, b = chain.out_scale_bias(model)
+        thresholds, a, b = drop_unreached_zero(thresholds, *chain.out_scale_bias(model))
         num = thresholds.shape[1]
         out_dtype = dtype_for_levels([a * k + b for k in range(num + 1)])
         model.set_tensor_datatype(tensor, int_dtype_for_range(lo.min(), hi.max()))
