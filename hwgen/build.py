@@ -24,7 +24,7 @@ from hwgen.report import build_report, write_json_atomically
 from hwgen.rtl.stitch import stitch
 from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import (
-    FOLD, HARDWARE_OPS, PLUMBING, STREAMLINE, TO_HARDWARE, apply_all, check_only,
+    FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, apply_all, check_stage,
 )
 
 
@@ -44,6 +44,7 @@ class BuildState:
 
 def step_streamline(s: BuildState) -> BuildState:
     s.model = apply_all(s.model, STREAMLINE)
+    check_stage(s.model, "streamline")
     return s
 
 
@@ -52,22 +53,25 @@ def step_partition(s: BuildState) -> BuildState:
     parts.pre.save(str(s.out / "host_pre.onnx"))
     parts.post.save(str(s.out / "host_post.onnx"))
     s.model = parts.accel
+    check_stage(s.model, "partition")
     return s
 
 
 def step_to_hardware(s: BuildState) -> BuildState:
     s.model = apply_all(s.model, TO_HARDWARE)
-    check_only(s.model, HARDWARE_OPS, "to_hardware")
+    check_stage(s.model, "to_hardware")
     return s
 
 
 def step_fold(s: BuildState) -> BuildState:
     s.model = apply_all(s.model, FOLD(s.cfg))
+    check_stage(s.model, "fold")
     return s
 
 
 def step_plumbing(s: BuildState) -> BuildState:
     s.model = apply_all(s.model, PLUMBING(s.cfg))
+    check_stage(s.model, "plumbing")
     return s
 
 
@@ -81,7 +85,7 @@ def step_rtl(s: BuildState) -> BuildState:
         s.out / "accelerator.json", design.top, s.model_input_shape, s.model_output_shape,
         StreamInfo.of(g_in, s.model.get_tensor_shape(g_in), design.input),
         StreamInfo.of(g_out, s.model.get_tensor_shape(g_out), design.output),
-        s.model_input_name, s.model_input_dtype,
+        s.model_input_name, s.model_input_dtype, design.modules,
     )
     return s
 

@@ -46,10 +46,12 @@ class StreamInfo:
 
 def write_accelerator_json(path: Path, top: str, model_input: list[int], model_output: list[int],
                            inp: StreamInfo, out: StreamInfo, model_input_name: str = "",
-                           model_input_dtype: str = "FLOAT32") -> None:
+                           model_input_dtype: str = "FLOAT32", modules: dict[str, str] | None = None) -> None:
+    """`accelerator.json`: the top module, the model's input and output, both streams, and the
+    module of each hardware node (for synthesis and debugging), all that the host side reads."""
     path.write_text(json.dumps({
         "top": top, "model_input_name": model_input_name, "model_input_shape": model_input,
-        "model_input_dtype": model_input_dtype,
+        "model_input_dtype": model_input_dtype, "modules": modules or {},
         "model_output_shape": model_output, "input": asdict(inp), "output": asdict(out),
     }, indent=2) + "\n")
 

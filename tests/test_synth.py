@@ -135,12 +135,13 @@ def test_rtlil_gives_the_cells_of_the_verilog(synthesized, tmp_path):
 def test_build_without_rtlil_synthesizes_its_verilog(synthesized, tmp_path):
     out, report = synthesized
     shutil.copytree(out / "rtl", tmp_path / "rtl")
-    sources, layer_module = _sources(tmp_path, report, "hwgen_accel")
+    accelerator = json.loads((out / "accelerator.json").read_text())
+    sources, layer_module = _sources(tmp_path, report, accelerator)
     assert set(sources) == {"hwgen_accel", *layer_module.values()}
     assert all(f == f"rtl/{m}.il" for m, f in sources.items())
     for path in (tmp_path / "rtl").glob("*.il"):
         path.unlink()
-    sources, _ = _sources(tmp_path, report, "hwgen_accel")
+    sources, _ = _sources(tmp_path, report, accelerator)
     assert all(f == f"rtl/{m}.v" and verilog_for_synthesis(tmp_path, f) == f for m, f in sources.items())
     assert not (tmp_path / "synth").exists()
 

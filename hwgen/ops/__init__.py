@@ -9,9 +9,9 @@ executable by `qonnx.core.onnx_exec.execute_onnx` and is checked bit-exact again
 from __future__ import annotations
 
 from hwgen.ops.hardware_op import HardwareOp, unit_of
-from hwgen.ops.kinds import HARDWARE_OPS
+from hwgen.ops.kinds import COMPUTE_OPS, FOLDING, HARDWARE_OPS, PLUMBING_OPS
 
 # qonnx looks up custom ops of domain "hwgen.ops" in this dict
 custom_op = dict(HARDWARE_OPS)
 
-__all__ = ["HardwareOp", "unit_of", "custom_op", "HARDWARE_OPS"]
+__all__ = ["HardwareOp", "unit_of", "custom_op", "HARDWARE_OPS", "COMPUTE_OPS", "PLUMBING_OPS", "FOLDING"]

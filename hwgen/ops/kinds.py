@@ -1,4 +1,5 @@
-"""One hardware op per unit kind: the op is named after its unit dataclass and only points at it."""
+"""The one registry of hardware ops: one op per unit class, named after it, and every op list that
+other parts of hwgen need, derived from the unit classes' own `FOLDING` and `PLUMBING`."""
 
 from __future__ import annotations
 
@@ -21,3 +22,10 @@ HARDWARE_OPS: dict[str, type[HardwareOp]] = {
     unit.__name__: type(unit.__name__, (HardwareOp,), {"unit_cls": unit, "__doc__": unit.__doc__})
     for unit in UNITS
 }
+
+#: ops that lowering makes from the model's layers (all but FIFOs, width converters, fan-out)
+COMPUTE_OPS: frozenset[str] = frozenset(unit.__name__ for unit in UNITS if not unit.PLUMBING)
+#: ops that only move streams, inserted by the plumbing stage
+PLUMBING_OPS: frozenset[str] = frozenset(unit.__name__ for unit in UNITS if unit.PLUMBING)
+#: op type -> its folding knobs and the dimension each must divide
+FOLDING: dict[str, tuple[tuple[str, str], ...]] = {unit.__name__: unit.FOLDING for unit in UNITS if unit.FOLDING}

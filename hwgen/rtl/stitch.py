@@ -81,6 +81,7 @@ class StitchedDesign:
     input: StreamSpec
     output: StreamSpec
     rtlil: list[Path]  # the same modules as RTLIL, in the same order
+    modules: dict[str, str]  # node name -> its module name (in accelerator.json, read by synthesis)
 
 
 def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> StitchedDesign:
@@ -102,7 +103,8 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> Stit
     _write(AcceleratorTop(instances, in_tensor, out_tensor, widths), top, rtl_dir, files, rtlil)
     first = next(i for i in instances if i.inp == in_tensor)
     last = next(i for i in instances if i.out == out_tensor)
-    return StitchedDesign(top, files, first.unit.inputs[0], last.unit.outputs[0], rtlil)
+    modules = {node.name: inst.module for node, inst in zip(model.graph.node, instances)}
+    return StitchedDesign(top, files, first.unit.inputs[0], last.unit.outputs[0], rtlil, modules)
 
 
 def _write(component: wiring.Component, module: str, rtl_dir: Path, verilog: list[Path],

@@ -31,7 +31,6 @@ from pathlib import Path
 
 from hwgen.errors import HwgenError
 from hwgen.report import write_json_atomically
-from hwgen.rtl.stitch import _ident
 from hwgen.synth.parts import PARTS, Part, lookup_part
 from hwgen.synth.yosys import (
     RESOURCES,
@@ -44,24 +43,30 @@ from hwgen.synth.yosys import (
 __all__ = ["PARTS", "Part", "count_resources", "lookup_part", "synthesize"]
 
 
-def _read_build(build_dir: Path) -> tuple[dict, str]:
+def _read_build(build_dir: Path) -> tuple[dict, dict]:
     report_path = build_dir / "report.json"
     if not report_path.is_file():
         raise HwgenError("no report.json: not a finished build folder", where=str(build_dir))
     accel_path = build_dir / "accelerator.json"
     if not accel_path.is_file():
         raise HwgenError("no accelerator.json: not a finished build folder", where=str(build_dir))
-    return json.loads(report_path.read_text()), json.loads(accel_path.read_text())["top"]
+    return json.loads(report_path.read_text()), json.loads(accel_path.read_text())
 
 
-def _sources(build_dir: Path, report: dict, top: str) -> tuple[dict[str, str], dict[str, str]]:
+def _sources(build_dir: Path, report: dict, accelerator: dict) -> tuple[dict[str, str], dict[str, str]]:
     """The file describing each module, relative to the build folder (its RTLIL, else its
-    Verilog), by module name (the top first, then the units), and each layer's module."""
+    Verilog), by module name (the top first, then the units), and each layer's module (as
+    `accelerator.json` names it)."""
+    top = accelerator["top"]
     modules = {top: "the top level"}
     layer_module = {}
     for layer in report["layers"]:
-        layer_module[layer["name"]] = f"{top}_{_ident(layer['name'])}"
-        modules[layer_module[layer["name"]]] = f"layer {layer['name']}"
+        module = accelerator.get("modules", {}).get(layer["name"])
+        if module is None:
+            raise HwgenError(f"accelerator.json names no module for layer {layer['name']}: rebuild it",
+                             where=str(build_dir / "accelerator.json"))
+        layer_module[layer["name"]] = module
+        modules[module] = f"layer {layer['name']}"
     sources = {}
     for module, what in modules.items():
         found = [f"rtl/{module}{suffix}" for suffix in (".il", ".v")
@@ -89,8 +94,9 @@ def synthesize(build_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) ->
     device = lookup_part(part)
     if jobs < 1:
         raise HwgenError(f"must be at least 1, got {jobs}", where="jobs")
-    report, top = _read_build(build_dir)
-    sources, layer_module = _sources(build_dir, report, top)
+    report, accelerator = _read_build(build_dir)
+    top = accelerator["top"]
+    sources, layer_module = _sources(build_dir, report, accelerator)
     yosys = find_yosys()
 
     synth_dir = build_dir / "synth"

@@ -44,6 +44,16 @@ def fresh_name(model: ModelWrapper, hint: str = "t") -> str:
     return f"{hint}_{index}"
 
 
+def fresh_node_name(model: ModelWrapper, prefix: str) -> str:
+    """`<prefix>_<n>` with the smallest n no node has yet: new hardware nodes are numbered in graph
+    order, whatever pass of a rewrite makes them."""
+    taken = {n.name for n in model.graph.node}
+    index = 0
+    while f"{prefix}_{index}" in taken:
+        index += 1
+    return f"{prefix}_{index}"
+
+
 def new_tensor(model: ModelWrapper, like: str | None = None, shape: list[int] | None = None,
                dtype: BaseDataType | None = None) -> str:
     """A fresh float tensor, with the shape of `like` unless `shape` is given."""

@@ -7,7 +7,7 @@
     FOLD         PE / SIMD per unit
     PLUMBING     width converters and FIFOs on the edges
 
-Each list is applied in order, each rewrite to its fixed point; after a stage, `check_only` asserts
+Each list is applied in order, each rewrite to its fixed point; after a stage, `check_stage` asserts
 what the graph may now contain. `hwgen.build` runs the stages as steps with a checkpoint after each.
 """
 
@@ -27,6 +27,7 @@ from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantIn
 
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
+from hwgen.ops import COMPUTE_OPS, PLUMBING_OPS
 from hwgen.transforms.hardware.absorb_flatten_into_matmul import AbsorbFlattenIntoMatMul
 from hwgen.transforms.hardware.apply_folding_config import ApplyFoldingConfig
 from hwgen.transforms.hardware.infer_convolution import InferConvolution
@@ -102,7 +103,6 @@ TO_HARDWARE: list[Transformation] = [
     InferLabelSelect(),
     RemoveLayoutTransposes(),
 ]
-HARDWARE_OPS = {"MVU", "Thresholding", "LabelSelect", "SlidingWindow", "MaxPool"}
 
 
 def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list, like the others
@@ -117,20 +117,56 @@ def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
     return [InsertDataWidthConverters(), InsertFifos(cfg.fifo_depth)]
 
 
-def apply_all(model: ModelWrapper, transforms: list[Transformation]) -> ModelWrapper:
-    """Apply each transform in turn (each to its fixed point), keeping the node list sorted.
+#: what each stage may leave in the graph (the accelerator part, from the partition on), and what
+#: is wrong with any other op found there
+STAGE_OPS: dict[str, tuple[frozenset[str], str]] = {
+    "partition": (frozenset({"MatMul", "XnorPopcountMatMul", "Conv", "MultiThreshold", "MaxPool", "TopK",
+                             "ArgMax", "Reshape", "Flatten", "Transpose"}), "cannot run in the accelerator"),
+    "to_hardware": (COMPUTE_OPS, "has no hardware unit"),
+    "fold": (COMPUTE_OPS, "has no hardware unit"),
+    "plumbing": (COMPUTE_OPS | PLUMBING_OPS, "has no hardware unit"),
+}
+#: a rewrite that still reports a change after this many passes is a bug (it matches its own output)
+MAX_PASSES = 10_000
 
-    Works on a copy: the caller's model is left as it was."""
+
+def apply_all(model: ModelWrapper, transforms: list[Transformation]) -> ModelWrapper:
+    """Apply each transform in turn, each to its fixed point (until it reports no change), keeping
+    the node list sorted. Works on a copy: the caller's model is left as it was."""
     model = ModelWrapper(copy.deepcopy(model.model))
     for t in transforms:
-        model = model.transform(t, make_deepcopy=False, cleanup=False)
+        for _ in range(MAX_PASSES):
+            model, changed = t.apply(model)
+            if not changed:
+                break
+        else:
+            raise RuntimeError(f"{type(t).__name__} reached no fixed point in {MAX_PASSES} passes")
         model = model.transform(SortGraph(), make_deepcopy=False, cleanup=False)
     return model.transform(InferShapes(), make_deepcopy=False, cleanup=False)
 
 
-def check_only(model: ModelWrapper, allowed: set[str], stage: str) -> None:
-    """After `stage`, every node's op must be in `allowed`."""
+def check_stage(model: ModelWrapper, stage: str) -> None:
+    """After `stage`, every node's op must be one the stage may leave; else name the node."""
+    if stage == "streamline":
+        check_streamlined(model)
+        return
+    allowed, problem = STAGE_OPS[stage]
     for node in model.graph.node:
         if node.op_type not in allowed:
-            raise HwgenError(f"op '{node.op_type}' has no hardware unit (left after {stage})",
+            raise HwgenError(f"op '{node.op_type}' {problem} (left after {stage})", where=f"node {node.name}")
+
+
+def check_streamlined(model: ModelWrapper) -> None:
+    """After streamlining no Gemm is left and every weight quantizer is folded into its layer."""
+    for node in model.graph.node:
+        if node.op_type == "Gemm":
+            raise HwgenError("Gemm left after streamline", where=f"node {node.name}")
+        if node.op_type in ("Quant", "BipolarQuant") and model.get_initializer(node.input[0]) is not None:
+            raise HwgenError("a quantizer of constants (weights) is left after streamline: its layer "
+                             f"is not one hwgen folds weights into ({_readers(model, node)})",
                              where=f"node {node.name}")
+
+
+def _readers(model: ModelWrapper, node) -> str:
+    readers = model.find_consumers(node.output[0]) or []
+    return ", ".join(f"{r.op_type} {r.name}" for r in readers) or "nothing reads it"

@@ -50,7 +50,19 @@ class StreamSpec:
 
 
 class Unit(ABC):
-    """Base of all hardware units (subclasses are frozen dataclasses)."""
+    """Base of all hardware units (subclasses are frozen dataclasses).
+
+    Two class attributes tell the rest of hwgen what kind of unit it is, so that no op list is
+    written anywhere else (`hwgen.ops.kinds` derives the registry from them):
+
+    - `FOLDING`: the folding knobs and the dimension each must divide, e.g.
+      `(("PE", "MH"), ("SIMD", "MW"))`; empty for units that are not folded;
+    - `PLUMBING`: True for units that only move a stream (FIFOs, width converters, fan-out),
+      which lowering never makes from a layer of the model.
+    """
+
+    FOLDING: tuple[tuple[str, str], ...] = ()
+    PLUMBING: bool = False
 
     @property
     @abstractmethod

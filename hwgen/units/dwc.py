@@ -82,6 +82,9 @@ class DataWidthConverter(Unit):
     """Re-cut frames of `elems_per_frame` elements of `dtype` from `in_elems` to `out_elems`
     elements per beat; the element order is unchanged."""
 
+    FOLDING = ()
+    PLUMBING = True
+
     dtype: BaseDataType
     in_elems: int
     out_elems: int

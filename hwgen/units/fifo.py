@@ -53,6 +53,9 @@ class FifoComponent(wiring.Component):
 class StreamingFifo(Unit):
     """A FIFO of `depth` beats of `elems_per_beat` elements of `dtype`; frames pass unchanged."""
 
+    FOLDING = ()
+    PLUMBING = True
+
     dtype: BaseDataType
     elems_per_beat: int
     beats_per_frame: int

@@ -35,6 +35,8 @@ _WHERE = "GlobalAccPool"
 class GlobalAccPool(Unit):
     """Per-channel sum over `in_h` x `in_w` pixels of `channels` channels, `PE` channels per beat."""
 
+    FOLDING = (("PE", "channels"),)
+
     in_h: int
     in_w: int
     channels: int

@@ -34,6 +34,8 @@ def topk_reference(values: np.ndarray, k: int) -> np.ndarray:
 class LabelSelect(Unit):
     """Top-k over `labels` values of `input_dtype`, `PE` values per input beat."""
 
+    FOLDING = (("PE", "labels"),)
+
     labels: int
     PE: int
     k: int

@@ -64,6 +64,8 @@ class MaxPool(Unit):
     """Max pooling of `kernel` x `kernel` windows with stride `kernel` (`stride`, if given, must
     equal `kernel`), `PE` channels per beat."""
 
+    FOLDING = (("PE", "channels"),)
+
     in_h: int
     in_w: int
     channels: int

@@ -106,6 +106,8 @@ def mvu_reference(
 class MVU(Unit):
     """Matrix-vector unit: out = threshold(x @ W) per vector, PE x SIMD folded."""
 
+    FOLDING = (("PE", "MH"), ("SIMD", "MW"))
+
     MW: int
     MH: int
     PE: int

@@ -77,6 +77,8 @@ def sliding_window(
 class SlidingWindow(Unit):
     """Convolution windows of an `in_h` x `in_w` x `channels` image, `SIMD` channels per beat."""
 
+    FOLDING = (("SIMD", "channels"),)
+
     in_h: int
     in_w: int
     channels: int

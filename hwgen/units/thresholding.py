@@ -133,6 +133,8 @@ class Thresholding(Unit):
     allowed (always / never true).
     """
 
+    FOLDING = (("PE", "channels"),)
+
     channels: int
     PE: int
     input_dtype: BaseDataType

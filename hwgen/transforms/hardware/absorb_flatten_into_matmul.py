@@ -32,4 +32,4 @@ class AbsorbFlattenIntoMatMul(Transformation):
             mm.input[1] = add_const(model, weights[order], model.get_tensor_datatype(mm.input[1]))
             mm.input[0] = node.input[0]
             model.graph.node.remove(node)
-        return model, False
+        return model, bool(matches)

@@ -30,9 +30,11 @@ class ApplyFoldingConfig(Transformation):
                 raise HwgenError(f"names no layer of this build (layers: {', '.join(nodes)})",
                                  where=f"folding config '{name}'")
         defaults = self.config.get("Defaults", {})
+        changed = False
         for name, node in nodes.items():
             op = getCustomOp(node)
             attrs = op.get_nodeattr_types()
+            before = {key: op.get_nodeattr(key) for key in attrs}
             for key, value in defaults.items():
                 if key in attrs and key in ("PE", "SIMD"):
                     op.set_nodeattr(key, int(value))
@@ -47,4 +49,5 @@ class ApplyFoldingConfig(Transformation):
                 unit_of(model, node)
             except HwgenError as exc:
                 raise HwgenError(str(exc).split(": ", 1)[-1], where=f"folding config '{name}'") from None
-        return model, False
+            changed |= any(op.get_nodeattr(key) != value for key, value in before.items())
+        return model, changed

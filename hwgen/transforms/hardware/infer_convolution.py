@@ -18,7 +18,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name
 
 from hwgen.errors import HwgenError
-from hwgen.transforms.graph import HWGEN_DOMAIN, add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor, single_consumer
+from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor, single_consumer
 from hwgen.transforms.hardware.infer_mvu import threshold_output
 from hwgen.units.mvu import accumulator_dtype
 
@@ -59,7 +59,7 @@ class InferConvolution(Transformation):
                 continue
             mt = single_consumer(model, conv.output[0])
             matches.append((conv, mt if mt is not None and mt.op_type == "MultiThreshold" else None))
-        for index, (conv, mt) in enumerate(matches):
+        for conv, mt in matches:
             geo = conv_geometry(model, conv)
             w = np.rint(const(model, conv.input[1])).astype(np.int64)
             cout, cin, kh, kw = w.shape
@@ -74,7 +74,7 @@ class InferConvolution(Transformation):
             windows = new_tensor(model, shape=[model.get_tensor_shape(conv.input[0])[0],
                                                out_h * out_w * kh * kw * cin], dtype=wdt_in)
             swg = make_node("SlidingWindow", [conv.input[0]], [windows], domain=HWGEN_DOMAIN,
-                            name=f"SlidingWindow_{index}", SIMD=1, input_dtype=idt.name,
+                            name=fresh_node_name(model, "SlidingWindow"), SIMD=1, input_dtype=idt.name,
                             output_dtype=wdt_in.name, pad_value=0 if wdt_in.allowed(0) else int(wdt_in.min()),
                             **geo)  # (the pad value only matters with padding, and is then 0)
             weights = w.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout)
@@ -86,7 +86,7 @@ class InferConvolution(Transformation):
             else:
                 odt, bias = accumulator_dtype(wdt_in, wdt, weights), 0
                 out = conv.output[0]
-            mvu = make_node("MVU", inputs, [out], domain=HWGEN_DOMAIN, name=f"ConvMVU_{index}",
+            mvu = make_node("MVU", inputs, [out], domain=HWGEN_DOMAIN, name=fresh_node_name(model, "ConvMVU"),
                             MW=kh * kw * cin, MH=cout, PE=1, SIMD=1, input_dtype=wdt_in.name,
                             weight_dtype=wdt.name, output_dtype=odt.name, out_bias=bias,
                             vectors_per_frame=out_h * out_w)
@@ -95,4 +95,4 @@ class InferConvolution(Transformation):
             if mt is not None:
                 model.graph.node.remove(mt)
             model.set_tensor_datatype(out, odt)
-        return model, False
+        return model, bool(matches)

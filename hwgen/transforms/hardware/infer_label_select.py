@@ -10,20 +10,20 @@ from __future__ import annotations
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
-from hwgen.transforms.graph import HWGEN_DOMAIN, const, insert_after, make_node
+from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, const, insert_after, make_node
 
 
 class InferLabelSelect(Transformation):
     def apply(self, model: ModelWrapper):
         matches = [n for n in model.graph.node
                    if n.op_type in ("TopK", "ArgMax") and model.get_tensor_datatype(n.input[0]).is_integer()]
-        for index, node in enumerate(matches):
+        for node in matches:
             k = int(const(model, node.input[1]).reshape(-1)[0]) if node.op_type == "TopK" else 1
             labels = model.get_tensor_shape(node.input[0])[1]
             out = node.output[1] if node.op_type == "TopK" else node.output[0]
             new = make_node("LabelSelect", [node.input[0]], [out], domain=HWGEN_DOMAIN,
-                            name=f"LabelSelect_{index}", labels=labels, PE=1, k=k,
+                            name=fresh_node_name(model, "LabelSelect"), labels=labels, PE=1, k=k,
                             input_dtype=model.get_tensor_datatype(node.input[0]).name)
             insert_after(model, node, [new])
             model.graph.node.remove(node)
-        return model, False
+        return model, bool(matches)

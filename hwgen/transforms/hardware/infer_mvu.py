@@ -16,7 +16,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
-from hwgen.transforms.graph import HWGEN_DOMAIN, const, insert_after, make_node, single_consumer
+from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, const, insert_after, make_node, single_consumer
 from hwgen.units.mvu import accumulator_dtype
 
 
@@ -41,7 +41,7 @@ class InferMVU(Transformation):
                 continue
             mt = single_consumer(model, node.output[0])
             matches.append((node, mt if mt is not None and mt.op_type == "MultiThreshold" else None))
-        for index, (mm, mt) in enumerate(matches):
+        for (mm, mt) in matches:
             w = const(model, mm.input[1])
             idt = model.get_tensor_datatype(mm.input[0])
             wdt = model.get_tensor_datatype(mm.input[1])
@@ -59,7 +59,7 @@ class InferMVU(Transformation):
             else:
                 odt, bias = accumulator_dtype(idt, wdt, np.rint(w).astype(np.int64)), 0
                 out = mm.output[0]
-            node = make_node("MVU", inputs, [out], domain=HWGEN_DOMAIN, name=f"MVU_{index}",
+            node = make_node("MVU", inputs, [out], domain=HWGEN_DOMAIN, name=fresh_node_name(model, "MVU"),
                              MW=mw, MH=mh, PE=1, SIMD=1, input_dtype=idt.name, weight_dtype=wdt.name,
                              output_dtype=odt.name, out_bias=bias)
             insert_after(model, mt if mt is not None else mm, [node])
@@ -67,4 +67,4 @@ class InferMVU(Transformation):
             if mt is not None:
                 model.graph.node.remove(mt)
             model.set_tensor_datatype(out, odt)
-        return model, False
+        return model, bool(matches)

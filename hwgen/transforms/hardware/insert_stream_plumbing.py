@@ -13,7 +13,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
 from hwgen.ops import unit_of
-from hwgen.transforms.graph import HWGEN_DOMAIN, make_node, new_tensor
+from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, make_node, new_tensor
 
 
 def _edges(model: ModelWrapper):
@@ -39,15 +39,15 @@ class InsertDataWidthConverters(Transformation):
             in_spec = unit_of(model, consumer).inputs[0]
             if out_spec.elems_per_beat != in_spec.elems_per_beat:
                 matches.append((t, consumer, out_spec, in_spec))
-        for index, (t, consumer, out_spec, in_spec) in enumerate(matches):
+        for t, consumer, out_spec, in_spec in matches:
             converted = new_tensor(model, t, dtype=model.get_tensor_datatype(t))
             node = make_node("DataWidthConverter", [t], [converted], domain=HWGEN_DOMAIN,
-                             name=f"DataWidthConverter_{index}", dtype=out_spec.dtype.name,
+                             name=fresh_node_name(model, "DataWidthConverter"), dtype=out_spec.dtype.name,
                              in_elems=out_spec.elems_per_beat, out_elems=in_spec.elems_per_beat,
                              elems_per_frame=out_spec.elems_per_frame)
             consumer.input[0] = converted
             model.graph.node.insert(list(model.graph.node).index(consumer), node)
-        return model, False
+        return model, bool(matches)
 
 
 class InsertFifos(Transformation):
@@ -57,12 +57,14 @@ class InsertFifos(Transformation):
 
     def apply(self, model: ModelWrapper):
         graph_out = model.graph.output[0].name
-        edges = _edges(model)
-        for index, (t, producer, consumer) in enumerate(edges):
+        fifo = "StreamingFifo"
+        edges = [(t, p, c) for t, p, c in _edges(model)
+                 if (p is None or p.op_type != fifo) and (c is None or c.op_type != fifo)]
+        for t, producer, consumer in edges:
             spec = unit_of(model, consumer).inputs[0] if consumer is not None else unit_of(model, producer).outputs[0]
             fifo_out = new_tensor(model, t, dtype=model.get_tensor_datatype(t))
             node = make_node("StreamingFifo", [t], [fifo_out], domain=HWGEN_DOMAIN,
-                             name=f"StreamingFifo_{index}", dtype=spec.dtype.name,
+                             name=fresh_node_name(model, fifo), dtype=spec.dtype.name,
                              elems_per_beat=spec.elems_per_beat, beats_per_frame=spec.beats_per_frame,
                              depth=self.depth)
             if consumer is not None:
@@ -74,4 +76,4 @@ class InsertFifos(Transformation):
                 fifo_in = node.input[0]
                 model.graph.node.append(node)
                 model.set_tensor_datatype(fifo_in, model.get_tensor_datatype(graph_out))
-        return model, False
+        return model, bool(edges)

@@ -16,13 +16,16 @@ from qonnx.transformation.base import Transformation
 class RemoveLayoutTransposes(Transformation):
     def apply(self, model: ModelWrapper):
         graph_in, graph_out = model.graph.input[0].name, model.graph.output[0].name
+        removed = 0
         for node in [n for n in model.graph.node if n.op_type == "Transpose"]:
             if node.input[0] == graph_in:
                 for consumer in model.find_consumers(node.output[0]) or []:
                     consumer.input[:] = [graph_in if i == node.output[0] else i for i in consumer.input]
                 model.graph.node.remove(node)
+                removed += 1
             elif node.output[0] == graph_out:
                 producer = model.find_producer(node.input[0])
                 producer.output[:] = [graph_out if o == node.input[0] else o for o in producer.output]
                 model.graph.node.remove(node)
-        return model, False
+                removed += 1
+        return model, removed > 0

@@ -13,17 +13,11 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
-from hwgen.ops import unit_of
+from hwgen.ops import FOLDING, unit_of
 
 
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
-
-
-#: folding attributes each unit kind exposes, and the dimension each one must divide
-FOLDABLE = {"MVU": (("PE", "MH"), ("SIMD", "MW")), "Thresholding": (("PE", "channels"),),
-            "LabelSelect": (("PE", "labels"),), "SlidingWindow": (("SIMD", "channels"),),
-            "MaxPool": (("PE", "channels"),), "GlobalAccPool": (("PE", "channels"),)}
 
 
 class SetFolding(Transformation):
@@ -32,11 +26,13 @@ class SetFolding(Transformation):
         self.target_cycles = int(target_cycles)
 
     def apply(self, model: ModelWrapper):
+        changed = False
         for node in model.graph.node:
-            knobs = FOLDABLE.get(node.op_type)
+            knobs = FOLDING.get(node.op_type)
             if knobs is None:
                 continue
             op = getCustomOp(node)
+            before = tuple(op.get_nodeattr(attr) for attr, _ in knobs)
             best = None
             for combo in self._combos(op, knobs):
                 for (attr, _), value in zip(knobs, combo):
@@ -49,7 +45,8 @@ class SetFolding(Transformation):
                     best = (cost, combo)
             for (attr, _), value in zip(knobs, best[1]):
                 op.set_nodeattr(attr, value)
-        return model, False
+            changed |= tuple(best[1]) != before
+        return model, changed
 
     @staticmethod
     def _combos(op, knobs) -> list[tuple[int, ...]]:

@@ -65,4 +65,4 @@ class AbsorbMonotonicChainIntoTopK(Transformation):
             node.input[0] = start
             for n in chain:
                 model.graph.node.remove(n)
-        return model, False
+        return model, bool(matches)

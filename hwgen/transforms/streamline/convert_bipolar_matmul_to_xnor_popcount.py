@@ -49,4 +49,4 @@ class ConvertBipolarMatMulToXnorPopcount(Transformation):
             insert_after(model, mm, nodes)
             model.graph.node.remove(mm)
             model.set_tensor_datatype(out, DataType["FLOAT32"])
-        return model, False
+        return model, bool(matches)

@@ -43,7 +43,7 @@ class ConvertGemmToMatMul(Transformation):
                 new.append(make_node("Add", [mm_out, bias], [out], name=f"{gemm.name}_bias"))
             insert_after(model, gemm, new)
             model.graph.node.remove(gemm)
-        return model, False
+        return model, bool(matches)
 
     @staticmethod
     def _transpose_weight(model: ModelWrapper, gemm, b: str) -> None:

@@ -170,7 +170,7 @@ class FoldElementwiseChainIntoThresholds(Transformation):
                 matches.append((tensor, chain, q, found))
         for tensor, chain, q, (lo, hi, producer) in matches:
             self._rewrite(model, tensor, chain, q, lo, hi, producer)
-        return model, False
+        return model, bool(matches)
 
     @staticmethod
     def _rewrite(model, tensor, chain_nodes, q, lo, hi, producer) -> None:

@@ -75,4 +75,4 @@ class FoldWeightQuantIntoMatMul(Transformation):
                 insert_after(model, mm, [make_node("Mul", [acc, s], [out], name=f"{mm.name}_wscale")])
             if not model.find_consumers(q.output[0]):
                 model.graph.node.remove(q)
-        return model, False
+        return model, bool(matches)

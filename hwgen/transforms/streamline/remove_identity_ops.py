@@ -33,6 +33,7 @@ class RemoveIdentityOps(Transformation):
     def apply(self, model: ModelWrapper):
         matches = [n for n in model.graph.node if _is_identity(model, n)]
         graph_outputs = {o.name for o in model.graph.output}
+        removed = 0
         for node in matches:
             src, dst = node.input[0], node.output[0]
             if dst in graph_outputs:
@@ -48,4 +49,5 @@ class RemoveIdentityOps(Transformation):
                         if name == dst:
                             consumer.input[i] = src
             model.graph.node.remove(node)
-        return model, False
+            removed += 1
+        return model, removed > 0

@@ -35,6 +35,7 @@ class SplitQuantScale(Transformation):
             if q.op_type == "Quant" and (float(params[1].reshape(-1)[0]) % 1 != 0):
                 raise HwgenError("zero point must be an integer", where=f"node {q.name}")
             matches.append((q, params[0].astype(np.float32)))
+        rewritten = 0
         for q, scale in matches:
             if np.any(scale <= 0):
                 raise HwgenError("quantizer scale must be positive", where=f"node {q.name}")
@@ -55,4 +56,5 @@ class SplitQuantScale(Transformation):
                 model.graph.node.insert(index, div)
             insert_after(model, q, new)
             model.set_tensor_datatype(out, DataType["FLOAT32"])
-        return model, False
+            rewritten += 1
+        return model, rewritten > 0
