@@ -46,12 +46,14 @@ class StreamInfo:
 
 def write_accelerator_json(path: Path, top: str, model_input: list[int], model_output: list[int],
                            inp: StreamInfo, out: StreamInfo, model_input_name: str = "",
-                           model_input_dtype: str = "FLOAT32", modules: dict[str, str] | None = None) -> None:
+                           model_input_dtype: str = "FLOAT32", modules: dict[str, str] | None = None,
+                           streams: list[dict] | None = None) -> None:
     """`accelerator.json`: the top module, the model's input and output, both streams, and the
-    module of each hardware node (for synthesis and debugging), all that the host side reads."""
+    module of each hardware node (for synthesis) and every stream inside the design (for
+    deadlock reports), all that the host side and the tools read."""
     path.write_text(json.dumps({
         "top": top, "model_input_name": model_input_name, "model_input_shape": model_input,
-        "model_input_dtype": model_input_dtype, "modules": modules or {},
+        "model_input_dtype": model_input_dtype, "modules": modules or {}, "streams": streams or [],
         "model_output_shape": model_output, "input": asdict(inp), "output": asdict(out),
     }, indent=2) + "\n")
 
@@ -84,6 +86,7 @@ class HostIO:
         self.model_input_shape: list[int] = info["model_input_shape"]
         self.model_input_dtype: str = info.get("model_input_dtype", "FLOAT32")
         self.model_input_name: str = info.get("model_input_name", "")
+        self.streams: list[dict] = info.get("streams", [])
         self.model_output_shape: list[int] = info["model_output_shape"]
         self.input = StreamInfo(**info["input"])
         self.output = StreamInfo(**info["output"])

@@ -20,6 +20,7 @@ from hwgen.frontend.load import prepare_for_execution
 from hwgen.host import HostIO
 from hwgen.sim import build as build_sim
 from hwgen.sim import run as run_sim
+from hwgen.sim.verilator import DEFAULT_MAX_IDLE, DeadlockError
 from hwgen.report import write_json_atomically
 
 
@@ -29,17 +30,50 @@ def _finished(build_dir: Path) -> None:
                          where=str(build_dir))
 
 
+def _watch_config(host: HostIO) -> str:
+    """A Verilator configuration that keeps the top module's stream handshakes readable, so that a
+    deadlock report can say which streams are stuck."""
+    lines = ["`verilator_config"]
+    if host.streams:
+        lines += [f'public_flat_rd -module "{host.top}" -var "edge*_tvalid"',
+                  f'public_flat_rd -module "{host.top}" -var "edge*_tready"']
+    return "\n".join(lines) + "\n"
+
+
+def _deadlock_report(exc: DeadlockError, host: HostIO) -> str:
+    """One line: which streams hold a beat nobody takes, named by the units on either end."""
+    by_name = {s["name"]: s for s in host.streams}
+
+    def describe(name: str) -> str:
+        if name in ("s_axis", "m_axis"):
+            return f"the accelerator {'input' if name == 's_axis' else 'output'}"
+        s = by_name.get(name)
+        if s is None:
+            return name
+        return f"{s['producer'] or 'input'} -> {s['consumer'] or 'output'}"
+
+    stuck = [describe(n) for n in exc.full if n != "s_axis"] or [describe(n) for n in exc.full]
+    return (f"deadlock in rtlsim: no stream moved for {exc.idle_cycles} cycles; streams holding data that "
+            f"nobody takes: {', '.join(stuck) or 'none'} (a FIFO too small for a reconvergent path? see "
+            "report.json layers[].depth)")
+
+
 def simulate_build(build_dir: Path, x: np.ndarray, *, stall_prob: float = 0.0, seed: int = 0,
-                   cache_dir: Path | None = None) -> tuple[np.ndarray, dict]:
-    """Run model inputs `x` through the build's RTL; returns (model outputs, stats as in sim.json)."""
+                   cache_dir: Path | None = None, max_idle: int = DEFAULT_MAX_IDLE) -> tuple[np.ndarray, dict]:
+    """Run model inputs `x` through the build's RTL; returns (model outputs, stats as in sim.json).
+    A design that stops moving for `max_idle` cycles is a `HwgenError` naming the stuck streams."""
     _finished(build_dir)
     if not 0.0 <= stall_prob < 1.0:
         raise HwgenError(f"must be in [0, 1), got {stall_prob}", where="--stall-prob")
     host = HostIO(build_dir)
     beats = host.encode(x)
-    exe = build_sim(build_dir / "rtl", host.top, cache_dir or default_cache_dir())
-    result = run_sim(exe, beats, host.output.beats_per_frame, host.output.bytes_per_beat,
-                     stall_prob=stall_prob, seed=seed)
+    exe = build_sim(build_dir / "rtl", host.top, cache_dir or default_cache_dir(), config=_watch_config(host))
+    try:
+        result = run_sim(exe, beats, host.output.beats_per_frame, host.output.bytes_per_beat,
+                         stall_prob=stall_prob, seed=seed, max_idle=max_idle,
+                         watch=[f"TOP.{host.top}.{s['name']}" for s in host.streams])
+    except DeadlockError as exc:
+        raise HwgenError(_deadlock_report(exc, host), where=str(build_dir)) from None
     y = host.decode(result.output)
     stats = {"cycles_per_frame": result.cycles_per_frame, "latency_cycles": result.latency_cycles,
              "frames": result.frames, "total_cycles": result.total_cycles, "stall_prob": stall_prob}

@@ -45,17 +45,22 @@ def tiny_mlp_onnx(tmp_path_factory) -> Path:
 @pytest.fixture
 def check_unit(verilator_cache):
     """Run a unit's Verilog in Verilator against its numpy reference: bit-exact without and with
-    random stalls on both streams, and exactly `est_cycles()` per frame without stalls."""
+    random stalls on every stream, and exactly `est_cycles()` per frame without stalls. `frames`
+    is one array, or a tuple of arrays for a unit with several input streams."""
     import numpy as np
 
     from hwgen.sim import simulate_unit
 
     def check(unit, frames, seed: int = 5) -> None:
-        expected = unit.reference(frames)
+        inputs = frames if isinstance(frames, tuple) else (frames,)
+        expected = unit.reference(*inputs)
+        expected = expected if isinstance(expected, tuple) else (expected,)
         for stall_prob in (0.0, 0.3):
-            got, result = simulate_unit(unit, frames, stall_prob=stall_prob, seed=seed,
+            got, result = simulate_unit(unit, *inputs, stall_prob=stall_prob, seed=seed,
                                         cache_dir=verilator_cache)
-            np.testing.assert_array_equal(got, expected, err_msg=f"stall_prob={stall_prob}")
+            got = got if isinstance(got, tuple) else (got,)
+            for port, (g, e) in enumerate(zip(got, expected)):
+                np.testing.assert_array_equal(g, e, err_msg=f"output {port}, stall_prob={stall_prob}")
             if stall_prob == 0.0:
                 assert result.cycles_per_frame == unit.est_cycles()
 

@@ -1,4 +1,9 @@
-"""The one generic bridge between a graph node and its hardware unit dataclass."""
+"""The one generic bridge between a graph node and its hardware unit dataclass.
+
+A hardware node's inputs are its streams first (as many as `Unit.stream_counts` says), then its
+arrays (`weights`, `thresholds`, ... in the order of `ARRAY_FIELDS`, as initializers); its outputs
+are its output streams. Every other dataclass field is a node attribute of the same name.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,8 @@ from qonnx.custom_op.registry import getCustomOp
 from hwgen.errors import HwgenError
 from hwgen.units.base import Unit
 
-#: dataclass fields that travel as node inputs (initializers), in this order after the data input
-ARRAY_FIELDS = ("weights", "thresholds")
+#: dataclass fields that travel as node inputs (initializers), in this order after the streams
+ARRAY_FIELDS = ("weights", "thresholds", "table")
 
 
 @lru_cache(maxsize=None)
@@ -32,7 +37,12 @@ def _fields(unit_cls: type) -> tuple[list[tuple[str, str, bool, object]], list[s
         has_default = f.default is not dataclasses.MISSING
         if "None" in hint and has_default and f.default is None:
             continue  # optional parameters keep their dataclass default on hardware nodes
-        if "DataType" in hint:
+        if hint.startswith("tuple[int"):
+            scalars.append((f.name, "ints", not has_default, list(f.default) if has_default else []))
+        elif hint.startswith("tuple[BaseDataType") or hint.startswith("tuple[DataType"):
+            scalars.append((f.name, "strings", not has_default,
+                            [d.name for d in f.default] if has_default else []))
+        elif "DataType" in hint:
             scalars.append((f.name, "s", not has_default, f.default.name if has_default else ""))
         elif hint in ("int", "bool"):
             scalars.append((f.name, "i", not has_default, int(f.default) if has_default else 0))
@@ -50,12 +60,37 @@ class HardwareOp(CustomOp):
         scalars, _ = _fields(self.unit_cls)
         return {name: (kind, required, default) for name, kind, required, default in scalars}
 
-    def unit_with(self, arrays: dict[str, np.ndarray | None]) -> Unit:
-        scalars, array_names = _fields(self.unit_cls)
-        kwargs: dict[str, object] = {}
+    def scalar_params(self) -> dict[str, object]:
+        scalars, _ = _fields(self.unit_cls)
+        values: dict[str, object] = {}
         for name, kind, _, _ in scalars:
             value = self.get_nodeattr(name)
-            kwargs[name] = DataType[value] if kind == "s" else int(value)
+            if kind == "s":
+                values[name] = DataType[value]
+            elif kind == "strings":
+                values[name] = tuple(DataType[v] for v in value)
+            elif kind == "ints":
+                values[name] = tuple(int(v) for v in value)
+            else:
+                values[name] = int(value)
+        return values
+
+    def stream_counts(self) -> tuple[int, int]:
+        """(input streams, output streams) of this node's unit."""
+        return self.unit_cls.stream_counts(self.scalar_params())
+
+    def stream_inputs(self) -> list[str]:
+        return list(self.onnx_node.input[: self.stream_counts()[0]])
+
+    def array_tensors(self) -> dict[str, str]:
+        """Array field name -> the node input that holds it (only those present)."""
+        _, names = _fields(self.unit_cls)
+        given = self.onnx_node.input[self.stream_counts()[0]:]
+        return {name: t for name, t in zip(names, given) if t}
+
+    def unit_with(self, arrays: dict[str, np.ndarray | None]) -> Unit:
+        _, array_names = _fields(self.unit_cls)
+        kwargs = self.scalar_params()
         for name in array_names:
             value = arrays.get(name)
             if value is not None:
@@ -67,33 +102,31 @@ class HardwareOp(CustomOp):
         except HwgenError as exc:
             raise HwgenError(str(exc), where=f"layer {self.onnx_node.name}") from None
 
-    def array_inputs(self) -> list[str]:
-        _, names = _fields(self.unit_cls)
-        return names
-
     def make_shape_compatible_op(self, model):
         # intermediate shapes may be unknown here (shape inference hides all custom ops at once):
-        # the unit's own parameters and the graph's batch size determine the output shape
+        # the unit's own parameters and the graph's batch size determine the output shape. ONNX
+        # shape inference takes one stand-in node with one output; a unit's further outputs keep
+        # the shapes their tensors were given when the node was made.
         unit = unit_of(model, self.onnx_node)
         batch = model.get_tensor_shape(model.graph.input[0].name)[0]
-        return self.make_const_shape_op(self.output_shape(unit, [batch]))
-
-    def output_shape(self, unit: Unit, in_shape: list[int]) -> list[int]:
-        return [in_shape[0], unit.outputs[0].elems_per_frame]
+        return self.make_const_shape_op([batch, unit.outputs[0].elems_per_frame])
 
     def infer_node_datatype(self, model):
         unit = unit_of(model, self.onnx_node)
-        model.set_tensor_datatype(self.onnx_node.output[0], unit.outputs[0].dtype)
+        for tensor, spec in zip(self.onnx_node.output, unit.outputs):
+            model.set_tensor_datatype(tensor, spec.dtype)
 
     def execute_node(self, context, graph):
         node = self.onnx_node
-        names = self.array_inputs()
-        arrays = {name: context[t] for name, t in zip(names, node.input[1:]) if t}
+        arrays = {name: context[t] for name, t in self.array_tensors().items()}
         unit = self.unit_with(arrays)
-        x = context[node.input[0]]
-        frames = np.rint(x).astype(np.int64).reshape(x.shape[0], -1)
-        y = unit.reference(frames)
-        context[node.output[0]] = y.reshape(self.output_shape(unit, list(x.shape))).astype(np.float32)
+        streams = [context[t] for t in self.stream_inputs()]
+        batch = streams[0].shape[0]
+        frames = [np.rint(x).astype(np.int64).reshape(batch, -1) for x in streams]
+        result = unit.reference(*frames)
+        outs = result if isinstance(result, tuple) else (result,)
+        for tensor, y, spec in zip(node.output, outs, unit.outputs):
+            context[tensor] = y.reshape(batch, spec.elems_per_frame).astype(np.float32)
 
     def verify_node(self):
         return []
@@ -104,5 +137,4 @@ def unit_of(model: ModelWrapper, node) -> Unit:
     op = getCustomOp(node)
     if not isinstance(op, HardwareOp):
         raise HwgenError(f"op '{node.op_type}' is not a hardware unit", where=f"node {node.name}")
-    arrays = {name: model.get_initializer(t) for name, t in zip(op.array_inputs(), node.input[1:]) if t}
-    return op.unit_with(arrays)
+    return op.unit_with({name: model.get_initializer(t) for name, t in op.array_tensors().items()})

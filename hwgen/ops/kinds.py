@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from hwgen.ops.hardware_op import HardwareOp
 from hwgen.units.base import Unit
+from hwgen.units.duplicate import DuplicateStreams
 from hwgen.units.dwc import DataWidthConverter
 from hwgen.units.fifo import StreamingFifo
 from hwgen.units.global_pool import GlobalAccPool
@@ -15,7 +16,7 @@ from hwgen.units.sliding_window import SlidingWindow
 from hwgen.units.thresholding import Thresholding
 
 UNITS: tuple[type[Unit], ...] = (MVU, Thresholding, LabelSelect, StreamingFifo, DataWidthConverter,
-                                 SlidingWindow, MaxPool, GlobalAccPool)
+                                 DuplicateStreams, SlidingWindow, MaxPool, GlobalAccPool)
 
 #: op type (= unit class name) -> the QONNX custom op class that builds and runs that unit
 HARDWARE_OPS: dict[str, type[HardwareOp]] = {

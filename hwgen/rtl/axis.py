@@ -33,8 +33,30 @@ def _payload_width(component: wiring.Component, port: str) -> int:
     return sig.members["payload"].shape.width
 
 
+def port_names(prefix: str, count: int) -> list[str]:
+    """`[prefix]` for one stream, `[prefix0, prefix1, ...]` for several: the names of a unit's
+    stream ports (`inp`/`out`) and of a top module's (`s_axis`/`m_axis`)."""
+    return [prefix] if count == 1 else [f"{prefix}{i}" for i in range(count)]
+
+
+def stream_port_names(component: wiring.Component) -> tuple[list[str], list[str]]:
+    """A unit component's input and output stream ports, in order."""
+    members = component.signature.members
+    def names(prefix: str) -> list[str]:
+        if prefix in members:
+            return [prefix]
+        found = []
+        while f"{prefix}{len(found)}" in members:
+            found.append(f"{prefix}{len(found)}")
+        if not found:
+            raise TypeError(f"{type(component).__name__} has no port {prefix!r} or {prefix}0")
+        return found
+    return names("inp"), names("out")
+
+
 class AxisWrapper(wiring.Component):
-    """Wrap a component with stream ports `inp` and `out` into the AXI-Stream top-level contract.
+    """Wrap a unit component with stream ports `inp`/`out` (or `inp0..`/`out0..`) into the
+    AXI-Stream top-level contract (`s_axis_*`/`m_axis_*`, or `s_axis0_*..`/`m_axis0_*..`).
 
     The wrapper owns the `sync` clock domain (clock `ap_clk`, reset `~ap_rst_n`) so that the emitted
     module has no Amaranth-default `clk`/`rst` ports, only the contract's names.
@@ -42,20 +64,19 @@ class AxisWrapper(wiring.Component):
 
     def __init__(self, inner: wiring.Component) -> None:
         self.inner = inner
-        self.in_width = _payload_width(inner, "inp")
-        self.out_width = _payload_width(inner, "out")
-        super().__init__(
-            {
-                "ap_clk": In(1),
-                "ap_rst_n": In(1),
-                "s_axis_tdata": In(8 * beat_bytes(self.in_width)),
-                "s_axis_tvalid": In(1),
-                "s_axis_tready": Out(1),
-                "m_axis_tdata": Out(8 * beat_bytes(self.out_width)),
-                "m_axis_tvalid": Out(1),
-                "m_axis_tready": In(1),
-            }
-        )
+        self.in_ports, self.out_ports = stream_port_names(inner)
+        self.in_widths = [_payload_width(inner, p) for p in self.in_ports]
+        self.out_widths = [_payload_width(inner, p) for p in self.out_ports]
+        self.s_names = port_names("s_axis", len(self.in_ports))
+        self.m_names = port_names("m_axis", len(self.out_ports))
+        members: dict[str, wiring.Member] = {"ap_clk": In(1), "ap_rst_n": In(1)}
+        for name, width in zip(self.s_names, self.in_widths):
+            members.update({f"{name}_tdata": In(8 * beat_bytes(width)), f"{name}_tvalid": In(1),
+                            f"{name}_tready": Out(1)})
+        for name, width in zip(self.m_names, self.out_widths):
+            members.update({f"{name}_tdata": Out(8 * beat_bytes(width)), f"{name}_tvalid": Out(1),
+                            f"{name}_tready": In(1)})
+        super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -65,12 +86,18 @@ class AxisWrapper(wiring.Component):
             ResetSignal("sync").eq(~self.ap_rst_n),
         ]
         m.submodules.unit = inner = self.inner
-        m.d.comb += [
-            inner.inp.payload.eq(self.s_axis_tdata[: self.in_width]),
-            inner.inp.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(inner.inp.ready),
-            self.m_axis_tdata.eq(inner.out.payload),
-            self.m_axis_tvalid.eq(inner.out.valid),
-            inner.out.ready.eq(self.m_axis_tready),
-        ]
+        for port, name, width in zip(self.in_ports, self.s_names, self.in_widths):
+            stream_in = getattr(inner, port)
+            m.d.comb += [
+                stream_in.payload.eq(getattr(self, f"{name}_tdata")[:width]),
+                stream_in.valid.eq(getattr(self, f"{name}_tvalid")),
+                getattr(self, f"{name}_tready").eq(stream_in.ready),
+            ]
+        for port, name in zip(self.out_ports, self.m_names):
+            stream_out = getattr(inner, port)
+            m.d.comb += [
+                getattr(self, f"{name}_tdata").eq(stream_out.payload),
+                getattr(self, f"{name}_tvalid").eq(stream_out.valid),
+                stream_out.ready.eq(getattr(self, f"{name}_tready")),
+            ]
         return m

@@ -19,6 +19,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
+from hwgen.rtl.axis import port_names
 from hwgen.rtl.emit import to_verilog_and_rtlil
 from hwgen.streams import beat_bytes
 from hwgen.units.base import StreamSpec, Unit
@@ -28,21 +29,34 @@ from hwgen.units.base import StreamSpec, Unit
 class Instantiation:
     module: str
     unit: Unit
-    inp: str  # tensor read
-    out: str  # tensor written
+    inputs: tuple[str, ...]  # tensors read, one per input stream port
+    outputs: tuple[str, ...]  # tensors written, one per output stream port
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One stream between two units (or a unit and a top-level port): the signals `<name>_tdata`,
+    `<name>_tvalid`, `<name>_tready` of the top module carry it."""
+
+    name: str
+    tensor: str
+    width: int
+    producer: str | None  # node name, None for the accelerator input
+    consumer: str | None  # node name, None for the accelerator output
 
 
 class AcceleratorTop(wiring.Component):
     """The stitched accelerator: AXI-Stream in, units in a dataflow graph, AXI-Stream out."""
 
-    def __init__(self, instances: list[Instantiation], in_tensor: str, out_tensor: str,
-                 widths: dict[str, int]) -> None:
-        self.instances, self.in_tensor, self.out_tensor, self.widths = instances, in_tensor, out_tensor, widths
+    def __init__(self, instances: list[Instantiation], edges: list[Edge], in_tensor: str, out_tensor: str) -> None:
+        self.instances, self.edges = instances, edges
+        self.in_tensor, self.out_tensor = in_tensor, out_tensor
+        by_tensor = {e.tensor: e for e in edges}
         super().__init__({
             "ap_clk": In(1), "ap_rst_n": In(1),
-            "s_axis_tdata": In(8 * beat_bytes(widths[in_tensor])),
+            "s_axis_tdata": In(8 * beat_bytes(by_tensor[in_tensor].width)),
             "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "m_axis_tdata": Out(8 * beat_bytes(widths[out_tensor])),
+            "m_axis_tdata": Out(8 * beat_bytes(by_tensor[out_tensor].width)),
             "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
         })
 
@@ -50,19 +64,22 @@ class AcceleratorTop(wiring.Component):
         m = Module()
         m.domains.sync = ClockDomain("sync")
         m.d.comb += [ClockSignal("sync").eq(self.ap_clk), ResetSignal("sync").eq(~self.ap_rst_n)]
-        edges = {t: (Signal(w, name=f"{_ident(t)}_tdata"), Signal(name=f"{_ident(t)}_tvalid"),
-                     Signal(name=f"{_ident(t)}_tready")) for t, w in self.widths.items()}
+        wires = {e.tensor: (Signal(e.width, name=f"{e.name}_tdata"), Signal(name=f"{e.name}_tvalid"),
+                            Signal(name=f"{e.name}_tready")) for e in self.edges}
         for inst in self.instances:
-            ip, iv, ir = edges[inst.inp]
-            op, ov, orr = edges[inst.out]
-            m.submodules[inst.module] = Instance(
-                inst.module,
-                i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
-                i_inp__payload=ip, i_inp__valid=iv, o_inp__ready=ir,
-                o_out__payload=op, o_out__valid=ov, i_out__ready=orr,
-            )
-        ip, iv, ir = edges[self.in_tensor]
-        op, ov, orr = edges[self.out_tensor]
+            in_ports = port_names("inp", len(inst.unit.inputs))
+            out_ports = port_names("out", len(inst.unit.outputs))
+            ports = {}
+            for port, tensor in zip(in_ports, inst.inputs):
+                data, valid, ready = wires[tensor]
+                ports.update({f"i_{port}__payload": data, f"i_{port}__valid": valid, f"o_{port}__ready": ready})
+            for port, tensor in zip(out_ports, inst.outputs):
+                data, valid, ready = wires[tensor]
+                ports.update({f"o_{port}__payload": data, f"o_{port}__valid": valid, f"i_{port}__ready": ready})
+            m.submodules[inst.module] = Instance(inst.module, i_clk=ClockSignal("sync"),
+                                                 i_rst=ResetSignal("sync"), **ports)
+        ip, iv, ir = wires[self.in_tensor]
+        op, ov, orr = wires[self.out_tensor]
         m.d.comb += [
             ip.eq(self.s_axis_tdata[: len(ip)]), iv.eq(self.s_axis_tvalid), self.s_axis_tready.eq(ir),
             self.m_axis_tdata.eq(op), self.m_axis_tvalid.eq(ov), orr.eq(self.m_axis_tready),
@@ -82,29 +99,65 @@ class StitchedDesign:
     output: StreamSpec
     rtlil: list[Path]  # the same modules as RTLIL, in the same order
     modules: dict[str, str]  # node name -> its module name (in accelerator.json, read by synthesis)
+    edges: list[Edge]  # every stream of the top module (in accelerator.json, read by deadlock reports)
+
+
+def _edges(model: ModelWrapper, specs: dict[str, tuple[list[StreamSpec], list[StreamSpec]]]) -> list[Edge]:
+    """Every stream tensor with its one producer and one consumer, checked: a tensor read by two
+    units would need two ready drivers (plumbing puts a DuplicateStreams there)."""
+    in_tensor, out_tensor = model.graph.input[0].name, model.graph.output[0].name
+    producer: dict[str, tuple[str, StreamSpec]] = {}
+    consumer: dict[str, tuple[str, StreamSpec]] = {}
+    order: list[str] = [in_tensor]
+    for node in model.graph.node:
+        ins, outs = specs[node.name]
+        for tensor, spec in zip(stream_inputs(node, len(ins)), ins):
+            if tensor in consumer:
+                raise HwgenError(f"is read by {consumer[tensor][0]} and {node.name}: a stream has one reader "
+                                 "(fan-out goes through DuplicateStreams)", where=f"tensor {tensor}")
+            consumer[tensor] = (node.name, spec)
+            order.append(tensor)
+        for tensor, spec in zip(node.output, outs):
+            producer[tensor] = (node.name, spec)
+            order.append(tensor)
+    edges = []
+    for tensor in dict.fromkeys(order):
+        made, read = producer.get(tensor), consumer.get(tensor)
+        if made is None and tensor != in_tensor:
+            raise HwgenError("is read but no unit writes it", where=f"tensor {tensor}")
+        if read is None and tensor != out_tensor:
+            raise HwgenError("is written but no unit reads it", where=f"tensor {tensor}")
+        widths = {pair[1].width for pair in (made, read) if pair is not None}
+        if len(widths) != 1:
+            raise HwgenError(f"stream widths disagree on edge ({sorted(widths)} bits)", where=f"tensor {tensor}")
+        edges.append(Edge(f"edge{len(edges)}", tensor, widths.pop(),
+                          made[0] if made else None, read[0] if read else None))
+    return edges
+
+
+def stream_inputs(node, count: int) -> list[str]:
+    return list(node.input[:count])
 
 
 def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> StitchedDesign:
     """Write one Verilog and one RTLIL file per hardware node plus the top module into `rtl_dir`."""
     rtl_dir.mkdir(parents=True, exist_ok=True)
-    instances, widths, files, rtlil = [], {}, [], []
+    instances, files, rtlil, specs, modules = [], [], [], {}, {}
     for node in model.graph.node:
         unit = unit_of(model, node)
-        if len(unit.inputs) != 1 or len(unit.outputs) != 1:
-            raise HwgenError("units with several streams are not stitched yet", where=f"node {node.name}")
+        specs[node.name] = (list(unit.inputs), list(unit.outputs))
         module = f"{top}_{_ident(node.name)}"
-        for tensor, spec in ((node.input[0], unit.inputs[0]), (node.output[0], unit.outputs[0])):
-            if widths.setdefault(tensor, spec.width) != spec.width:
-                raise HwgenError(f"stream widths disagree on edge ({widths[tensor]} vs {spec.width} bits)",
-                                 where=f"tensor {tensor}")
         _write(unit.component(), module, rtl_dir, files, rtlil)
-        instances.append(Instantiation(module, unit, node.input[0], node.output[0]))
+        instances.append(Instantiation(module, unit, tuple(stream_inputs(node, len(unit.inputs))),
+                                       tuple(node.output[: len(unit.outputs)])))
+        modules[node.name] = module
+    edges = _edges(model, specs)
     in_tensor, out_tensor = model.graph.input[0].name, model.graph.output[0].name
-    _write(AcceleratorTop(instances, in_tensor, out_tensor, widths), top, rtl_dir, files, rtlil)
-    first = next(i for i in instances if i.inp == in_tensor)
-    last = next(i for i in instances if i.out == out_tensor)
-    modules = {node.name: inst.module for node, inst in zip(model.graph.node, instances)}
-    return StitchedDesign(top, files, first.unit.inputs[0], last.unit.outputs[0], rtlil, modules)
+    _write(AcceleratorTop(instances, edges, in_tensor, out_tensor), top, rtl_dir, files, rtlil)
+    first = next((i, k) for i in instances for k, t in enumerate(i.inputs) if t == in_tensor)
+    last = next((i, k) for i in instances for k, t in enumerate(i.outputs) if t == out_tensor)
+    return StitchedDesign(top, files, first[0].unit.inputs[first[1]], last[0].unit.outputs[last[1]], rtlil,
+                          modules, edges)
 
 
 def _write(component: wiring.Component, module: str, rtl_dir: Path, verilog: list[Path],

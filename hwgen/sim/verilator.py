@@ -45,12 +45,14 @@ from hwgen.streams import beat_bytes, from_wire, pack_beats, to_wire, unpack_bea
 from hwgen.units.base import Unit
 
 #: Verilator options; part of the cache key. `--prefix Vtop` gives every model the class name the
-#: bench includes. Verilator's own `-O3` is cheap; the C++ optimisation level is set in _MAKE_VARS.
+#: bench includes; `--vpi` lets it read the streams a config file marks public when a design
+#: deadlocks. Verilator's own `-O3` is cheap; the C++ optimisation level is set in _MAKE_VARS.
 #: Amaranth gives every register an initial value, so the X options only pin down what is left
 #: (nothing, normally) to zero, keeping runs reproducible.
 VERILATOR_FLAGS: tuple[str, ...] = (
     "--cc",
     "--exe",
+    "--vpi",
     "-O3",
     "--x-assign",
     "0",
@@ -88,12 +90,22 @@ class SimulationError(RuntimeError):
     """The bench stopped early: deadlock, surplus output beats, or a bad input file."""
 
 
+class DeadlockError(SimulationError):
+    """No handshake for `max_idle` cycles. `full` names the streams (ports, and watched streams
+    inside the design) that hold a beat nobody takes, `waiting` those that wait for one."""
+
+    def __init__(self, message: str, full: list[str], waiting: list[str], idle_cycles: int) -> None:
+        super().__init__(message)
+        self.full, self.waiting, self.idle_cycles = full, waiting, idle_cycles
+
+
 @dataclass(frozen=True)
 class SimResult:
-    """What one simulation run produced, in cycles of `ap_clk` counted from the end of reset."""
+    """What one simulation run produced, in cycles of `ap_clk` counted from the end of reset.
+    The per-frame cycle marks are those of the first input and the first output port."""
 
-    #: Output beats, uint8 of shape (frames, out_beats_per_frame, out_bytes).
-    output: np.ndarray
+    #: Output beats, uint8 of shape (frames, out_beats_per_frame, out_bytes), of each output port.
+    outputs: tuple[np.ndarray, ...]
     #: Steady-state cycles per frame: the mean spacing of the last output beats of the second half
     #: of the frames (of all frames when fewer than 4 ran; the latency when one frame ran), so that
     #: pipeline fill does not count.
@@ -107,6 +119,11 @@ class SimResult:
     first_in_cycles: np.ndarray
     #: Cycle of the last output handshake of each frame.
     last_out_cycles: np.ndarray
+
+    @property
+    def output(self) -> np.ndarray:
+        """The beats of the (first) output port."""
+        return self.outputs[0]
 
 
 # ---- building ----------------------------------------------------------------------------------
@@ -228,17 +245,17 @@ class _Runtime:
     def complete(self) -> bool:
         return all((self.dir / f).is_file() for f in self.files.values())
 
-    def make_args(self, obj_dir: Path) -> list[str]:
+    def make_args(self, obj_dir: Path, defines: str) -> list[str]:
         """Make arguments: link the cached runtime if it is there, else build it (and the
-        precompiled header) alongside the design, for `publish`."""
+        precompiled header) alongside the design, for `publish`. `defines` go to the bench."""
         if not self.complete():
             (obj_dir / _PCH_HEADER).write_text(_PCH_TEXT)
-            return [EXE_NAME, f"{_PCH_HEADER}.fast.gch"]
+            return [f"USER_CPPFLAGS={defines}", EXE_NAME, f"{_PCH_HEADER}.fast.gch"]
         objs = " ".join(str(self.dir / f"{o}.o") for o in self.objects)
         args = ["VM_GLOBAL_FAST=", "VM_GLOBAL_SLOW=", f"LIBS={objs}"]
         if not self.parallel:
-            args.append(f"USER_CPPFLAGS=-include {self.dir / _PCH_HEADER}.fast")
-        return [*args, EXE_NAME]
+            defines = f"{defines} -include {self.dir / _PCH_HEADER}.fast"
+        return [*args, f"USER_CPPFLAGS={defines}", EXE_NAME]
 
     def publish(self, obj_dir: Path) -> None:
         """Copy a finished build's runtime files into the cache, the precompiled header last."""
@@ -260,18 +277,24 @@ def _remove_abandoned_builds(cache_dir: Path) -> None:
             pass
 
 
-def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs: int = 2) -> Path:
+def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs: int = 2,
+                  ports: tuple[int, int] = (1, 1), config: str = "") -> Path:
     """Build the bench around Verilog given as text, `{file name: text}`; return the executable.
 
-    The file names only matter for messages; the order of `sources` is the compile order.
+    The file names only matter for messages; the order of `sources` is the compile order. `ports`
+    is the number of input and output streams of the top module (see the bench); `config` is a
+    Verilator configuration file's text (e.g. `public_flat_rd` for the streams a deadlock report
+    names).
     """
+    if not (1 <= ports[0] <= 4 and 1 <= ports[1] <= 4):
+        raise HwgenError(f"the bench drives 1 to 4 input and output streams, not {ports}")
     if not sources:
         raise HwgenError("no Verilog sources to build")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise HwgenError(f"top module name {top!r} is not a plain Verilog identifier")
     cache_dir = Path(cache_dir)
     harness = _harness_source()
-    parts: list[bytes] = [top.encode(), harness, _toolchain_key()]
+    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr(ports).encode(), config.encode()]
     for name, text in sources.items():
         parts += [name.encode(), text.encode()]
     final = cache_dir / _sha(*parts)
@@ -293,6 +316,10 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
             path.write_text(text)
             rtl_files.append(str(path))
         (tmp / "harness.cpp").write_bytes(harness)
+        extra = []
+        if config:
+            (tmp / "config.vlt").write_text(config)
+            extra.append(str(tmp / "config.vlt"))
         obj_dir = tmp / "obj_dir"
         log = tmp / "build.log"
         _run_tool(
@@ -306,6 +333,7 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
                 "-o",
                 EXE_NAME,
                 *rtl_files,
+                *extra,
                 str(tmp / "harness.cpp"),
             ],
             tmp,
@@ -316,8 +344,9 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
         runtime = _Runtime(cache_dir, obj_dir)
         had_runtime = runtime.complete()
         make_vars = [f"{k}={v}" for k, v in _MAKE_VARS] + [f"PYTHON3={sys.executable}"]
+        defines = f"-DHWGEN_IN={ports[0]} -DHWGEN_OUT={ports[1]}"
         _run_tool(
-            ["make", "-f", "Vtop.mk", f"-j{jobs}", *make_vars, *runtime.make_args(obj_dir)],
+            ["make", "-f", "Vtop.mk", f"-j{jobs}", *make_vars, *runtime.make_args(obj_dir, defines)],
             obj_dir,
             log,
             "C++ build",
@@ -338,7 +367,7 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
     return exe
 
 
-def build(rtl: Sequence[Path] | Path, top: str, cache_dir: Path, *, jobs: int = 2) -> Path:
+def build(rtl: Sequence[Path] | Path, top: str, cache_dir: Path, *, jobs: int = 2, config: str = "") -> Path:
     """Build the bench around Verilog files (or every `*.v`/`*.sv` in a folder, sorted by name).
 
     Returns the path of the cached simulator executable; see `build_verilog`.
@@ -352,7 +381,7 @@ def build(rtl: Sequence[Path] | Path, top: str, cache_dir: Path, *, jobs: int = 
     for f in files:
         if not f.is_file():
             raise HwgenError(f"Verilog file {f} does not exist")
-    return build_verilog({f.name: f.read_text() for f in files}, top, cache_dir, jobs=jobs)
+    return build_verilog({f.name: f.read_text() for f in files}, top, cache_dir, jobs=jobs, config=config)
 
 
 # ---- running -------------------------------------------------------------------------------------
@@ -378,22 +407,44 @@ def run(
     seed: int = 0,
     *,
     max_idle: int = DEFAULT_MAX_IDLE,
+    watch: Sequence[str] = (),
 ) -> SimResult:
-    """Stream `in_beats` (uint8, (frames, in_beats_per_frame, in_bytes)) through a built design.
+    """Stream `in_beats` (uint8, (frames, in_beats_per_frame, in_bytes)) through a built design
+    with one input and one output stream; see `run_streams`."""
+    return run_streams(exe, [in_beats], [(out_beats_per_frame, out_bytes)], stall_prob, seed,
+                       max_idle=max_idle, watch=watch)
 
-    `stall_prob` in [0, 1) idles the input and drops output ready at random (seeded by `seed`), so
-    that handshake bugs show up as wrong data or deadlock instead of passing by luck.
+
+def run_streams(
+    exe: Path,
+    inputs: Sequence[np.ndarray],
+    outputs: Sequence[tuple[int, int]],
+    stall_prob: float = 0.0,
+    seed: int = 0,
+    *,
+    max_idle: int = DEFAULT_MAX_IDLE,
+    watch: Sequence[str] = (),
+) -> SimResult:
+    """Stream each input port's beats (uint8, (frames, beats_per_frame, bytes)) through a built
+    design and collect `outputs`, given per output port as (beats_per_frame, bytes).
+
+    `stall_prob` in [0, 1) idles every input and drops every output ready at random, each port on
+    its own (seeded by `seed`), so that handshake bugs show up as wrong data or deadlock instead of
+    passing by luck. `watch` names streams inside the design (`TOP.<top>.<name>`, public in the
+    build's config) that a deadlock report reads.
     """
-    in_beats = np.asarray(in_beats)
-    if in_beats.dtype != np.uint8 or in_beats.ndim != 3:
-        raise HwgenError(
-            f"in_beats must be uint8 of shape (frames, beats, bytes), got {in_beats.dtype} "
-            f"{in_beats.shape}"
-        )
-    frames, in_bpf, in_bytes = in_beats.shape
-    if frames < 1 or in_bpf < 1 or in_bytes < 1:
-        raise HwgenError(f"in_beats shape {in_beats.shape} has an empty dimension")
-    if out_beats_per_frame < 1 or out_bytes < 1:
+    if not inputs or not outputs:
+        raise HwgenError("a run needs at least one input and one output stream")
+    arrays = [np.asarray(a) for a in inputs]
+    for a in arrays:
+        if a.dtype != np.uint8 or a.ndim != 3:
+            raise HwgenError(f"in_beats must be uint8 of shape (frames, beats, bytes), got {a.dtype} {a.shape}")
+        if min(a.shape) < 1:
+            raise HwgenError(f"in_beats shape {a.shape} has an empty dimension")
+    frames = arrays[0].shape[0]
+    if any(a.shape[0] != frames for a in arrays):
+        raise HwgenError(f"every input stream needs the same number of frames, got {[a.shape[0] for a in arrays]}")
+    if any(bpf < 1 or nbytes < 1 for bpf, nbytes in outputs):
         raise HwgenError("out_beats_per_frame and out_bytes must be >= 1")
     if not 0.0 <= stall_prob < 1.0:
         raise HwgenError(f"stall_prob {stall_prob} is not in [0, 1)")
@@ -402,34 +453,30 @@ def run(
 
     with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as d:
         work = Path(d)
-        (work / "in.bin").write_bytes(np.ascontiguousarray(in_beats).tobytes())
-        cmd = [
-            str(exe),
-            str(work / "in.bin"),
-            str(work / "out.bin"),
-            str(work / "stats.json"),
-            str(in_bytes),
-            str(out_bytes),
-            str(in_bpf),
-            str(out_beats_per_frame),
-            str(frames),
-            repr(float(stall_prob)),
-            str(seed),
-            str(max_idle),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = []
+        for i, a in enumerate(arrays):
+            (work / f"in{i}.bin").write_bytes(np.ascontiguousarray(a).tobytes())
+            lines.append(f"in {work / f'in{i}.bin'} {a.shape[2]} {a.shape[1]}")
+        for o, (bpf, nbytes) in enumerate(outputs):
+            lines.append(f"out {work / f'out{o}.bin'} {nbytes} {bpf}")
+        lines += [f"frames {frames}", f"stall {float(stall_prob)!r}", f"seed {seed}", f"max_idle {max_idle}",
+                  f"stats {work / 'stats.json'}", *(f"watch {name}" for name in watch)]
+        (work / "config.txt").write_text("\n".join(lines) + "\n")
+        proc = subprocess.run([str(exe), str(work / "config.txt")], capture_output=True, text=True)
         if proc.returncode:
             msg = proc.stderr.strip() or f"exit status {proc.returncode}"
+            if proc.returncode == 3:
+                raise _deadlock(msg)
             raise SimulationError(f"simulation of {exe} failed: {msg}")
-        raw = np.frombuffer((work / "out.bin").read_bytes(), dtype=np.uint8)
+        raws = [np.frombuffer((work / f"out{o}.bin").read_bytes(), dtype=np.uint8) for o in range(len(outputs))]
         stats = json.loads((work / "stats.json").read_text())
 
-    output = raw.reshape(frames, out_beats_per_frame, out_bytes).copy()
-    first_in = np.asarray(stats["in_first"], dtype=np.int64)
-    last_out = np.asarray(stats["out_last"], dtype=np.int64)
+    result_outputs = tuple(raw.reshape(frames, bpf, nbytes).copy() for raw, (bpf, nbytes) in zip(raws, outputs))
+    first_in = np.asarray(stats["in_first"][0], dtype=np.int64)
+    last_out = np.asarray(stats["out_last"][0], dtype=np.int64)
     latency = int(last_out[0] - first_in[0] + 1)
     return SimResult(
-        output=output,
+        outputs=result_outputs,
         cycles_per_frame=_cycles_per_frame(last_out, latency),
         latency_cycles=latency,
         total_cycles=int(stats["total_cycles"]),
@@ -437,6 +484,14 @@ def run(
         first_in_cycles=first_in,
         last_out_cycles=last_out,
     )
+
+
+def _deadlock(message: str) -> DeadlockError:
+    """The bench's deadlock line, with the stream lists it ends with parsed out."""
+    found = re.search(r"valid without ready: \[(.*?)\]; ready without valid: \[(.*?)\]", message)
+    full, waiting = (found.group(1).split(), found.group(2).split()) if found else ([], [])
+    idle = re.search(r"no handshake for (\d+) cycles", message)
+    return DeadlockError(message.removeprefix("harness: "), full, waiting, int(idle.group(1)) if idle else 0)
 
 
 # ---- one unit ------------------------------------------------------------------------------------
@@ -455,12 +510,11 @@ _BUILT_UNITS_MAX = 64
 
 
 def build_unit(unit: Unit, cache_dir: Path) -> Path:
-    """Wrap a one-input, one-output unit in the AXI-Stream contract, emit Verilog and build it."""
-    if len(unit.inputs) != 1 or len(unit.outputs) != 1:
-        raise HwgenError(
-            f"{type(unit).__name__} has {len(unit.inputs)} inputs and {len(unit.outputs)} outputs; "
-            "only single-stream units can be simulated alone"
-        )
+    """Wrap a unit in the AXI-Stream contract (one top-level stream per unit port), emit Verilog
+    and build it."""
+    if len(unit.inputs) > 4 or len(unit.outputs) > 4:
+        raise HwgenError(f"{type(unit).__name__} has {len(unit.inputs)} inputs and {len(unit.outputs)} "
+                         "outputs; the bench drives up to 4 of each")
     key = (unit, Path(cache_dir).resolve())
     try:
         exe = _built_units.get(key)
@@ -470,7 +524,7 @@ def build_unit(unit: Unit, cache_dir: Path) -> Path:
         return exe
     name = _module_name(unit)
     text = to_verilog(AxisWrapper(unit.component()), name)
-    exe = build_verilog({f"{name}.v": text}, name, cache_dir)
+    exe = build_verilog({f"{name}.v": text}, name, cache_dir, ports=(len(unit.inputs), len(unit.outputs)))
     if key is not None:
         if len(_built_units) >= _BUILT_UNITS_MAX:
             del _built_units[next(iter(_built_units))]  # the oldest entry
@@ -480,36 +534,33 @@ def build_unit(unit: Unit, cache_dir: Path) -> Path:
 
 def simulate_unit(
     unit: Unit,
-    frames: np.ndarray,
-    *,
+    *frames: np.ndarray,
     stall_prob: float = 0.0,
     seed: int = 0,
     cache_dir: Path,
     max_idle: int = DEFAULT_MAX_IDLE,
-) -> tuple[np.ndarray, SimResult]:
-    """Run integer frames (N, elems per input frame) through `unit` in Verilator.
+) -> tuple[np.ndarray | tuple[np.ndarray, ...], SimResult]:
+    """Run integer frames (N, elems per frame), one array per input port, through `unit` in
+    Verilator.
 
-    Returns the output values (N, elems per output frame), decoded to the output datatype exactly
-    as `unit.reference` returns them, and the run's `SimResult` (with the raw beats).
+    Returns the output values (N, elems per output frame) decoded to the output datatype exactly
+    as `unit.reference` returns them (a tuple for a unit with several outputs), and the run's
+    `SimResult` (with the raw beats).
     """
-    spec_in, spec_out = unit.inputs[0], unit.outputs[0]
-    frames = np.asarray(frames)
-    if frames.ndim != 2 or frames.shape[1] != spec_in.elems_per_frame:
-        raise HwgenError(
-            f"frames must have shape (N, {spec_in.elems_per_frame}), got {frames.shape}",
-            where=type(unit).__name__,
-        )
+    if len(frames) != len(unit.inputs):
+        raise HwgenError(f"{type(unit).__name__} takes {len(unit.inputs)} input arrays, got {len(frames)}")
+    beats = []
+    for spec_in, f in zip(unit.inputs, frames):
+        f = np.asarray(f)
+        if f.ndim != 2 or f.shape[1] != spec_in.elems_per_frame or f.shape[0] != np.asarray(frames[0]).shape[0]:
+            raise HwgenError(
+                f"frames must have shape (N, {spec_in.elems_per_frame}), got {f.shape}",
+                where=type(unit).__name__,
+            )
+        beats.append(pack_beats(to_wire(f, spec_in.dtype), spec_in.elem_bits, spec_in.elems_per_beat))
     exe = build_unit(unit, cache_dir)
-    codes = to_wire(frames, spec_in.dtype)
-    beats = pack_beats(codes, spec_in.elem_bits, spec_in.elems_per_beat)
-    result = run(
-        exe,
-        beats,
-        spec_out.beats_per_frame,
-        beat_bytes(spec_out.width),
-        stall_prob,
-        seed,
-        max_idle=max_idle,
-    )
-    out_codes = unpack_beats(result.output, spec_out.elem_bits, spec_out.elems_per_beat)
-    return from_wire(out_codes, spec_out.dtype), result
+    result = run_streams(exe, beats, [(s.beats_per_frame, beat_bytes(s.width)) for s in unit.outputs],
+                         stall_prob, seed, max_idle=max_idle)
+    values = tuple(from_wire(unpack_beats(raw, s.elem_bits, s.elems_per_beat), s.dtype)
+                   for raw, s in zip(result.outputs, unit.outputs))
+    return (values[0] if len(values) == 1 else values), result

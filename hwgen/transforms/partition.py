@@ -159,34 +159,51 @@ def split_host_and_accelerator(model: ModelWrapper) -> Partition:
 
 def _channels_last_edges(model: ModelWrapper, pre: list, accel: list, post: list, inp: str,
                          out: str) -> tuple[str, str]:
-    """Streams are channel-last: where a 4D (N, C, H, W) tensor crosses the border, the host
-    transposes it to (N, H, W, C) and the accelerator graph starts (ends) with the inverse
-    Transpose, which keeps each checkpoint executable; lowering to hardware then drops it."""
-    def transpose(src: str, perm: list[int], name: str) -> tuple[str, object]:
+    """Streams are channel-last: where a tensor of rank 3 or more (N, C, ...) crosses the border,
+    the host transposes it to (N, ..., C) and the accelerator graph starts (ends) with the inverse
+    Transpose, which keeps each checkpoint executable; lowering to hardware then drops it. A
+    feature map that is the model's output comes back through the host's inverse transpose too."""
+    def transpose(src: str, perm: list[int], name: str, dst: str | None = None) -> tuple[str, object]:
         shape = model.get_tensor_shape(src)
-        dst = fresh_name(model, name)
-        model.graph.value_info.append(helper.make_tensor_value_info(dst, 1, [shape[i] for i in perm]))
+        if dst is None:
+            dst = fresh_name(model, name)
+            model.graph.value_info.append(helper.make_tensor_value_info(dst, 1, [shape[i] for i in perm]))
         model.set_tensor_datatype(dst, model.get_tensor_datatype(src))
         node = helper.make_node("Transpose", [src], [dst], perm=perm, name=name)
         return dst, node
 
-    if len(model.get_tensor_shape(inp)) == 4:
-        nhwc, to_nhwc = transpose(inp, [0, 2, 3, 1], "HostToChannelsLast")
-        nchw, to_nchw = transpose(nhwc, [0, 3, 1, 2], "StreamToChannelsFirst")
+    def perms(rank: int) -> tuple[list[int], list[int]]:
+        last = [0, *range(2, rank), 1]
+        return last, [last.index(i) for i in range(rank)]
+
+    rank_in = len(model.get_tensor_shape(inp))
+    if rank_in >= 3:
+        to_last, to_first = perms(rank_in)
+        nhwc, to_nhwc = transpose(inp, to_last, "HostToChannelsLast")
+        nchw, to_nchw = transpose(nhwc, to_first, "StreamToChannelsFirst")
         for node in accel:
             node.input[:] = [nchw if i == inp else i for i in node.input]
         pre.append(to_nhwc)
         accel.insert(0, to_nchw)
         model.graph.node.extend([to_nhwc, to_nchw])
         inp = nhwc
-    if len(model.get_tensor_shape(out)) == 4:
-        nhwc, to_nhwc = transpose(out, [0, 2, 3, 1], "StreamToChannelsLast")
-        nchw, to_nchw = transpose(nhwc, [0, 3, 1, 2], "HostToChannelsFirst")
-        for node in post:
-            node.input[:] = [nchw if i == out else i for i in node.input]
+    rank_out = len(model.get_tensor_shape(out))
+    if rank_out >= 3:
+        to_last, to_first = perms(rank_out)
         if out == model.graph.output[0].name:
-            raise HwgenError("a 4D accelerator output that is also the model output is not supported yet",
-                             where=f"tensor {out}")
+            # the accelerator's last unit writes a new tensor; the host's transpose restores `out`
+            core = fresh_name(model, "t")
+            model.graph.value_info.append(helper.make_tensor_value_info(core, 1, model.get_tensor_shape(out)))
+            model.set_tensor_datatype(core, model.get_tensor_datatype(out))
+            producer = model.find_producer(out)
+            producer.output[:] = [core if o == out else o for o in producer.output]
+            nhwc, to_nhwc = transpose(core, to_last, "StreamToChannelsLast")
+            _, to_nchw = transpose(nhwc, to_first, "HostToChannelsFirst", dst=out)
+        else:
+            nhwc, to_nhwc = transpose(out, to_last, "StreamToChannelsLast")
+            nchw, to_nchw = transpose(nhwc, to_first, "HostToChannelsFirst")
+            for node in post:
+                node.input[:] = [nchw if i == out else i for i in node.input]
         accel.append(to_nhwc)
         post.insert(0, to_nchw)
         model.graph.node.extend([to_nhwc, to_nchw])

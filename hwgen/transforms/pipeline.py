@@ -5,7 +5,7 @@
     (partition)  host pre | accelerator | host post        (hwgen.transforms.partition)
     TO_HARDWARE  integer graph -> hardware-unit nodes
     FOLD         PE / SIMD per unit
-    PLUMBING     width converters and FIFOs on the edges
+    PLUMBING     fan-out, width converters and a FIFO on every edge
 
 Each list is applied in order, each rewrite to its fixed point; after a stage, `check_stage` asserts
 what the graph may now contain. `hwgen.build` runs the stages as steps with a checkpoint after each.
@@ -35,7 +35,9 @@ from hwgen.transforms.hardware.infer_maxpool import InferMaxPool
 from hwgen.transforms.hardware.infer_label_select import InferLabelSelect
 from hwgen.transforms.hardware.infer_mvu import InferMVU
 from hwgen.transforms.hardware.infer_thresholding import InferThresholding
-from hwgen.transforms.hardware.insert_stream_plumbing import InsertDataWidthConverters, InsertFifos
+from hwgen.transforms.hardware.insert_data_width_converters import InsertDataWidthConverters
+from hwgen.transforms.hardware.insert_duplicate_streams import InsertDuplicateStreams
+from hwgen.transforms.hardware.insert_fifos import InsertFifos
 from hwgen.transforms.hardware.remove_layout_transposes import RemoveLayoutTransposes
 from hwgen.transforms.hardware.set_folding import SetFolding
 from hwgen.transforms.ingest.annotate_integer_weights import AnnotateIntegerWeights
@@ -109,12 +111,16 @@ def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list
     """Automatic folding for the target, then the hand folding on top of it."""
     steps: list[Transformation] = [SetFolding(cfg.cycles_target)]
     if cfg.folding is not None:
-        steps.append(ApplyFoldingConfig(cfg.folding))
+        steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
     return steps
 
 
 def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
-    return [InsertDataWidthConverters(), InsertFifos(cfg.fifo_depth)]
+    """Fan-out, width converters and a FIFO on every edge; then the hand depths of the folding file."""
+    steps: list[Transformation] = [InsertDuplicateStreams(), InsertDataWidthConverters(), InsertFifos(cfg.fifo_depth)]
+    if cfg.folding is not None:
+        steps.append(ApplyFoldingConfig(cfg.folding, PLUMBING_OPS))
+    return steps
 
 
 #: what each stage may leave in the graph (the accelerator part, from the partition on), and what

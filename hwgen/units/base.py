@@ -18,6 +18,7 @@ naming the parameter) that also knows:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,12 @@ class Unit(ABC):
     FOLDING: tuple[tuple[str, str], ...] = ()
     PLUMBING: bool = False
 
+    @classmethod
+    def stream_counts(cls, attrs: Mapping[str, object]) -> tuple[int, int]:
+        """How many input and output streams a unit with these parameters has (before it exists:
+        a graph node's first inputs are its streams, the arrays come after them)."""
+        return 1, 1
+
     @property
     @abstractmethod
     def inputs(self) -> tuple[StreamSpec, ...]: ...
@@ -88,6 +95,13 @@ class Unit(ABC):
     def est_brams(self) -> int: ...
 
 
-def stream_ports(in_width: int, out_width: int) -> dict[str, wiring.Member]:
-    """The `inp` / `out` stream ports every single-stream unit component declares."""
-    return {"inp": In(stream.Signature(unsigned(in_width))), "out": Out(stream.Signature(unsigned(out_width)))}
+def stream_ports(in_width: int | Sequence[int], out_width: int | Sequence[int]) -> dict[str, wiring.Member]:
+    """The stream ports of a unit component: `inp` / `out` for one stream each, `inp0, inp1, ...`
+    / `out0, out1, ...` for several (a width per stream)."""
+    ports: dict[str, wiring.Member] = {}
+    for prefix, widths, direction in (("inp", in_width, In), ("out", out_width, Out)):
+        widths = [widths] if isinstance(widths, int) else list(widths)
+        names = [prefix] if len(widths) == 1 else [f"{prefix}{i}" for i in range(len(widths))]
+        for name, width in zip(names, widths):
+            ports[name] = direction(stream.Signature(unsigned(width)))
+    return ports

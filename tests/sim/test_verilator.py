@@ -172,8 +172,9 @@ def test_failed_build_leaves_no_cache_entry(tmp_path: Path) -> None:
 
 def test_deadlock_is_reported(verilator_cache: Path) -> None:
     unit = Passthrough(DataType["UINT8"], 1, 4, stuck=True)
-    with pytest.raises(SimulationError, match=r"deadlock: no handshake for 500 cycles.*0/8 input"):
+    with pytest.raises(SimulationError, match=r"deadlock: no handshake for 500 cycles.*s_axis 0/8") as info:
         simulate_unit(unit, random_frames(unit.inputs[0], 2), cache_dir=verilator_cache, max_idle=500)
+    assert info.value.full == ["s_axis"] and info.value.waiting == ["m_axis"]
 
 
 def test_surplus_output_is_reported(verilator_cache: Path) -> None:
@@ -190,7 +191,7 @@ def test_run_rejects_bad_arguments(verilator_cache: Path) -> None:
         run(exe, np.zeros((1, 3, 3), dtype=np.int32), 3, 3)
     with pytest.raises(HwgenError, match="stall_prob"):
         run(exe, np.zeros((1, 3, 3), dtype=np.uint8), 3, 3, stall_prob=1.0)
-    with pytest.raises(SimulationError, match="exceeds s_axis_tdata"):
+    with pytest.raises(SimulationError, match="exceed s_axis_tdata"):
         run(exe, np.zeros((1, 3, 5), dtype=np.uint8), 3, 3)
     with pytest.raises(HwgenError, match=r"shape \(N, 9\)"):
         simulate_unit(unit, np.zeros((2, 3)), cache_dir=verilator_cache)

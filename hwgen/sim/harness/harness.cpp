@@ -2,30 +2,48 @@
 //
 // The same source serves every design: the model is always verilated with `--prefix Vtop`, and the
 // tdata ports are read and written through overloads for each Verilator port type (CData, SData,
-// IData, QData and VlWide<N>), so no per-design code is generated.
+// IData, QData and VlWide<N>), so no per-design code is generated. A design has one input and one
+// output stream (`s_axis_*`, `m_axis_*`), or, compiled with -DHWGEN_IN=K / -DHWGEN_OUT=M (up to 4),
+// K inputs `s_axis0_*`.. and M outputs `m_axis0_*`.. (a multi-stream unit tested alone).
 //
-// Usage:
-//   harness IN_FILE OUT_FILE STATS_FILE IN_BYTES OUT_BYTES IN_BEATS_PER_FRAME OUT_BEATS_PER_FRAME
-//           FRAMES STALL_PROB SEED MAX_IDLE
+// Usage: harness CONFIG_FILE, a text file of lines
+//   in PATH BYTES BEATS_PER_FRAME      one per input stream, in port order
+//   out PATH BYTES BEATS_PER_FRAME     one per output stream, in port order
+//   frames N | stall P | seed S | max_idle M | stats PATH
+//   watch NAME                         a stream inside the design: NAME_tvalid and NAME_tready,
+//                                      public signals read through VPI when the design deadlocks
 //
-// IN_FILE holds FRAMES * IN_BEATS_PER_FRAME beats of IN_BYTES little-endian bytes each; OUT_FILE
-// receives the output beats the same way. STATS_FILE receives JSON with the cycle of the first input
-// handshake and of the last output handshake of every frame, and the total cycle count. Cycle 0 is
-// the first clock edge after reset. With STALL_PROB > 0 the bench idles tvalid before a beat and
-// drops tready, each with that probability per cycle (AXI-Stream rules: tvalid, once high, stays
-// high until the handshake). If no handshake happens for MAX_IDLE cycles the bench reports a
-// deadlock and exits with status 3.
+// An input file holds FRAMES * BEATS_PER_FRAME beats of BYTES little-endian bytes each; an output
+// file receives its beats the same way. The stats file receives JSON with, per input, the cycle of
+// the first handshake of every frame, per output the cycle of the last handshake of every frame,
+// and the total cycle count. Cycle 0 is the first clock edge after reset. With stall P > 0 the
+// bench idles each tvalid before a beat and drops each tready, each with that probability per
+// cycle and port (AXI-Stream rules: tvalid, once high, stays high until the handshake). If no
+// handshake happens on any port for MAX_IDLE cycles the bench reports a deadlock, naming the
+// ports and watched streams that hold data nobody takes (valid, not ready) and those waiting for
+// data (ready, not valid), and exits with status 3.
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "Vtop.h"
 #include "verilated.h"
+#include "verilated_vpi.h"
+
+#ifndef HWGEN_IN
+#define HWGEN_IN 1
+#endif
+#ifndef HWGEN_OUT
+#define HWGEN_OUT 1
+#endif
 
 namespace {
 
@@ -96,23 +114,23 @@ class Rng {
     std::exit(code);
 }
 
-uint64_t parse_u64(const char* s, const char* what) {
+uint64_t parse_u64(const std::string& s, const char* what) {
     char* end = nullptr;
-    const unsigned long long v = std::strtoull(s, &end, 10);
-    if (end == s || *end != '\0') fail(2, std::string("bad ") + what + ": " + s);
+    const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0') fail(2, std::string("bad ") + what + ": " + s);
     return v;
 }
 
-double parse_prob(const char* s) {
+double parse_prob(const std::string& s) {
     char* end = nullptr;
-    const double v = std::strtod(s, &end);
-    if (end == s || *end != '\0' || v < 0.0 || v >= 1.0) fail(2, std::string("bad stall prob: ") + s);
+    const double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || v < 0.0 || v >= 1.0) fail(2, "bad stall prob: " + s);
     return v;
 }
 
-std::vector<uint8_t> read_file(const char* path) {
-    FILE* f = std::fopen(path, "rb");
-    if (!f) fail(2, std::string("cannot open ") + path);
+std::vector<uint8_t> read_file(const std::string& path) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail(2, "cannot open " + path);
     std::vector<uint8_t> data;
     uint8_t buf[1 << 16];
     std::size_t n;
@@ -121,138 +139,279 @@ std::vector<uint8_t> read_file(const char* path) {
     return data;
 }
 
-void write_file(const char* path, const std::vector<uint8_t>& data) {
-    FILE* f = std::fopen(path, "wb");
-    if (!f || std::fwrite(data.data(), 1, data.size(), f) != data.size()) {
-        fail(2, std::string("cannot write ") + path);
-    }
+void write_file(const std::string& path, const std::vector<uint8_t>& data) {
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f || std::fwrite(data.data(), 1, data.size(), f) != data.size()) fail(2, "cannot write " + path);
     std::fclose(f);
 }
 
-void write_stats(const char* path, uint64_t total, const std::vector<uint64_t>& in_first,
-                 const std::vector<uint64_t>& out_last) {
-    FILE* f = std::fopen(path, "w");
-    if (!f) fail(2, std::string("cannot write ") + path);
-    auto list = [f](const char* key, const std::vector<uint64_t>& v) {
+// ---- ports -----------------------------------------------------------------------------------
+
+// One stream port of the top module, its tdata reached through the overloads above.
+struct Port {
+    std::string name;
+    std::function<void(const uint8_t*, std::size_t)> put;  // inputs
+    std::function<void(uint8_t*, std::size_t)> get;        // outputs
+    CData* valid;
+    CData* ready;
+    std::size_t width_bytes;
+    // from the config
+    std::string path;
+    uint64_t bytes = 0, bpf = 0;
+    // run state
+    std::vector<uint8_t> data;
+    uint64_t idx = 0;
+    bool presenting = false;
+    std::vector<uint64_t> marks;  // first (inputs) or last (outputs) handshake of each frame
+};
+
+#define HWGEN_IN_PORT(P) \
+    Port{#P, [top](const uint8_t* b, std::size_t n) { put_beat(top->P##_tdata, b, n); }, nullptr, \
+         &top->P##_tvalid, &top->P##_tready, port_bytes(top->P##_tdata)}
+#define HWGEN_OUT_PORT(P) \
+    Port{#P, nullptr, [top](uint8_t* b, std::size_t n) { get_beat(top->P##_tdata, b, n); }, \
+         &top->P##_tvalid, &top->P##_tready, port_bytes(top->P##_tdata)}
+
+std::vector<Port> input_ports(Vtop* top) {
+#if HWGEN_IN == 1
+    return {HWGEN_IN_PORT(s_axis)};
+#else
+    std::vector<Port> p{HWGEN_IN_PORT(s_axis0), HWGEN_IN_PORT(s_axis1)};
+#if HWGEN_IN > 2
+    p.push_back(HWGEN_IN_PORT(s_axis2));
+#endif
+#if HWGEN_IN > 3
+    p.push_back(HWGEN_IN_PORT(s_axis3));
+#endif
+    return p;
+#endif
+}
+
+std::vector<Port> output_ports(Vtop* top) {
+#if HWGEN_OUT == 1
+    return {HWGEN_OUT_PORT(m_axis)};
+#else
+    std::vector<Port> p{HWGEN_OUT_PORT(m_axis0), HWGEN_OUT_PORT(m_axis1)};
+#if HWGEN_OUT > 2
+    p.push_back(HWGEN_OUT_PORT(m_axis2));
+#endif
+#if HWGEN_OUT > 3
+    p.push_back(HWGEN_OUT_PORT(m_axis3));
+#endif
+    return p;
+#endif
+}
+
+// A stream inside the design, read through VPI only when the design deadlocks.
+struct Watch {
+    std::string name;
+    vpiHandle valid, ready;
+};
+
+int read_bit(vpiHandle h) {
+    s_vpi_value v;
+    v.format = vpiIntVal;
+    vpi_get_value(h, &v);
+    return v.value.integer & 1;
+}
+
+std::string list_stuck(const std::vector<Port>& ins, const std::vector<Port>& outs,
+                       const std::vector<Watch>& watches) {
+    std::string full, waiting;
+    auto add = [](std::string& s, const std::string& name) { s += (s.empty() ? "" : " ") + name; };
+    for (const Port& p : ins) {
+        if (p.presenting && !*p.ready) add(full, p.name);
+    }
+    for (const Port& p : outs) {
+        if (p.idx < p.marks.size() * p.bpf && !*p.valid) add(waiting, p.name);
+    }
+    for (const Watch& w : watches) {
+        const int valid = read_bit(w.valid), ready = read_bit(w.ready);
+        if (valid && !ready) add(full, w.name);
+        if (!valid && ready) add(waiting, w.name);
+    }
+    return "; valid without ready: [" + full + "]; ready without valid: [" + waiting + "]";
+}
+
+void write_stats(const std::string& path, uint64_t total, const std::vector<Port>& ins,
+                 const std::vector<Port>& outs) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f) fail(2, "cannot write " + path);
+    auto lists = [f](const char* key, const std::vector<Port>& ports) {
         std::fprintf(f, "\"%s\": [", key);
-        for (std::size_t i = 0; i < v.size(); ++i) {
-            std::fprintf(f, i ? ", %llu" : "%llu", static_cast<unsigned long long>(v[i]));
+        for (std::size_t p = 0; p < ports.size(); ++p) {
+            std::fprintf(f, p ? ", [" : "[");
+            const auto& v = ports[p].marks;
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                std::fprintf(f, i ? ", %llu" : "%llu", static_cast<unsigned long long>(v[i]));
+            }
+            std::fprintf(f, "]");
         }
         std::fprintf(f, "]");
     };
     std::fprintf(f, "{\"total_cycles\": %llu, ", static_cast<unsigned long long>(total));
-    list("in_first", in_first);
+    lists("in_first", ins);
     std::fprintf(f, ", ");
-    list("out_last", out_last);
+    lists("out_last", outs);
     std::fprintf(f, "}\n");
     std::fclose(f);
+}
+
+void tick(Vtop* top) {
+    top->ap_clk = 0;
+    top->eval();
+    top->ap_clk = 1;
+    top->eval();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 12) {
-        fail(2,
-             "usage: harness IN_FILE OUT_FILE STATS_FILE IN_BYTES OUT_BYTES IN_BEATS_PER_FRAME "
-             "OUT_BEATS_PER_FRAME FRAMES STALL_PROB SEED MAX_IDLE");
-    }
-    const char* in_path = argv[1];
-    const char* out_path = argv[2];
-    const char* stats_path = argv[3];
-    const uint64_t in_bytes = parse_u64(argv[4], "in bytes");
-    const uint64_t out_bytes = parse_u64(argv[5], "out bytes");
-    const uint64_t in_bpf = parse_u64(argv[6], "in beats per frame");
-    const uint64_t out_bpf = parse_u64(argv[7], "out beats per frame");
-    const uint64_t frames = parse_u64(argv[8], "frames");
-    const double stall = parse_prob(argv[9]);
-    const uint64_t seed = parse_u64(argv[10], "seed");
-    const uint64_t max_idle = parse_u64(argv[11], "max idle");
-
+    if (argc != 2) fail(2, "usage: harness CONFIG_FILE");
     auto ctx = std::make_unique<VerilatedContext>();
     auto top = std::make_unique<Vtop>(ctx.get());
+    std::vector<Port> ins = input_ports(top.get()), outs = output_ports(top.get());
+    std::vector<Watch> watches;
 
-    if (in_bytes > port_bytes(top->s_axis_tdata)) fail(2, "IN_BYTES exceeds s_axis_tdata width");
-    if (out_bytes > port_bytes(top->m_axis_tdata)) fail(2, "OUT_BYTES exceeds m_axis_tdata width");
-    if (in_bpf == 0 || out_bpf == 0 || frames == 0) fail(2, "beats per frame and frames must be > 0");
-
-    const std::vector<uint8_t> input = read_file(in_path);
-    const uint64_t in_total = in_bpf * frames;
-    const uint64_t out_total = out_bpf * frames;
-    if (input.size() != in_total * in_bytes) {
-        fail(2, "input file holds " + std::to_string(input.size()) + " bytes, expected " +
-                    std::to_string(in_total * in_bytes));
+    uint64_t frames = 0, seed = 0, max_idle = 0;
+    double stall = 0.0;
+    std::string stats_path;
+    std::size_t n_in = 0, n_out = 0;
+    std::ifstream config(argv[1]);
+    if (!config) fail(2, std::string("cannot open ") + argv[1]);
+    for (std::string line; std::getline(config, line);) {
+        std::istringstream words(line);
+        std::string key, a, b, c;
+        words >> key >> a >> b >> c;
+        if (key == "in" || key == "out") {
+            std::vector<Port>& ports = key == "in" ? ins : outs;
+            std::size_t& n = key == "in" ? n_in : n_out;
+            if (n >= ports.size()) fail(2, "more '" + key + "' lines than the design has ports");
+            Port& p = ports[n++];
+            p.path = a;
+            p.bytes = parse_u64(b, "bytes");
+            p.bpf = parse_u64(c, "beats per frame");
+            if (p.bytes == 0 || p.bytes > p.width_bytes) fail(2, key + " bytes exceed " + p.name + "_tdata width");
+            if (p.bpf == 0) fail(2, "beats per frame must be > 0 for port " + p.name);
+        } else if (key == "frames") {
+            frames = parse_u64(a, "frames");
+        } else if (key == "stall") {
+            stall = parse_prob(a);
+        } else if (key == "seed") {
+            seed = parse_u64(a, "seed");
+        } else if (key == "max_idle") {
+            max_idle = parse_u64(a, "max idle");
+        } else if (key == "stats") {
+            stats_path = a;
+        } else if (key == "watch") {
+            const std::string valid = a + "_tvalid", ready = a + "_tready";
+            vpiHandle hv = vpi_handle_by_name(const_cast<PLI_BYTE8*>(valid.c_str()), nullptr);
+            vpiHandle hr = vpi_handle_by_name(const_cast<PLI_BYTE8*>(ready.c_str()), nullptr);
+            if (!hv || !hr) fail(2, "no public signals " + valid + " / " + ready);
+            watches.push_back({a.substr(a.rfind('.') + 1), hv, hr});
+        } else if (!key.empty()) {
+            fail(2, "unknown config line: " + line);
+        }
     }
-    std::vector<uint8_t> output(out_total * out_bytes);
-    std::vector<uint64_t> in_first(frames), out_last(frames);
-    Rng in_rng(seed), out_rng(seed ^ 0x5555555555555555ull);
+    if (n_in != ins.size() || n_out != outs.size()) fail(2, "config does not name every port");
+    if (frames == 0 || max_idle == 0 || stats_path.empty()) fail(2, "config needs frames, max_idle, stats");
+
+    std::vector<Rng> in_rng, out_rng;
+    for (std::size_t p = 0; p < ins.size(); ++p) {
+        Port& port = ins[p];
+        port.data = read_file(port.path);
+        if (port.data.size() != port.bpf * frames * port.bytes) {
+            fail(2, "input file " + port.path + " holds " + std::to_string(port.data.size()) +
+                        " bytes, expected " + std::to_string(port.bpf * frames * port.bytes));
+        }
+        port.marks.assign(frames, 0);
+        in_rng.emplace_back(seed + 7919 * p);
+    }
+    for (std::size_t p = 0; p < outs.size(); ++p) {
+        outs[p].data.assign(outs[p].bpf * frames * outs[p].bytes, 0);
+        outs[p].marks.assign(frames, 0);
+        out_rng.emplace_back((seed ^ 0x5555555555555555ull) + 104729 * p);
+    }
 
     // Synchronous active-low reset, long enough for any registered reset logic.
     top->ap_rst_n = 0;
-    top->s_axis_tvalid = 0;
-    top->m_axis_tready = 0;
-    for (int i = 0; i < 4; ++i) {
-        top->ap_clk = 0;
-        top->eval();
-        top->ap_clk = 1;
-        top->eval();
-    }
+    for (Port& p : ins) *p.valid = 0;
+    for (Port& p : outs) *p.ready = 0;
+    for (int i = 0; i < 4; ++i) tick(top.get());
     top->ap_rst_n = 1;
 
-    uint64_t in_idx = 0, out_idx = 0, cycle = 0, idle = 0;
-    bool presenting = false;
-    while (in_idx < in_total || out_idx < out_total) {
+    auto done = [&]() {
+        for (const Port& p : ins) if (p.idx < p.bpf * frames) return false;
+        for (const Port& p : outs) if (p.idx < p.bpf * frames) return false;
+        return true;
+    };
+    uint64_t cycle = 0, idle = 0;
+    while (!done()) {
         // Drive inputs while the clock is low, then sample the handshakes the rising edge takes.
         top->ap_clk = 0;
-        if (!presenting && in_idx < in_total && !in_rng.chance(stall)) {
-            put_beat(top->s_axis_tdata, &input[in_idx * in_bytes], in_bytes);
-            presenting = true;
+        for (std::size_t i = 0; i < ins.size(); ++i) {
+            Port& p = ins[i];
+            if (!p.presenting && p.idx < p.bpf * frames && !in_rng[i].chance(stall)) {
+                p.put(&p.data[p.idx * p.bytes], p.bytes);
+                p.presenting = true;
+            }
+            *p.valid = p.presenting;
         }
-        top->s_axis_tvalid = presenting;
-        top->m_axis_tready = !out_rng.chance(stall);
+        for (std::size_t o = 0; o < outs.size(); ++o) *outs[o].ready = !out_rng[o].chance(stall);
         top->eval();
 
-        const bool in_fire = presenting && top->s_axis_tready;
-        const bool out_fire = top->m_axis_tvalid && top->m_axis_tready;
-        if (out_fire) {
-            if (out_idx >= out_total) fail(4, "output beat beyond the expected count");
-            get_beat(top->m_axis_tdata, &output[out_idx * out_bytes], out_bytes);
-            if ((out_idx + 1) % out_bpf == 0) out_last[out_idx / out_bpf] = cycle;
-            ++out_idx;
+        bool fired = false;
+        for (Port& p : outs) {
+            if (*p.valid && *p.ready) {
+                if (p.idx >= p.bpf * frames) fail(4, "output beat beyond the expected count on " + p.name);
+                p.get(&p.data[p.idx * p.bytes], p.bytes);
+                if ((p.idx + 1) % p.bpf == 0) p.marks[p.idx / p.bpf] = cycle;
+                ++p.idx;
+                fired = true;
+            }
         }
-        if (in_fire) {
-            if (in_idx % in_bpf == 0) in_first[in_idx / in_bpf] = cycle;
-            ++in_idx;
-            presenting = false;
+        for (Port& p : ins) {
+            if (p.presenting && *p.ready) {
+                if (p.idx % p.bpf == 0) p.marks[p.idx / p.bpf] = cycle;
+                ++p.idx;
+                p.presenting = false;
+                fired = true;
+            }
         }
-
         top->ap_clk = 1;
         top->eval();
 
-        idle = (in_fire || out_fire) ? 0 : idle + 1;
+        idle = fired ? 0 : idle + 1;
         if (idle >= max_idle) {
+            std::string progress;
+            for (const Port& p : ins) {
+                progress += " " + p.name + " " + std::to_string(p.idx) + "/" + std::to_string(p.bpf * frames);
+            }
+            for (const Port& p : outs) {
+                progress += " " + p.name + " " + std::to_string(p.idx) + "/" + std::to_string(p.bpf * frames);
+            }
             fail(3, "deadlock: no handshake for " + std::to_string(max_idle) + " cycles at cycle " +
-                        std::to_string(cycle) + "; accepted " + std::to_string(in_idx) + "/" +
-                        std::to_string(in_total) + " input beats, produced " +
-                        std::to_string(out_idx) + "/" + std::to_string(out_total) +
-                        " output beats");
+                        std::to_string(cycle) + "; beats:" + progress + list_stuck(ins, outs, watches));
         }
         ++cycle;
     }
     const uint64_t total = cycle;
 
     // A design that emits more beats than a frame holds is wrong even if the counted ones match.
-    top->s_axis_tvalid = 0;
+    for (Port& p : ins) *p.valid = 0;
     for (int i = 0; i < 64; ++i) {
         top->ap_clk = 0;
-        top->m_axis_tready = 1;
+        for (Port& p : outs) *p.ready = 1;
         top->eval();
-        if (top->m_axis_tvalid) fail(4, "output beat beyond the expected count");
+        for (Port& p : outs) {
+            if (*p.valid) fail(4, "output beat beyond the expected count on " + p.name);
+        }
         top->ap_clk = 1;
         top->eval();
     }
 
     top->final();
-    write_file(out_path, output);
-    write_stats(stats_path, total, in_first, out_last);
+    for (const Port& p : outs) write_file(p.path, p.data);
+    write_stats(stats_path, total, ins, outs);
     return 0;
 }
