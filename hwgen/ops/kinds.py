@@ -8,15 +8,19 @@ from hwgen.units.base import Unit
 from hwgen.units.duplicate import DuplicateStreams
 from hwgen.units.dwc import DataWidthConverter
 from hwgen.units.fifo import StreamingFifo
-from hwgen.units.global_pool import GlobalAccPool
+from hwgen.units.add_streams import AddStreams
+from hwgen.units.concat_streams import ConcatStreams
 from hwgen.units.label_select import LabelSelect
+from hwgen.units.lookup import ChannelwiseLookup
 from hwgen.units.maxpool import MaxPool
 from hwgen.units.mvu import MVU
 from hwgen.units.sliding_window import SlidingWindow
+from hwgen.units.sum_pool import SumPool
 from hwgen.units.thresholding import Thresholding
 
-UNITS: tuple[type[Unit], ...] = (MVU, Thresholding, LabelSelect, StreamingFifo, DataWidthConverter,
-                                 DuplicateStreams, SlidingWindow, MaxPool, GlobalAccPool)
+UNITS: tuple[type[Unit], ...] = (MVU, Thresholding, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
+                                 SumPool, AddStreams, ConcatStreams,
+                                 StreamingFifo, DataWidthConverter, DuplicateStreams)
 
 #: op type (= unit class name) -> the QONNX custom op class that builds and runs that unit
 HARDWARE_OPS: dict[str, type[HardwareOp]] = {

@@ -1,6 +1,6 @@
 """MaxPool: non-overlapping max pooling (kernel == stride) of an NHWC stream.
 
-Also home of the window-reduction gateware shared with `GlobalAccPool` (`PoolComponent`): both
+Also home of the window-reduction gateware shared with `SumPool` (`PoolComponent`): both
 fold every input pixel of a pooling window into one accumulator per (output column, channel fold),
 the first pixel loading it and the last sending the result.
 

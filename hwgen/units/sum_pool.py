@@ -1,9 +1,10 @@
-"""GlobalAccPool: the sum of each channel over all pixels of an NHWC image.
+"""SumPool: the sum of each channel over `kernel_h` x `kernel_w` windows (stride = window) of an
+NHWC image, or over the whole image (`kernel_h = kernel_w = 0`, global pooling).
 
-Global average pooling without the division by `in_h * in_w`: the next layer's thresholds absorb
-that scale. The output datatype is the smallest INTn/UINTn holding every possible sum
-(`output_dtype`), so nothing saturates. The gateware is `PoolComponent` with one window covering
-the whole image and an adder per lane.
+Average pooling without the division by the window size: what follows (thresholds, a table)
+absorbs that scale, exactly as the model rounds it. The output datatype is the smallest
+INTn/UINTn holding every possible sum (`output_dtype`), so nothing saturates. The gateware is
+`PoolComponent` with an adder per lane.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from hwgen.units.datapath import (
 )
 from hwgen.units.maxpool import PoolComponent, pool_control_luts
 
-_WHERE = "GlobalAccPool"
+_WHERE = "SumPool"
 
 
 @dataclass(frozen=True)
-class GlobalAccPool(Unit):
-    """Per-channel sum over `in_h` x `in_w` pixels of `channels` channels, `PE` channels per beat."""
+class SumPool(Unit):
+    """Per-channel sums over windows of `channels` channels, `PE` channels per beat."""
 
     FOLDING = (("PE", "channels"),)
 
@@ -42,9 +43,18 @@ class GlobalAccPool(Unit):
     channels: int
     PE: int
     input_dtype: BaseDataType
+    kernel_h: int = 0
+    kernel_w: int = 0
 
     def __post_init__(self) -> None:
         check_positive(self, ("in_h", "in_w", "channels", "PE"), _WHERE)
+        if (self.kernel_h == 0) != (self.kernel_w == 0):
+            raise HwgenError("kernel_h and kernel_w are both 0 (global) or both set", where=_WHERE)
+        if self.kernel_h:
+            check_positive(self, ("kernel_h", "kernel_w"), _WHERE)
+            if self.kernel_h > self.in_h or self.kernel_w > self.in_w:
+                raise HwgenError(f"window {self.kernel_h}x{self.kernel_w} is larger than the image "
+                                 f"{self.in_h}x{self.in_w}", where=_WHERE)
         if self.channels % self.PE:
             raise HwgenError(f"PE={self.PE} does not divide channels={self.channels}", where=_WHERE)
         check_dtype(self.input_dtype, "input_dtype", _WHERE)
@@ -54,9 +64,19 @@ class GlobalAccPool(Unit):
         return self.in_h * self.in_w
 
     @property
+    def window(self) -> tuple[int, int]:
+        return (self.kernel_h, self.kernel_w) if self.kernel_h else (self.in_h, self.in_w)
+
+    @property
+    def out_pixels(self) -> int:
+        kh, kw = self.window
+        return (self.in_h // kh) * (self.in_w // kw)
+
+    @property
     def output_dtype(self) -> BaseDataType:
-        """The smallest integer datatype holding `pixels` times any input value."""
-        return smallest_int_dtype(self.pixels * int(self.input_dtype.min()), self.pixels * int(self.input_dtype.max()))
+        """The smallest integer datatype holding a window's size times any input value."""
+        n = self.window[0] * self.window[1]
+        return smallest_int_dtype(n * int(self.input_dtype.min()), n * int(self.input_dtype.max()))
 
     @property
     def folds(self) -> int:
@@ -68,12 +88,16 @@ class GlobalAccPool(Unit):
 
     @property
     def outputs(self) -> tuple[StreamSpec, ...]:
-        return (StreamSpec(self.output_dtype, self.PE, self.folds),)
+        return (StreamSpec(self.output_dtype, self.PE, self.out_pixels * self.folds),)
 
     def reference(self, *frames: np.ndarray) -> np.ndarray:
         (x,) = frames
-        x = check_values(x, self.input_dtype, "GlobalAccPool input")
-        return x.reshape(x.shape[0], self.pixels, self.channels).sum(axis=1)
+        x = check_values(x, self.input_dtype, "SumPool input")
+        n = x.shape[0]
+        kh, kw = self.window
+        oh, ow = self.in_h // kh, self.in_w // kw
+        img = x.reshape(n, self.in_h, self.in_w, self.channels)[:, : oh * kh, : ow * kw]
+        return img.reshape(n, oh, kh, ow, kw, self.channels).sum(axis=(2, 4)).reshape(n, -1)
 
     def component(self) -> wiring.Component:
         idt, odt = self.input_dtype, self.output_dtype
@@ -82,7 +106,7 @@ class GlobalAccPool(Unit):
             return acc.as_signed() if odt.signed() else acc
 
         return PoolComponent(
-            in_h=self.in_h, in_w=self.in_w, folds=self.folds, pool_h=self.in_h, pool_w=self.in_w,
+            in_h=self.in_h, in_w=self.in_w, folds=self.folds, pool_h=self.window[0], pool_w=self.window[1],
             lanes=self.PE, in_bits=idt.bitwidth(), acc_bits=odt.bitwidth(),
             # The accumulator signal takes the low bits of each value: its two's complement code,
             # since every partial sum fits output_dtype.
@@ -91,7 +115,7 @@ class GlobalAccPool(Unit):
         )
 
     def _acc_shape(self) -> tuple[int, int]:
-        return self.folds, self.PE * self.output_dtype.bitwidth()
+        return (self.in_w // self.window[1]) * self.folds, self.PE * self.output_dtype.bitwidth()
 
     def est_cycles(self) -> int:
         return self.inputs[0].beats_per_frame

@@ -1,0 +1,40 @@
+"""AddStreams: `alpha * a + beta * b`, exact, both inputs stalled independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qonnx.core.datatype import DataType
+
+from hwgen.errors import HwgenError
+from hwgen.sim import random_frames
+from hwgen.units.add_streams import AddStreams, sum_dtype
+
+
+@pytest.mark.parametrize("a, b, alpha, beta, pe", [
+    ("INT8", "INT8", 1, 1, 2),      # equal scales
+    ("INT8", "UINT4", 4, 1, 3),     # scales two powers of two apart: a shift
+    ("INT8", "INT8", 5, -3, 1),     # general integer coefficients
+    ("BIPOLAR", "INT3", 2, 1, 6),
+])
+def test_add_matches_reference(a, b, alpha, beta, pe, check_unit):
+    out = sum_dtype(DataType[a], DataType[b], alpha, beta)
+    unit = AddStreams(6, pe, 3, DataType[a], DataType[b], alpha, beta, out)
+    frames = (random_frames(unit.inputs[0], 7, seed=1), random_frames(unit.inputs[1], 7, seed=2))
+    assert np.array_equal(unit.reference(*frames), alpha * frames[0] + beta * frames[1])
+    check_unit(unit, frames)
+
+
+def test_sum_dtype_holds_every_sum():
+    assert sum_dtype(DataType["INT8"], DataType["INT8"], 1, 1) == DataType["INT9"]
+    assert sum_dtype(DataType["UINT8"], DataType["UINT8"], 1, 1) == DataType["UINT9"]
+    assert sum_dtype(DataType["INT8"], DataType["INT8"], 4, 1) == DataType["INT11"]
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(PE=4), "PE"), (dict(alpha=0), "alpha"),
+                                          (dict(output_dtype=DataType["INT8"]), "output_dtype")])
+def test_bad_parameters_are_named(kwargs, name):
+    params = dict(channels=6, PE=2, pixels=2, a_dtype=DataType["INT8"], b_dtype=DataType["INT8"], alpha=1,
+                  beta=1, output_dtype=DataType["INT9"]) | kwargs
+    with pytest.raises(HwgenError, match=name):
+        AddStreams(**params)
