@@ -14,21 +14,45 @@ import numpy as np
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
-from qonnx.transformation.change_batchsize import ChangeBatchSize
 from qonnx.transformation.infer_shapes import InferShapes
 
 
 def with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
-    """A copy of `model` whose input, output and Reshape constants use `batch`."""
+    """A copy of `model` whose tensors (every shape's first axis: the batch) and Reshape constants
+    use `batch`. Shapes are rewritten in place rather than inferred again, since some custom ops
+    only know their output shape from their input's."""
     if model.get_tensor_shape(model.graph.input[0].name)[0] == batch:
-        return model
+        return _with_shapes(model)
     clone = ModelWrapper(copy.deepcopy(model.model))
-    annotations = {t.name: clone.get_tensor_datatype(t.name) for t in clone.graph.value_info}
-    clone = clone.transform(ChangeBatchSize(batch), cleanup=False)
-    clone = clone.transform(InferShapes(), cleanup=False)
+    graph = clone.graph
+    batched = {graph.input[0].name}  # tensors computed from the input's values carry its batch axis
+    for node in graph.node:  # (the node list is topologically sorted)
+        if node.op_type != "Shape" and any(name in batched for name in node.input):
+            batched.update(node.output)
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name in batched and len(dims) > 0:
+            dims[0].dim_value = batch
+    for node in graph.node:
+        if node.op_type == "Reshape":
+            shape = clone.get_initializer(node.input[1])
+            if shape is not None and shape.size and shape[0] != -1:
+                shape = shape.copy()
+                shape[0] = batch
+                clone.set_initializer(node.input[1], shape)
+    return _with_shapes(clone)
+
+
+def _with_shapes(model: ModelWrapper) -> ModelWrapper:
+    """`model`, with shapes inferred where an exporter declared none (TorchScript leaves the
+    outputs of Conv, BatchNormalization, Add, ... without); QONNX execution needs them all."""
+    if model.check_all_tensor_shapes_specified():
+        return model
+    annotations = {t.name: model.get_tensor_datatype(t.name) for t in model.graph.value_info}
+    model = model.transform(InferShapes(), cleanup=False)
     for name, dtype in annotations.items():
-        clone.set_tensor_datatype(name, dtype)
-    return clone
+        model.set_tensor_datatype(name, dtype)
+    return model
 
 
 def execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -119,6 +119,8 @@ class SimResult:
     first_in_cycles: np.ndarray
     #: Cycle of the last output handshake of each frame.
     last_out_cycles: np.ndarray
+    #: The most beats each tracked buffer held (see `run_streams`' `levels`).
+    max_levels: dict[str, int] = field(default_factory=dict)
 
     @property
     def output(self) -> np.ndarray:
@@ -408,11 +410,12 @@ def run(
     *,
     max_idle: int = DEFAULT_MAX_IDLE,
     watch: Sequence[str] = (),
+    levels: Mapping[str, tuple[str, str]] | None = None,
 ) -> SimResult:
     """Stream `in_beats` (uint8, (frames, in_beats_per_frame, in_bytes)) through a built design
     with one input and one output stream; see `run_streams`."""
     return run_streams(exe, [in_beats], [(out_beats_per_frame, out_bytes)], stall_prob, seed,
-                       max_idle=max_idle, watch=watch)
+                       max_idle=max_idle, watch=watch, levels=levels)
 
 
 def run_streams(
@@ -424,6 +427,7 @@ def run_streams(
     *,
     max_idle: int = DEFAULT_MAX_IDLE,
     watch: Sequence[str] = (),
+    levels: Mapping[str, tuple[str, str]] | None = None,
 ) -> SimResult:
     """Stream each input port's beats (uint8, (frames, beats_per_frame, bytes)) through a built
     design and collect `outputs`, given per output port as (beats_per_frame, bytes).
@@ -431,7 +435,9 @@ def run_streams(
     `stall_prob` in [0, 1) idles every input and drops every output ready at random, each port on
     its own (seeded by `seed`), so that handshake bugs show up as wrong data or deadlock instead of
     passing by luck. `watch` names streams inside the design (`TOP.<top>.<name>`, public in the
-    build's config) that a deadlock report reads.
+    build's config) that a deadlock report reads; `levels` names buffers by the streams into and
+    out of them (`{name: (in_stream, out_stream)}`, public too), whose largest fill level the
+    result reports.
     """
     if not inputs or not outputs:
         raise HwgenError("a run needs at least one input and one output stream")
@@ -460,7 +466,8 @@ def run_streams(
         for o, (bpf, nbytes) in enumerate(outputs):
             lines.append(f"out {work / f'out{o}.bin'} {nbytes} {bpf}")
         lines += [f"frames {frames}", f"stall {float(stall_prob)!r}", f"seed {seed}", f"max_idle {max_idle}",
-                  f"stats {work / 'stats.json'}", *(f"watch {name}" for name in watch)]
+                  f"stats {work / 'stats.json'}", *(f"watch {name}" for name in watch),
+                  *(f"level {name} {a} {b}" for name, (a, b) in (levels or {}).items())]
         (work / "config.txt").write_text("\n".join(lines) + "\n")
         proc = subprocess.run([str(exe), str(work / "config.txt")], capture_output=True, text=True)
         if proc.returncode:
@@ -483,6 +490,7 @@ def run_streams(
         frames=frames,
         first_in_cycles=first_in,
         last_out_cycles=last_out,
+        max_levels={k: int(v) for k, v in stats.get("max_levels", {}).items()},
     )
 
 

@@ -17,7 +17,12 @@ from hwgen.errors import HwgenError
 from hwgen.transforms.graph import const, single_consumer
 
 #: ops applied per element with constant (per-tensor or per-channel) parameters
-ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "BatchNormalization", "Relu", "Neg", "Identity")
+ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "BatchNormalization", "Relu", "PRelu", "Neg", "Identity")
+
+
+def is_elementwise(model: ModelWrapper, node) -> bool:
+    """An elementwise op of one tensor: every input but the first a constant (so not a join)."""
+    return node.op_type in ELEMENTWISE and all(not name or const(model, name) is not None for name in node.input[1:])
 
 
 def walk_back(model: ModelWrapper, tensor: str) -> tuple[str, list]:
@@ -25,7 +30,7 @@ def walk_back(model: ModelWrapper, tensor: str) -> tuple[str, list]:
     the chain starts and the chain's nodes in execution order."""
     chain = []
     node = model.find_producer(tensor)
-    while node is not None and node.op_type in ELEMENTWISE and single_consumer(model, node.output[0]):
+    while node is not None and is_elementwise(model, node) and single_consumer(model, node.output[0]):
         chain.insert(0, node)
         tensor = node.input[0]
         node = model.find_producer(tensor)
@@ -33,44 +38,67 @@ def walk_back(model: ModelWrapper, tensor: str) -> tuple[str, list]:
 
 
 class ElementwiseChain:
-    """`nodes` (elementwise, constant parameters) as a small graph runnable on (R, C) inputs."""
+    """`nodes` (elementwise, constant parameters) as a small graph runnable on (R, C) inputs.
 
-    def __init__(self, model: ModelWrapper, start: str, nodes: list) -> None:
-        self.rank = len(model.get_tensor_shape(start))
+    `start` is the tensor the chain reads, or a list of them for a subgraph with several inputs
+    (a join: both operands' chains, the Add, and what follows); every other node input must be a
+    constant. `run` takes one (R, C) array per start tensor."""
+
+    def __init__(self, model: ModelWrapper, start: str | list[str], nodes: list) -> None:
+        starts = [start] if isinstance(start, str) else list(start)
+        self.rank = len(model.get_tensor_shape(starts[0]))
         copies = []
-        inits = []
+        inits = {}
         for n in nodes:
             c = helper.make_node(n.op_type, list(n.input), list(n.output), domain=n.domain, name=n.name)
             c.attribute.extend(n.attribute)
             copies.append(c)
-            for name in n.input[1:]:
+            produced_here = {o for m in nodes for o in m.output}
+            for name in n.input:
+                if not name or name in starts or name in produced_here:
+                    continue
                 value = const(model, name)
-                if value is None and name:
+                if value is None:
                     raise HwgenError("has a non-constant parameter input", where=f"node {n.name}")
-                if value is not None:
-                    if value.ndim >= 3 and np.prod(value.shape[2:]) != 1:
-                        raise HwgenError("parameters that vary over pixels are not supported",
-                                         where=f"node {n.name}")
-                    inits.append(helper.make_tensor(name, TensorProto.FLOAT, value.shape,
-                                                    value.astype(np.float32).ravel()))
-        self.nodes, self.initializers = copies, inits
-        self.input = start
-        self.output = nodes[-1].output[0] if nodes else start
+                if value.ndim >= 3 and np.prod(value.shape[2:]) != 1:
+                    raise HwgenError("parameters that vary over pixels are not supported", where=f"node {n.name}")
+                inits[name] = helper.make_tensor(name, TensorProto.FLOAT, value.shape,
+                                                 value.astype(np.float32).ravel())
+        self.nodes, self.initializers = copies, list(inits.values())
+        self.inputs = starts
+        self.input = starts[0]
+        self.output = nodes[-1].output[0] if nodes else starts[0]
         self.opsets = list(model.model.opset_import)
 
-    def run(self, acc: np.ndarray) -> np.ndarray:
-        """The chain's output for accumulator values `acc` of shape (R, C), as float64 (R, C)."""
+    def run(self, *values: np.ndarray) -> np.ndarray:
+        """The chain's output for values of shape (R, C), one array per start tensor, as float64 (R, C)."""
         if not self.nodes:
-            return acc.astype(np.float64)
-        shape = list(acc.shape) + [1] * (self.rank - 2)
+            return values[0].astype(np.float64)
+        shape = list(values[0].shape) + [1] * (self.rank - 2)
         graph = helper.make_graph(
             self.nodes, "chain",
-            [helper.make_tensor_value_info(self.input, TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in self.inputs],
             [helper.make_tensor_value_info(self.output, TensorProto.FLOAT, shape)],
             initializer=self.initializers,
         )
         proto = helper.make_model(graph, opset_imports=self.opsets)
         proto.ir_version = 10
         self.model = ModelWrapper(proto).transform(InferShapes())
-        out = execute_onnx(self.model, {self.input: acc.reshape(shape).astype(np.float32)})[self.output]
-        return out.reshape(acc.shape).astype(np.float64)
+        feed = {name: v.reshape(shape).astype(np.float32) for name, v in zip(self.inputs, values)}
+        out = execute_onnx(self.model, feed)[self.output]
+        return out.reshape(values[0].shape).astype(np.float64)
+
+
+def walk_forward(model: ModelWrapper, tensor: str, stop: tuple[str, ...]) -> tuple[list, object | None]:
+    """From `tensor`, go down through single-reader elementwise ops to the first node whose op is
+    in `stop`; returns the chain's nodes and that node (None if the walk ends elsewhere)."""
+    chain = []
+    node = single_consumer(model, tensor)
+    while node is not None and node.op_type not in stop and is_elementwise(model, node) \
+            and node.input[0] == tensor:
+        chain.append(node)
+        tensor = node.output[0]
+        node = single_consumer(model, tensor)
+    if node is None or node.op_type not in stop or node.input[0] != tensor:
+        return chain, None
+    return chain, node

@@ -1,12 +1,15 @@
 """Split the streamlined graph into what runs on the host and what becomes the accelerator.
 
-    [host pre]  float ops up to the input quantizer      -> integer accelerator input
-    [accel]     MatMul / XnorPopcountMatMul / MultiThreshold / TopK, all integer
+    [host pre]  float ops up to the input quantizer      -> one integer accelerator input
+    [accel]     every integer op downstream of it: layers, thresholds, joins, pools, tables
     [host post] the exact float output transform (scales, BatchNorm, ...) after the last layer
 
-The accelerator region starts at the first integer layer and grows through every op hardware can
-run. A float op left *between* two hardware ops would split the accelerator: that is reported by
-node name instead of silently running part of the network on the CPU.
+The accelerator input is the one integer tensor that the host computes and hardware ops read;
+the accelerator is every hardware op downstream of it (forks and joins included), its output the
+one tensor that leaves it. A float op that hardware cannot run but that sits *between* hardware ops
+(it reads what the accelerator computes and hardware reads its result) would split the
+accelerator: that is reported by node name instead of silently running part of the network on
+the CPU.
 """
 
 from __future__ import annotations
@@ -20,39 +23,43 @@ from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_shapes import InferShapes
 
 from hwgen.errors import HwgenError
+from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.graph import const, fresh_name, single_consumer
 
 LAYER_OPS = ("MatMul", "XnorPopcountMatMul", "Conv")
-#: ops that hardware runs when their input is integer (a flatten folds into the next layer's weights)
-INTEGER_OPS = ("MultiThreshold", "TopK", "ArgMax", "MaxPool", "Transpose")
+#: ops that hardware runs when their inputs are integer (a flatten folds into the next layer's weights)
+INTEGER_OPS = ("MultiThreshold", "TopK", "ArgMax", "MaxPool", "Transpose", "Concat")
+
+
+#: every op the accelerator part of the graph may hold (what TO_HARDWARE lowers)
+ACCELERATOR_OPS = frozenset(LAYER_OPS + INTEGER_OPS + ("Reshape", "Flatten", "Lookup", "ScaledAdd", "SumPool"))
 
 
 def _is_hardware(model: ModelWrapper, node) -> bool:
+    dynamic = [t for t in node.input if t and const(model, t) is None]
+    integer = bool(dynamic) and all(model.get_tensor_datatype(t).is_integer() for t in dynamic)
     if node.op_type in LAYER_OPS:
-        w = const(model, node.input[1])
-        return w is not None and model.get_tensor_datatype(node.input[0]).is_integer()
+        return const(model, node.input[1]) is not None and integer
     if node.op_type in ("Reshape", "Flatten"):
         # in hardware a flatten only exists folded into the next layer's weights; a flatten at
         # the end (a feature map as output) reorders channel-last to channel-first on the host
         reader = single_consumer(model, node.output[0])
-        return reader is not None and reader.op_type in ("MatMul", "XnorPopcountMatMul") \
-            and model.get_tensor_datatype(node.input[0]).is_integer()
-    if node.op_type in INTEGER_OPS:
-        return model.get_tensor_datatype(node.input[0]).is_integer()
+        return reader is not None and reader.op_type in ("MatMul", "XnorPopcountMatMul") and integer
+    if node.op_type in INTEGER_OPS or node.domain == INTEGER_DOMAIN:
+        return integer
     return node.domain == "hwgen.ops"
 
 
-def _reaches(model: ModelWrapper, start, target) -> bool:
-    """Whether `target` is downstream of node `start`."""
-    seen, frontier = set(), list(start.output)
+def _downstream(model: ModelWrapper, tensors: set[str]) -> set[str]:
+    """Names of the nodes that (transitively) read any of `tensors`."""
+    seen: set[str] = set()
+    frontier = list(tensors)
     while frontier:
         for c in model.find_consumers(frontier.pop()) or []:
-            if c.name == target.name:
-                return True
             if c.name not in seen:
                 seen.add(c.name)
                 frontier.extend(c.output)
-    return False
+    return seen
 
 
 @dataclass
@@ -60,6 +67,95 @@ class Partition:
     pre: ModelWrapper
     accel: ModelWrapper
     post: ModelWrapper
+
+
+def _accelerator_input(model: ModelWrapper, nodes: list, hardware: set[str]) -> str:
+    """The one integer tensor the host hands to hardware ops; a second one that is computed from
+    the first through a float op names that op as splitting the accelerator."""
+    producers = {o: n for n in nodes for o in n.output}
+    entering = []
+    for n in nodes:
+        if n.name not in hardware:
+            continue
+        for t in n.input:
+            if t and const(model, t) is None and (t not in producers or producers[t].name not in hardware):
+                entering.append(t)
+    entering = list(dict.fromkeys(entering))
+    if not entering:
+        raise HwgenError("found no integer layer to build: is there a quantizer before the first "
+                         "MatMul, and are its weights quantized?")
+    after_hardware = _downstream(model, {o for n in nodes if n.name in hardware for o in n.output})
+    first = [t for t in entering if t not in producers or producers[t].name not in after_hardware]
+    later = [t for t in entering if t not in first]
+    if later:
+        culprit = producers[later[0]]
+        while True:  # up to the first float op after the hardware
+            earlier = [producers[t] for t in culprit.input if t in producers and producers[t].name not in hardware
+                       and producers[t].name in after_hardware]
+            if not earlier:
+                break
+            culprit = earlier[0]
+        reader = next(c for c in model.find_consumers(later[0]) if c.name in hardware)
+        raise HwgenError(f"op '{culprit.op_type}' sits between hardware layers but has no hardware form "
+                         f"(a float leftover would split the accelerator before {reader.name})",
+                         where=f"node {culprit.name}")
+    if len(first) != 1:
+        raise HwgenError(f"the accelerator needs one input stream, but integer tensors {first} enter it "
+                         "from the host: quantize the network's input once")
+    return first[0]
+
+
+def split_host_and_accelerator(model: ModelWrapper) -> Partition:
+    nodes = list(model.graph.node)
+    hardware = {n.name for n in nodes if _is_hardware(model, n)}
+    inp = _accelerator_input(model, nodes, hardware)
+    if not model.get_tensor_datatype(inp).is_integer():
+        raise HwgenError("the accelerator input is not integer: add an input quantizer", where=f"tensor {inp}")
+    # the region: hardware ops reachable from the input through hardware ops
+    region: set[str] = set()
+    available = {inp}
+    changed = True
+    while changed:
+        changed = False
+        for n in nodes:
+            if n.name in region or n.name not in hardware:
+                continue
+            dynamic = [t for t in n.input if t and const(model, t) is None]
+            if dynamic and all(t in available for t in dynamic):
+                region.add(n.name)
+                available.update(n.output)
+                changed = True
+    accel_nodes = [n for n in nodes if n.name in region]
+    graph_outputs = {o.name for o in model.graph.output}
+    outputs = list(dict.fromkeys(o for n in accel_nodes for o in n.output
+                                 if o in graph_outputs or any(c.name not in region for c in model.find_consumers(o) or [])))
+    post_names = _downstream(model, set(outputs)) - region
+    for n in nodes:
+        if n.name in post_names and any(c.name in region for o in n.output for c in model.find_consumers(o) or []):
+            raise HwgenError(f"op '{n.op_type}' sits between hardware layers but has no hardware form "
+                             "(a float leftover would split the accelerator)", where=f"node {n.name}")
+    stranded = [n for n in nodes if n.name in hardware and n.name not in region and n.op_type in LAYER_OPS]
+    if stranded:
+        culprit = next((n for n in nodes if n.name in post_names and n.name not in hardware), stranded[0])
+        raise HwgenError(f"op '{culprit.op_type}' sits between hardware layers but has no hardware form "
+                         f"(it would split the accelerator before layer {stranded[0].name})",
+                         where=f"node {culprit.name}")
+    if len(outputs) != 1:
+        raise HwgenError(f"the accelerator needs one output stream, found {outputs}")
+    (out,) = outputs
+    pre_names = {n.name for n in nodes} - region - post_names
+    for n in nodes:
+        if n.name in pre_names and any(t in available for t in n.input):
+            raise HwgenError(f"op '{n.op_type}' cannot run in hardware", where=f"node {n.name}")
+    pre_nodes = [n for n in nodes if n.name in pre_names]
+    post_nodes = [n for n in nodes if n.name in post_names]
+    model_in, model_out = model.graph.input[0].name, model.graph.output[0].name
+    inp_nhwc, out_nhwc = _channels_last_edges(model, pre_nodes, accel_nodes, post_nodes, inp, out)
+    return Partition(
+        pre=_submodel(model, pre_nodes, model_in, inp_nhwc),
+        accel=_submodel(model, accel_nodes, inp_nhwc, out_nhwc),
+        post=_submodel(model, post_nodes, out_nhwc, model_out),
+    )
 
 
 def _submodel(model: ModelWrapper, nodes: list, inp: str, out: str) -> ModelWrapper:
@@ -87,74 +183,6 @@ def _submodel(model: ModelWrapper, nodes: list, inp: str, out: str) -> ModelWrap
     for name in (inp, out):
         sub.set_tensor_datatype(name, model.get_tensor_datatype(name))
     return sub.transform(SortGraph(), cleanup=False).transform(InferShapes(), cleanup=False)
-
-
-def split_host_and_accelerator(model: ModelWrapper) -> Partition:
-    nodes = list(model.graph.node)
-    first = next((n for n in nodes if n.op_type in LAYER_OPS and _is_hardware(model, n)), None)
-    if first is None:
-        raise HwgenError("found no integer layer to build: is there a quantizer before the first "
-                         "MatMul, and are its weights quantized?")
-    region, frontier = {first.name}, [first]
-    while frontier:
-        node = frontier.pop()
-        for out in node.output:
-            for c in model.find_consumers(out) or []:
-                if c.name not in region and _is_hardware(model, c):
-                    region.add(c.name)
-                    frontier.append(c)
-    accel_nodes = [n for n in nodes if n.name in region]
-    # tensors crossing the region's border
-    produced = {o for n in accel_nodes for o in n.output}
-    inputs = {i for n in accel_nodes for i in n.input if i not in produced and const(model, i) is None}
-    graph_outputs = {o.name for o in model.graph.output}
-    outputs = {o for n in accel_nodes for o in n.output
-               if o in graph_outputs or any(c.name not in region for c in model.find_consumers(o) or [])}
-    # anything downstream of the region that feeds back into it splits the accelerator
-    downstream, frontier = set(), [o for o in outputs]
-    while frontier:
-        t = frontier.pop()
-        for c in model.find_consumers(t) or []:
-            if c.name in region:
-                raise HwgenError(
-                    f"op '{c.op_type}' sits between hardware layers but has no hardware form "
-                    "(a float leftover would split the accelerator)",
-                    where=f"node {c.name}",
-                )
-            if c.name not in downstream:
-                downstream.add(c.name)
-                frontier.extend(c.output)
-    # a layer left downstream means a float op cut the accelerator in two: name that op
-    stranded = [n for n in nodes if n.name in downstream and n.op_type in LAYER_OPS]
-    if stranded:
-        culprits = [n for n in nodes if n.name in downstream and not _is_hardware(model, n)
-                    and _reaches(model, n, stranded[0])]
-        culprit = culprits[0] if culprits else stranded[0]
-        raise HwgenError(
-            f"op '{culprit.op_type}' sits between hardware layers but has no hardware form "
-            f"(it would split the accelerator before layer {stranded[0].name})",
-            where=f"node {culprit.name}",
-        )
-    for n in nodes:
-        if n.name in downstream:
-            continue
-        if n.name not in region and any(i in produced for i in n.input):
-            raise HwgenError(f"op '{n.op_type}' cannot run in hardware", where=f"node {n.name}")
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise HwgenError(f"the accelerator needs one input and one output stream, found inputs "
-                         f"{sorted(inputs)} and outputs {sorted(outputs)}")
-    (inp,), (out,) = inputs, outputs
-    if not model.get_tensor_datatype(inp).is_integer():
-        raise HwgenError("the accelerator input is not integer: add an input quantizer", where=f"tensor {inp}")
-    pre_nodes = [n for n in nodes if n.name not in region and n.name not in downstream]
-    post_nodes = [n for n in nodes if n.name in downstream]
-    model_in, model_out = model.graph.input[0].name, model.graph.output[0].name
-    inp_nhwc, out_nhwc = _channels_last_edges(model, pre_nodes, accel_nodes, post_nodes, inp, out)
-    return Partition(
-        pre=_submodel(model, pre_nodes, model_in, inp_nhwc),
-        accel=_submodel(model, accel_nodes, inp_nhwc, out_nhwc),
-        post=_submodel(model, post_nodes, out_nhwc, model_out),
-    )
 
 
 def _channels_last_edges(model: ModelWrapper, pre: list, accel: list, post: list, inp: str,

@@ -28,7 +28,12 @@ from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantIn
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
 from hwgen.ops import COMPUTE_OPS, PLUMBING_OPS
+from hwgen.transforms.partition import ACCELERATOR_OPS
 from hwgen.transforms.hardware.absorb_flatten_into_matmul import AbsorbFlattenIntoMatMul
+from hwgen.transforms.hardware.infer_add_streams import InferAddStreams
+from hwgen.transforms.hardware.infer_concat_streams import InferConcatStreams
+from hwgen.transforms.hardware.infer_lookup import InferLookup
+from hwgen.transforms.hardware.infer_sum_pool import InferSumPool
 from hwgen.transforms.hardware.apply_folding_config import ApplyFoldingConfig
 from hwgen.transforms.hardware.infer_convolution import InferConvolution
 from hwgen.transforms.hardware.infer_maxpool import InferMaxPool
@@ -40,6 +45,8 @@ from hwgen.transforms.hardware.insert_duplicate_streams import InsertDuplicateSt
 from hwgen.transforms.hardware.insert_fifos import InsertFifos
 from hwgen.transforms.hardware.remove_layout_transposes import RemoveLayoutTransposes
 from hwgen.transforms.hardware.set_folding import SetFolding
+from hwgen.transforms.hardware.size_fifos import SizeFifos
+from hwgen.transforms.fixed_point import FixedPoint
 from hwgen.transforms.ingest.annotate_integer_weights import AnnotateIntegerWeights
 from hwgen.transforms.ingest.annotate_sign_outputs import AnnotateSignOutputs
 from hwgen.transforms.ingest.cancel_inverse_transposes import CancelInverseTransposes
@@ -55,7 +62,11 @@ from hwgen.transforms.streamline.absorb_affine_into_multithreshold import Absorb
 from hwgen.transforms.streamline.absorb_monotonic_chain_into_topk import AbsorbMonotonicChainIntoTopK
 from hwgen.transforms.streamline.convert_bipolar_matmul_to_xnor_popcount import ConvertBipolarMatMulToXnorPopcount
 from hwgen.transforms.streamline.convert_gemm_to_matmul import ConvertGemmToMatMul
+from hwgen.transforms.streamline.duplicate_forked_elementwise import DuplicateForkedElementwise
+from hwgen.transforms.streamline.fold_average_pool_into_sum_pool import FoldAveragePoolIntoSumPool
+from hwgen.transforms.streamline.merge_concat_scales import MergeConcatScales
 from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import FoldElementwiseChainIntoThresholds
+from hwgen.transforms.streamline.fold_join_into_scaled_add import FoldJoinIntoScaledAdd
 from hwgen.transforms.streamline.fold_weight_quant_into_matmul import FoldWeightQuantIntoMatMul
 from hwgen.transforms.streamline.move_scalar_mul_past_matmul import MoveScalarMulPastMatMul
 from hwgen.transforms.streamline.remove_identity_ops import RemoveIdentityOps
@@ -88,9 +99,15 @@ STREAMLINE: list[Transformation] = [
     ConvertGemmToMatMul(),
     FoldWeightQuantIntoMatMul(),
     SplitQuantScale(),
-    MoveScalarMulPastMatMul(),
-    ConvertBipolarMatMulToXnorPopcount(),
-    FoldElementwiseChainIntoThresholds(),
+    FixedPoint([  # one layer's result is the next one's start: repeat until nothing moves
+        DuplicateForkedElementwise(),
+        MoveScalarMulPastMatMul(),
+        ConvertBipolarMatMulToXnorPopcount(),
+        FoldAveragePoolIntoSumPool(),
+        MergeConcatScales(),
+        FoldElementwiseChainIntoThresholds(),
+        FoldJoinIntoScaledAdd(),
+    ]),
     AbsorbAffineIntoMultiThreshold(),
     AbsorbMonotonicChainIntoTopK(),
     RemoveIdentityOps(),
@@ -100,8 +117,12 @@ TO_HARDWARE: list[Transformation] = [
     AbsorbFlattenIntoMatMul(),
     InferConvolution(),
     InferMaxPool(),
+    InferSumPool(),
     InferMVU(),
     InferThresholding(),
+    InferLookup(),
+    InferAddStreams(),
+    InferConcatStreams(),
     InferLabelSelect(),
     RemoveLayoutTransposes(),
 ]
@@ -116,8 +137,10 @@ def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list
 
 
 def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
-    """Fan-out, width converters and a FIFO on every edge; then the hand depths of the folding file."""
-    steps: list[Transformation] = [InsertDuplicateStreams(), InsertDataWidthConverters(), InsertFifos(cfg.fifo_depth)]
+    """Fan-out, width converters and a FIFO on every edge, sized in Verilator where paths fork and
+    meet again; then the hand depths of the folding file."""
+    steps: list[Transformation] = [InsertDuplicateStreams(), InsertDataWidthConverters(), InsertFifos(cfg.fifo_depth),
+                                   SizeFifos(cfg.cache_dir, cfg.top_name)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, PLUMBING_OPS))
     return steps
@@ -126,8 +149,7 @@ def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
 #: what each stage may leave in the graph (the accelerator part, from the partition on), and what
 #: is wrong with any other op found there
 STAGE_OPS: dict[str, tuple[frozenset[str], str]] = {
-    "partition": (frozenset({"MatMul", "XnorPopcountMatMul", "Conv", "MultiThreshold", "MaxPool", "TopK",
-                             "ArgMax", "Reshape", "Flatten", "Transpose"}), "cannot run in the accelerator"),
+    "partition": (ACCELERATOR_OPS, "cannot run in the accelerator"),
     "to_hardware": (COMPUTE_OPS, "has no hardware unit"),
     "fold": (COMPUTE_OPS, "has no hardware unit"),
     "plumbing": (COMPUTE_OPS | PLUMBING_OPS, "has no hardware unit"),

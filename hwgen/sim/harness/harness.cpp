@@ -12,6 +12,9 @@
 //   frames N | stall P | seed S | max_idle M | stats PATH
 //   watch NAME                         a stream inside the design: NAME_tvalid and NAME_tready,
 //                                      public signals read through VPI when the design deadlocks
+//   level NAME IN OUT                  a buffer between streams IN and OUT (watched names, as
+//                                      above): the most beats it held, (handshakes on IN) minus
+//                                      (handshakes on OUT) at any cycle, goes to the stats file
 //
 // An input file holds FRAMES * BEATS_PER_FRAME beats of BYTES little-endian bytes each; an output
 // file receives its beats the same way. The stats file receives JSON with, per input, the cycle of
@@ -208,6 +211,19 @@ struct Watch {
     vpiHandle valid, ready;
 };
 
+// A buffer whose fill level is tracked from the handshakes on the streams around it.
+struct Level {
+    std::string name;
+    vpiHandle in_valid, in_ready, out_valid, out_ready;
+    int64_t level = 0, max_level = 0;
+};
+
+vpiHandle public_signal(const std::string& name) {
+    vpiHandle h = vpi_handle_by_name(const_cast<PLI_BYTE8*>(name.c_str()), nullptr);
+    if (!h) fail(2, "no public signal " + name);
+    return h;
+}
+
 int read_bit(vpiHandle h) {
     s_vpi_value v;
     v.format = vpiIntVal;
@@ -234,7 +250,7 @@ std::string list_stuck(const std::vector<Port>& ins, const std::vector<Port>& ou
 }
 
 void write_stats(const std::string& path, uint64_t total, const std::vector<Port>& ins,
-                 const std::vector<Port>& outs) {
+                 const std::vector<Port>& outs, const std::vector<Level>& levels) {
     FILE* f = std::fopen(path.c_str(), "w");
     if (!f) fail(2, "cannot write " + path);
     auto lists = [f](const char* key, const std::vector<Port>& ports) {
@@ -253,7 +269,12 @@ void write_stats(const std::string& path, uint64_t total, const std::vector<Port
     lists("in_first", ins);
     std::fprintf(f, ", ");
     lists("out_last", outs);
-    std::fprintf(f, "}\n");
+    std::fprintf(f, ", \"max_levels\": {");
+    for (std::size_t i = 0; i < levels.size(); ++i) {
+        std::fprintf(f, i ? ", \"%s\": %lld" : "\"%s\": %lld", levels[i].name.c_str(),
+                     static_cast<long long>(levels[i].max_level));
+    }
+    std::fprintf(f, "}}\n");
     std::fclose(f);
 }
 
@@ -272,6 +293,7 @@ int main(int argc, char** argv) {
     auto top = std::make_unique<Vtop>(ctx.get());
     std::vector<Port> ins = input_ports(top.get()), outs = output_ports(top.get());
     std::vector<Watch> watches;
+    std::vector<Level> levels;
 
     uint64_t frames = 0, seed = 0, max_idle = 0;
     double stall = 0.0;
@@ -303,6 +325,9 @@ int main(int argc, char** argv) {
             max_idle = parse_u64(a, "max idle");
         } else if (key == "stats") {
             stats_path = a;
+        } else if (key == "level") {
+            levels.push_back({a, public_signal(b + "_tvalid"), public_signal(b + "_tready"),
+                              public_signal(c + "_tvalid"), public_signal(c + "_tready")});
         } else if (key == "watch") {
             const std::string valid = a + "_tvalid", ready = a + "_tready";
             vpiHandle hv = vpi_handle_by_name(const_cast<PLI_BYTE8*>(valid.c_str()), nullptr);
@@ -359,6 +384,11 @@ int main(int argc, char** argv) {
         }
         for (std::size_t o = 0; o < outs.size(); ++o) *outs[o].ready = !out_rng[o].chance(stall);
         top->eval();
+        for (Level& l : levels) {  // the handshakes the coming edge takes
+            l.level += read_bit(l.in_valid) & read_bit(l.in_ready);
+            l.level -= read_bit(l.out_valid) & read_bit(l.out_ready);
+            if (l.level > l.max_level) l.max_level = l.level;
+        }
 
         bool fired = false;
         for (Port& p : outs) {
@@ -412,6 +442,6 @@ int main(int argc, char** argv) {
 
     top->final();
     for (const Port& p : outs) write_file(p.path, p.data);
-    write_stats(stats_path, total, ins, outs);
+    write_stats(stats_path, total, ins, outs, levels);
     return 0;
 }

@@ -19,7 +19,7 @@ from qonnx.util.basic import get_by_name
 
 from hwgen.errors import HwgenError
 from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor, single_consumer
-from hwgen.transforms.hardware.infer_mvu import threshold_output
+from hwgen.transforms.hardware.infer_mvu import threshold_output, threshold_rows
 from hwgen.units.mvu import accumulator_dtype
 
 
@@ -81,7 +81,7 @@ class InferConvolution(Transformation):
             inputs = [windows, add_const(model, weights.astype(np.float32), wdt)]
             if mt is not None:
                 odt, bias = threshold_output(model, mt)
-                inputs.append(mt.input[1])
+                inputs.append(threshold_rows(model, mt, cout))
                 out = mt.output[0]
             else:
                 odt, bias = accumulator_dtype(wdt_in, wdt, weights), 0

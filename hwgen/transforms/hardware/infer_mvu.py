@@ -16,7 +16,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
-from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, const, insert_after, make_node, single_consumer
+from hwgen.transforms.graph import HWGEN_DOMAIN, add_const, const, fresh_node_name, insert_after, make_node, single_consumer
 from hwgen.units.mvu import accumulator_dtype
 
 
@@ -31,6 +31,14 @@ def threshold_output(model: ModelWrapper, mt) -> tuple[DataType, int]:
         raise HwgenError(f"thresholds with out_scale={scale}, out_bias={bias} ({dtype.name}) have no "
                          "integer hardware form", where=f"node {mt.name}")
     return dtype, int(bias)
+
+
+def threshold_rows(model: ModelWrapper, mt, channels: int) -> str:
+    """The MultiThreshold's thresholds with one row per channel (a shared row is repeated)."""
+    thresholds = const(model, mt.input[1])
+    if thresholds.shape[0] == channels:
+        return mt.input[1]
+    return add_const(model, np.repeat(thresholds, channels, axis=0))
 
 
 class InferMVU(Transformation):
@@ -54,7 +62,7 @@ class InferMVU(Transformation):
             inputs = [mm.input[0], mm.input[1]]
             if mt is not None:
                 odt, bias = threshold_output(model, mt)
-                inputs.append(mt.input[1])
+                inputs.append(threshold_rows(model, mt, mh))
                 out = mt.output[0]
             else:
                 odt, bias = accumulator_dtype(idt, wdt, np.rint(w).astype(np.int64)), 0

@@ -12,7 +12,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
 from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, const, insert_after, make_node
-from hwgen.transforms.hardware.infer_mvu import threshold_output
+from hwgen.transforms.hardware.geometry import channels_and_pixels
+from hwgen.transforms.hardware.infer_mvu import threshold_output, threshold_rows
 
 
 class InferThresholding(Transformation):
@@ -21,12 +22,9 @@ class InferThresholding(Transformation):
                    if n.op_type == "MultiThreshold" and model.get_tensor_datatype(n.input[0]).is_integer()]
         for mt in matches:
             odt, bias = threshold_output(model, mt)
-            shape = model.get_tensor_shape(mt.input[0])
-            channels = int(const(model, mt.input[1]).shape[0])
-            pixels = 1
-            for d in shape[2:] if len(shape) > 2 else []:
-                pixels *= d
-            node = make_node("Thresholding", [mt.input[0], mt.input[1]], [mt.output[0]], domain=HWGEN_DOMAIN,
+            channels, pixels = channels_and_pixels(model, mt.input[0])
+            node = make_node("Thresholding", [mt.input[0], threshold_rows(model, mt, channels)], [mt.output[0]],
+                             domain=HWGEN_DOMAIN,
                              name=fresh_node_name(model, "Thresholding"), channels=channels, PE=1, pixels=pixels,
                              input_dtype=model.get_tensor_datatype(mt.input[0]).name,
                              output_dtype=odt.name, out_bias=bias)

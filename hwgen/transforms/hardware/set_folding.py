@@ -9,6 +9,8 @@ parallel gets full parallelism; the report then shows it as the bottleneck.
 
 from __future__ import annotations
 
+import math
+
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
@@ -16,7 +18,9 @@ from qonnx.transformation.base import Transformation
 from hwgen.ops import FOLDING, unit_of
 
 
-def divisors(n: int) -> list[int]:
+def divisors(n: int | list[int]) -> list[int]:
+    """The divisors of n; of a list of dimensions (a concatenation's inputs), the common ones."""
+    n = math.gcd(*n) if isinstance(n, (list, tuple)) else n
     return [d for d in range(1, n + 1) if n % d == 0]
 
 

@@ -3,7 +3,7 @@
     MultiThreshold(x; out_scale=a, out_bias=b) -> Add(c)   =>  MultiThreshold(x; a, b + c)
     MultiThreshold(x; out_scale=a, out_bias=b) -> Mul(m)   =>  MultiThreshold(x; a*m, b*m)
 
-for scalar constants c and m. This turns a bipolar MultiThreshold (a=2, b=-1) followed by the
+for scalar constants c and m, where the levels stay integers. This turns a bipolar MultiThreshold (a=2, b=-1) followed by the
 {-1,+1} -> {0,1} re-encoding of `ConvertBipolarMatMulToXnorPopcount` into a binary one (a=1, b=0),
 so the XNOR unit reads the threshold bit directly. Reshapes and max pools between the two are
 looked through (an increasing scalar affine map commutes with them).
@@ -50,6 +50,17 @@ def _move_next_to(model: ModelWrapper, mt, path: list, affine) -> None:
     path[-1].output[0] = final
 
 
+def _absorbed_levels(model: ModelWrapper, mt, affine) -> DataType | None:
+    """The datatype of the levels after absorbing `affine`, or None if they would not all be
+    integers (a float scale stays a Mul, for the join or layer after it to take)."""
+    op = getCustomOp(mt)
+    a, b = op.get_nodeattr("out_scale"), op.get_nodeattr("out_bias")
+    c = float(const(model, affine.input[1]).reshape(-1)[0])
+    a, b = (a, b + c) if affine.op_type == "Add" else (a * c, b * c)
+    steps = int(model.get_initializer(mt.input[1]).shape[1])
+    return dtype_for_levels([a * k + b for k in range(steps + 1)])
+
+
 class AbsorbAffineIntoMultiThreshold(Transformation):
     def apply(self, model: ModelWrapper):
         matches = []
@@ -57,7 +68,7 @@ class AbsorbAffineIntoMultiThreshold(Transformation):
             if mt.op_type != "MultiThreshold":
                 continue
             found = _find_affine(model, mt)
-            if found is not None:
+            if found is not None and _absorbed_levels(model, mt, found[1]) is not None:
                 matches.append((mt, *found))
         for mt, path, nxt in matches:
             _move_next_to(model, mt, path, nxt)

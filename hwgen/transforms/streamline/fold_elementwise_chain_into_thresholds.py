@@ -29,18 +29,24 @@ from qonnx.transformation.base import Transformation
 from hwgen.errors import HwgenError
 from hwgen.transforms.chain import ElementwiseChain, walk_back
 from hwgen.transforms.quant import dtype_for_levels, quant_levels
+from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer
 
 QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold", "Sign")
+#: a table (ChannelwiseLookup) replaces thresholds for inputs of at most this many values, when
+#: the function has at least LOOKUP_MIN_LEVELS levels or is not monotone
+LOOKUP_MAX_ENTRIES = 1 << 10
+LOOKUP_MIN_LEVELS = 16
 #: Tabulate every accumulator value when the table has at most this many entries, else bisect.
 FULL_TABLE_LIMIT = 1 << 22
 
 
 def accumulator_range(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.ndarray, object] | None:
-    """Per-channel (lo, hi) of an integer tensor and its producer, or None if not integer."""
+    """Per-channel (lo, hi) of an integer tensor, and its producer where that is a layer whose
+    output channels can be mirrored (else None); None if the tensor is not integer."""
     producer = model.find_producer(tensor)
     channels = model.get_tensor_shape(tensor)[1]
-    if producer is None:
+    if producer is None or producer.op_type not in ("XnorPopcountMatMul", "MatMul", "Conv"):
         dt = model.get_tensor_datatype(tensor)
         if not dt.is_integer():
             return None
@@ -67,6 +73,7 @@ class _Chain(ElementwiseChain):
     def __init__(self, model: ModelWrapper, start: str, nodes: list, quant) -> None:
         super().__init__(model, start, nodes + [quant])
         self.quant = quant
+        self.chain_nodes = nodes + [quant]
 
     def levels(self, acc: np.ndarray) -> np.ndarray:
         """Q's output on acc (shape (R, C)), as counts 0..L."""
@@ -146,6 +153,42 @@ def find_thresholds(chain: _Chain, lo: np.ndarray, hi: np.ndarray, mirror: int |
     return low.T.astype(np.int64), falling
 
 
+def _lookup_instead(model: ModelWrapper, tensor: str, chain: _Chain, lo: np.ndarray, hi: np.ndarray,
+                    producer) -> bool:
+    """Replace the chain by a table (`Lookup`) where that is exact and cheaper than thresholds:
+    inputs of few values and either many output levels or a function that is not monotone (a
+    PReLU with a negative slope, a falling channel that no layer can mirror). True if done."""
+    if producer is not None:
+        model.set_tensor_datatype(tensor, int_dtype_for_range(lo.min(), hi.max()))
+    in_dtype = model.get_tensor_datatype(tensor)
+    entries = int(in_dtype.max()) - int(in_dtype.min()) + 1
+    if entries > LOOKUP_MAX_ENTRIES:
+        return False
+    grid = np.arange(int(in_dtype.min()), int(in_dtype.max()) + 1)
+    counts = chain.levels(np.clip(grid[:, None], lo[None, :], hi[None, :]))  # (entries, C)
+    rising = np.all(np.diff(counts, axis=0) >= 0, axis=0)
+    mirrorable = producer is not None and single_consumer(model, tensor) is not None
+    falling = np.all(np.diff(counts, axis=0) <= 0, axis=0)
+    monotone = np.all(rising | (falling & mirrorable))
+    if monotone and chain.num_thresholds(model) < LOOKUP_MIN_LEVELS:
+        return False
+    a, b = chain.out_scale_bias(model)
+    values = a * counts.T + b  # (C, entries)
+    out_dtype = dtype_for_levels(values.ravel())
+    if out_dtype is None:
+        return False
+    table = values[:1] if np.all(values == values[:1]) else values
+    lookup = make_node("Lookup", [tensor, add_const(model, table.astype(np.float32))], [chain.quant.output[0]],
+                       domain=INTEGER_DOMAIN, name=f"{chain.quant.name}_lookup", in_min=int(in_dtype.min()),
+                       out_dtype=out_dtype.name)
+    index = list(model.graph.node).index(chain.quant)
+    model.graph.node.insert(index, lookup)
+    for node in chain.chain_nodes:
+        model.graph.node.remove(node)
+    model.set_tensor_datatype(chain.quant.output[0], out_dtype)
+    return True
+
+
 def drop_unreached_zero(thresholds: np.ndarray, a: float, b: float) -> tuple[np.ndarray, float, float]:
     """A three-level quantizer {-1, 0, +1} (a Sign) whose two thresholds coincide in every channel
     never outputs 0: no accumulator value lands on it. It is then a bipolar quantizer with one
@@ -175,6 +218,8 @@ class FoldElementwiseChainIntoThresholds(Transformation):
     @staticmethod
     def _rewrite(model, tensor, chain_nodes, q, lo, hi, producer) -> None:
         chain = _Chain(model, tensor, chain_nodes, q)
+        if _lookup_instead(model, tensor, chain, lo, hi, producer):
+            return
         mirror = None
         if producer is not None and single_consumer(model, tensor) is not None:
             mirror = const(model, producer.input[1]).shape[0] if producer.op_type == "XnorPopcountMatMul" else 0
@@ -197,7 +242,8 @@ class FoldElementwiseChainIntoThresholds(Transformation):
         thresholds, a, b = drop_unreached_zero(thresholds, *chain.out_scale_bias(model))
         num = thresholds.shape[1]
         out_dtype = dtype_for_levels([a * k + b for k in range(num + 1)])
-        model.set_tensor_datatype(tensor, int_dtype_for_range(lo.min(), hi.max()))
+        if producer is not None:  # a layer's accumulator: annotate its exact range
+            model.set_tensor_datatype(tensor, int_dtype_for_range(lo.min(), hi.max()))
         layout = "NC" if chain.rank == 2 else "NCHW"
         mt = make_node("MultiThreshold", [tensor, add_const(model, thresholds.astype(np.float32))],
                        [q.output[0]], domain=QONNX_DOMAIN, name=f"{q.name}_thresholds",

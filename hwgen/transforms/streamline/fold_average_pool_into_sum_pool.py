@@ -1,0 +1,120 @@
+"""FoldAveragePoolIntoSumPool.
+
+    q -> Mul(s) -> AveragePool(k x k, stride k)     =>     q -> SumPool(k x k) -> Mul(s) -> Div(k*k)
+    q -> Mul(s) -> GlobalAveragePool                 =>     q -> SumPool(global) -> Mul(s) -> Div(H*W)
+
+for an integer tensor q and a scalar scale s. The window sum of the integers is exact in hardware;
+what remains is the scale and the 1/N, which join the chain to the next quantizer (thresholds or a
+table), so the division costs nothing.
+
+Exact only where the model's own float arithmetic depends on the window sum alone: every product
+s*q and every partial sum of a window must be a float32 value exactly (true for a power-of-two
+scale), so that the model's average is `finish(s * sum)` for one function `finish`. That is
+checked for every value q and every sum, and `finish` is checked to be the Div (or the Mul by 1/N)
+written here, by running the model's AveragePool on windows that hold each sum; otherwise the pool
+is an error naming it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.transformation.base import Transformation
+from qonnx.util.basic import get_by_name
+
+from hwgen.errors import HwgenError
+from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
+from hwgen.transforms.graph import add_const, const, int_dtype_for_range, is_scalar, make_node, new_tensor, single_consumer
+
+
+def _window(model: ModelWrapper, pool) -> tuple[int, int] | None:
+    """(kh, kw) of a pool whose windows tile the image (stride = kernel, no padding), or None."""
+    _, _, h, w = model.get_tensor_shape(pool.input[0])
+    if pool.op_type == "GlobalAveragePool":
+        return h, w
+    kernel = list(get_by_name(pool.attribute, "kernel_shape").ints)
+    strides = get_by_name(pool.attribute, "strides")
+    strides = list(strides.ints) if strides is not None else [1, 1]
+    pads = get_by_name(pool.attribute, "pads")
+    ceil = get_by_name(pool.attribute, "ceil_mode")
+    if strides != kernel or (pads is not None and any(pads.ints)) or (ceil is not None and ceil.i):
+        return None
+    return kernel[0], kernel[1]
+
+
+def _exact_sums(scale: np.float32, lo: int, hi: int, n: int) -> bool:
+    """Whether s*q and every sum of up to n of them are float32 values exactly, q in [lo, hi]."""
+    totals = np.arange(n * min(lo, 0), n * max(hi, 0) + 1, dtype=np.float64) * np.float64(scale)
+    return bool(np.all(totals.astype(np.float32).astype(np.float64) == totals))
+
+
+def _model_average(pool, scale: np.float32, sums: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """The model's own AveragePool on windows holding s*S in one place and zeros elsewhere (the
+    same exact float sum as any window of that total)."""
+    kh, kw = window
+    x = np.zeros((1, sums.size, kh, kw), np.float32)
+    x[0, :, 0, 0] = (sums.astype(np.float64) * np.float64(scale)).astype(np.float32)
+    node = helper.make_node(pool.op_type, ["x"], ["y"], **({} if pool.op_type == "GlobalAveragePool" else
+                                                           {"kernel_shape": [kh, kw], "strides": [kh, kw]}))
+    graph = helper.make_graph([node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, sums.size, 1, 1])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    proto.ir_version = 8
+    return execute_onnx(ModelWrapper(proto), {"x": x})["y"].reshape(-1)
+
+
+class FoldAveragePoolIntoSumPool(Transformation):
+    def apply(self, model: ModelWrapper):
+        for pool in model.graph.node:
+            if pool.op_type not in ("AveragePool", "GlobalAveragePool"):
+                continue
+            mul = model.find_producer(pool.input[0])
+            if mul is None or mul.op_type != "Mul" or single_consumer(model, mul.output[0]) is None:
+                continue
+            scale = const(model, mul.input[1])
+            q = mul.input[0]
+            if not is_scalar(scale) or not model.get_tensor_datatype(q).is_integer():
+                continue
+            window = _window(model, pool)
+            if window is None:
+                raise HwgenError("average pooling needs windows that tile the image (stride = kernel, no "
+                                 "padding)", where=f"node {pool.name}")
+            self._rewrite(model, pool, mul, q, np.float32(scale.reshape(-1)[0]), window)
+            return model, True
+        return model, False
+
+    @staticmethod
+    def _rewrite(model: ModelWrapper, pool, mul, q: str, scale: np.float32, window: tuple[int, int]) -> None:
+        dt = model.get_tensor_datatype(q)
+        n = window[0] * window[1]
+        lo, hi = n * int(dt.min()), n * int(dt.max())
+        if not _exact_sums(scale, int(dt.min()), int(dt.max()), n):
+            raise HwgenError(f"average pooling of a tensor with scale {float(scale):.9g}: its float sums are not "
+                             "exact, so the pooled values do not follow from the integer sums; use a "
+                             "power-of-two scale for the pooled tensor", where=f"node {pool.name}")
+        sums = np.arange(lo, hi + 1)
+        wanted = _model_average(pool, scale, sums, window)
+        scaled = (sums.astype(np.float64) * np.float64(scale)).astype(np.float32)
+        if np.array_equal(wanted, (scaled / np.float32(n)).astype(np.float32)):
+            last = ("Div", float(n))
+        elif np.array_equal(wanted, (scaled * np.float32(1.0 / n)).astype(np.float32)):
+            last = ("Mul", float(np.float32(1.0 / n)))
+        else:
+            raise HwgenError("the model's average pooling rounds in a way hwgen cannot reproduce from the "
+                             "window sums", where=f"node {pool.name}")
+        sum_dtype = int_dtype_for_range(lo, hi)
+        summed = new_tensor(model, pool.output[0], dtype=sum_dtype)
+        rescaled = new_tensor(model, pool.output[0])
+        nodes = [
+            make_node("SumPool", [q], [summed], domain=INTEGER_DOMAIN, name=f"{pool.name}_sum",
+                      kernel=[0, 0] if pool.op_type == "GlobalAveragePool" else list(window), out_dtype=sum_dtype.name),
+            make_node("Mul", [summed, add_const(model, scale)], [rescaled], name=f"{pool.name}_scale"),
+            make_node(last[0], [rescaled, add_const(model, last[1])], [pool.output[0]], name=f"{pool.name}_mean"),
+        ]
+        index = list(model.graph.node).index(pool)
+        for offset, node in enumerate(nodes):
+            model.graph.node.insert(index + offset, node)
+        model.graph.node.remove(pool)
+        model.graph.node.remove(mul)
