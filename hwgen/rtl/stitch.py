@@ -9,8 +9,13 @@ edges and each unit's stream widths, never a unit's insides.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from qonnx.core.datatype import BaseDataType
 
 from amaranth import ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
@@ -147,7 +152,7 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> Stit
         unit = unit_of(model, node)
         specs[node.name] = (list(unit.inputs), list(unit.outputs))
         module = f"{top}_{_ident(node.name)}"
-        _write(unit.component(), module, rtl_dir, files, rtlil)
+        _write_unit(unit, module, rtl_dir, files, rtlil)
         instances.append(Instantiation(module, unit, tuple(stream_inputs(node, len(unit.inputs))),
                                        tuple(node.output[: len(unit.outputs)])))
         modules[node.name] = module
@@ -160,10 +165,48 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> Stit
                           modules, edges)
 
 
+#: Verilog and RTLIL already emitted in this process, by (unit parameters, module name): a build
+#: stitches twice where FIFOs are sized (once with every FIFO deep, once sized), and only the
+#: FIFOs differ. Bounded, since the texts of large units are large.
+_emitted: dict[tuple, tuple[str, str]] = {}
+_EMITTED_MAX = 512
+
+
+def unit_key(unit: Unit) -> tuple:
+    """Everything that determines a unit's gateware: its class and every field (arrays by content)."""
+    values = []
+    for f in dataclasses.fields(unit):
+        if not f.init:
+            continue
+        v = getattr(unit, f.name)
+        if isinstance(v, np.ndarray):
+            v = (v.shape, str(v.dtype), hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest())
+        elif isinstance(v, BaseDataType):
+            v = v.name
+        elif isinstance(v, tuple):
+            v = tuple(x.name if isinstance(x, BaseDataType) else x for x in v)
+        values.append((f.name, v))
+    return (type(unit).__name__, tuple(values))
+
+
+def _write_unit(unit: Unit, module: str, rtl_dir: Path, verilog: list[Path], rtlil: list[Path]) -> None:
+    key = (unit_key(unit), module)
+    texts = _emitted.get(key)
+    if texts is None:
+        texts = to_verilog_and_rtlil(unit.component(), module)
+        if len(_emitted) >= _EMITTED_MAX:
+            del _emitted[next(iter(_emitted))]
+        _emitted[key] = texts
+    _write_texts(texts, module, rtl_dir, verilog, rtlil)
+
+
 def _write(component: wiring.Component, module: str, rtl_dir: Path, verilog: list[Path],
            rtlil: list[Path]) -> None:
     """Write `rtl_dir/<module>.v` and `rtl_dir/<module>.il`, appending their paths to the lists."""
-    texts = to_verilog_and_rtlil(component, module)
+    _write_texts(to_verilog_and_rtlil(component, module), module, rtl_dir, verilog, rtlil)
+
+
+def _write_texts(texts: tuple[str, str], module: str, rtl_dir: Path, verilog: list[Path], rtlil: list[Path]) -> None:
     for paths, suffix, text in zip((verilog, rtlil), (".v", ".il"), texts):
         paths.append(rtl_dir / f"{module}{suffix}")
         paths[-1].write_text(text)

@@ -279,8 +279,13 @@ def _remove_abandoned_builds(cache_dir: Path) -> None:
             pass
 
 
+#: Make variables for a bench that runs a few frames once (FIFO sizing): the model code compiled
+#: without optimisation builds faster and runs about twice as slowly, which a short run does not feel.
+_QUICK_MAKE_VARS: tuple[tuple[str, str], ...] = tuple((k, "-O0" if k == "OPT_FAST" else v) for k, v in _MAKE_VARS)
+
+
 def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs: int = 2,
-                  ports: tuple[int, int] = (1, 1), config: str = "") -> Path:
+                  ports: tuple[int, int] = (1, 1), config: str = "", quick: bool = False) -> Path:
     """Build the bench around Verilog given as text, `{file name: text}`; return the executable.
 
     The file names only matter for messages; the order of `sources` is the compile order. `ports`
@@ -296,7 +301,9 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
         raise HwgenError(f"top module name {top!r} is not a plain Verilog identifier")
     cache_dir = Path(cache_dir)
     harness = _harness_source()
-    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr(ports).encode(), config.encode()]
+    make_settings = _QUICK_MAKE_VARS if quick else _MAKE_VARS
+    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr(ports).encode(), config.encode(),
+                          repr(make_settings).encode()]
     for name, text in sources.items():
         parts += [name.encode(), text.encode()]
     final = cache_dir / _sha(*parts)
@@ -345,7 +352,7 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
 
         runtime = _Runtime(cache_dir, obj_dir)
         had_runtime = runtime.complete()
-        make_vars = [f"{k}={v}" for k, v in _MAKE_VARS] + [f"PYTHON3={sys.executable}"]
+        make_vars = [f"{k}={v}" for k, v in make_settings] + [f"PYTHON3={sys.executable}"]
         defines = f"-DHWGEN_IN={ports[0]} -DHWGEN_OUT={ports[1]}"
         _run_tool(
             ["make", "-f", "Vtop.mk", f"-j{jobs}", *make_vars, *runtime.make_args(obj_dir, defines)],
@@ -369,7 +376,8 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
     return exe
 
 
-def build(rtl: Sequence[Path] | Path, top: str, cache_dir: Path, *, jobs: int = 2, config: str = "") -> Path:
+def build(rtl: Sequence[Path] | Path, top: str, cache_dir: Path, *, jobs: int = 2, config: str = "",
+          quick: bool = False) -> Path:
     """Build the bench around Verilog files (or every `*.v`/`*.sv` in a folder, sorted by name).
 
     Returns the path of the cached simulator executable; see `build_verilog`.
@@ -383,7 +391,8 @@ def build(rtl: Sequence[Path] | Path, top: str, cache_dir: Path, *, jobs: int = 
     for f in files:
         if not f.is_file():
             raise HwgenError(f"Verilog file {f} does not exist")
-    return build_verilog({f.name: f.read_text() for f in files}, top, cache_dir, jobs=jobs, config=config)
+    return build_verilog({f.name: f.read_text() for f in files}, top, cache_dir, jobs=jobs, config=config,
+                         quick=quick)
 
 
 # ---- running -------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def measure_levels(model: ModelWrapper, cache_dir: Path, top: str) -> dict[str, 
         design = stitch(probe, Path(tmp) / "rtl", top)
         config = "\n".join(["`verilator_config", f'public_flat_rd -module "{top}" -var "edge*_tvalid"',
                             f'public_flat_rd -module "{top}" -var "edge*_tready"']) + "\n"
-        exe = build_sim(Path(tmp) / "rtl", top, cache_dir, config=config)
+        exe = build_sim(Path(tmp) / "rtl", top, cache_dir, config=config, quick=True)
     edge_of = {e.tensor: e.name for e in design.edges}
     levels = {n.name: (f"TOP.{top}.{edge_of[n.input[0]]}", f"TOP.{top}.{edge_of[n.output[0]]}")
               for n in probe.graph.node if n.op_type == FIFO}

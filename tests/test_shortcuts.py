@@ -1,0 +1,80 @@
+"""Shortcut graphs: the patterns FINN's users report as failures (a residual whose branch ends in a
+float scalar Mul, a concat of branches with different scales, a PReLU), a join hwgen must refuse
+with a clear message, and a ladder of random shortcut networks (forks, adds, concats, pools).
+Each is checked at every step of the lowering and in rtlsim, with stalls, against Brevitas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hwgen.build import build
+from hwgen.config import BuildConfig
+from hwgen.errors import HwgenError
+from hwgen.frontend import export_brevitas
+from hwgen.simulate import check_checkpoints, run_input_model, simulate_build
+from models.blocks import BinaryConvBN, Block, BlockNet, int8_quant, randomize_block, scales, sign_quant
+from models.shortcuts import ConcatOfScales, PReLUBlock, ScaledBranchResidual, random_shortcut_net
+
+
+def build_and_check(net: nn.Module, tmp_path, cache, frames: int = 16) -> None:
+    path = tmp_path / "net.onnx"
+    export_brevitas(net, net.input_shape).save(str(path))
+    out = tmp_path / "build"
+    report = build(path, out, BuildConfig(target_cycles=2048, cache_dir=cache))
+    x = np.random.default_rng(4).random((frames, *net.input_shape[1:])).astype(np.float32)
+    steps = check_checkpoints(out, x)
+    assert all(same for _, same in steps), steps
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    for stall in (0.0, 0.3):
+        y, stats = simulate_build(out, x, stall_prob=stall, seed=7, cache_dir=cache)
+        assert np.array_equal(y, want) and np.array_equal(y, run_input_model(out, x)), f"stall {stall}"
+        if stall == 0.0:
+            slowest = report["totals"]["max_est_cycles"]
+            assert slowest <= stats["cycles_per_frame"] <= 1.05 * slowest
+
+
+@pytest.mark.parametrize("pattern", [ScaledBranchResidual, ConcatOfScales, PReLUBlock],
+                         ids=["residual_with_float_mul", "concat_of_scales", "prelu"])
+def test_finn_failure_patterns(pattern, tmp_path, verilator_cache):
+    net = randomize_block(BlockNet(pattern(8), 8, 8), seed=1)
+    with torch.no_grad():
+        if isinstance(net.block, PReLUBlock):
+            assert (net.block.prelu.weight < 0).any()
+    build_and_check(net, tmp_path, verilator_cache)
+
+
+class UnquantizedBranch(Block):
+    """A residual whose branch output is a BatchNorm, not quantized: per-channel float scales."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.in_channels = self.out_channels = channels
+        self.sign = sign_quant()
+        self.branch = BinaryConvBN(channels, channels, 3, 1, scales(True).norm, True)
+        self.quant = int8_quant(scales(True).stream, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.branch
+        return self.quant(b.bn(b.conv(self.sign(x))) + x)
+
+
+def test_join_without_a_common_integer_scale_is_refused_by_name(tmp_path):
+    net = randomize_block(BlockNet(UnquantizedBranch(4), 4, 6), seed=2)
+    path = tmp_path / "net.onnx"
+    export_brevitas(net, net.input_shape).save(str(path))
+    with pytest.raises(HwgenError, match=r"node Add_0.*scales differ from channel to channel"):
+        build(path, tmp_path / "build", BuildConfig())
+    assert not (tmp_path / "build" / "report.json").exists()
+
+
+LADDER = [pytest.param(seed, marks=() if seed < 3 else pytest.mark.slow) for seed in range(8)]
+
+
+@pytest.mark.parametrize("seed", LADDER)
+def test_random_shortcut_ladder(seed, tmp_path, verilator_cache):
+    net = random_shortcut_net(seed)
+    build_and_check(net, tmp_path, verilator_cache)
