@@ -54,7 +54,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     t = report["totals"]
     print(f"built {args.output}: {len(report['layers'])} units, {t['max_est_cycles']} cycles/frame "
           f"(est. {report['est_fps']:.0f} FPS at {report['clock_mhz']} MHz), {t['est_luts']} LUTs, "
-          f"{t['est_brams']} BRAM18 (estimates)")
+          f"{t['est_brams']} BRAM18, {t['est_dsps']} DSPs (estimates)")
     return 0
 
 

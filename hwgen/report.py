@@ -1,8 +1,8 @@
 """`report.json`: per-layer folding and estimates, the contract other tools read.
 
 Keys (exactly): `clock_mhz`, `est_fps`, `layers` (each: `name`, `op`, `PE`, `SIMD`, `MW`, `MH`,
-`est_cycles`, `est_luts`, `est_brams`; null where a key does not apply) and `totals`
-(`est_luts`, `est_brams`, `max_est_cycles`). `est_brams` counts 18 Kb block RAMs. Each layer
+`est_cycles`, `est_luts`, `est_brams`, `est_dsps`; null where a key does not apply) and `totals`
+(`est_luts`, `est_brams`, `est_dsps`, `max_est_cycles`). `est_brams` counts 18 Kb block RAMs. Each layer
 also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise); `hwgen synth`
 adds `synth` blocks.
 """
@@ -32,6 +32,7 @@ def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
             "est_cycles": int(unit.est_cycles()),
             "est_luts": int(unit.est_luts()),
             "est_brams": int(unit.est_brams()),
+            "est_dsps": int(unit.est_dsps()),
             "depth": getattr(unit, "depth", None),  # FIFOs: beats they hold
         })
     max_cycles = max(layer["est_cycles"] for layer in layers)
@@ -42,6 +43,7 @@ def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
         "totals": {
             "est_luts": sum(layer["est_luts"] for layer in layers),
             "est_brams": sum(layer["est_brams"] for layer in layers),
+            "est_dsps": sum(layer["est_dsps"] for layer in layers),
             "max_est_cycles": max_cycles,
         },
     }

@@ -78,3 +78,33 @@ LADDER = [pytest.param(seed, marks=() if seed < 3 else pytest.mark.slow) for see
 def test_random_shortcut_ladder(seed, tmp_path, verilator_cache):
     net = random_shortcut_net(seed)
     build_and_check(net, tmp_path, verilator_cache)
+
+
+class PooledClassifier(Block):
+    """Bi-Real's and ReActNet's head: a feature map averaged over the whole image (ReduceMean in
+    the dynamo export), quantized, flattened and classified (binary weights here: with float-scaled
+    8-bit weights the model's float logits round inside its MatMul, see the fidelity notes)."""
+
+    def __init__(self, channels: int, classes: int = 10) -> None:
+        super().__init__()
+        from brevitas.nn import QuantLinear
+        from brevitas_examples.bnn_pynq.models.common import CommonWeightQuant
+
+        self.in_channels, self.out_channels = channels, classes
+        self.sign = sign_quant()
+        self.conv = BinaryConvBN(channels, channels, 3, 1, scales(True).norm, True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.quant = int8_quant(scales(True).stream, True)
+        self.fc = QuantLinear(channels, classes, bias=False, weight_quant=CommonWeightQuant, weight_bit_width=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.quant(self.pool(self.conv(self.sign(x)))).flatten(1))
+
+
+def test_global_average_pooling_before_the_classifier(tmp_path, verilator_cache):
+    net = randomize_block(BlockNet(PooledClassifier(8), 8, 8), seed=0)
+    net.output_shape = (1, 10)
+    build_and_check(net, tmp_path, verilator_cache)
+    import json
+    ops = [layer["op"] for layer in json.loads((tmp_path / "build" / "report.json").read_text())["layers"]]
+    assert "SumPool" in ops

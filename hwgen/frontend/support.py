@@ -20,7 +20,7 @@ STANDARD_OPS = frozenset(
         "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Neg", "BatchNormalization", "Relu",
         "Reshape", "Flatten", "Identity", "Constant", "TopK", "ArgMax", "Squeeze", "Unsqueeze",
         "Transpose", "Dropout", "Conv", "MaxPool", "Sign", "Concat", "AveragePool", "GlobalAveragePool",
-        "PRelu",
+        "PRelu", "ReduceMean",
     }
 )  # fmt: skip
 

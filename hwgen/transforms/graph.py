@@ -75,6 +75,13 @@ def add_const(model: ModelWrapper, value: np.ndarray | float, dtype: BaseDataTyp
     return name
 
 
+def add_shape(model: ModelWrapper, shape: list[int]) -> str:
+    """A fresh int64 initializer holding a shape (a Reshape's second input)."""
+    name = fresh_name(model, "shape")
+    model.set_initializer(name, np.asarray(shape, dtype=np.int64))
+    return name
+
+
 def insert_after(model: ModelWrapper, anchor: NodeProto, nodes: list[NodeProto]) -> None:
     """Insert `nodes` right after `anchor` in the node list (keeps the list topologically sorted)."""
     index = list(model.graph.node).index(anchor)

@@ -12,7 +12,7 @@ naming the parameter) that also knows:
   several ports use `inp0`, `inp1`, ... / `out0`, `out1`, ...), payload = one beat as
   `unsigned(StreamSpec.width)`, element `i` at bits `[i*w, (i+1)*w)` (see `hwgen.streams`);
 - estimates: `est_cycles()` (cycles per frame in steady state, no stalls), `est_luts()`,
-  `est_brams()` (18 Kb block RAMs).
+  `est_brams()` (18 Kb block RAMs), `est_dsps()` (DSP48 slices).
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ class Unit(ABC):
 
     @abstractmethod
     def est_brams(self) -> int: ...
+
+    def est_dsps(self) -> int:
+        """DSP slices (DSP48): none, unless the unit multiplies multi-bit operands."""
+        return 0
 
 
 def stream_ports(in_width: int | Sequence[int], out_width: int | Sequence[int]) -> dict[str, wiring.Member]:

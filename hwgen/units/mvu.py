@@ -217,6 +217,8 @@ class MVU(Unit):
         ib, wb = self.input_dtype.bitwidth(), self.weight_dtype.bitwidth()
         if hw.popcount:
             datapath = self.PE * self.SIMD
+        elif self.est_dsps():
+            datapath = self.PE * self.SIMD * (ib + wb)  # the products are in DSPs; adder tree only
         else:
             prod = max(ib, wb) if min(ib, wb) == 1 else ib * wb
             datapath = self.PE * self.SIMD * (prod + ib + wb)
@@ -226,6 +228,16 @@ class MVU(Unit):
         if self.thresholds is not None:
             luts += threshold_luts(self.PE, self.thresholds.shape[1], hw.acc_bits)
         return luts + sum(memory_luts(d, w) for d, w in self._memories())
+
+    def est_dsps(self) -> int:
+        """One DSP48 per product lane (PE*SIMD) where both operands are multi-bit and the product
+        has 9 bits or more (8-bit x 8-bit, 2-bit x 8-bit): the rule by which Yosys's synth_xilinx
+        (and Vivado, by default) map a multiplier to a DSP slice. XNOR/popcount lanes and
+        +-1 / {0, 1} operands (a select or a negation) use none."""
+        ib, wb = self.input_dtype.bitwidth(), self.weight_dtype.bitwidth()
+        if self._hw.popcount or min(ib, wb) == 1 or ib + wb < 9:
+            return 0
+        return self.PE * self.SIMD
 
     def est_brams(self) -> int:
         """18 Kb BRAMs of the weight ROM, threshold ROM and input ping-pong buffer

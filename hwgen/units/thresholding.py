@@ -124,6 +124,10 @@ def threshold_luts(lanes: int, steps: int, cmp_bits: int) -> int:
 
 # ---- the unit ---------------------------------------------------------------------------------
 
+#: from this many thresholds per channel on, the binary search is the cheaper gateware (and a
+#: layer's thresholds are not fused into its MVU, whose comparators are all-at-once)
+BINARY_SEARCH_MIN_STEPS = 16
+
 
 @dataclass(frozen=True, eq=False)
 class Thresholding(Unit):
@@ -131,6 +135,12 @@ class Thresholding(Unit):
 
     thresholds: int array (channels, T), ascending per row; values outside the input range are
     allowed (always / never true).
+
+    Two gateware forms of the same function: all T comparisons at once (`binary_search` False:
+    T comparators per lane, one pipeline stage), or a binary search over the sorted thresholds
+    (`binary_search` True: ceil(log2(T+1)) stages of one comparator per lane, each reading the
+    threshold its path has reached from a memory of its own), the cheap form of an 8-bit
+    requantization (255 thresholds: 8 comparators per lane instead of 255).
     """
 
     FOLDING = (("PE", "channels"),)
@@ -142,6 +152,7 @@ class Thresholding(Unit):
     output_dtype: BaseDataType
     out_bias: int = 0
     pixels: int = 1
+    binary_search: bool = False
     _hw_thresholds: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -181,7 +192,7 @@ class Thresholding(Unit):
         return y.reshape(n, self.pixels * self.channels)
 
     def component(self) -> wiring.Component:
-        return ThresholdingComponent(self)
+        return SearchThresholdingComponent(self) if self.binary_search else ThresholdingComponent(self)
 
     # -- estimates
 
@@ -194,12 +205,29 @@ class Thresholding(Unit):
     def est_cycles(self) -> int:
         return self.inputs[0].beats_per_frame
 
+    @property
+    def search_stages(self) -> int:
+        """Comparisons per element in the binary search: ceil(log2(T + 1))."""
+        return max(1, self.steps.bit_length())
+
+    def _search_roms(self) -> list[tuple[int, int]]:
+        """(depth, width) of each lane's ROM per search stage: stage k holds 2^k thresholds per channel."""
+        folds, tbits = self.channels // self.PE, self._cmp_bits()[0]
+        return [(folds * (1 << k), tbits) for k in range(self.search_stages)]
+
     def est_luts(self) -> int:
-        """Comparators and count adders per lane (`threshold_luts`), the threshold ROM if it is
-        not in block RAM, and ~8 LUTs of control."""
-        return threshold_luts(self.PE, self.steps, self._cmp_bits()[0]) + memory_luts(*self._rom_shape()) + 8
+        """All at once: comparators and count adders per lane (`threshold_luts`) and the threshold
+        ROM if it is not in block RAM. Binary search: per lane and stage a comparator and an
+        address adder (~2 LUTs per bit) and its ROM if not in block RAM. ~8 LUTs of control."""
+        tbits = self._cmp_bits()[0]
+        if self.binary_search:
+            roms = sum(memory_luts(d, w) for d, w in self._search_roms())
+            return self.PE * (self.search_stages * 2 * tbits + roms) + 8
+        return threshold_luts(self.PE, self.steps, tbits) + memory_luts(*self._rom_shape()) + 8
 
     def est_brams(self) -> int:
+        if self.binary_search:
+            return self.PE * sum(memory_bram18(d, w) for d, w in self._search_roms())
         return memory_bram18(*self._rom_shape())
 
 
@@ -258,3 +286,76 @@ class ThresholdingComponent(wiring.Component):
             ]
         return m
 
+
+class SearchThresholdingComponent(wiring.Component):
+    """Binary search over each channel's sorted thresholds, pipelined, one beat per clock.
+
+    The count c = #{t : x >= T[t]} has L = ceil(log2(T+1)) bits (thresholds padded with "never" to
+    2^L - 1). Stage k decides bit L-1-k: with the bits above it known (the prefix p), it compares x
+    with T[(2p + 1) * 2^(L-1-k) - 1]. Each lane has one ROM per stage, stage k holding the 2^k
+    thresholds any prefix of k bits can reach, per channel fold: address = fold * 2^k + p.
+
+    Registers R_0..R_L hold (x, fold, prefix, valid) under one stall signal; stage k's ROM is read
+    (synchronously, enable = advance) at the address R_k gives, and its word meets the same beat in
+    R_{k+1}, whose comparison adds the next bit. The output is taken from R_L. advance = output
+    empty or taken; inp.ready = advance.
+    """
+
+    def __init__(self, unit: Thresholding) -> None:
+        self.unit = unit
+        super().__init__(stream_ports(unit.inputs[0].width, unit.outputs[0].width))
+
+    def elaborate(self, platform: object) -> Module:
+        u = self.unit
+        m = Module()
+        folds = u.channels // u.PE
+        ibits = u.input_dtype.bitwidth()
+        tbits, tsigned = u._cmp_bits()
+        stages = u.search_stages
+        never = int(u.input_dtype.max()) + 1
+        padded = np.full((u.channels, (1 << stages) - 1), never, np.int64)
+        padded[:, : u.steps] = u._hw_thresholds
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.out.valid | self.out.ready), self.inp.ready.eq(advance)]
+        fold_in = Signal(range(folds))
+        with m.If(self.inp.valid & advance):
+            m.d.sync += fold_in.eq(wrap_inc(fold_in, folds))
+        # pipeline registers: x (all lanes), fold, valid; a prefix per lane
+        xs = [Signal(self.inp.payload.shape(), name=f"x{k}") for k in range(stages + 1)]
+        fs = [Signal(range(folds), name=f"fold{k}") for k in range(stages + 1)]
+        vs = [Signal(name=f"valid{k}") for k in range(stages + 1)]
+        prefixes = [[Signal(max(1, k), name=f"prefix{k}_{pe}") for pe in range(u.PE)] for k in range(stages + 1)]
+        with m.If(advance):
+            m.d.sync += [xs[0].eq(self.inp.payload), fs[0].eq(fold_in), vs[0].eq(self.inp.valid)]
+            for k in range(stages):
+                m.d.sync += [xs[k + 1].eq(xs[k]), fs[k + 1].eq(fs[k]), vs[k + 1].eq(vs[k])]
+        counts = []
+        for pe in range(u.PE):
+            value = [decode(xs[k][pe * ibits:(pe + 1) * ibits], u.input_dtype) for k in range(stages + 1)]
+            effective = Const(0, 1)  # the prefix of stage 0: no bits known yet
+            for k in range(stages):
+                span = 1 << (stages - 1 - k)
+                rows = padded[pe::u.PE]  # (folds, 2^L - 1) for this lane
+                picked = rows[:, [(2 * p + 1) * span - 1 for p in range(1 << k)]]  # (folds, 2^k)
+                words = pack_words((picked & ((1 << tbits) - 1)).reshape(-1, 1), tbits)
+                rom = Memory(shape=unsigned(tbits), depth=folds * (1 << k), init=words,
+                             attrs=memory_attrs(folds * (1 << k), tbits, rom=True))
+                m.submodules[f"stage{k}_lane{pe}"] = rom
+                rd = rom.read_port(domain="sync")
+                address = fs[k] * (1 << k) + effective if k else fs[k] * 1
+                m.d.comb += [rd.addr.eq(address), rd.en.eq(advance)]
+                thr = rd.data.as_signed() if tsigned else rd.data
+                bit = value[k + 1] >= thr
+                with m.If(advance):
+                    m.d.sync += prefixes[k + 1][pe].eq(effective)
+                effective = Cat(bit, prefixes[k + 1][pe]) if k else bit
+            counts.append(effective)
+        lanes = []
+        for count in counts:
+            if is_bipolar(u.output_dtype):
+                lanes.append(count[0])
+            else:
+                obits = u.output_dtype.bitwidth()
+                lanes.append((count + Const(u.out_bias % (1 << obits), obits))[:obits])
+        m.d.comb += [self.out.valid.eq(vs[stages]), self.out.payload.eq(Cat(*lanes))]
+        return m

@@ -60,3 +60,39 @@ def test_thresholding_verilator_matches_reference(case, check_unit):
     unit = Thresholding(channels, pe, idt, thr, odt, bias, pixels=pixels)
     frames = rng.integers(int(idt.min()), int(idt.max()) + 1, size=(8, pixels * channels))
     check_unit(unit, frames, seed=3)
+
+
+SEARCH_CASES = {
+    # an 8-bit requantization: 255 thresholds over a 12-bit accumulator, two lanes
+    "int12_t255": (4, 2, DataType["INT12"], 255, DataType["INT8"], -128, 3),
+    # 5 thresholds (3 stages, two padded "never" thresholds), unsigned input, bipolar-free
+    "uint6_t5": (6, 3, DataType["UINT6"], 5, DataType["UINT3"], 0, 2),
+    # one threshold, bipolar output: a single stage
+    "int4_t1_bipolar": (4, 4, INT4, 1, BIPOLAR, 0, 2),
+    # thresholds repeated and beyond the input range (counts that skip levels)
+    "int4_t7_edges": (2, 1, INT4, 7, DataType["UINT3"], 0, 4),
+}
+
+
+@pytest.mark.parametrize("case", SEARCH_CASES)
+def test_binary_search_matches_reference(case, check_unit):
+    channels, pe, idt, steps, odt, bias, pixels = SEARCH_CASES[case]
+    rng = np.random.default_rng(sum(map(ord, case)))
+    thr = np.sort(rng.integers(int(idt.min()) - 3, int(idt.max()) + 4, size=(channels, steps)), axis=1)
+    unit = Thresholding(channels, pe, idt, thr, odt, bias, pixels=pixels, binary_search=True)
+    frames = rng.integers(int(idt.min()), int(idt.max()) + 1, size=(8, pixels * channels))
+    on = np.clip(thr[:, steps // 2], int(idt.min()), int(idt.max()))
+    frames[0, :channels] = on  # values on a threshold itself
+    assert np.array_equal(unit.reference(frames),
+                          Thresholding(channels, pe, idt, thr, odt, bias, pixels=pixels).reference(frames))
+    check_unit(unit, frames, seed=4)
+
+
+def test_binary_search_is_cheaper_for_an_8_bit_requantization():
+    thr = np.sort(np.random.default_rng(0).integers(-2000, 2000, size=(64, 255)), axis=1)
+    parallel = Thresholding(64, 4, DataType["INT12"], thr, DataType["INT8"], -128)
+    search = Thresholding(64, 4, DataType["INT12"], thr, DataType["INT8"], -128, binary_search=True)
+    assert search.search_stages == 8
+    # 8 comparators per lane instead of 255; the ROMs narrow (one threshold wide) instead of 255 wide
+    assert search.est_luts() * 10 < parallel.est_luts()
+    assert search.est_brams() * 20 < parallel.est_brams()

@@ -19,7 +19,7 @@ from qonnx.util.basic import get_by_name
 
 from hwgen.errors import HwgenError
 from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor, single_consumer
-from hwgen.transforms.hardware.infer_mvu import threshold_output, threshold_rows
+from hwgen.transforms.hardware.infer_mvu import fusable, threshold_output, threshold_rows
 from hwgen.units.mvu import accumulator_dtype
 
 
@@ -58,7 +58,7 @@ class InferConvolution(Transformation):
             if conv.op_type != "Conv" or const(model, conv.input[1]) is None:
                 continue
             mt = single_consumer(model, conv.output[0])
-            matches.append((conv, mt if mt is not None and mt.op_type == "MultiThreshold" else None))
+            matches.append((conv, mt if fusable(model, mt) else None))
         for conv, mt in matches:
             geo = conv_geometry(model, conv)
             w = np.rint(const(model, conv.input[1])).astype(np.int64)

@@ -3,7 +3,8 @@
     XnorPopcountMatMul(x, W) [-> MultiThreshold(T)]   =>  MVU(x, W[, T])   (XNOR mode)
     MatMul(x: int, W: int)  [-> MultiThreshold(T)]    =>  MVU(x, W[, T])
 
-The thresholds are fused into the unit when the MultiThreshold is the accumulator's only reader;
+The thresholds are fused into the unit when the MultiThreshold is the accumulator's only reader and has
+fewer than `BINARY_SEARCH_MIN_STEPS` steps (more go to a binary-search `Thresholding` after it);
 without one the MVU streams out its exact integer accumulator.
 """
 
@@ -18,6 +19,7 @@ from qonnx.transformation.base import Transformation
 from hwgen.errors import HwgenError
 from hwgen.transforms.graph import HWGEN_DOMAIN, add_const, const, fresh_node_name, insert_after, make_node, single_consumer
 from hwgen.units.mvu import accumulator_dtype
+from hwgen.units.thresholding import BINARY_SEARCH_MIN_STEPS
 
 
 def threshold_output(model: ModelWrapper, mt) -> tuple[DataType, int]:
@@ -31,6 +33,13 @@ def threshold_output(model: ModelWrapper, mt) -> tuple[DataType, int]:
         raise HwgenError(f"thresholds with out_scale={scale}, out_bias={bias} ({dtype.name}) have no "
                          "integer hardware form", where=f"node {mt.name}")
     return dtype, int(bias)
+
+
+def fusable(model: ModelWrapper, mt) -> bool:
+    """Whether a MultiThreshold is fused into the layer before it: only few thresholds, which the
+    MVU compares all at once; many (an 8-bit requantization) go to a binary-search Thresholding."""
+    return mt is not None and mt.op_type == "MultiThreshold" \
+        and const(model, mt.input[1]).shape[1] < BINARY_SEARCH_MIN_STEPS
 
 
 def threshold_rows(model: ModelWrapper, mt, channels: int) -> str:
@@ -48,7 +57,7 @@ class InferMVU(Transformation):
             if node.op_type not in ("MatMul", "XnorPopcountMatMul") or const(model, node.input[1]) is None:
                 continue
             mt = single_consumer(model, node.output[0])
-            matches.append((node, mt if mt is not None and mt.op_type == "MultiThreshold" else None))
+            matches.append((node, mt if fusable(model, mt) else None))
         for (mm, mt) in matches:
             w = const(model, mm.input[1])
             idt = model.get_tensor_datatype(mm.input[0])

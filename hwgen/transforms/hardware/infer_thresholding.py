@@ -14,6 +14,7 @@ from qonnx.transformation.base import Transformation
 from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, const, insert_after, make_node
 from hwgen.transforms.hardware.geometry import channels_and_pixels
 from hwgen.transforms.hardware.infer_mvu import threshold_output, threshold_rows
+from hwgen.units.thresholding import BINARY_SEARCH_MIN_STEPS
 
 
 class InferThresholding(Transformation):
@@ -27,7 +28,8 @@ class InferThresholding(Transformation):
                              domain=HWGEN_DOMAIN,
                              name=fresh_node_name(model, "Thresholding"), channels=channels, PE=1, pixels=pixels,
                              input_dtype=model.get_tensor_datatype(mt.input[0]).name,
-                             output_dtype=odt.name, out_bias=bias)
+                             output_dtype=odt.name, out_bias=bias,
+                             binary_search=int(const(model, mt.input[1]).shape[1] >= BINARY_SEARCH_MIN_STEPS))
             insert_after(model, mt, [node])
             model.graph.node.remove(mt)
         return model, bool(matches)

@@ -2,6 +2,7 @@
 
     q -> Mul(s) -> AveragePool(k x k, stride k)     =>     q -> SumPool(k x k) -> Mul(s) -> Div(k*k)
     q -> Mul(s) -> GlobalAveragePool                 =>     q -> SumPool(global) -> Mul(s) -> Div(H*W)
+    q -> Mul(s) -> ReduceMean(axes 2, 3)             =>     the same (keepdims=0: then a Reshape to (N, C))
 
 for an integer tensor q and a scalar scale s. The window sum of the integers is exact in hardware;
 what remains is the scale and the 1/N, which join the chain to the next quantizer (thresholds or a
@@ -26,13 +27,39 @@ from qonnx.util.basic import get_by_name
 
 from hwgen.errors import HwgenError
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
-from hwgen.transforms.graph import add_const, const, int_dtype_for_range, is_scalar, make_node, new_tensor, single_consumer
+from hwgen.transforms.graph import add_const, add_shape, const, int_dtype_for_range, is_scalar, make_node, new_tensor, single_consumer
+
+
+def _reduced_axes(model: ModelWrapper, node) -> list[int] | None:
+    """The axes a ReduceMean averages over (attribute before opset 18, input from it)."""
+    attr = get_by_name(node.attribute, "axes")
+    if attr is not None:
+        axes = list(attr.ints)
+    elif len(node.input) > 1 and node.input[1]:
+        value = const(model, node.input[1])
+        axes = None if value is None else [int(a) for a in value.reshape(-1)]
+    else:
+        axes = None
+    rank = len(model.get_tensor_shape(node.input[0]))
+    return None if axes is None else sorted(a % rank for a in axes)
+
+
+def _is_global(model: ModelWrapper, pool) -> bool:
+    if pool.op_type == "GlobalAveragePool":
+        return True
+    return pool.op_type == "ReduceMean" and len(model.get_tensor_shape(pool.input[0])) == 4 \
+        and _reduced_axes(model, pool) == [2, 3]
+
+
+def _keepdims(pool) -> bool:
+    attr = get_by_name(pool.attribute, "keepdims")
+    return pool.op_type != "ReduceMean" or attr is None or bool(attr.i)
 
 
 def _window(model: ModelWrapper, pool) -> tuple[int, int] | None:
     """(kh, kw) of a pool whose windows tile the image (stride = kernel, no padding), or None."""
     _, _, h, w = model.get_tensor_shape(pool.input[0])
-    if pool.op_type == "GlobalAveragePool":
+    if _is_global(model, pool):
         return h, w
     kernel = list(get_by_name(pool.attribute, "kernel_shape").ints)
     strides = get_by_name(pool.attribute, "strides")
@@ -50,17 +77,21 @@ def _exact_sums(scale: np.float32, lo: int, hi: int, n: int) -> bool:
     return bool(np.all(totals.astype(np.float32).astype(np.float64) == totals))
 
 
-def _model_average(pool, scale: np.float32, sums: np.ndarray, window: tuple[int, int]) -> np.ndarray:
-    """The model's own AveragePool on windows holding s*S in one place and zeros elsewhere (the
-    same exact float sum as any window of that total)."""
+def _model_average(model: ModelWrapper, pool, scale: np.float32, sums: np.ndarray,
+                   window: tuple[int, int]) -> np.ndarray:
+    """The model's own pooling node, run on windows holding s*S in one place and zeros elsewhere
+    (the same exact float sum as any window of that total)."""
     kh, kw = window
     x = np.zeros((1, sums.size, kh, kw), np.float32)
     x[0, :, 0, 0] = (sums.astype(np.float64) * np.float64(scale)).astype(np.float32)
-    node = helper.make_node(pool.op_type, ["x"], ["y"], **({} if pool.op_type == "GlobalAveragePool" else
-                                                           {"kernel_shape": [kh, kw], "strides": [kh, kw]}))
+    node = helper.make_node(pool.op_type, ["x", *pool.input[1:]], ["y"])
+    node.attribute.extend(pool.attribute)
+    inits = [helper.make_tensor(t, TensorProto.INT64, const(model, t).shape, const(model, t).astype(np.int64).ravel())
+             for t in pool.input[1:] if t]
+    out_shape = [1, sums.size, 1, 1] if _keepdims(pool) else [1, sums.size]
     graph = helper.make_graph([node], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, sums.size, 1, 1])])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], initializer=inits)
+    proto = helper.make_model(graph, opset_imports=list(model.model.opset_import))
     proto.ir_version = 8
     return execute_onnx(ModelWrapper(proto), {"x": x})["y"].reshape(-1)
 
@@ -68,7 +99,9 @@ def _model_average(pool, scale: np.float32, sums: np.ndarray, window: tuple[int,
 class FoldAveragePoolIntoSumPool(Transformation):
     def apply(self, model: ModelWrapper):
         for pool in model.graph.node:
-            if pool.op_type not in ("AveragePool", "GlobalAveragePool"):
+            if pool.op_type not in ("AveragePool", "GlobalAveragePool", "ReduceMean"):
+                continue
+            if pool.op_type == "ReduceMean" and not _is_global(model, pool):
                 continue
             mul = model.find_producer(pool.input[0])
             if mul is None or mul.op_type != "Mul" or single_consumer(model, mul.output[0]) is None:
@@ -95,7 +128,7 @@ class FoldAveragePoolIntoSumPool(Transformation):
                              "exact, so the pooled values do not follow from the integer sums; use a "
                              "power-of-two scale for the pooled tensor", where=f"node {pool.name}")
         sums = np.arange(lo, hi + 1)
-        wanted = _model_average(pool, scale, sums, window)
+        wanted = _model_average(model, pool, scale, sums, window)
         scaled = (sums.astype(np.float64) * np.float64(scale)).astype(np.float32)
         if np.array_equal(wanted, (scaled / np.float32(n)).astype(np.float32)):
             last = ("Div", float(n))
@@ -105,11 +138,18 @@ class FoldAveragePoolIntoSumPool(Transformation):
             raise HwgenError("the model's average pooling rounds in a way hwgen cannot reproduce from the "
                              "window sums", where=f"node {pool.name}")
         sum_dtype = int_dtype_for_range(lo, hi)
-        summed = new_tensor(model, pool.output[0], dtype=sum_dtype)
+        n_, c = model.get_tensor_shape(q)[:2]
+        pooled_shape = [n_, c, *(1, 1)] if _is_global(model, pool) else None
+        summed = new_tensor(model, like=None if pooled_shape else pool.output[0], shape=pooled_shape, dtype=sum_dtype)
+        nodes = [make_node("SumPool", [q], [summed], domain=INTEGER_DOMAIN, name=f"{pool.name}_sum",
+                           kernel=[0, 0] if _is_global(model, pool) else list(window), out_dtype=sum_dtype.name)]
+        if not _keepdims(pool):  # (N, C, 1, 1) -> (N, C), still integers
+            flat = new_tensor(model, pool.output[0], dtype=sum_dtype)
+            nodes.append(make_node("Reshape", [summed, add_shape(model, [n_, c])], [flat],
+                                   name=f"{pool.name}_flatten"))
+            summed = flat
         rescaled = new_tensor(model, pool.output[0])
-        nodes = [
-            make_node("SumPool", [q], [summed], domain=INTEGER_DOMAIN, name=f"{pool.name}_sum",
-                      kernel=[0, 0] if pool.op_type == "GlobalAveragePool" else list(window), out_dtype=sum_dtype.name),
+        nodes += [
             make_node("Mul", [summed, add_const(model, scale)], [rescaled], name=f"{pool.name}_scale"),
             make_node(last[0], [rescaled, add_const(model, last[1])], [pool.output[0]], name=f"{pool.name}_mean"),
         ]

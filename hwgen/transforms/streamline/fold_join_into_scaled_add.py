@@ -14,7 +14,8 @@ Nothing is derived by algebra on floats. The model's own ops run on *every* pair
 coefficients (alpha, beta) are then searched so that F depends on z = alpha*qa + beta*qb alone:
 where the operands' scales differ by a power of two that is the shift between them, else the
 continued-fraction approximations of the scale ratio in order of size, each checked on all pairs.
-F as a function of z becomes thresholds (monotone in z) or a table over z's range; where no
+F as a function of z becomes a table over z's range where that range is small (at most
+`LOOKUP_MAX_ENTRIES` values) and F has many levels or is not monotone, else thresholds; where no
 coefficients up to `MAX_COEFFICIENT` work, the join is an error naming the Add and both scales.
 """
 
@@ -33,7 +34,7 @@ from hwgen.transforms.chain import ElementwiseChain, walk_back, walk_forward
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, int_dtype_for_range, make_node, new_tensor
 from hwgen.transforms.quant import dtype_for_levels
 from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
-    LOOKUP_MAX_ENTRIES, QUANTIZERS, _Chain, accumulator_range,
+    LOOKUP_MAX_ENTRIES, LOOKUP_MIN_LEVELS, QUANTIZERS, _Chain, accumulator_range,
 )
 
 #: the largest integer coefficient tried for either operand
@@ -157,8 +158,9 @@ class FoldJoinIntoScaledAdd(Transformation):
             z = alpha * grid_a[:, 0] + beta * grid_b[:, 0]
             is_function, rising = function_of(z, levels)
             span = int(z.max() - z.min()) + 1
-            if is_function and (rising or span <= LOOKUP_MAX_ENTRIES):
-                _emit(model, add, chain, ta, tb, alpha, beta, z, levels, rising)
+            table = span <= LOOKUP_MAX_ENTRIES and (not rising or chain.num_thresholds(model) >= LOOKUP_MIN_LEVELS)
+            if is_function and (rising or table):
+                _emit(model, add, chain, ta, tb, alpha, beta, z, levels, as_thresholds=not table)
                 return
         raise HwgenError(f"no integer coefficients up to {MAX_COEFFICIENT} reproduce the model's rounding "
                          f"of a*{scale_a[0]:.9g} + b*{scale_b[0]:.9g} (scales of {ta} and {tb}) for every "
@@ -166,8 +168,9 @@ class FoldJoinIntoScaledAdd(Transformation):
 
 
 def _emit(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, alpha: int, beta: int,
-          z: np.ndarray, levels: np.ndarray, rising: bool) -> None:
-    """ScaledAdd -> MultiThreshold (or Lookup) in place of the join's nodes."""
+          z: np.ndarray, levels: np.ndarray, as_thresholds: bool) -> None:
+    """ScaledAdd -> MultiThreshold (monotone, few levels or a wide z) or Lookup (a table over z's
+    range) in place of the join's nodes."""
     quant = chain.quant
     scale, bias = chain.out_scale_bias(model)
     z_dtype = int_dtype_for_range(int(z.min()), int(z.max()))
@@ -176,7 +179,7 @@ def _emit(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, alpha: 
                        alpha=int(alpha), beta=int(beta), out_dtype=z_dtype.name)]
     order = np.argsort(z, kind="stable")
     zs, ls = z[order], levels[order]
-    if rising:
+    if as_thresholds:
         steps = int(ls.max() - ls.min())
         low = int(ls.min(axis=0).min())
         # T[c, j] = the smallest z whose level reaches low + j + 1
