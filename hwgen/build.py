@@ -2,14 +2,16 @@
 
     load -> ingest -> streamline -> partition -> to_hardware -> fold -> plumbing -> rtl -> report
 
-`OUT/report.json` is written last and atomically: a build that fails at any step leaves none, and
-a stale one from an earlier build into the same folder is removed first.
+The build is written into a sibling folder, which replaces OUT only when every step is done: a
+build that fails at any step leaves no half-written folder, and an earlier build in OUT intact.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,13 +20,14 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.general import GiveUniqueNodeNames
 
 from hwgen.config import BuildConfig
+from hwgen.errors import HwgenError
 from hwgen.frontend import check_known_ops, load_onnx, prepare
 from hwgen.host import StreamInfo, write_accelerator_json
 from hwgen.report import build_report, write_json_atomically
 from hwgen.rtl.stitch import stitch
 from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import (
-    FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, apply_all, check_stage,
+    FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, RewriteFailure, apply_all, check_stage,
 )
 
 
@@ -108,16 +111,47 @@ STEPS: list[tuple[str, Callable[[BuildState], BuildState]]] = [
 
 
 def build(model: str | Path | ModelWrapper, out: str | Path, cfg: BuildConfig | None = None) -> dict:
-    """Build `model` (an ONNX path or a loaded graph) into folder `out`; returns the report."""
+    """Build `model` (an ONNX path or a loaded graph) into folder `out`; returns the report.
+
+    The build happens in a sibling folder that replaces `out` only once it is complete: a build
+    that fails leaves no half-written folder, and an earlier build in `out` exactly as it was."""
     cfg = cfg or BuildConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").unlink(missing_ok=True)
+    _check_destination(out)
     loaded = load_onnx(model) if not isinstance(model, ModelWrapper) else model
     check_known_ops(loaded)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        report = _build_into(loaded, work, cfg)
+        _swap_in(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _check_destination(out: Path) -> None:
+    """`out` must be absent, empty, or an earlier hwgen build (which the new one replaces)."""
+    if out.exists() and not out.is_dir():
+        raise HwgenError("is a file, not a build folder", where=str(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / "build.toml").is_file():
+        raise HwgenError("holds files that are not a hwgen build; build into a new or empty folder",
+                         where=str(out))
+
+
+def _swap_in(work: Path, out: Path) -> None:
+    """Replace `out` by the finished build in `work` (both in the same parent folder)."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+        os.rename(out, old)
+    os.rename(work, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig) -> dict:
     graphs = out / "graphs"
-    if graphs.exists():
-        shutil.rmtree(graphs)
     graphs.mkdir()
     loaded.save(str(graphs / "00_input.onnx"))
     prepared = prepare(loaded).transform(GiveUniqueNodeNames())
@@ -129,7 +163,11 @@ def build(model: str | Path | ModelWrapper, out: str | Path, cfg: BuildConfig | 
     state.model_input_name = next(i.name for i in loaded.graph.input if i.name not in initializers)
     state.model_input_dtype = prepared.get_tensor_datatype(prepared.graph.input[0].name).name
     for index, (name, step) in enumerate(STEPS, start=2):
-        state = step(state)
+        try:
+            state = step(state)
+        except RewriteFailure as exc:
+            raise HwgenError(f"step {name}: {exc}; the model is one hwgen cannot lower (if it is a valid "
+                             "QONNX model, this is a bug in hwgen)") from None
         state.model.save(str(graphs / f"{index:02d}_{name}.onnx"))
     (out / "build.toml").write_text(cfg.to_toml())
     if cfg.folding is not None:

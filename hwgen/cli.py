@@ -6,7 +6,9 @@
     hwgen synth OUT [--part P] [--jobs N]
     hwgen demo [-o OUT]
 
-A mistake in what the user gave (`HwgenError`) prints one line and exits with status 2.
+A mistake in what the user gave (`HwgenError`) prints one line and exits with status 2; a tool
+that fails (`ToolError`: Verilator, the C++ compiler, Yosys) one line naming it and its log, exit
+status 1.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.errors import HwgenError
+from hwgen.errors import HwgenError, ToolError
 
 
 def _load_npy(path: str) -> np.ndarray:
@@ -75,7 +77,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     x = _load_npy(args.input)
     result = verify_build(Path(args.build), x, stall_prob=args.stall_prob, **_cache(args))
     print(result.summary())
-    return 0 if result.exact else 1
+    return 0 if result.passed else 1
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -151,8 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HwgenError as exc:
-        print(f"hwgen: error: {exc}", file=sys.stderr)
+        print(f"hwgen: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except ToolError as exc:
+        print(f"hwgen: tool error: {one_line(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def one_line(message: str) -> str:
+    """`message` with every line break and other control character escaped: names from the
+    user's files may hold anything, and the error must stay one line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,19 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "hwgen"
 
 
+def check_folding(folding: object) -> None:
+    """A hand folding is a JSON object of layer names, each an object of positive integers
+    (`PE`, `SIMD`, `depth`); raise naming the first entry that is not."""
+    if not isinstance(folding, dict):
+        raise HwgenError(f"must be a JSON object of layer names, not {type(folding).__name__}", where="folding config")
+    for name, entry in folding.items():
+        if not isinstance(entry, dict):
+            raise HwgenError(f"must be a JSON object of parameters, not {entry!r}", where=f"folding config '{name}'")
+        for key, value in entry.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise HwgenError(f"'{key}' must be a positive integer, got {value!r}", where=f"folding config '{name}'")
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """How to build an accelerator.
@@ -42,6 +55,8 @@ class BuildConfig:
             raise HwgenError(f"must be positive, got {self.target_fps}", where="target_fps")
         if self.fifo_depth < 2:
             raise HwgenError(f"must be at least 2, got {self.fifo_depth}", where="fifo_depth")
+        if self.folding is not None:
+            check_folding(self.folding)
 
     @property
     def cycles_target(self) -> int:

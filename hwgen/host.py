@@ -76,22 +76,45 @@ def check_values(x: np.ndarray, dtype_name: str, tensor: str) -> None:
                          f"that the model declares for its input '{tensor}'", where="input array")
 
 
+def load_build_graph(path: Path) -> ModelWrapper:
+    """A graph of a build folder (the host parts, a checkpoint), read as data: it may have no nodes
+    at all, and only ops of the domains hwgen writes (executing any other would import the Python
+    module its domain names)."""
+    from hwgen.frontend.support import check_build_graph
+
+    try:
+        model = ModelWrapper(str(path))
+    except FileNotFoundError:
+        raise HwgenError("no such file: not a finished build", where=str(path)) from None
+    except Exception as exc:  # protobuf's DecodeError and qonnx's assertions on malformed graphs
+        raise HwgenError(f"not an ONNX model ({type(exc).__name__})", where=str(path)) from None
+    check_build_graph(model, str(path))
+    return model
+
+
 class HostIO:
     """Encode model inputs into beats and decode beats into model outputs, for one build."""
 
     def __init__(self, build_dir: Path) -> None:
         build_dir = Path(build_dir)
-        info = json.loads((build_dir / "accelerator.json").read_text())
-        self.top: str = info["top"]
-        self.model_input_shape: list[int] = info["model_input_shape"]
-        self.model_input_dtype: str = info.get("model_input_dtype", "FLOAT32")
-        self.model_input_name: str = info.get("model_input_name", "")
-        self.streams: list[dict] = info.get("streams", [])
-        self.model_output_shape: list[int] = info["model_output_shape"]
-        self.input = StreamInfo(**info["input"])
-        self.output = StreamInfo(**info["output"])
-        self.pre = ModelWrapper(str(build_dir / "host_pre.onnx"))
-        self.post = ModelWrapper(str(build_dir / "host_post.onnx"))
+        where = str(build_dir / "accelerator.json")
+        try:
+            info = json.loads((build_dir / "accelerator.json").read_text())
+            self.top: str = info["top"]
+            self.input = StreamInfo(**info["input"])
+            self.output = StreamInfo(**info["output"])
+            self.model_input_shape: list[int] = list(info["model_input_shape"])
+            self.model_output_shape: list[int] = list(info["model_output_shape"])
+            self.model_input_dtype: str = info.get("model_input_dtype", "FLOAT32")
+            DataType[self.model_input_dtype]
+            self.model_input_name: str = info.get("model_input_name", "")
+            self.streams: list[dict] = list(info.get("streams", []))
+        except FileNotFoundError:
+            raise HwgenError("no such file: not a finished build", where=where) from None
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise HwgenError(f"not an accelerator description ({type(exc).__name__}: {exc})", where=where) from None
+        self.pre = load_build_graph(build_dir / "host_pre.onnx")
+        self.post = load_build_graph(build_dir / "host_post.onnx")
 
     def check_input(self, x: np.ndarray) -> None:
         want = list(self.model_input_shape[1:])

@@ -30,6 +30,8 @@ def to_wire(values: np.ndarray, dtype: BaseDataType) -> np.ndarray:
             f"values in [{v.min()}, {v.max()}] do not fit {dtype.name} [{dtype.min()}, {dtype.max()}]"
         )
     if dtype == DataType["BIPOLAR"]:
+        if np.any(v == 0):
+            raise HwgenError("values hold 0, which is not a BIPOLAR value (-1 or +1)")
         return (v > 0).astype(np.uint64)
     bits = dtype.bitwidth()
     return (v & ((1 << bits) - 1)).astype(np.uint64)

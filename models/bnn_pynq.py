@@ -34,6 +34,11 @@ def load_checkpoint(name: str, path: str | Path) -> nn.Module:
     if not path.exists():
         raise HwgenError("no such checkpoint", where=str(path))
     model = bnn_pynq_model(name)
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: a checkpoint is data; unpickling it must never run code from the file
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError (and others) for anything but plain tensors
+        raise HwgenError(f"not a checkpoint of plain tensors ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:120]})", where=str(path)) from None
     model.load_state_dict(state["state_dict"], strict=True)
     return model.eval()

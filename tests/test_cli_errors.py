@@ -71,15 +71,30 @@ def test_folding_names_a_missing_layer(tiny_mlp_onnx, tmp_path, capsys):
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-def test_failed_rebuild_removes_the_old_report(tiny_mlp_onnx, tmp_path, capsys):
+def test_failed_rebuild_leaves_the_earlier_build_intact(tiny_mlp_onnx, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(capsys, "build", tiny_mlp_onnx, "-o", out)[0] == 0
-    assert (out / "report.json").exists()
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     folding = tmp_path / "fold.json"
     folding.write_text(json.dumps({"MVU_0": {"SIMD": 5}}))  # MW of MVU_0 is 784
     code, err = run_cli(capsys, "build", tiny_mlp_onnx, "-o", out, "--folding", folding)
     assert_one_line_error(code, err, "MVU_0", "SIMD")
-    assert not (out / "report.json").exists()
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no half-written sibling
+
+
+def test_output_folder_that_is_a_file_or_holds_other_files(tiny_mlp_onnx, tmp_path, capsys):
+    afile = tmp_path / "taken"
+    afile.write_text("not a folder")
+    code, err = run_cli(capsys, "build", tiny_mlp_onnx, "-o", afile)
+    assert_one_line_error(code, err, "taken", "is a file")
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"\xff\xd8")
+    code, err = run_cli(capsys, "build", tiny_mlp_onnx, "-o", other)
+    assert_one_line_error(code, err, "photos", "not a hwgen build")
+    assert [p.name for p in other.iterdir()] == ["holiday.jpg"]
 
 
 def test_input_of_the_wrong_shape(tiny_mlp_onnx, tmp_path, capsys):
@@ -133,3 +148,123 @@ def test_graph_without_input(tmp_path, capsys):
     onnx.save(helper.make_model(graph), str(path))
     code, err = run_cli(capsys, "build", path, "-o", tmp_path / "out")
     assert_one_line_error(code, err, "no_input.onnx", "no input")
+
+
+@pytest.fixture(scope="module")
+def good_build(tiny_mlp_onnx, tmp_path_factory):
+    out = tmp_path_factory.mktemp("good") / "build"
+    from hwgen.build import build
+    build(tiny_mlp_onnx, out)
+    return out
+
+
+def test_build_folder_missing_or_broken_files(good_build, tmp_path, capsys):
+    import shutil
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 1, 28, 28), np.float32))
+    broken = tmp_path / "broken"
+    shutil.copytree(good_build, broken)
+    (broken / "accelerator.json").unlink()
+    code, err = run_cli(capsys, "sim", broken, "--input", x, "--output", tmp_path / "y.npy")
+    assert_one_line_error(code, err, "accelerator.json", "not a finished build")
+    (broken / "accelerator.json").write_text("{ not json")
+    code, err = run_cli(capsys, "verify", broken, "--input", x)
+    assert_one_line_error(code, err, "accelerator.json", "not an accelerator description")
+    shutil.copy(good_build / "accelerator.json", broken / "accelerator.json")
+    (broken / "host_post.onnx").write_bytes(b"\x08\x01garbage")
+    code, err = run_cli(capsys, "sim", broken, "--input", x, "--output", tmp_path / "y.npy")
+    assert_one_line_error(code, err, "host_post.onnx")
+
+
+def test_truncated_onnx(tiny_mlp_onnx, tmp_path, capsys):
+    data = tiny_mlp_onnx.read_bytes()
+    for cut in (len(data) // 3, len(data) - 7):
+        bad = tmp_path / f"cut{cut}.onnx"
+        bad.write_bytes(data[:cut])
+        code, err = run_cli(capsys, "build", bad, "-o", tmp_path / f"out{cut}")
+        assert_one_line_error(code, err, bad.name)
+        assert not (tmp_path / f"out{cut}").exists()
+
+
+@pytest.mark.parametrize("folding, fragment", [
+    ([1, 2], "JSON object"),
+    ({"MVU_0": 4}, "'MVU_0'"),
+    ({"MVU_0": {"PE": 2.5}}, "positive integer"),
+    ({"MVU_0": {"PE": -4}}, "positive integer"),
+    ({"StreamingFifo_0": {"depth": True}}, "positive integer"),
+])
+def test_bad_folding_files(tiny_mlp_onnx, tmp_path, capsys, folding, fragment):
+    path = tmp_path / "fold.json"
+    path.write_text(json.dumps(folding))
+    code, err = run_cli(capsys, "build", tiny_mlp_onnx, "-o", tmp_path / "out", "--folding", path)
+    assert_one_line_error(code, err, "folding config", fragment)
+
+
+def test_bad_numbers_on_the_command_line(tiny_mlp_onnx, tmp_path, capsys):
+    code, err = run_cli(capsys, "build", tiny_mlp_onnx, "-o", tmp_path / "out", "--target-fps", "0")
+    assert_one_line_error(code, err, "target_fps", "positive")
+
+
+def test_bad_input_arrays(good_build, tmp_path, capsys):
+    cases = {
+        "rank.npy": np.zeros((28, 28), np.float32),
+        "text.npy": np.array([["a"] * 28] * 28).reshape(1, 1, 28, 28),
+        "inf.npy": np.full((2, 1, 28, 28), np.inf, np.float32),
+    }
+    for name, array in cases.items():
+        np.save(tmp_path / name, array)
+        code, err = run_cli(capsys, "sim", good_build, "--input", tmp_path / name, "--output", tmp_path / "y.npy")
+        assert_one_line_error(code, err, "input array")
+    (tmp_path / "notnpy.npy").write_text("1, 2, 3")
+    code, err = run_cli(capsys, "verify", good_build, "--input", tmp_path / "notnpy.npy")
+    assert_one_line_error(code, err, "notnpy.npy", "not a .npy array")
+
+
+def test_a_removed_node_is_named_not_pruned(tiny_mlp_onnx, tmp_path, capsys):
+    """A node taken out of a valid graph leaves a tensor that is read but never written; a node
+    whose result nothing reads is an error too."""
+    model = onnx.load(str(tiny_mlp_onnx))
+    victim = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
+    model.graph.node.remove(victim)
+    path = tmp_path / "holed.onnx"
+    onnx.save(model, str(path))
+    code, err = run_cli(capsys, "build", path, "-o", tmp_path / "out")
+    assert_one_line_error(code, err, f"tensor {victim.output[0]}", "no node writes it")
+    model = onnx.load(str(tiny_mlp_onnx))
+    first = model.graph.node[0]
+    model.graph.node.append(helper.make_node("Relu", [first.output[0]], ["nobody_reads_this"], name="orphan"))
+    path = tmp_path / "orphan.onnx"
+    onnx.save(model, str(path))
+    code, err = run_cli(capsys, "build", path, "-o", tmp_path / "out2")
+    assert_one_line_error(code, err, "node orphan", "nothing uses its result")
+
+
+def test_a_failing_tool_is_exit_1_naming_tool_and_log(good_build, tmp_path, capsys):
+    """Verilator rejecting the RTL (here: a build folder whose Verilog was edited into garbage) is
+    not a mistake in the model: one line naming the tool, what it built and where its log is."""
+    import shutil
+    broken = tmp_path / "edited"
+    shutil.copytree(good_build, broken)
+    top = json.loads((broken / "accelerator.json").read_text())["top"]
+    (broken / "rtl" / f"{top}.v").write_text("module oops(\n")
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 1, 28, 28), np.float32))
+    code = main(["sim", str(broken), "--input", str(x), "--output", str(tmp_path / "y.npy"),
+                 "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("hwgen: tool error: verilator failed on design hwgen_accel"), err
+    log = err.rsplit("log: ", 1)[1]
+    assert Path(log).is_file()
+
+
+def test_a_failing_yosys_is_exit_1(good_build, tmp_path, capsys):
+    import shutil
+    broken = tmp_path / "edited"
+    shutil.copytree(good_build, broken)
+    victim = sorted((broken / "rtl").glob("*.il"))[0]
+    victim.write_text("this is not rtlil\n")
+    code = main(["synth", str(broken), "--jobs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("hwgen: tool error: yosys failed on module " + victim.stem), err

@@ -54,7 +54,7 @@ def test_cnv_bit_exact_and_fast_enough(cnv_build, shared_data, verilator_cache):
     print(f"CNV-W1A1: {stats['cycles_per_frame']:.0f} cycles/frame = {fps:.0f} FPS at 100 MHz "
           f"(estimate {estimate}), {report['totals']['est_luts']} LUTs est.")
     assert fps >= BNN_PYNQ_CNV_FPS
-    assert abs(stats["cycles_per_frame"] - estimate) <= 0.05 * estimate
+    assert stats["cycles_per_frame"] == estimate
 
 
 @pytest.mark.slow

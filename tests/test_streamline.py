@@ -54,7 +54,8 @@ def test_negative_batchnorm_scale_is_exact():
 
 
 def test_threshold_exactly_on_an_accumulator_value():
-    """BatchNorm that maps an integer accumulator to exactly 0.0: sign(0) = +1 must hold."""
+    """BatchNorm that maps an integer accumulator to exactly 0.0: sign(0) = +1 must hold. Inputs
+    are made to land on the tie (checked), and the hidden layer's signs there compared too."""
     model, _ = exported(1, 1, seed=6, hidden=(8,))
     with torch.no_grad():
         bn = model.layers[1]
@@ -63,12 +64,29 @@ def test_threshold_exactly_on_an_accumulator_value():
         bn.weight.fill_(1.0)
         bn.bias.zero_()
     graph = prepare(export_brevitas(model, (1, 1, 8, 8))).transform(GiveUniqueNodeNames())
-    x = np.random.default_rng(2).random((512, 1, 8, 8)).astype(np.float32)
+    # the layer sees pixel levels q (x = q / 256); channel c's BatchNorm output is 0 exactly where
+    # sum_i w[c, i] q_i = 256 * mean[c]: channel 4 (mean 0) with one +1 and one -1 input equal
+    w = np.where(model.layers[0].weight.detach().numpy() >= 0, 1, -1)
+    mean = bn.running_mean.numpy()
+    plus, minus = np.flatnonzero(w[4] > 0), np.flatnonzero(w[4] < 0)
+    rng = np.random.default_rng(2)
+    q = np.zeros((64, 64), np.int64)
+    for k in range(64):
+        q[k, plus[k % len(plus)]] = q[k, minus[k % len(minus)]] = rng.integers(1, 256)
+    acc = q @ w.T
+    on_tie = acc[:, 4] == 256 * mean[4]
+    assert on_tie.all()
+    x = np.concatenate([q / 256.0, rng.random((64, 64))]).astype(np.float32).reshape(-1, 1, 8, 8)
     streamlined = apply_all(graph, STREAMLINE)
     thresholds = [streamlined.get_initializer(n.input[1]) for n in streamlined.graph.node
                   if n.op_type == "MultiThreshold"]
     assert thresholds, "no thresholds were made"
     assert np.array_equal(execute(streamlined, x), execute(graph, x))
+    with torch.no_grad():  # Brevitas too: BatchNorm output exactly 0 there, and its sign +1
+        pixels = model.input_quant(torch.from_numpy(x[:64]).reshape(64, -1))
+        normalized = model.layers[1](model.layers[0](pixels))
+        assert torch.all(normalized[:, 4] == 0)
+        assert torch.all(model.layers[2](normalized)[:, 4] > 0)
 
 
 def test_float_leftover_between_layers_is_named():

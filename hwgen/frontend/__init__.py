@@ -2,6 +2,6 @@
 check that every op in it is one hwgen knows."""
 
 from hwgen.frontend.load import load_onnx, export_brevitas, prepare
-from hwgen.frontend.support import check_known_ops, check_supported
+from hwgen.frontend.support import check_connected, check_known_ops, check_supported
 
-__all__ = ["load_onnx", "export_brevitas", "prepare", "check_known_ops", "check_supported"]
+__all__ = ["load_onnx", "export_brevitas", "prepare", "check_connected", "check_known_ops", "check_supported"]

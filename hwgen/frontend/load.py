@@ -35,6 +35,7 @@ def load_onnx(path: str | Path) -> ModelWrapper:
         raise HwgenError("is a folder, not an ONNX file", where=str(path))
     try:
         proto = onnx.load(str(path))
+        _read_every_string(proto)
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for garbage
         raise HwgenError(f"not an ONNX model ({type(exc).__name__})", where=str(path)) from None
     if len(proto.graph.node) == 0:
@@ -46,6 +47,20 @@ def load_onnx(path: str | Path) -> ModelWrapper:
         return ModelWrapper(proto)
     except AssertionError as exc:  # qonnx asserts on malformed graphs (e.g. a tensor declared twice)
         raise HwgenError(f"malformed ONNX graph: {exc}", where=str(path)) from None
+
+
+def _read_every_string(proto: onnx.ModelProto) -> None:
+    """Touch every name the graph holds: protobuf decodes strings lazily, so a file with bytes that
+    are not UTF-8 in a name would fail later, deep inside a rewrite."""
+    graph = proto.graph
+    for node in graph.node:
+        _ = (node.name, node.op_type, node.domain, list(node.input), list(node.output),
+             [(a.name, a.s) for a in node.attribute])
+    for v in list(graph.input) + list(graph.output) + list(graph.value_info) + list(graph.initializer):
+        _ = v.name
+    for a in graph.quantization_annotation:
+        _ = (a.tensor_name, [(e.key, e.value) for e in a.quant_parameter_tensor_names])
+    _ = [(o.domain, o.version) for o in proto.opset_import]
 
 
 def export_brevitas(module, input_shape: tuple[int, ...], **export_options) -> ModelWrapper:
@@ -90,12 +105,29 @@ def prepare_for_execution(model: ModelWrapper) -> ModelWrapper:
 def prepare(model: ModelWrapper) -> ModelWrapper:
     """Ingest a freshly loaded graph (`INGEST` in the pipeline): one opset, static shapes, no shape
     arithmetic, QONNX domains, datatypes inferred; then check that every op is one hwgen builds."""
-    from hwgen.frontend.support import check_known_ops, check_supported
+    from hwgen.frontend.support import check_connected, check_known_ops, check_schemas, check_supported
     from hwgen.transforms.pipeline import INGEST, NAMES, apply_all
 
     check_known_ops(model)
+    check_connected(model)
+    check_schemas(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = apply_all(model, INGEST)
+        for transform in INGEST:
+            model = _ingest_step(model, transform)
         check_supported(model)
         return apply_all(model, NAMES)
+
+
+def _ingest_step(model: ModelWrapper, transform) -> ModelWrapper:
+    """One ingest rewrite. The model is the user's file, read for the first time here: when ONNX's
+    shape inference, its version converter or QONNX finds it malformed (a cycle, shapes that
+    disagree, an attribute out of range), that is one line naming the step, not a traceback."""
+    from hwgen.transforms.pipeline import apply_all
+
+    from hwgen.transforms.pipeline import RewriteFailure
+
+    try:
+        return apply_all(model, [transform])
+    except RewriteFailure as exc:  # the libraries raise many kinds for a malformed graph
+        raise HwgenError(f"the model is malformed: ingest step {exc}") from None

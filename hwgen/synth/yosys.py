@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwgen.errors import HwgenError
+from hwgen.errors import HwgenError, ToolError
 
 #: LUT sites taken by each LUT-based cell (logic, distributed RAM, shift registers).
 LUTS_PER_CELL: dict[str, int] = {
@@ -104,7 +104,7 @@ class SynthRun:
         proc = subprocess.run([str(yosys), "-q", "-l", f"synth/{log.name}", "-s", f"synth/{script.name}"],
                               cwd=build_dir, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - start
-        _check(proc, f"see {log}", self.top)
+        _check(proc, "synth_xilinx", self.top, log)
         cells = read_cell_counts(synth_dir / f"{self.top}.stat.json", self.top)
         return {"seconds": round(seconds, 2), "cells": cells, **count_resources(cells)}
 
@@ -135,10 +135,11 @@ def verilog_for_synthesis(build_dir: Path, source: str) -> str:
     return target
 
 
-def _check(proc: subprocess.CompletedProcess, what: str, module: str) -> None:
+def _check(proc: subprocess.CompletedProcess, what: str, module: str, log: Path | None = None) -> None:
     if proc.returncode != 0:
         last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise HwgenError(f"Yosys failed (exit {proc.returncode}: {last[0]}); {what}", where=f"module {module}")
+        raise ToolError("yosys", f"module {module}", f"{what} (exit {proc.returncode}: {last[0]})",
+                        str(log) if log else None)
 
 
 def read_cell_counts(path: Path, top: str) -> dict[str, int]:

@@ -25,6 +25,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from hwgen.errors import HwgenError
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.graph import const, fresh_name, single_consumer
+from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import FLOAT32_EXACT
 
 LAYER_OPS = ("MatMul", "XnorPopcountMatMul", "Conv")
 #: ops that hardware runs when their inputs are integer (a flatten folds into the next layer's weights)
@@ -143,6 +144,10 @@ def split_host_and_accelerator(model: ModelWrapper) -> Partition:
     if len(outputs) != 1:
         raise HwgenError(f"the accelerator needs one output stream, found {outputs}")
     (out,) = outputs
+    odt = model.get_tensor_datatype(out)
+    if odt.is_integer() and max(-int(odt.min()), int(odt.max())) > FLOAT32_EXACT:
+        raise HwgenError(f"the accelerator's output ({odt.name}) exceeds +-2^24, beyond which the host's "
+                         "float32 output transform is not exact", where=f"tensor {out}")
     pre_names = {n.name for n in nodes} - region - post_names
     for n in nodes:
         if n.name in pre_names and any(t in available for t in n.input):

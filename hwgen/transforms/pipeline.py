@@ -26,7 +26,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
 from hwgen.config import BuildConfig
-from hwgen.errors import HwgenError
+from hwgen.errors import HwgenError, ToolError
 from hwgen.ops import COMPUTE_OPS, PLUMBING_OPS
 from hwgen.transforms.partition import ACCELERATOR_OPS
 from hwgen.transforms.hardware.absorb_flatten_into_matmul import AbsorbFlattenIntoMatMul
@@ -65,7 +65,9 @@ from hwgen.transforms.streamline.convert_gemm_to_matmul import ConvertGemmToMatM
 from hwgen.transforms.streamline.duplicate_forked_elementwise import DuplicateForkedElementwise
 from hwgen.transforms.streamline.fold_average_pool_into_sum_pool import FoldAveragePoolIntoSumPool
 from hwgen.transforms.streamline.merge_concat_scales import MergeConcatScales
-from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import FoldElementwiseChainIntoThresholds
+from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
+    FoldElementwiseChainIntoThresholds, accumulator_range, check_exact_range,
+)
 from hwgen.transforms.streamline.fold_join_into_scaled_add import FoldJoinIntoScaledAdd
 from hwgen.transforms.streamline.fold_weight_quant_into_matmul import FoldWeightQuantIntoMatMul
 from hwgen.transforms.streamline.move_scalar_mul_past_matmul import MoveScalarMulPastMatMul
@@ -160,17 +162,41 @@ MAX_PASSES = 10_000
 
 def apply_all(model: ModelWrapper, transforms: list[Transformation]) -> ModelWrapper:
     """Apply each transform in turn, each to its fixed point (until it reports no change), keeping
-    the node list sorted. Works on a copy: the caller's model is left as it was."""
+    the node list sorted. Works on a copy: the caller's model is left as it was. A rewrite that
+    fails with anything but a `HwgenError` raises `RewriteFailure` naming it."""
     model = ModelWrapper(copy.deepcopy(model.model))
     for t in transforms:
         for _ in range(MAX_PASSES):
-            model, changed = t.apply(model)
+            model, changed = _guarded(t, model)
             if not changed:
                 break
         else:
             raise RuntimeError(f"{type(t).__name__} reached no fixed point in {MAX_PASSES} passes")
-        model = model.transform(SortGraph(), make_deepcopy=False, cleanup=False)
-    return model.transform(InferShapes(), make_deepcopy=False, cleanup=False)
+        model, _ = _guarded(SortGraph(), model)
+    model, _ = _guarded(InferShapes(), model)
+    return model
+
+
+def _guarded(t: Transformation, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+    try:
+        if isinstance(t, (SortGraph, InferShapes)):
+            return model.transform(t, make_deepcopy=False, cleanup=False), False
+        return t.apply(model)
+    except (HwgenError, ToolError):
+        raise
+    except Exception as exc:
+        raise RewriteFailure(type(t).__name__, exc) from exc
+
+
+class RewriteFailure(Exception):
+    """A rewrite raised something other than a `HwgenError`: a graph it was not written for (a
+    malformed model that passed the checks before it) or a bug in it. The build turns it into one
+    line naming the rewrite."""
+
+    def __init__(self, rewrite: str, exc: Exception) -> None:
+        detail = " ".join(str(exc).split())[:200]
+        super().__init__(f"{rewrite} failed ({type(exc).__name__}: {detail})")
+        self.rewrite = rewrite
 
 
 def check_stage(model: ModelWrapper, stage: str) -> None:
@@ -185,8 +211,13 @@ def check_stage(model: ModelWrapper, stage: str) -> None:
 
 
 def check_streamlined(model: ModelWrapper) -> None:
-    """After streamlining no Gemm is left and every weight quantizer is folded into its layer."""
+    """After streamlining no Gemm is left, every weight quantizer is folded into its layer, and no
+    integer layer's accumulator exceeds what float32 holds exactly (+-2^24)."""
     for node in model.graph.node:
+        if node.op_type in ("MatMul", "Conv", "XnorPopcountMatMul"):
+            found = accumulator_range(model, node.output[0])
+            if found is not None:
+                check_exact_range(int(found[0].min()), int(found[1].max()), node)
         if node.op_type == "Gemm":
             raise HwgenError("Gemm left after streamline", where=f"node {node.name}")
         if node.op_type in ("Quant", "BipolarQuant") and model.get_initializer(node.input[0]) is not None:

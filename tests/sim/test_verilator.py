@@ -165,9 +165,10 @@ def test_build_from_folder(verilator_cache: Path, tmp_path: Path) -> None:
 
 def test_failed_build_leaves_no_cache_entry(tmp_path: Path) -> None:
     broken = "module broken(input ap_clk);\n  this is not verilog\nendmodule\n"
-    with pytest.raises(BuildError, match="verilator failed"):
+    with pytest.raises(BuildError, match="verilator failed on design broken") as info:
         vl.build_verilog({"broken.v": broken}, "broken", tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["failed"]  # only the kept log, no cache entry
+    assert Path(info.value.log).is_file() and "this is not verilog" in Path(info.value.log).read_text()
 
 
 def test_deadlock_is_reported(verilator_cache: Path) -> None:

@@ -37,6 +37,9 @@ QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold", "Sign")
 #: the function has at least LOOKUP_MIN_LEVELS levels or is not monotone
 LOOKUP_MAX_ENTRIES = 1 << 10
 LOOKUP_MIN_LEVELS = 16
+#: float32 holds every integer up to this magnitude, and no further: the model's own arithmetic,
+#: QONNX's thresholds (float32 initializers) and the chains run here are exact only within it
+FLOAT32_EXACT = 1 << 24
 #: Tabulate every accumulator value when the table has at most this many entries, else bisect.
 FULL_TABLE_LIMIT = 1 << 22
 
@@ -153,6 +156,15 @@ def find_thresholds(chain: _Chain, lo: np.ndarray, hi: np.ndarray, mirror: int |
     return low.T.astype(np.int64), falling
 
 
+def check_exact_range(lo: int, hi: int, node) -> None:
+    """Refuse integer ranges float32 cannot hold exactly (a 25-bit accumulator): thresholds or
+    values there would be rounded, in the model as in its QONNX form, and hwgen exact to neither."""
+    if max(-lo, hi) > FLOAT32_EXACT:
+        raise HwgenError(f"the accumulator's range [{lo}, {hi}] exceeds +-2^24, beyond which float32 "
+                         "(the model's arithmetic and QONNX's thresholds) is not exact: use fewer bits "
+                         "or fewer inputs per output", where=f"node {node.name}")
+
+
 def _lookup_instead(model: ModelWrapper, tensor: str, chain: _Chain, lo: np.ndarray, hi: np.ndarray,
                     producer) -> bool:
     """Replace the chain by a table (`Lookup`) where that is exact and cheaper than thresholds:
@@ -217,6 +229,7 @@ class FoldElementwiseChainIntoThresholds(Transformation):
 
     @staticmethod
     def _rewrite(model, tensor, chain_nodes, q, lo, hi, producer) -> None:
+        check_exact_range(int(lo.min()), int(hi.max()), producer or q)
         chain = _Chain(model, tensor, chain_nodes, q)
         if _lookup_instead(model, tensor, chain, lo, hi, producer):
             return

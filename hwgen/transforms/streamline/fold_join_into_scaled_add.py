@@ -34,7 +34,7 @@ from hwgen.transforms.chain import ElementwiseChain, walk_back, walk_forward
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, int_dtype_for_range, make_node, new_tensor
 from hwgen.transforms.quant import dtype_for_levels
 from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
-    LOOKUP_MAX_ENTRIES, LOOKUP_MIN_LEVELS, QUANTIZERS, _Chain, accumulator_range,
+    FLOAT32_EXACT, LOOKUP_MAX_ENTRIES, LOOKUP_MIN_LEVELS, QUANTIZERS, _Chain, accumulator_range,
 )
 
 #: the largest integer coefficient tried for either operand
@@ -156,6 +156,8 @@ class FoldJoinIntoScaledAdd(Transformation):
                              where=f"node {add.name}")
         for alpha, beta in candidate_coefficients(float(ratios[0])):
             z = alpha * grid_a[:, 0] + beta * grid_b[:, 0]
+            if max(-int(z.min()), int(z.max())) > FLOAT32_EXACT:
+                continue  # the sum's thresholds would not be exact in float32
             is_function, rising = function_of(z, levels)
             span = int(z.max() - z.min()) + 1
             table = span <= LOOKUP_MAX_ENTRIES and (not rising or chain.num_thresholds(model) >= LOOKUP_MIN_LEVELS)

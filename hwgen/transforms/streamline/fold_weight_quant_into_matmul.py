@@ -57,6 +57,8 @@ class FoldWeightQuantIntoMatMul(Transformation):
                 matches.append((mm, q))
         for mm, q in matches:
             levels, scale, dtype = integer_weights(model, q)
+            if levels.ndim != (2 if mm.op_type == "MatMul" else 4):
+                raise HwgenError(f"weights of shape {list(levels.shape)} do not fit a {mm.op_type}", where=f"node {mm.name}")
             axis = _output_channel_axis(mm)
             channels = levels.shape[axis]
             if scale.size != 1 and (scale.size != channels or scale.shape[axis] != channels):
