@@ -29,8 +29,8 @@ from hwgen.host import HostIO
 from hwgen.sim import build as build_sim
 from hwgen.simulate import simulate_build
 from hwgen.synth import synthesize
-from models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics
-from models.data import SHARED_DATA
+from hwgen.models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics
+from hwgen.models.data import SHARED_DATA
 
 CLOCK_MHZ = 100.0
 TARGET_FPS = 3050

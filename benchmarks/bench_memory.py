@@ -37,7 +37,7 @@ def phase_build(work: Path) -> dict:
     from hwgen.build import build
     from hwgen.config import BuildConfig
     from hwgen.frontend import export_brevitas
-    from models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics
+    from hwgen.models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics
 
     export_brevitas(with_fixed_batchnorm_statistics(cnv_w1a1(), seed=0), (1, 3, 32, 32)).save(str(work / "cnv.onnx"))
     t = time.perf_counter()

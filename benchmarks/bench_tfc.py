@@ -23,7 +23,7 @@ from hwgen.frontend import export_brevitas
 from hwgen.host import HostIO
 from hwgen.sim import build as build_sim
 from hwgen.sim import run as run_sim
-from models.bnn_pynq import bnn_pynq_model
+from hwgen.models.bnn_pynq import bnn_pynq_model
 
 
 def main() -> None:

@@ -1,10 +1,13 @@
-"""The `hwgen` command line: build, sim, verify, synth, demo.
+"""The `hwgen` command line: build, sim, verify, synth, demo, zoo.
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
+                                [--fifo-sizing auto|measured|modelled]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
     hwgen verify OUT --input X.npy
     hwgen synth OUT [--part P] [--jobs N]
     hwgen demo [-o OUT]
+    hwgen zoo list [--json]
+    hwgen zoo export NAME [--size small|imagenet] [--seed S] [--checkpoint FILE] -o FILE.onnx
 
 A mistake in what the user gave (`HwgenError`) prints one line and exits with status 2; a tool
 that fails (`ToolError`: Verilator, the C++ compiler, Yosys) one line naming it and its log, exit
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen.config import FIFO_SIZING_MODES
 from hwgen.errors import HwgenError, ToolError
 
 
@@ -51,7 +55,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from hwgen.config import BuildConfig
 
     cfg = BuildConfig(clock_mhz=args.clock_mhz, target_cycles=args.target_cycles, target_fps=args.target_fps,
-                      folding=_load_folding(args.folding), **_cache(args))
+                      folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing, **_cache(args))
     report = build(args.model, args.output, cfg)
     t = report["totals"]
     print(f"built {args.output}: {len(report['layers'])} units, {t['max_est_cycles']} cycles/frame "
@@ -98,6 +102,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from hwgen.models.zoo import listing
+
+    rows = listing()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':<20}{'family':<16}{'size':<10}{'parameters':>12}{'binary MACs':>16}  input")
+    for r in rows:
+        shape = "x".join(str(d) for d in r["input_shape"][1:])
+        print(f"{r['name']:<20}{r['family']:<16}{r['size']:<10}{r['parameters']:>12,}{r['binary_macs']:>16,}  {shape}")
+    return 0
+
+
+def cmd_zoo_export(args: argparse.Namespace) -> int:
+    from hwgen.models.zoo import export
+
+    path = export(args.name, args.output, size=args.size, seed=args.seed, checkpoint=args.checkpoint)
+    print(f"exported {args.name} ({args.size}) to {path}")
+    return 0
+
+
 def _cache(args: argparse.Namespace) -> dict:
     return {"cache_dir": Path(args.cache_dir)} if getattr(args, "cache_dir", None) else {}
 
@@ -114,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--target-fps", type=float, help="frames per second to fold for, at --clock-mhz")
     b.add_argument("--clock-mhz", type=float, default=100.0)
     b.add_argument("--folding", help="FINN-style folding JSON: {\"Defaults\": {}, \"MVU_0\": {\"PE\": 16}}")
+    b.add_argument("--fifo-sizing", choices=FIFO_SIZING_MODES, default="auto",
+                   help="FIFO depths at joins: measured in Verilator, modelled from latencies, or auto (measured if small)")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sim", help="simulate a build in Verilator")
@@ -141,6 +169,19 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=int, default=3)
     d.add_argument("--frames", type=int, default=500, help="test images to run through rtlsim")
     d.set_defaults(func=cmd_demo)
+
+    z = sub.add_parser("zoo", help="the model zoo: list it, or export a network as QONNX")
+    zsub = z.add_subparsers(dest="zoo_command", required=True)
+    zl = zsub.add_parser("list", help="name, family, size, parameters and binary MACs per frame")
+    zl.add_argument("--json", action="store_true", help="print the table as JSON")
+    zl.set_defaults(func=cmd_zoo_list)
+    ze = zsub.add_parser("export", help="a zoo network as a QONNX file, random or from a checkpoint")
+    ze.add_argument("name")
+    ze.add_argument("--size", choices=("small", "imagenet"), default="small")
+    ze.add_argument("--seed", type=int, default=0, help="seed of the random parameters")
+    ze.add_argument("--checkpoint", help="a state_dict (.pt) to load instead of random parameters")
+    ze.add_argument("-o", "--output", required=True, help="FILE.onnx")
+    ze.set_defaults(func=cmd_zoo_export)
 
     for sp in (b, s, v, d):
         sp.add_argument("--cache-dir", help="Verilator build cache (default ~/.cache/hwgen)")

@@ -9,6 +9,8 @@ from hwgen.errors import HwgenError
 
 #: Used when neither a target cycle count nor a target frame rate is given.
 DEFAULT_TARGET_FPS = 100_000.0
+#: how FIFO depths are found where paths fork and join (see `hwgen.transforms.hardware.size_fifos`)
+FIFO_SIZING_MODES = ("auto", "measured", "modelled")
 
 
 def default_cache_dir() -> Path:
@@ -35,7 +37,9 @@ class BuildConfig:
 
     `target_cycles` (cycles per frame) wins over `target_fps`; with neither, `DEFAULT_TARGET_FPS`
     at `clock_mhz`. A hand `folding` (FINN-style JSON object) is applied after the automatic
-    folding and overrides it for the layers and keys it names.
+    folding and overrides it for the layers and keys it names. `fifo_sizing` is how the FIFOs
+    where paths fork and meet again get their depths: "measured" (a Verilator run), "modelled"
+    (from each unit's latency, no simulation) or "auto" (measured where the design is small).
     """
 
     clock_mhz: float = 100.0
@@ -43,6 +47,7 @@ class BuildConfig:
     target_fps: float | None = None
     folding: dict | None = None
     fifo_depth: int = 2
+    fifo_sizing: str = "auto"
     top_name: str = "hwgen_accel"
     cache_dir: Path = field(default_factory=default_cache_dir)
 
@@ -55,6 +60,9 @@ class BuildConfig:
             raise HwgenError(f"must be positive, got {self.target_fps}", where="target_fps")
         if self.fifo_depth < 2:
             raise HwgenError(f"must be at least 2, got {self.fifo_depth}", where="fifo_depth")
+        if self.fifo_sizing not in FIFO_SIZING_MODES:
+            raise HwgenError(f"must be one of {', '.join(FIFO_SIZING_MODES)}, got {self.fifo_sizing!r}",
+                             where="fifo_sizing")
         if self.folding is not None:
             check_folding(self.folding)
 

@@ -19,8 +19,8 @@ from hwgen.simulate import simulate_build
 
 def run_demo(out: Path, *, epochs: int = 3, frames: int = 500, cache_dir: Path | None = None,
              log=print) -> dict:
-    from models.mlp import BnnMlp
-    from models.train import accuracy, bundled_mnist, train
+    from hwgen.models.mlp import BnnMlp
+    from hwgen.models.train import accuracy, bundled_mnist, train
 
     out.mkdir(parents=True, exist_ok=True)
     data = bundled_mnist()

@@ -1,10 +1,14 @@
 """`report.json`: per-layer folding and estimates, the contract other tools read.
 
-Keys (exactly): `clock_mhz`, `est_fps`, `layers` (each: `name`, `op`, `PE`, `SIMD`, `MW`, `MH`,
-`est_cycles`, `est_luts`, `est_brams`, `est_dsps`; null where a key does not apply) and `totals`
-(`est_luts`, `est_brams`, `est_dsps`, `max_est_cycles`). `est_brams` counts 18 Kb block RAMs. Each layer
-also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise); `hwgen synth`
-adds `synth` blocks.
+Keys (exactly): `clock_mhz`, `est_fps`, `fifo_sizing`, `layers` (each: `name`, `op`, `PE`, `SIMD`, `MW`, `MH`,
+`est_cycles`, `est_luts`, `est_brams`, `est_dsps`; null where a key does not apply), `totals`
+(`est_luts`, `est_brams`, `est_dsps`, `max_est_cycles`) and `parts` (per part of xc7z020, xczu3eg,
+xczu7ev, xck26: `part`, `clock_mhz`, capacities `luts`, `bram18`, `uram`, `dsp`, needs
+`weight_bits`, `threshold_bits`, `est_luts`, `est_bram18`, `est_uram`, `est_dsps`, `fits` and
+`fps` at that clock; `hwgen.fit`). `est_brams` counts 18 Kb block RAMs. Each layer
+also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise). `fifo_sizing`
+says how the FIFOs at joins got their depths ("measured", "modelled", or null for a chain, where
+none needed sizing). `hwgen synth` adds `synth` blocks.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ from pathlib import Path
 
 from qonnx.core.modelwrapper import ModelWrapper
 
+from hwgen.fit import parts_table
 from hwgen.ops import unit_of
+from hwgen.transforms.hardware.size_fifos import SIZING_KEY
 
 
 def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
-    layers = []
+    layers, units = [], []
     for node in model.graph.node:
         unit = unit_of(model, node)
+        units.append(unit)
         layers.append({
             "name": node.name,
             "op": node.op_type,
@@ -36,9 +43,11 @@ def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
             "depth": getattr(unit, "depth", None),  # FIFOs: beats they hold
         })
     max_cycles = max(layer["est_cycles"] for layer in layers)
+    sizing = model.get_metadata_prop(SIZING_KEY)
     return {
         "clock_mhz": clock_mhz,
         "est_fps": clock_mhz * 1e6 / max_cycles,
+        "fifo_sizing": sizing,
         "layers": layers,
         "totals": {
             "est_luts": sum(layer["est_luts"] for layer in layers),
@@ -46,6 +55,7 @@ def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
             "est_dsps": sum(layer["est_dsps"] for layer in layers),
             "max_est_cycles": max_cycles,
         },
+        "parts": parts_table(units, max_cycles),
     }
 
 

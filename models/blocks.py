@@ -31,7 +31,9 @@ from dataclasses import dataclass
 import torch
 from brevitas.core.scaling import ScalingImplType
 from brevitas.nn import QuantConv2d, QuantIdentity
-from brevitas.quant import Int8ActPerTensorFixedPoint, Int8ActPerTensorFloat, Int8WeightPerTensorFloat
+from brevitas.quant import (
+    Int8ActPerTensorFixedPoint, Int8ActPerTensorFloat, Int8WeightPerTensorFixedPoint, Int8WeightPerTensorFloat,
+)
 from brevitas_examples.bnn_pynq.models.common import CommonActQuant, CommonWeightQuant
 from torch import nn
 
@@ -84,6 +86,13 @@ def int8_quant(scale: float, pow2: bool) -> QuantIdentity:
         raise ValueError(f"power-of-two quantizer asked for scale {scale}")
     act_quant = Pow2Int8ActQuant if pow2 else FloatInt8ActQuant
     return QuantIdentity(act_quant=act_quant, scaling_init=scale * 128, return_quant_tensor=False)
+
+
+def int8_weights(pow2: bool) -> type:
+    """8-bit weight quantizer: a power-of-two scale with power-of-two activations, so that the
+    model's float convolution is exact (every product and partial sum a float32 value exactly)
+    and the accelerator's integer one equals it bit for bit; a float scale otherwise."""
+    return Int8WeightPerTensorFixedPoint if pow2 else Int8WeightPerTensorFloat
 
 
 def sign_quant() -> QuantIdentity:
@@ -170,7 +179,7 @@ class Int8ConvBN(nn.Module):
         super().__init__()
         self.quant_in = int8_quant(in_scale, pow2)
         self.conv = QuantConv2d(in_channels, out_channels, 1, bias=False,
-                                weight_quant=Int8WeightPerTensorFloat, weight_bit_width=8)
+                                weight_quant=int8_weights(pow2), weight_bit_width=8)
         self.bn = nn.BatchNorm2d(out_channels)
         self.quant = int8_quant(out_scale, pow2)
 

@@ -14,7 +14,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas_examples.bnn_pynq.models.common import CommonActQuant, CommonWeightQuant
 from torch import nn
 
-from models.mlp import PixelQuant
+from hwgen.models.mlp import PixelQuant
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import random
 import torch
 from torch import nn
 
-from models.blocks import (
+from hwgen.models.blocks import (
     BinaryConvBN, Block, BlockNet, DenseLayer, RSign, int8_quant, randomize_block, scales, sign_quant,
 )
 

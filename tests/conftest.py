@@ -24,7 +24,7 @@ def verilator_cache() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """`../shared/data`, where the real data sets lie; tests that need it skip without it."""
-    from models.data import SHARED_DATA
+    from hwgen.models.data import SHARED_DATA
 
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
@@ -35,7 +35,7 @@ def shared_data() -> Path:
 def tiny_mlp_onnx(tmp_path_factory) -> Path:
     """A small random BNN MLP (784-32-16-10, uint8 input, binary inside) exported to QONNX."""
     from hwgen.frontend import export_brevitas
-    from models.mlp import BnnMlp, randomize
+    from hwgen.models.mlp import BnnMlp, randomize
 
     path = tmp_path_factory.mktemp("tiny") / "mlp.onnx"
     export_brevitas(randomize(BnnMlp(hidden=(32, 16)), seed=0), (1, 1, 28, 28)).save(str(path))

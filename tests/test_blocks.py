@@ -20,7 +20,7 @@ from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import check_checkpoints, run_input_model, simulate_build
-from models.blocks import (
+from hwgen.models.blocks import (
     BiRealBlock, BiRealDownsampleBlock, BlockNet, DenseLayer, DenseTransition, ReActNetBlock, randomize_block,
 )
 
@@ -120,3 +120,33 @@ def test_fifo_depths_in_the_report_and_an_undersized_shortcut_deadlocks(tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "deadlock" in err and fifo in err and "DuplicateStreams" in err, err
+
+
+def _join_depths(report: dict, out: Path) -> dict[str, int]:
+    """Depth of every FIFO that feeds a join, by name."""
+    streams = json.loads((out / "accelerator.json").read_text())["streams"]
+    joins = {s["producer"] for s in streams if (s["consumer"] or "").startswith(("AddStreams", "ConcatStreams"))}
+    return {layer["name"]: layer["depth"] for layer in report["layers"] if layer["name"] in joins}
+
+
+@pytest.mark.parametrize("name", ["reactnet_reduction", "bireal", "dense_layer"])
+def test_modelled_fifo_depths_cover_the_measured_ones(name, tmp_path, verilator_cache):
+    """FIFOs sized without simulation (what ImageNet builds use) are at least as deep as a
+    Verilator run measures at every join, and the block built with them is bit-exact with
+    stalls and runs stall-free at the rate of its slowest unit."""
+    measured_out, modelled_out = tmp_path / "measured", tmp_path / "modelled"
+    net, measured = built_block(name, True, measured_out, verilator_cache, fifo_sizing="measured")
+    _, modelled = built_block(name, True, modelled_out, verilator_cache, fifo_sizing="modelled")
+    assert (measured["fifo_sizing"], modelled["fifo_sizing"]) == ("measured", "modelled")
+    want, got = _join_depths(measured, measured_out), _join_depths(modelled, modelled_out)
+    assert want.keys() == got.keys() and len(want) >= 2
+    assert all(got[f] >= want[f] for f in want), (got, want)
+    assert any(want[f] > 8 for f in want)  # a shortcut that really has to wait
+    x = np.random.default_rng(5).random((8, *net.input_shape[1:])).astype(np.float32)
+    with torch.no_grad():
+        brevitas = net(torch.from_numpy(x)).numpy()
+    for stall in (0.0, 0.3):
+        y, stats = simulate_build(modelled_out, x, stall_prob=stall, seed=2, cache_dir=verilator_cache)
+        assert np.array_equal(y, brevitas), f"stall {stall}"
+        if stall == 0.0:
+            assert stats["cycles_per_frame"] == modelled["totals"]["max_est_cycles"]

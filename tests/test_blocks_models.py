@@ -21,7 +21,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from hwgen.execute import execute
 from hwgen.frontend import export_brevitas
 from hwgen.frontend.load import prepare_for_execution
-from models.blocks import (BiRealBlock, BiRealDownsampleBlock, BlockNet, DenseLayer, DenseTransition,
+from hwgen.models.blocks import (BiRealBlock, BiRealDownsampleBlock, BlockNet, DenseLayer, DenseTransition,
                            ReActNetBlock, is_int8_quant, randomize_block, saturation)
 
 SIZE = 8

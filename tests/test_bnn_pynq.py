@@ -17,8 +17,8 @@ from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import run_input_model, simulate_build
-from models.bnn_pynq import load_checkpoint
-from models.data import mnist_test
+from hwgen.models.bnn_pynq import load_checkpoint
+from hwgen.models.data import mnist_test
 
 CHECKPOINTS = {"tfc_1w1a": 93.17, "tfc_1w2a": 94.79, "tfc_2w2a": 96.60, "sfc_1w1a": 97.81}
 

@@ -14,7 +14,7 @@ from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import run_input_model, simulate_build
-from models.cnv import cnv_w1a1, cnv_w1a1_padded, with_fixed_batchnorm_statistics
+from hwgen.models.cnv import cnv_w1a1, cnv_w1a1_padded, with_fixed_batchnorm_statistics
 
 BNN_PYNQ_CNV_FPS = 3050
 

@@ -10,7 +10,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity
 
 from hwgen.execute import execute
 from hwgen.frontend import export_brevitas, prepare
-from models.cnv import cnv_w1a1, cnv_w1a1_padded, with_fixed_batchnorm_statistics
+from hwgen.models.cnv import cnv_w1a1, cnv_w1a1_padded, with_fixed_batchnorm_statistics
 
 MODELS = {"cnv_w1a1": cnv_w1a1, "cnv_w1a1_padded": cnv_w1a1_padded}
 

@@ -6,7 +6,7 @@ import pytest
 
 from hwgen.cli import main
 from hwgen.frontend import export_brevitas
-from models.convnet import BnnConvNet, ConvSpec, randomize_conv
+from hwgen.models.convnet import BnnConvNet, ConvSpec, randomize_conv
 
 
 @pytest.mark.parametrize("spec,word", [(ConvSpec(8, groups=2), "grouped"), (ConvSpec(8, dilation=2), "dilated")])

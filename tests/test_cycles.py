@@ -12,7 +12,7 @@ from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import simulate_build
-from models.bnn_pynq import bnn_pynq_model
+from hwgen.models.bnn_pynq import bnn_pynq_model
 
 
 @pytest.fixture(scope="module")

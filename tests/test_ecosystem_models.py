@@ -26,10 +26,10 @@ from hwgen.cli import main
 from hwgen.config import BuildConfig
 from hwgen.ops import unit_of
 from hwgen.simulate import check_checkpoints, run_input_model, simulate_build
-from models.bnn_pynq import load_checkpoint
-from models.ecosystem import FINN_DOMAIN, finn_onnx_tfc, qonnx_zoo_tfc, sign_activation_tfc, torchscript_export
-from models.data import mnist_test
-from models.mlp import BnnMlp, randomize
+from hwgen.models.bnn_pynq import load_checkpoint
+from hwgen.models.ecosystem import FINN_DOMAIN, finn_onnx_tfc, qonnx_zoo_tfc, sign_activation_tfc, torchscript_export
+from hwgen.models.data import mnist_test
+from hwgen.models.mlp import BnnMlp, randomize
 
 IMAGES = 200
 

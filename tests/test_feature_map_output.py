@@ -11,7 +11,7 @@ from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import check_checkpoints, run_input_model, simulate_build
-from models.convnet import BnnConvNet, ConvSpec, randomize_conv
+from hwgen.models.convnet import BnnConvNet, ConvSpec, randomize_conv
 
 
 class Features(nn.Module):

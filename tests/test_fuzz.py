@@ -17,7 +17,7 @@ from onnx import helper, numpy_helper
 
 from hwgen.cli import main
 from hwgen.frontend import export_brevitas
-from models.mlp import BnnMlp, randomize
+from hwgen.models.mlp import BnnMlp, randomize
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

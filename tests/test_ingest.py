@@ -21,9 +21,9 @@ from hwgen.transforms.ingest.remove_reshapes_around_elementwise import RemoveRes
 from hwgen.transforms.ingest.split_multithreshold_scale import SplitMultiThresholdScale
 from hwgen.transforms.pipeline import INGEST, apply_all
 from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import drop_unreached_zero
-from models.bnn_pynq import bnn_pynq_model
-from models.ecosystem import finn_onnx_tfc, qonnx_zoo_tfc, sign_activation_tfc
-from models.mlp import randomize
+from hwgen.models.bnn_pynq import bnn_pynq_model
+from hwgen.models.ecosystem import finn_onnx_tfc, qonnx_zoo_tfc, sign_activation_tfc
+from hwgen.models.mlp import randomize
 
 QONNX = "qonnx.custom_op.general"
 

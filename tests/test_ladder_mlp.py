@@ -15,7 +15,7 @@ from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import check_checkpoints, simulate_build, run_input_model
-from models.mlp import BnnMlp, randomize
+from hwgen.models.mlp import BnnMlp, randomize
 
 CASES = 4
 

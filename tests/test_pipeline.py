@@ -15,7 +15,7 @@ from hwgen.frontend import export_brevitas
 from hwgen.ops import COMPUTE_OPS, FOLDING, HARDWARE_OPS, PLUMBING_OPS
 from hwgen.ops.kinds import UNITS
 from hwgen.transforms.pipeline import FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, check_stage
-from models.convnet import BnnConvNet, ConvSpec, randomize_conv
+from hwgen.models.convnet import BnnConvNet, ConvSpec, randomize_conv
 
 
 def _copy(model: ModelWrapper) -> ModelWrapper:

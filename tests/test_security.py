@@ -16,7 +16,7 @@ from onnx import helper
 from hwgen.build import build
 from hwgen.cli import main
 from hwgen.errors import HwgenError
-from models.bnn_pynq import load_checkpoint
+from hwgen.models.bnn_pynq import load_checkpoint
 
 
 class _Payload:

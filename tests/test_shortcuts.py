@@ -15,8 +15,8 @@ from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import check_checkpoints, run_input_model, simulate_build
-from models.blocks import BinaryConvBN, Block, BlockNet, int8_quant, randomize_block, scales, sign_quant
-from models.shortcuts import ConcatOfScales, PReLUBlock, ScaledBranchResidual, random_shortcut_net
+from hwgen.models.blocks import BinaryConvBN, Block, BlockNet, int8_quant, randomize_block, scales, sign_quant
+from hwgen.models.shortcuts import ConcatOfScales, PReLUBlock, ScaledBranchResidual, random_shortcut_net
 
 
 def build_and_check(net: nn.Module, tmp_path, cache, frames: int = 16) -> None:

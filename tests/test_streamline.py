@@ -14,7 +14,7 @@ from hwgen.execute import execute
 from hwgen.frontend import export_brevitas, prepare
 from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import STREAMLINE, apply_all
-from models.mlp import BnnMlp, randomize
+from hwgen.models.mlp import BnnMlp, randomize
 
 
 def exported(weight_bits: int, act_bits: int, seed: int, hidden=(24, 12), side=8):

@@ -13,7 +13,7 @@ from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import run_input_model, simulate_build
-from models.mlp import BnnMlp, randomize
+from hwgen.models.mlp import BnnMlp, randomize
 
 
 class TopIndices(nn.Module):

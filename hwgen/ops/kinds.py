@@ -17,9 +17,10 @@ from hwgen.units.mvu import MVU
 from hwgen.units.sliding_window import SlidingWindow
 from hwgen.units.sum_pool import SumPool
 from hwgen.units.thresholding import Thresholding
+from hwgen.units.window_max import WindowMax
 
 UNITS: tuple[type[Unit], ...] = (MVU, Thresholding, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
-                                 SumPool, AddStreams, ConcatStreams,
+                                 WindowMax, SumPool, AddStreams, ConcatStreams,
                                  StreamingFifo, DataWidthConverter, DuplicateStreams)
 
 #: op type (= unit class name) -> the QONNX custom op class that builds and runs that unit

@@ -25,7 +25,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
 from hwgen.rtl.axis import port_names
-from hwgen.rtl.emit import to_verilog_and_rtlil
+from hwgen.rtl.emit import rtlil_to_verilog_batch, to_rtlil, to_verilog_and_rtlil
 from hwgen.streams import beat_bytes
 from hwgen.units.base import StreamSpec, Unit
 
@@ -148,14 +148,17 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> Stit
     """Write one Verilog and one RTLIL file per hardware node plus the top module into `rtl_dir`."""
     rtl_dir.mkdir(parents=True, exist_ok=True)
     instances, files, rtlil, specs, modules = [], [], [], {}, {}
+    units = []
     for node in model.graph.node:
         unit = unit_of(model, node)
         specs[node.name] = (list(unit.inputs), list(unit.outputs))
         module = f"{top}_{_ident(node.name)}"
-        _write_unit(unit, module, rtl_dir, files, rtlil)
+        units.append((unit, module))
         instances.append(Instantiation(module, unit, tuple(stream_inputs(node, len(unit.inputs))),
                                        tuple(node.output[: len(unit.outputs)])))
         modules[node.name] = module
+    for (unit, module), texts in zip(units, _emit_units(units)):
+        _write_texts(texts, module, rtl_dir, files, rtlil)
     edges = _edges(model, specs)
     in_tensor, out_tensor = model.graph.input[0].name, model.graph.output[0].name
     _write(AcceleratorTop(instances, edges, in_tensor, out_tensor), top, rtl_dir, files, rtlil)
@@ -189,15 +192,21 @@ def unit_key(unit: Unit) -> tuple:
     return (type(unit).__name__, tuple(values))
 
 
-def _write_unit(unit: Unit, module: str, rtl_dir: Path, verilog: list[Path], rtlil: list[Path]) -> None:
-    key = (unit_key(unit), module)
-    texts = _emitted.get(key)
-    if texts is None:
-        texts = to_verilog_and_rtlil(unit.component(), module)
-        if len(_emitted) >= _EMITTED_MAX:
-            del _emitted[next(iter(_emitted))]
-        _emitted[key] = texts
-    _write_texts(texts, module, rtl_dir, verilog, rtlil)
+def _emit_units(units: list[tuple[Unit, str]]) -> list[tuple[str, str]]:
+    """(Verilog, RTLIL) of each (unit, module name): from the cache, else elaborated to RTLIL here
+    and turned into Verilog by one Yosys run for all the missing ones."""
+    keys = [(unit_key(unit), module) for unit, module in units]
+    missing = {module: to_rtlil(unit.component(), module) for (unit, module), key in zip(units, keys)
+               if key not in _emitted}
+    verilog = rtlil_to_verilog_batch(missing)
+    texts = [(verilog[module], missing[module]) if module in missing else _emitted[key]
+             for (_, module), key in zip(units, keys)]
+    for key, text in zip(keys, texts):
+        if key not in _emitted:
+            while len(_emitted) >= _EMITTED_MAX:
+                del _emitted[next(iter(_emitted))]
+            _emitted[key] = text
+    return texts
 
 
 def _write(component: wiring.Component, module: str, rtl_dir: Path, verilog: list[Path],

@@ -437,11 +437,12 @@ def run(
     max_idle: int = DEFAULT_MAX_IDLE,
     watch: Sequence[str] = (),
     levels: Mapping[str, tuple[str, str]] | None = None,
+    pace: int = 0,
 ) -> SimResult:
     """Stream `in_beats` (uint8, (frames, in_beats_per_frame, in_bytes)) through a built design
     with one input and one output stream; see `run_streams`."""
     return run_streams(exe, [in_beats], [(out_beats_per_frame, out_bytes)], stall_prob, seed,
-                       max_idle=max_idle, watch=watch, levels=levels)
+                       max_idle=max_idle, watch=watch, levels=levels, pace=pace)
 
 
 def run_streams(
@@ -454,6 +455,7 @@ def run_streams(
     max_idle: int = DEFAULT_MAX_IDLE,
     watch: Sequence[str] = (),
     levels: Mapping[str, tuple[str, str]] | None = None,
+    pace: int = 0,
 ) -> SimResult:
     """Stream each input port's beats (uint8, (frames, beats_per_frame, bytes)) through a built
     design and collect `outputs`, given per output port as (beats_per_frame, bytes).
@@ -463,7 +465,8 @@ def run_streams(
     passing by luck. `watch` names streams inside the design (`TOP.<top>.<name>`, public in the
     build's config) that a deadlock report reads; `levels` names buffers by the streams into and
     out of them (`{name: (in_stream, out_stream)}`, public too), whose largest fill level the
-    result reports.
+    result reports. `pace` > 0 offers each input frame spread evenly over that many cycles (a
+    source no faster than the design's slowest unit) instead of as fast as it is taken.
     """
     if not inputs or not outputs:
         raise HwgenError("a run needs at least one input and one output stream")
@@ -482,6 +485,8 @@ def run_streams(
         raise HwgenError(f"stall_prob {stall_prob} is not in [0, 1)")
     if seed < 0:
         raise HwgenError(f"seed {seed} must be >= 0")
+    if pace < 0:
+        raise HwgenError(f"pace {pace} must be >= 0")
 
     with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as d:
         work = Path(d)
@@ -492,6 +497,7 @@ def run_streams(
         for o, (bpf, nbytes) in enumerate(outputs):
             lines.append(f"out {work / f'out{o}.bin'} {nbytes} {bpf}")
         lines += [f"frames {frames}", f"stall {float(stall_prob)!r}", f"seed {seed}", f"max_idle {max_idle}",
+                  f"pace {int(pace)}",
                   f"stats {work / 'stats.json'}", *(f"watch {name}" for name in watch),
                   *(f"level {name} {a} {b}" for name, (a, b) in (levels or {}).items())]
         (work / "config.txt").write_text("\n".join(lines) + "\n")

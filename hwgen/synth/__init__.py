@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hwgen.errors import HwgenError
 from hwgen.report import write_json_atomically
-from hwgen.synth.parts import PARTS, Part, lookup_part
+from hwgen.parts import PARTS, Part, lookup_part
 from hwgen.synth.yosys import (
     RESOURCES,
     SynthRun,

@@ -65,6 +65,7 @@ from hwgen.transforms.streamline.convert_gemm_to_matmul import ConvertGemmToMatM
 from hwgen.transforms.streamline.duplicate_forked_elementwise import DuplicateForkedElementwise
 from hwgen.transforms.streamline.fold_average_pool_into_sum_pool import FoldAveragePoolIntoSumPool
 from hwgen.transforms.streamline.merge_concat_scales import MergeConcatScales
+from hwgen.transforms.streamline.propagate_integer_datatypes import PropagateIntegerDatatypes
 from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
     FoldElementwiseChainIntoThresholds, accumulator_range, check_exact_range,
 )
@@ -113,6 +114,7 @@ STREAMLINE: list[Transformation] = [
     AbsorbAffineIntoMultiThreshold(),
     AbsorbMonotonicChainIntoTopK(),
     RemoveIdentityOps(),
+    PropagateIntegerDatatypes(),
 ]
 
 TO_HARDWARE: list[Transformation] = [
@@ -139,10 +141,11 @@ def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list
 
 
 def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
-    """Fan-out, width converters and a FIFO on every edge, sized in Verilator where paths fork and
-    meet again; then the hand depths of the folding file."""
+    """Fan-out, width converters and a FIFO on every edge, sized (measured in Verilator or
+    modelled, `cfg.fifo_sizing`) where paths fork and meet again; then the hand depths of the
+    folding file."""
     steps: list[Transformation] = [InsertDuplicateStreams(), InsertDataWidthConverters(), InsertFifos(cfg.fifo_depth),
-                                   SizeFifos(cfg.cache_dir, cfg.top_name)]
+                                   SizeFifos(cfg.cache_dir, cfg.top_name, cfg.fifo_sizing)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, PLUMBING_OPS))
     return steps

@@ -98,6 +98,32 @@ class Unit(ABC):
         """DSP slices (DSP48): none, unless the unit multiplies multi-bit operands."""
         return 0
 
+    def parameter_memories(self) -> list[tuple[int, int, str]]:
+        """(depth, width, role) of each memory holding the model's parameters, role "weights",
+        "thresholds" or "table": what a part's on-chip memory must hold (`hwgen.fit`). A unit
+        without parameters has none."""
+        return []
+
+    def held_fraction(self) -> float:
+        """The most of one input frame the unit takes in before it has given out what it owes
+        for it (a window generator holds rows, a matrix-vector unit a vector or two): what a
+        shortcut beside it must buffer, as a fraction of the frame (FIFO sizing by model). A
+        unit that passes beats through holds its two pipeline registers."""
+        return min(1.0, 2 / self.inputs[0].beats_per_frame)
+
+    def least_held_fraction(self) -> float:
+        """The least of one input frame the unit must take in before its first output beat (a
+        window generator the first window's rows, a matrix-vector unit one vector): with
+        `held_fraction` it brackets how far a path's output lags its input. A unit that passes
+        beats through needs none."""
+        return 0.0
+
+    def turn_beats(self, stream: int) -> int:
+        """The most beats the unit takes from its other inputs between two beats of input
+        `stream` (a concat takes each part of a pixel in turn): what that input's FIFO holds
+        while it waits. None for a unit that takes its inputs together."""
+        return 0
+
 
 def stream_ports(in_width: int | Sequence[int], out_width: int | Sequence[int]) -> dict[str, wiring.Member]:
     """The stream ports of a unit component: `inp` / `out` for one stream each, `inp0, inp1, ...`

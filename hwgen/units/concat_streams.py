@@ -86,6 +86,14 @@ class ConcatStreams(Unit):
     def component(self) -> wiring.Component:
         return ConcatComponent(self)
 
+    def held_fraction(self) -> float:
+        """Inputs are taken one after the other for each pixel: a pixel and its register."""
+        return min(1.0, 2 / self.pixels)
+
+    def turn_beats(self, stream: int) -> int:
+        """The other parts of a pixel."""
+        return sum(c for i, c in enumerate(self.channels) if i != stream) // self.PE
+
     def est_cycles(self) -> int:
         return self.outputs[0].beats_per_frame
 

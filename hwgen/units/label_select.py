@@ -69,6 +69,14 @@ class LabelSelect(Unit):
     def component(self) -> wiring.Component:
         return LabelSelectComponent(self)
 
+    def held_fraction(self) -> float:
+        """Every label before the first index can leave."""
+        return 1.0
+
+    def least_held_fraction(self) -> float:
+        """Every label."""
+        return 1.0
+
     def est_cycles(self) -> int:
         """Input and output overlap (the result is double-buffered): max(labels/PE, k)."""
         return max(self.labels // self.PE, self.k)

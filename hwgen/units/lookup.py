@@ -128,6 +128,9 @@ class ChannelwiseLookup(Unit):
         addr_bits = max(1, (depth - 1).bit_length())
         return self.PE * (memory_luts(depth, width) + addr_bits) + 8
 
+    def parameter_memories(self) -> list[tuple[int, int, str]]:
+        return [(*self._rom_shape(), "table")] * self.PE
+
     def est_brams(self) -> int:
         return self.PE * memory_bram18(*self._rom_shape())
 

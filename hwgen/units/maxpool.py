@@ -126,6 +126,14 @@ class MaxPool(Unit):
     def _acc_shape(self) -> tuple[int, int]:
         return self.out_w * self.folds, self.PE * self.dtype.bitwidth()
 
+    def held_fraction(self) -> float:
+        """A row of windows (`kernel` image rows), and one more row while the next arrives."""
+        return min(1.0, (self.kernel + 1) / self.in_h)
+
+    def least_held_fraction(self) -> float:
+        """The first row of windows: `kernel` image rows less the last row's tail."""
+        return ((self.kernel - 1) * self.in_w + self.kernel) / (self.in_h * self.in_w)
+
     def est_cycles(self) -> int:
         return self.inputs[0].beats_per_frame
 

@@ -188,6 +188,14 @@ class MVU(Unit):
 
     # -- estimates
 
+    def held_fraction(self) -> float:
+        """The vector being computed, the next one in the ping-pong buffer, and one arriving."""
+        return min(1.0, 3 / self.vectors_per_frame)
+
+    def least_held_fraction(self) -> float:
+        """One vector."""
+        return 1 / self.vectors_per_frame
+
     def est_cycles(self) -> int:
         return self.vectors_per_frame * self.SF * self.NF
 
@@ -200,6 +208,10 @@ class MVU(Unit):
         if self.NF > 1:
             mems.append((2 * self.SF, self.SIMD * self.input_dtype.bitwidth()))
         return mems
+
+    def parameter_memories(self) -> list[tuple[int, int, str]]:
+        mems = self._memories()
+        return [(*mems[0], "weights")] + ([(*mems[1], "thresholds")] if self.thresholds is not None else [])
 
     def est_luts(self) -> int:
         """LUT model (6-input LUTs):

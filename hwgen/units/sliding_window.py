@@ -129,6 +129,15 @@ class SlidingWindow(Unit):
         ):
             raise HwgenError(f"pad_value {pad!r} is not a value of output_dtype {odt.name}", where=_WHERE)
 
+    def held_fraction(self) -> float:
+        """Its buffer, full."""
+        return min(1.0, (self.buffer_beats + 1) / self.inputs[0].beats_per_frame)
+
+    def least_held_fraction(self) -> float:
+        """Every beat of the first window that is not padding."""
+        _, last = self._window_bounds()
+        return (int(last[0]) + 1) / self.inputs[0].beats_per_frame
+
     # -- shapes
 
     @property

@@ -117,6 +117,15 @@ class SumPool(Unit):
     def _acc_shape(self) -> tuple[int, int]:
         return (self.in_w // self.window[1]) * self.folds, self.PE * self.output_dtype.bitwidth()
 
+    def held_fraction(self) -> float:
+        """A row of windows and one more row; the whole frame for a global pool."""
+        return min(1.0, (self.window[0] + 1) / self.in_h)
+
+    def least_held_fraction(self) -> float:
+        """The first window: its rows but the last one's tail (all of it for a global pool)."""
+        kh, kw = self.window
+        return ((kh - 1) * self.in_w + kw) / self.pixels
+
     def est_cycles(self) -> int:
         return self.inputs[0].beats_per_frame
 

@@ -225,6 +225,11 @@ class Thresholding(Unit):
             return self.PE * (self.search_stages * 2 * tbits + roms) + 8
         return threshold_luts(self.PE, self.steps, tbits) + memory_luts(*self._rom_shape()) + 8
 
+    def parameter_memories(self) -> list[tuple[int, int, str]]:
+        if self.binary_search:
+            return [(d, w, "thresholds") for d, w in self._search_roms() for _ in range(self.PE)]
+        return [(*self._rom_shape(), "thresholds")]
+
     def est_brams(self) -> int:
         if self.binary_search:
             return self.PE * sum(memory_bram18(d, w) for d, w in self._search_roms())

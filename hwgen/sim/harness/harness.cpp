@@ -10,6 +10,8 @@
 //   in PATH BYTES BEATS_PER_FRAME      one per input stream, in port order
 //   out PATH BYTES BEATS_PER_FRAME     one per output stream, in port order
 //   frames N | stall P | seed S | max_idle M | stats PATH
+//   pace CYCLES                        spread each input frame evenly over CYCLES cycles: beat i
+//                                      of a port is offered no earlier than cycle i*CYCLES/BEATS
 //   watch NAME                         a stream inside the design: NAME_tvalid and NAME_tready,
 //                                      public signals read through VPI when the design deadlocks
 //   level NAME IN OUT                  a buffer between streams IN and OUT (watched names, as
@@ -295,7 +297,7 @@ int main(int argc, char** argv) {
     std::vector<Watch> watches;
     std::vector<Level> levels;
 
-    uint64_t frames = 0, seed = 0, max_idle = 0;
+    uint64_t frames = 0, seed = 0, max_idle = 0, pace = 0;
     double stall = 0.0;
     std::string stats_path;
     std::size_t n_in = 0, n_out = 0;
@@ -319,6 +321,8 @@ int main(int argc, char** argv) {
             frames = parse_u64(a, "frames");
         } else if (key == "stall") {
             stall = parse_prob(a);
+        } else if (key == "pace") {
+            pace = parse_u64(a, "pace");
         } else if (key == "seed") {
             seed = parse_u64(a, "seed");
         } else if (key == "max_idle") {
@@ -376,7 +380,8 @@ int main(int argc, char** argv) {
         top->ap_clk = 0;
         for (std::size_t i = 0; i < ins.size(); ++i) {
             Port& p = ins[i];
-            if (!p.presenting && p.idx < p.bpf * frames && !in_rng[i].chance(stall)) {
+            const bool due = pace == 0 || p.idx * pace <= cycle * p.bpf;
+            if (!p.presenting && due && p.idx < p.bpf * frames && !in_rng[i].chance(stall)) {
                 p.put(&p.data[p.idx * p.bytes], p.bytes);
                 p.presenting = true;
             }

@@ -1,0 +1,41 @@
+"""Bi-Real Net-18 and -34 (Liu et al., "Bi-Real Net: Enhancing the Performance of 1-bit CNNs",
+ECCV 2018; 56.4 % / 62.2 % ImageNet top-1): ResNet with an identity shortcut around every binary
+3x3 convolution.
+
+    Stem: 8-bit 7x7 conv, stride 2, 3 -> 64 channels, 3x3 max pool stride 2
+    stages of 64, 128, 256, 512 channels; each ResNet basic block is two Bi-Real blocks (two binary
+        3x3 convolutions, a shortcut around each); the first of stages 2-4 downsamples: its
+        shortcut average-pools 2x2 and changes channels with an 8-bit 1x1 convolution and BN
+        (18: 2, 2, 2, 2 basic blocks; 34: 3, 4, 6, 3)
+    Classifier: global average pool, 8-bit linear 512 -> 1000
+
+The small config: a 3x3 stem (8 channels) with the 3x3 max pool, two stages of one basic block
+(8 and 16 channels), 32 x 32 images, 10 classes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from hwgen.models.blocks import BiRealBlock, BiRealDownsampleBlock
+from hwgen.models.heads import Classifier, resnet_layout
+
+BASIC_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+class BiRealNet(nn.Sequential):
+    def __init__(self, depth: int = 18, size: str = "imagenet") -> None:
+        imagenet = size == "imagenet"
+        stem, widths, blocks, classes = resnet_layout(size, BASIC_BLOCKS[depth])
+        layers: list[nn.Module] = [stem]
+        c = widths[0]
+        for stage, (width, count) in enumerate(zip(widths, blocks)):
+            for index in range(count):
+                if stage > 0 and index == 0:
+                    layers += [BiRealDownsampleBlock(c, width), BiRealBlock(width)]
+                else:
+                    layers += [BiRealBlock(width), BiRealBlock(width)]
+                c = width
+        layers.append(Classifier(c, classes))
+        super().__init__(*layers)
+        self.input_shape = (1, 3, 224, 224) if imagenet else (1, 3, 32, 32)

@@ -1,0 +1,38 @@
+"""ReActNet-A (Liu et al., "ReActNet: Towards Precise Binary Neural Network with Generalized
+Activation Functions", ECCV 2020; 69.4 % ImageNet top-1): MobileNetV1 made binary.
+
+    Stem: 8-bit 3x3 conv, stride 2, 3 -> 32 channels
+    13 ReActNet blocks (models/blocks.py): 32->64, 64->128 s2, 128, 128->256 s2, 256,
+        256->512 s2, 512 x 5, 512->1024 s2, 1024; a block that doubles channels concatenates two
+        1x1 binary convolutions, a stride-2 block average-pools its shortcut
+    Classifier: global average pool, 8-bit linear 1024 -> 1000
+
+The small config keeps the block types (a channel-doubling, a reduction and a normal block) on a
+32 x 32 image, 8 -> 32 channels, 10 classes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from hwgen.models.blocks import ReActNetBlock
+from hwgen.models.heads import Classifier, Stem
+
+#: (out channels, stride) of ReActNet-A's blocks after the 32-channel stem
+IMAGENET_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1),
+                   (512, 1), (512, 1), (1024, 2), (1024, 1))
+SMALL_BLOCKS = ((16, 1), (32, 2), (32, 1))
+
+
+class ReActNetA(nn.Sequential):
+    def __init__(self, size: str = "imagenet") -> None:
+        imagenet = size == "imagenet"
+        width, plan, classes = (32, IMAGENET_BLOCKS, 1000) if imagenet else (8, SMALL_BLOCKS, 10)
+        layers: list[nn.Module] = [Stem(3, width, 3, 2 if imagenet else 1)]
+        c = width
+        for out, stride in plan:
+            layers.append(ReActNetBlock(c, out, stride))
+            c = out
+        layers.append(Classifier(c, classes))
+        super().__init__(*layers)
+        self.input_shape = (1, 3, 224, 224) if imagenet else (1, 3, 32, 32)
