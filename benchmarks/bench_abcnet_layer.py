@@ -41,7 +41,7 @@ def layer(m: int, n: int, channels: int) -> tuple[np.ndarray, np.ndarray, np.nda
     conv.randomize_(torch.Generator().manual_seed(0))
     conv.activations.randomize_(torch.Generator().manual_seed(1))
     with torch.no_grad():
-        bases = binarize(conv.latent).reshape(m, channels, -1).permute(0, 2, 1).numpy()  # (M, K, C)
+        bases = (binarize(conv.latent) > 0).int().reshape(m, channels, -1).permute(0, 2, 1).numpy()  # (M, K, C)
         a = (fixed_point(conv.alpha, ALPHA_BITS) * 2 ** ALPHA_BITS).round().int().numpy()
         b = (fixed_point(conv.activations.beta, BETA_BITS) * 2 ** BETA_BITS).round().int().numpy()
     return bases, a, b

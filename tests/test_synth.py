@@ -156,7 +156,8 @@ def test_part_names():
     assert lookup_part("xc7z020clg400-1") is PARTS["xc7z020"]
     assert lookup_part("xczu3eg-sbva484-1-i").family == "xcup"
     assert lookup_part("XC7Z010") is PARTS["xc7z010"]
-    with pytest.raises(HwgenError, match="known devices: xc7z010, xc7z020, xczu3eg, xczu7ev"):
+    assert lookup_part("xck26-sfvc784-2LV-c") is PARTS["xck26"] and PARTS["xck26"].uram == 64
+    with pytest.raises(HwgenError, match="known devices: xc7z010, xc7z020, xck26, xczu3eg, xczu7ev"):
         lookup_part("xc7z0201")
     z020 = PARTS["xc7z020"]
     assert z020.fits(luts=53_200, ffs=106_400, bram18=2, bram36=139, dsp=220)

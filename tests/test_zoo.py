@@ -3,7 +3,8 @@ run in Verilator bit for bit against Brevitas (32 images, with random stalls too
 5 % of the slowest unit's estimate.
 
 ABC-Net (3, 3) runs by default; the other families' small configs take 1-3 minutes each and run
-with `-m slow` (their blocks are in the default run, `tests/test_blocks.py`).
+with `-m slow` (their blocks are in the default run, `tests/test_blocks.py`), and so does one block
+of each type at the channel widths of the ImageNet configs.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import torch.nn.functional as F
 from hwgen.build import build
 from hwgen.cli import main
 from hwgen.config import BuildConfig
-from hwgen.models.abcnet import ALPHA_BITS, BETA_BITS, ABCConv, binarize, fixed_point
-from hwgen.models.zoo import export, network
+from hwgen.frontend import export_brevitas
+from hwgen.models.abcnet import ALPHA_BITS, BETA_BITS, ABCBasicBlock, ABCConv, binarize, fixed_point
+from hwgen.models.blocks import BiRealBlock, BiRealDownsampleBlock, BlockNet, DenseLayer, DenseTransition, ReActNetBlock
+from hwgen.models.zoo import export, network, randomize
 from hwgen.simulate import check_checkpoints, simulate_build
 
 FRAMES = 32
@@ -93,6 +96,19 @@ def test_abc_conv_is_the_papers_double_sum(m, n):
         assert len(set(beta.tolist())) > 1 or n == 1  # the bases are weighted differently
 
 
+def assert_rtlsim_is_brevitas(net, out, report: dict, x: np.ndarray, cache) -> None:
+    """rtlsim of the build in `out` equals Brevitas bit for bit, without and with random stalls,
+    and without stalls runs within 5 % of the slowest unit's estimated cycles per frame."""
+    with torch.no_grad():
+        brevitas = net(torch.from_numpy(x)).numpy()
+    slowest = report["totals"]["max_est_cycles"]
+    for stall in (0.0, 0.3):
+        y, stats = simulate_build(out, x, stall_prob=stall, seed=4, cache_dir=cache)
+        assert np.array_equal(y, brevitas), f"rtlsim differs from Brevitas (stall {stall})"
+        if stall == 0.0:
+            assert slowest <= stats["cycles_per_frame"] <= 1.05 * slowest, (stats, slowest)
+
+
 def family_case(name: str, slow: bool):
     return pytest.param(name, id=name, marks=pytest.mark.slow if slow else ())
 
@@ -105,14 +121,55 @@ def test_small_config_bit_exact_with_brevitas(name, tmp_path, verilator_cache):
     out = tmp_path / "build"
     report = build(path, out, BuildConfig(target_cycles=20_000, cache_dir=verilator_cache))
     x = np.random.default_rng(2).random((FRAMES, 3, 32, 32)).astype(np.float32)
-    with torch.no_grad():
-        brevitas = net(torch.from_numpy(x)).numpy()
     assert all(same for _, same in check_checkpoints(out, x[:4]))
-    slowest = report["totals"]["max_est_cycles"]
-    for stall in (0.0, 0.3):
-        y, stats = simulate_build(out, x, stall_prob=stall, seed=4, cache_dir=verilator_cache)
-        assert np.array_equal(y, brevitas), f"rtlsim differs from Brevitas (stall {stall})"
-        if stall == 0.0:
-            assert slowest <= stats["cycles_per_frame"] <= 1.05 * slowest, (stats, slowest)
+    assert_rtlsim_is_brevitas(net, out, report, x, verilator_cache)
     ops = {layer["op"] for layer in report["layers"]}
     assert {"DuplicateStreams", "AddStreams" if "dense" not in name else "ConcatStreams"} <= ops
+
+
+#: one block of each distinct type, at the channel widths of the ImageNet configs, on a small
+#: feature map (the widths decide the units' shapes; the map's size only the frame's length)
+IMAGENET_BLOCKS = {
+    "reactnet_normal": (lambda: ReActNetBlock(512, 512, 1), 512, 4),
+    "reactnet_reduction": (lambda: ReActNetBlock(512, 1024, 2), 512, 4),
+    "bireal": (lambda: BiRealBlock(512), 512, 4),
+    "bireal_downsample": (lambda: BiRealDownsampleBlock(256, 512), 256, 4),
+    "dense_layer": (lambda: DenseLayer(448, 64), 448, 4),  # BDN-28's last layer of block 1
+    "dense_transition": (lambda: DenseTransition(448, 160), 448, 4),
+    "abc_basic": (lambda: ABCBasicBlock(256, 256, 1, 3, 3), 256, 4),
+    "abc_downsample": (lambda: ABCBasicBlock(128, 256, 2, 3, 3), 128, 4),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(IMAGENET_BLOCKS))
+def test_block_at_imagenet_width_bit_exact(name, tmp_path, verilator_cache):
+    make, channels, size = IMAGENET_BLOCKS[name]
+    net = BlockNet(make(), channels, size)
+    randomize(net, seed=0)
+    path = tmp_path / f"{name}.onnx"
+    export_brevitas(net, net.input_shape).save(str(path))
+    out = tmp_path / "build"
+    report = build(path, out, BuildConfig(target_cycles=50_000, cache_dir=verilator_cache))
+    x = np.random.default_rng(5).random((4, *net.input_shape[1:])).astype(np.float32)
+    assert_rtlsim_is_brevitas(net, out, report, x, verilator_cache)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES[:8])
+def test_imagenet_config_builds_with_a_fit_table(name, tmp_path, verilator_cache):
+    """Without rtlsim: the build's report has the folding, the estimates and a row per part."""
+    path = export(name, tmp_path / f"{name}.onnx", "imagenet", seed=0)
+    report = build(path, tmp_path / "build", BuildConfig(target_fps=100, cache_dir=verilator_cache))
+    assert report["fifo_sizing"] == "modelled"  # too large to measure in Verilator
+    assert report["totals"]["max_est_cycles"] <= 1_000_000  # 100 FPS at 100 MHz
+    assert all(layer["PE"] is not None for layer in report["layers"] if layer["op"] == "MVU")
+    rows = {row["part"]: row for row in report["parts"]}
+    assert list(rows) == ["xc7z020", "xczu3eg", "xczu7ev", "xck26"]
+    # every weight of every layer is on chip, at one bit or more
+    model = network(name, "imagenet")
+    elements = sum(m.latent[0].numel() if isinstance(m, ABCConv) else m.weight.numel() for m in model.modules()
+                   if isinstance(m, (ABCConv, torch.nn.Conv2d, torch.nn.Linear)))
+    assert rows["xc7z020"]["weight_bits"] >= elements
+    assert rows["xczu7ev"]["est_uram"] > 0 and rows["xczu7ev"]["est_bram18"] < rows["xc7z020"]["est_bram18"]
+    assert all(row["fps"] == row["clock_mhz"] * 1e6 / report["totals"]["max_est_cycles"] for row in rows.values())

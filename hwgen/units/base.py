@@ -17,6 +17,8 @@ naming the parameter) that also knows:
 
 from __future__ import annotations
 
+import dataclasses
+
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -97,6 +99,12 @@ class Unit(ABC):
     def est_dsps(self) -> int:
         """DSP slices (DSP48): none, unless the unit multiplies multi-bit operands."""
         return 0
+
+    def refolded(self, **knobs: int) -> "Unit":
+        """The same unit with other folding knobs (`FOLDING`'s names): what automatic folding
+        tries for every divisor pair. Checked as a new unit is; a unit whose arrays are large and
+        whose checks do not depend on folding overrides it to skip them."""
+        return dataclasses.replace(self, **knobs)
 
     def parameter_memories(self) -> list[tuple[int, int, str]]:
         """(depth, width, role) of each memory holding the model's parameters, role "weights",

@@ -18,6 +18,8 @@ its producer wait for more than its own NF*SF cycles per vector.
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,9 +78,9 @@ def accumulator_range(
     if is_xnor(input_dtype, weight_dtype):
         return 0, mw
     xlo, xhi = _value_range(input_dtype)
-    lo_terms = np.minimum(xlo * w, xhi * w)
-    hi_terms = np.maximum(xlo * w, xhi * w)
-    return int(lo_terms.sum(axis=0).min()), int(hi_terms.sum(axis=0).max())
+    # x*w is least at x = xlo where w > 0 and at x = xhi where w < 0 (xlo <= xhi), most the other way
+    pos, neg = np.maximum(w, 0).sum(axis=0), np.minimum(w, 0).sum(axis=0)
+    return int((xlo * pos + xhi * neg).min()), int((xhi * pos + xlo * neg).max())
 
 
 def accumulator_dtype(
@@ -152,6 +154,18 @@ class MVU(Unit):
         object.__setattr__(self, "_hw", _HwParams.of(self, acc_lo, acc_hi))
 
     # -- folding
+
+    def refolded(self, **knobs: int) -> MVU:
+        """Another PE / SIMD without checking the weights again (nothing derived from them
+        depends on the folding)."""
+        new = copy.copy(self)
+        for name, value in knobs.items():
+            if name not in ("PE", "SIMD"):
+                raise HwgenError(f"{name} is not a folding knob of an MVU", where="MVU")
+            object.__setattr__(new, name, value)
+        if new.MH % new.PE or new.MW % new.SIMD:
+            raise HwgenError(f"PE={new.PE} / SIMD={new.SIMD} do not divide MH={new.MH} / MW={new.MW}", where="MVU")
+        return new
 
     @property
     def NF(self) -> int:

@@ -96,3 +96,50 @@ def test_binary_search_is_cheaper_for_an_8_bit_requantization():
     # 8 comparators per lane instead of 255; the ROMs narrow (one threshold wide) instead of 255 wide
     assert search.est_luts() * 10 < parallel.est_luts()
     assert search.est_brams() * 20 < parallel.est_brams()
+
+
+def batchnorm_requantization(channels: int, lo: int, hi: int, steps: int, seed: int) -> np.ndarray:
+    """Thresholds of round(clamp(gamma * x + beta)) to `steps` + 1 levels, as float32 BatchNorm and
+    rounding make them: the smallest integer x reaching each level (found by evaluating every x)."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(lo, hi + 1, dtype=np.float32)
+    gamma = (rng.random(channels) * 0.5 + 0.02).astype(np.float32)
+    beta = ((rng.random(channels) - 0.5) * steps).astype(np.float32)
+    levels = np.clip(np.round(x[:, None] * gamma + beta + np.float32(steps / 2)), 0, steps).astype(np.int64)
+    thr = np.empty((channels, steps), np.int64)
+    for k in range(1, steps + 1):
+        reached = levels >= k
+        thr[:, k - 1] = np.where(reached.any(axis=0), x[np.argmax(reached, axis=0)].astype(np.int64), hi + 1)
+    return thr
+
+
+@pytest.mark.parametrize("pe, idt, steps", [(1, DataType["INT10"], 255), (4, DataType["INT14"], 255),
+                                            (2, DataType["UINT9"], 31)])
+def test_affine_form_matches_reference(pe, idt, steps, check_unit):
+    lo, hi = int(idt.min()), int(idt.max())
+    thr = batchnorm_requantization(8, lo, hi, steps, seed=steps + pe)
+    odt = DataType["INT8"] if steps == 255 else DataType["UINT5"]
+    bias = -128 if steps == 255 else 0
+    unit = Thresholding(8, pe, idt, thr, odt, bias, pixels=3, affine=True)
+    frames = np.random.default_rng(1).integers(lo, hi + 1, size=(6, 3 * 8))
+    frames[0, :8] = np.clip(thr[:, steps // 2], lo, hi)  # on a threshold
+    frames[1, :8], frames[2, :8] = lo, hi
+    m, b, shift = unit._affine
+    from hwgen.units.affine_thresholds import affine_counts
+    every = np.arange(lo, hi + 1)[:, None]
+    assert np.array_equal(affine_counts(every, m, b, shift, steps), (every[..., None] >= thr).sum(-1))
+    check_unit(unit, frames, seed=2)
+
+
+def test_affine_form_is_refused_where_thresholds_are_not_affine():
+    thr = np.sort(np.random.default_rng(0).integers(-500, 500, size=(4, 40)), axis=1)
+    with pytest.raises(HwgenError, match="not an affine function"):
+        Thresholding(4, 1, DataType["INT10"], thr, DataType["UINT6"], 0, affine=True)
+
+
+def test_affine_form_holds_two_numbers_per_channel():
+    thr = batchnorm_requantization(64, -2048, 2047, 255, seed=3)
+    search = Thresholding(64, 1, DataType["INT12"], thr, DataType["INT8"], -128, binary_search=True)
+    affine = Thresholding(64, 1, DataType["INT12"], thr, DataType["INT8"], -128, affine=True)
+    assert sum(d * w for d, w, _ in affine.parameter_memories()) * 20 < \
+        sum(d * w for d, w, _ in search.parameter_memories())

@@ -38,10 +38,9 @@ class SetFolding(Transformation):
             op = getCustomOp(node)
             before = tuple(op.get_nodeattr(attr) for attr, _ in knobs)
             best = None
+            base = unit_of(model, node)  # its arrays read and checked once
             for combo in self._combos(op, knobs):
-                for (attr, _), value in zip(knobs, combo):
-                    op.set_nodeattr(attr, value)
-                unit = unit_of(model, node)
+                unit = base.refolded(**{attr: value for (attr, _), value in zip(knobs, combo)})
                 cycles = unit.est_cycles()
                 # meet the target with the fewest LUTs; failing that, get as close as possible
                 cost = (0, unit.est_luts(), unit.est_brams()) if cycles <= self.target_cycles else (1, cycles, 0)

@@ -104,6 +104,12 @@ def function_of(z: np.ndarray, levels: np.ndarray) -> tuple[bool, bool]:
     return True, bool(np.all(steps >= 0))
 
 
+def _per_tensor(model: ModelWrapper, nodes: list) -> bool:
+    """Every parameter of `nodes` a single value: the ops do the same in every channel."""
+    return all(model.get_initializer(name) is None or model.get_initializer(name).size == 1
+               for node in nodes for name in node.input[1:] if name)
+
+
 def _operand_scale(chain_output: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Per-channel slope of an operand's chain over its integer values (its scale)."""
     span = float(values[-1] - values[0]) or 1.0
@@ -143,10 +149,8 @@ class FoldJoinIntoScaledAdd(Transformation):
         if va.size * vb.size > MAX_PAIRS:
             raise HwgenError(f"the operands have {va.size} x {vb.size} value pairs, more than hwgen tabulates "
                              f"({MAX_PAIRS}): quantize them (8 bits each) before the add", where=f"node {add.name}")
-        grid_a = np.repeat(va, vb.size)[:, None].repeat(channels, axis=1)
-        grid_b = np.tile(vb, va.size)[:, None].repeat(channels, axis=1)
+        pairs_a, pairs_b = np.repeat(va, vb.size), np.tile(vb, va.size)
         chain = _JoinChain(model, [ta, tb], chain_a + chain_b + [add] + post, quant)
-        levels = chain.levels(grid_a, grid_b)
         scale_a = _operand_scale(ElementwiseChain(model, ta, chain_a).run(va[:, None].repeat(channels, 1)), va)
         scale_b = _operand_scale(ElementwiseChain(model, tb, chain_b).run(vb[:, None].repeat(channels, 1)), vb)
         ratios = scale_a / scale_b
@@ -154,11 +158,27 @@ class FoldJoinIntoScaledAdd(Transformation):
             raise HwgenError(f"the operands' scales differ from channel to channel ({scale_a[:3]} vs "
                              f"{scale_b[:3]}, ...): quantize each operand per tensor before the add",
                              where=f"node {add.name}")
+        # Where both operands' chains are the same in every channel (per-tensor scales), the sum
+        # the Add computes is one float per pair: if that is a function of z, so is everything
+        # after it, which then runs on one pair per value of z rather than on every pair.
+        summed = None
+        if _per_tensor(model, chain_a + chain_b):
+            summed = ElementwiseChain(model, [ta, tb], chain_a + chain_b + [add]).run(pairs_a[:, None], pairs_b[:, None])
+        every_pair = None  # the quantizer's levels on every pair and channel, made when needed
         for alpha, beta in candidate_coefficients(float(ratios[0])):
-            z = alpha * grid_a[:, 0] + beta * grid_b[:, 0]
+            z = alpha * pairs_a + beta * pairs_b
             if max(-int(z.min()), int(z.max())) > FLOAT32_EXACT:
                 continue  # the sum's thresholds would not be exact in float32
-            is_function, rising = function_of(z, levels)
+            if summed is not None and function_of(z, summed)[0]:
+                zs, first = np.unique(z, return_index=True)
+                z, levels = zs, chain.levels(pairs_a[first, None].repeat(channels, 1),
+                                             pairs_b[first, None].repeat(channels, 1))
+                is_function, rising = True, bool(np.all(np.diff(levels, axis=0) >= 0))
+            else:
+                if every_pair is None:
+                    every_pair = chain.levels(pairs_a[:, None].repeat(channels, 1), pairs_b[:, None].repeat(channels, 1))
+                levels = every_pair
+                is_function, rising = function_of(z, levels)
             span = int(z.max() - z.min()) + 1
             table = span <= LOOKUP_MAX_ENTRIES and (not rising or chain.num_thresholds(model) >= LOOKUP_MIN_LEVELS)
             if is_function and (rising or table):

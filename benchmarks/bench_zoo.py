@@ -1,0 +1,136 @@
+"""The zoo's ImageNet configs: build time and peak memory, resources, and the best frame rate that
+fits each part.
+
+For every network (ImageNet size, random parameters of seed 0), in a fresh interpreter: export to
+QONNX and `hwgen build --target-fps FPS` without rtlsim, timed, with the peak resident memory of
+the process (and of the largest tool it started). Then a folding sweep on the build's
+`graphs/04_to_hardware.onnx`: the automatic folding for each target of `SWEEP_CYCLES` (cycles per
+frame), the units' estimates plus the plumbing (FIFOs, width converters, fan-out) of the real build,
+taken as it is at every folding (its memory is the same bits in other shapes), sized against each
+part (`hwgen.fit`); the best frame rate per part is the fastest folding that fits, at the part's
+default clock.
+
+Prints one JSON object and writes the Markdown table to `--table` (committed as
+`benchmarks/results/zoo_imagenet.md`, with the command that made it).
+
+    .venv/bin/python benchmarks/bench_zoo.py [--fps 100] [--names reactnet-a bireal-18 ...] [--table FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+IMAGENET = ["reactnet-a", "bireal-18", "bireal-34", "binarydensenet-28", "binarydensenet-37",
+            "abcnet-18-m1n1", "abcnet-18-m3n3", "abcnet-18-m5n5"]
+#: the folding sweep's targets, cycles per frame (100 MHz: 10 to 10,000 FPS)
+SWEEP_CYCLES = [10_000_000, 5_000_000, 2_000_000, 1_000_000, 500_000, 200_000, 100_000, 50_000, 20_000, 10_000]
+
+
+def phase_build(name: str, fps: float, work: Path) -> dict:
+    """Export and build `name` at ImageNet size; seconds and peak memory (run in its own process)."""
+    from hwgen.build import build
+    from hwgen.config import BuildConfig
+    from hwgen.models.zoo import export
+
+    t = time.perf_counter()
+    export(name, work / f"{name}.onnx", "imagenet", seed=0)
+    exported = time.perf_counter() - t
+    report = build(work / f"{name}.onnx", work / name, BuildConfig(target_fps=fps, cache_dir=work / "cache"))
+    self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"export_seconds": round(exported, 1), "build_seconds": round(time.perf_counter() - t - exported, 1),
+            "peak_mib": round(self_kib / 1024), "largest_child_peak_mib": round(child_kib / 1024),
+            "units": len(report["layers"]), "max_est_cycles": report["totals"]["max_est_cycles"],
+            "parts": report["parts"]}
+
+
+def sweep(build_dir: Path) -> dict[str, dict]:
+    """Per part: the fastest folding of `SWEEP_CYCLES` (and the build's own) that fits."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hwgen.config import BuildConfig
+    from hwgen.fit import parts_table
+    from hwgen.ops import unit_of
+    from hwgen.transforms.pipeline import FOLD, apply_all
+
+    report = json.loads((build_dir / "report.json").read_text())
+    hardware = ModelWrapper(str(build_dir / "graphs" / "04_to_hardware.onnx"))
+    compute = {n.name for n in hardware.graph.node}
+    plumbing = [unit_of(ModelWrapper(str(build_dir / "graphs" / "06_plumbing.onnx")), n)
+                for n in ModelWrapper(str(build_dir / "graphs" / "06_plumbing.onnx")).graph.node
+                if n.name not in compute]
+    best: dict[str, dict] = {}
+    for cycles in sorted(set(SWEEP_CYCLES + [report["totals"]["max_est_cycles"]]), reverse=True):
+        folded = apply_all(hardware, FOLD(BuildConfig(target_cycles=cycles)))
+        units = [unit_of(folded, n) for n in folded.graph.node] + plumbing
+        reached = max(u.est_cycles() for u in units)
+        for row in parts_table(units, reached):
+            if row["fits"] and row["fps"] > best.get(row["part"], {}).get("fps", 0):
+                best[row["part"]] = {"fps": row["fps"], "cycles": reached, "est_luts": row["est_luts"],
+                                     "est_bram18": row["est_bram18"], "est_uram": row["est_uram"]}
+    return best
+
+
+def markdown(results: dict, command: str) -> str:
+    from hwgen.parts import FIT_PARTS
+
+    head = ["network", "binary MACs / frame", "weight bits", f"LUT / BRAM18 / URAM (at {results['fps']:g} FPS)"]
+    head += [f"best FPS {p}" for p in FIT_PARTS]
+    lines = [f"`{command}`", "",
+             f"Estimates of hwgen's resource model at {results['fps']:g} FPS (100 MHz), URAM as counted on the "
+             "xczu7ev; best FPS: the fastest automatic folding that fits the part, at its default clock "
+             "(xc7z020 100 MHz, xczu3eg 150, xczu7ev 200, xck26 200); - where none fits.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results["networks"].items():
+        zu7 = next(p for p in r["parts"] if p["part"] == "xczu7ev")
+        cells = [name, f"{r['binary_macs']:,}", f"{zu7['weight_bits']:,}",
+                 f"{zu7['est_luts']:,} / {zu7['est_bram18']:,} / {zu7['est_uram']}"]
+        cells += [f"{r['best'][p]['fps']:,.0f}" if p in r["best"] else "-" for p in FIT_PARTS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Build time and peak memory (2 cores, without rtlsim):", "",
+              "| network | export s | build s | peak MiB |", "|---|---|---|---|"]
+    for name, r in results["networks"].items():
+        lines.append(f"| {name} | {r['export_seconds']} | {r['build_seconds']} | {r['peak_mib']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--fps", type=float, default=100.0, help="--target-fps of the timed builds (at 100 MHz)")
+    p.add_argument("--names", nargs="+", default=IMAGENET)
+    p.add_argument("--table", type=Path, help="write the Markdown table here")
+    p.add_argument("--phase", nargs=3, metavar=("NAME", "FPS", "DIR"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.phase:
+        name, fps, work = args.phase
+        print(json.dumps(phase_build(name, float(fps), Path(work))))
+        return
+
+    from hwgen.models.zoo import binary_macs, network
+
+    results: dict = {"fps": args.fps, "networks": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.names:
+            proc = subprocess.run([sys.executable, __file__, "--phase", name, str(args.fps), tmp],
+                                  capture_output=True, text=True, check=True)
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r["binary_macs"] = binary_macs(network(name, "imagenet"))
+            r["best"] = sweep(Path(tmp) / name)
+            results["networks"][name] = r
+            print(f"{name}: built in {r['build_seconds']} s, peak {r['peak_mib']} MiB", file=sys.stderr, flush=True)
+    print(json.dumps(results, indent=1))
+    if args.table:
+        command = "python benchmarks/bench_zoo.py " + " ".join(sys.argv[1:])
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        args.table.write_text(markdown(results, command))
+
+
+if __name__ == "__main__":
+    main()
