@@ -20,6 +20,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.general import GiveUniqueNodeNames
 
 from hwgen.config import BuildConfig
+from hwgen.deploy.boards import lookup_board
+from hwgen.deploy.package import write_deploy
 from hwgen.errors import HwgenError
 from hwgen.frontend import check_known_ops, load_onnx, prepare
 from hwgen.host import StreamInfo, write_accelerator_json
@@ -169,6 +171,8 @@ def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig) -> dict:
             raise HwgenError(f"step {name}: {exc}; the model is one hwgen cannot lower (if it is a valid "
                              "QONNX model, this is a bug in hwgen)") from None
         state.model.save(str(graphs / f"{index:02d}_{name}.onnx"))
+    if cfg.board is not None:
+        write_deploy(out, lookup_board(cfg.board))
     (out / "build.toml").write_text(cfg.to_toml())
     if cfg.folding is not None:
         (out / "folding_in.json").write_text(json.dumps(cfg.folding, indent=2) + "\n")

@@ -1,10 +1,11 @@
 """The `hwgen` command line: build, sim, verify, synth, demo, zoo.
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
-                                [--fifo-sizing auto|measured|modelled]
+                                [--fifo-sizing auto|measured|modelled] [--board NAME]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
     hwgen verify OUT --input X.npy
-    hwgen synth OUT [--part P] [--jobs N]
+    hwgen synth OUT [--part P | --board NAME] [--jobs N]
+    hwgen boards
     hwgen demo [-o OUT]
     hwgen zoo list [--json]
     hwgen zoo export NAME [--size small|imagenet] [--seed S] [--checkpoint FILE] -o FILE.onnx
@@ -54,13 +55,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     from hwgen.build import build
     from hwgen.config import BuildConfig
 
-    cfg = BuildConfig(clock_mhz=args.clock_mhz, target_cycles=args.target_cycles, target_fps=args.target_fps,
-                      folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing, **_cache(args))
+    clock = args.clock_mhz
+    if clock is None:  # the board's fabric clock, else 100 MHz
+        from hwgen.deploy.boards import lookup_board
+
+        clock = lookup_board(args.board).fclk_mhz if args.board else 100.0
+    cfg = BuildConfig(clock_mhz=clock, target_cycles=args.target_cycles, target_fps=args.target_fps,
+                      folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing, board=args.board,
+                      **_cache(args))
     report = build(args.model, args.output, cfg)
     t = report["totals"]
     print(f"built {args.output}: {len(report['layers'])} units, {t['max_est_cycles']} cycles/frame "
           f"(est. {report['est_fps']:.0f} FPS at {report['clock_mhz']} MHz), {t['est_luts']} LUTs, "
           f"{t['est_brams']} BRAM18, {t['est_dsps']} DSPs (estimates)")
+    if args.board:
+        print(f"deploy folder for {args.board}: {Path(args.output) / 'deploy'}")
     return 0
 
 
@@ -87,7 +96,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from hwgen.synth import synthesize
 
-    report = synthesize(Path(args.build), part=args.part, jobs=args.jobs)
+    part = args.part
+    if args.board:
+        from hwgen.deploy.boards import lookup_board
+
+        part = lookup_board(args.board).part
+    report = synthesize(Path(args.build), part=part or "xc7z020clg400-1", jobs=args.jobs)
     r = report["synth"]
     print(f"synthesized {args.build} for {r['part']} (Yosys): {r['luts']} LUTs, {r['ffs']} FFs, "
           f"{r['bram36']} BRAM36 + {r['bram18']} BRAM18, {r['dsp']} DSPs; "
@@ -99,6 +113,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from hwgen.demo import run_demo
 
     run_demo(Path(args.output), epochs=args.epochs, frames=args.frames, **_cache(args))
+    return 0
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    from hwgen.deploy.boards import BOARDS
+
+    print(f"{'board':<12}{'part':<24}{'PS':<5}{'fabric clock':>13}  description")
+    for b in BOARDS.values():
+        print(f"{b.name:<12}{b.part:<24}{b.ps:<5}{b.fclk_mhz:>9g} MHz  {b.description}")
     return 0
 
 
@@ -138,7 +161,8 @@ def parser() -> argparse.ArgumentParser:
     target = b.add_mutually_exclusive_group()
     target.add_argument("--target-cycles", type=int, help="cycles per frame to fold for")
     target.add_argument("--target-fps", type=float, help="frames per second to fold for, at --clock-mhz")
-    b.add_argument("--clock-mhz", type=float, default=100.0)
+    b.add_argument("--clock-mhz", type=float, help="fabric clock (default: the board's, else 100)")
+    b.add_argument("--board", help="also write OUT/deploy/ for this board (see `hwgen boards`)")
     b.add_argument("--folding", help="FINN-style folding JSON: {\"Defaults\": {}, \"MVU_0\": {\"PE\": 16}}")
     b.add_argument("--fifo-sizing", choices=FIFO_SIZING_MODES, default="auto",
                    help="FIFO depths at joins: measured in Verilator, modelled from latencies, or auto (measured if small)")
@@ -160,7 +184,9 @@ def parser() -> argparse.ArgumentParser:
 
     y = sub.add_parser("synth", help="Yosys synth_xilinx of a build: LUT/FF/BRAM/DSP into report.json")
     y.add_argument("build")
-    y.add_argument("--part", default="xc7z020clg400-1", help="FPGA part (xc7z010, xc7z020, xczu3eg, xczu7ev...)")
+    part = y.add_mutually_exclusive_group()
+    part.add_argument("--part", help="FPGA part (xc7z010, xc7z020, xczu3eg, xczu7ev, xck26...); default xc7z020clg400-1")
+    part.add_argument("--board", help="the part of this board (see `hwgen boards`)")
     y.add_argument("--jobs", type=int, default=2, help="Yosys processes at a time")
     y.set_defaults(func=cmd_synth)
 
@@ -169,6 +195,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=int, default=3)
     d.add_argument("--frames", type=int, default=500, help="test images to run through rtlsim")
     d.set_defaults(func=cmd_demo)
+
+    bl = sub.add_parser("boards", help="the boards hwgen builds for: part, PS, fabric clock")
+    bl.set_defaults(func=cmd_boards)
 
     z = sub.add_parser("zoo", help="the model zoo: list it, or export a network as QONNX")
     zsub = z.add_subparsers(dest="zoo_command", required=True)

@@ -40,6 +40,7 @@ class BuildConfig:
     folding and overrides it for the layers and keys it names. `fifo_sizing` is how the FIFOs
     where paths fork and meet again get their depths: "measured" (a Verilator run), "modelled"
     (from each unit's latency, no simulation) or "auto" (measured where the design is small).
+    With a `board` (a name of `hwgen boards`) the build also writes `OUT/deploy/` for it.
     """
 
     clock_mhz: float = 100.0
@@ -48,6 +49,7 @@ class BuildConfig:
     folding: dict | None = None
     fifo_depth: int = 2
     fifo_sizing: str = "auto"
+    board: str | None = None
     top_name: str = "hwgen_accel"
     cache_dir: Path = field(default_factory=default_cache_dir)
 
@@ -65,6 +67,10 @@ class BuildConfig:
                              where="fifo_sizing")
         if self.folding is not None:
             check_folding(self.folding)
+        if self.board is not None:
+            from hwgen.deploy.boards import lookup_board
+
+            lookup_board(self.board)
 
     @property
     def cycles_target(self) -> int:

@@ -189,3 +189,16 @@ def test_cli_yosys_not_found(synthesized, tmp_path, capsys, monkeypatch):
     code, err = _cli(capsys, "synth", copy)
     assert code == 2 and len(err.splitlines()) == 1 and "yosys" in err
     assert json.loads((copy / "report.json").read_text()) == json.loads((out / "report.json").read_text())
+
+
+def test_cli_board_selects_its_part(synthesized, tmp_path, capsys):
+    out, _ = synthesized
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    assert main(["synth", str(copy), "--board", "kv260"]) == 0
+    report = json.loads((copy / "report.json").read_text())
+    assert report["synth"]["part"] == "xck26-sfvc784-2LV-c" and report["synth"]["fits"]
+    summary = json.loads((copy / "synth" / "summary.json").read_text())
+    assert summary["family"] == "xcup"  # UltraScale+ cells
+    code, err = _cli(capsys, "synth", copy, "--board", "zybo")
+    assert code == 2 and "unknown board 'zybo'" in err and len(err.splitlines()) == 1

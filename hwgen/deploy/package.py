@@ -1,0 +1,77 @@
+"""`OUT/deploy/`: everything a board needs to run one build.
+
+    accelerator.json   the description the driver reads (`DEPLOY_FORMAT`): the board, part and
+                       fabric clock, the DMA's name, both streams (shape, datatype, elements and
+                       bytes per beat, beats per frame, the DMA's padded bytes per beat), the
+                       model's input and output shapes, the host's float ends as numpy programs
+                       (`host_pre`, `host_post`, checked against QONNX execution here), the names
+                       of the bitfile and hardware handoff, and a digest of the RTL
+    hwgen/             the driver (`hwgen/driver/`, `hwgen/errors.py`): numpy and pynq only, run
+                       as `python -m hwgen.driver .` from the deploy folder
+    accelerator.bit / accelerator.hwh    once the Vivado flow has run
+
+The driver is copied as it is installed, not generated: one tested class for every build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from hwgen.deploy.boards import Board
+from hwgen.deploy.host_program import check_program, host_program, post_samples, pre_samples
+from hwgen.driver.accelerator import DEPLOY_FORMAT
+from hwgen.driver.wire import dma_bytes
+from hwgen.host import load_build_graph
+
+BITFILE, HWH = "accelerator.bit", "accelerator.hwh"
+#: the AXI DMA's instance name in the block design, as PYNQ's overlay names it
+DMA_NAME = "axi_dma_0"
+
+
+def rtl_digest(rtl_dir: Path) -> str:
+    """SHA-256 over the Verilog of a build (file names and contents, in name order)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(rtl_dir).glob("*.v")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def write_deploy(build_dir: Path, board: Board) -> Path:
+    """Write `build_dir/deploy/` for `board` from the finished build in `build_dir`."""
+    build_dir = Path(build_dir)
+    info = json.loads((build_dir / "accelerator.json").read_text())
+    pre_graph = load_build_graph(build_dir / "host_pre.onnx")
+    post_graph = load_build_graph(build_dir / "host_post.onnx")
+    pre = host_program(pre_graph, "host_pre.onnx")
+    post = host_program(post_graph, "host_post.onnx")
+    check_program(pre, pre_graph, pre_samples(info["model_input_shape"], pre), "host_pre.onnx")
+    check_program(post, post_graph, post_samples(info["output"]["shape"], info["output"]["dtype"]), "host_post.onnx")
+    streams = {}
+    for key in ("input", "output"):
+        s = info[key]
+        streams[key] = {k: s[k] for k in ("shape", "dtype", "elems_per_beat", "beats_per_frame", "width",
+                                          "bytes_per_beat")} | {"dma_bytes_per_beat": dma_bytes(s["width"])}
+    description = {
+        "format": DEPLOY_FORMAT, "top": info["top"], "board": board.name, "part": board.part,
+        "fclk_mhz": board.fclk_mhz, "dma": DMA_NAME, "bitfile": BITFILE, "hwh": HWH,
+        "model_input_shape": info["model_input_shape"], "model_output_shape": info["model_output_shape"],
+        "model_input_dtype": info.get("model_input_dtype", "FLOAT32"),
+        "input": streams["input"], "output": streams["output"],
+        "host_pre": pre, "host_post": post, "rtl_sha256": rtl_digest(build_dir / "rtl"),
+    }
+    deploy = build_dir / "deploy"
+    if deploy.exists():
+        shutil.rmtree(deploy)
+    (deploy / "hwgen" / "driver").mkdir(parents=True)
+    (deploy / "accelerator.json").write_text(json.dumps(description, indent=1) + "\n")
+    package = resources.files("hwgen")
+    for name in ("__init__.py", "errors.py"):
+        (deploy / "hwgen" / name).write_text(package.joinpath(name).read_text())
+    for entry in package.joinpath("driver").iterdir():
+        if entry.name.endswith(".py"):
+            (deploy / "hwgen" / "driver" / entry.name).write_text(entry.read_text())
+    return deploy

@@ -1,0 +1,96 @@
+"""A PYNQ-shaped stand-in for a board, backed by the Verilator model of a build's RTL, so that the
+driver's real code path runs in CI: `Overlay(deploy_dir)` has the AXI DMA the deploy description
+names, whose `sendchannel` / `recvchannel` take `transfer(buffer)` and report `idle` as PYNQ's do,
+and `allocate(shape, dtype)` gives the buffers.
+
+The fabric runs when the send channel is given its buffer with the receive channel armed: the
+beats (less the DMA's byte padding) go through the simulated accelerator, its output beats come
+back into the receive buffer, and `last_runtime_s` is the simulated cycles at the board clock. A
+send without an armed receive never finishes, as on the board (the driver's timeout says so).
+
+The build folder is the deploy folder's parent unless given; its RTL must be the one the deploy
+folder was made from (`rtl_sha256` in the description), else the deploy folder is another
+build's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hwgen.config import default_cache_dir
+from hwgen.deploy.package import rtl_digest
+from hwgen.driver.accelerator import DriverError, load_description
+from hwgen.sim import build as build_sim
+from hwgen.sim import run as run_sim
+
+
+def allocate(shape, dtype=np.uint8) -> np.ndarray:
+    """A DMA buffer: contiguous, zeroed (PYNQ's `allocate` gives physically contiguous memory)."""
+    return np.zeros(shape, dtype=dtype)
+
+
+class _Channel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.buffer: np.ndarray | None = None
+        self.idle = True
+
+    def transfer(self, buffer: np.ndarray) -> None:
+        if not self.idle:
+            raise DriverError("transfer started while the previous one runs", where=self.name)
+        self.buffer, self.idle = buffer, False
+
+    def wait(self) -> None:  # PYNQ's blocking wait; the driver polls `idle` with a timeout instead
+        if not self.idle:
+            raise DriverError("would wait forever: the transfer cannot finish", where=self.name)
+
+
+class _SimDMA:
+    def __init__(self, overlay: "Overlay") -> None:
+        self.overlay = overlay
+        self.recvchannel = _Channel("S2MM")
+        self.sendchannel = _SendChannel(self)
+
+
+class _SendChannel(_Channel):
+    def __init__(self, dma: _SimDMA) -> None:
+        super().__init__("MM2S")
+        self.dma = dma
+
+    def transfer(self, buffer: np.ndarray) -> None:
+        super().transfer(buffer)
+        if not self.dma.recvchannel.idle:
+            self.dma.overlay.run(buffer, self.dma.recvchannel.buffer)
+            self.idle = self.dma.recvchannel.idle = True
+
+
+class Overlay:
+    """The simulated fabric of one deploy folder."""
+
+    def __init__(self, deploy_dir: str | Path, build_dir: str | Path | None = None, cache_dir: Path | None = None,
+                 stall_prob: float = 0.0, seed: int = 0) -> None:
+        deploy_dir = Path(deploy_dir)
+        self.info = load_description(deploy_dir)
+        self.build_dir = Path(build_dir) if build_dir is not None else deploy_dir.parent
+        rtl = self.build_dir / "rtl"
+        if not rtl.is_dir() or rtl_digest(rtl) != self.info["rtl_sha256"]:
+            raise DriverError(f"the deploy folder is not of the build in {self.build_dir} (its RTL differs)",
+                              where=str(deploy_dir))
+        self.exe = build_sim(rtl, self.info["top"], cache_dir or default_cache_dir())
+        self.stall_prob, self.seed = stall_prob, seed
+        self.last_runtime_s: float | None = None
+        setattr(self, self.info["dma"], _SimDMA(self))
+
+    def run(self, send: np.ndarray, receive: np.ndarray) -> None:
+        s_in, s_out = self.info["input"], self.info["output"]
+        in_bytes, out_bytes = -(-s_in["width"] // 8), -(-s_out["width"] // 8)
+        frames = send.shape[0]
+        if receive.shape[0] != frames:
+            raise DriverError(f"receive buffer holds {receive.shape[0]} frames, the send buffer {frames}",
+                              where="S2MM")
+        result = run_sim(self.exe, np.ascontiguousarray(send[..., :in_bytes]), s_out["beats_per_frame"], out_bytes,
+                         stall_prob=self.stall_prob, seed=self.seed)
+        receive[..., :out_bytes] = result.output.reshape(frames, s_out["beats_per_frame"], out_bytes)
+        self.last_runtime_s = result.total_cycles / (float(self.info["fclk_mhz"]) * 1e6)

@@ -1,0 +1,183 @@
+"""The board driver: one class that reads a deploy folder's `accelerator.json` and runs inference.
+
+    acc = Accelerator("deploy/")                 # on the board: PYNQ overlay + AXI DMA
+    acc = Accelerator("OUT/deploy", target="sim")  # anywhere: the same code against Verilator
+    y = acc.execute(x)                           # x as the ONNX model takes it, y as it returns
+    acc.throughput_test()                        # FINN's keys
+
+On the board it needs numpy and `pynq` only: the host's float ends run as numpy programs
+(`host_ops`) and the stream packing is `wire`, the code the simulator uses. With `target="sim"`
+the same calls go to a PYNQ-shaped stand-in (`hwgen.deploy.sim_pynq`: `Overlay`, `allocate`, the
+DMA's send and receive channels) backed by the Verilator model of the build's RTL. A DMA that does
+not finish within `timeout_s` raises `DriverError` naming the channel; nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hwgen.driver.host_ops import run_program
+from hwgen.driver.wire import dma_bytes, from_wire, pack_beats, pad_beats, to_wire, unpack_beats, value_range
+from hwgen.errors import HwgenError
+
+DEPLOY_FORMAT = "hwgen-deploy-1"
+TARGETS = ("pynq", "sim")
+
+
+class DriverError(HwgenError):
+    """A problem the driver's user can fix: the input, the deploy folder, the board, a DMA."""
+
+
+def load_description(deploy_dir: Path) -> dict:
+    path = Path(deploy_dir) / "accelerator.json"
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DriverError("no such file: not a deploy folder", where=str(path)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DriverError(f"not JSON ({type(exc).__name__})", where=str(path)) from None
+    if not isinstance(info, dict) or info.get("format") != DEPLOY_FORMAT:
+        raise DriverError(f"not a hwgen deploy description (format {DEPLOY_FORMAT})", where=str(path))
+    return info
+
+
+class Accelerator:
+    """Inference on the accelerator of one deploy folder."""
+
+    def __init__(self, deploy_dir: str | Path, target: str = "pynq", batch_size: int = 1,
+                 timeout_s: float = 10.0, **target_options) -> None:
+        self.deploy_dir = Path(deploy_dir)
+        self.info = load_description(self.deploy_dir)
+        if target not in TARGETS:
+            raise DriverError(f"must be one of {', '.join(TARGETS)}, got {target!r}", where="target")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise DriverError(f"must be a positive integer, got {batch_size!r}", where="batch_size")
+        self.target, self.batch_size, self.timeout_s = target, batch_size, float(timeout_s)
+        self.fclk_mhz = float(self.info["fclk_mhz"])
+        if target == "pynq":
+            self._overlay, self._allocate = self._pynq_overlay()
+        else:
+            try:  # hwgen's simulator: installed hwgen, not the driver copied to a board
+                from hwgen.deploy.sim_pynq import Overlay, allocate
+            except ImportError:
+                raise DriverError("target 'sim' needs hwgen installed (its Verilator simulation)", where="target") from None
+            self._overlay, self._allocate = Overlay(self.deploy_dir, **target_options), allocate
+        self._dma = getattr(self._overlay, self.info["dma"])
+
+    def _pynq_overlay(self):
+        bitfile = self.deploy_dir / self.info["bitfile"]
+        if not bitfile.is_file():
+            raise DriverError(f"no bitfile: a bitstream built for this deploy folder goes here as {bitfile.name}, "
+                              f"with {self.info['hwh']} beside it", where=str(bitfile))
+        try:
+            import pynq
+        except ImportError:
+            raise DriverError("the pynq package is not installed: target 'pynq' runs on a PYNQ board image",
+                              where="target") from None
+        return pynq.Overlay(str(bitfile)), pynq.allocate
+
+    # -- inference
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.info["model_input_shape"])
+
+    @property
+    def output_shape(self) -> list[int]:
+        return list(self.info["model_output_shape"])
+
+    def check_input(self, x: object) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise DriverError(f"must be a numpy array, not {type(x).__name__}", where="input")
+        want = self.input_shape[1:]
+        if x.ndim != len(self.input_shape) or list(x.shape[1:]) != want:
+            raise DriverError(f"has shape {list(x.shape)}, the model takes [N, {', '.join(map(str, want))}]",
+                              where="input")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise DriverError(f"has dtype {x.dtype}, the model takes numbers", where="input")
+        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+            index = [int(i) for i in np.argwhere(~np.isfinite(x))[0]]
+            raise DriverError(f"holds {x[tuple(index)]} at index {index}", where="input")
+        return x.astype(np.float32)
+
+    def execute(self, x: np.ndarray) -> np.ndarray:
+        """What the ONNX model returns for `x`, batch by batch through the fabric."""
+        x = self.check_input(x)
+        return np.concatenate([self._run(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)])
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        ibuf = self._send_buffer(self.to_integers(x))
+        obuf = self._transfer(ibuf)
+        return self.from_beats(np.asarray(obuf))
+
+    def to_integers(self, x: np.ndarray) -> np.ndarray:
+        ints = run_program(self.info["host_pre"], x)
+        return np.rint(ints).astype(np.int64).reshape(len(x), -1)
+
+    def _send_buffer(self, ints: np.ndarray):
+        s = self.info["input"]
+        lo, hi = value_range(s["dtype"])
+        if ints.size and (ints.min() < lo or ints.max() > hi):
+            raise DriverError(f"the input quantizer gave values outside {s['dtype']}", where="input")
+        beats = pack_beats(to_wire(ints, s["dtype"]), s["width"] // s["elems_per_beat"], s["elems_per_beat"])
+        beats = pad_beats(beats, dma_bytes(s["width"]))
+        buf = self._allocate(shape=beats.shape, dtype=np.uint8)
+        buf[:] = beats
+        _sync(buf, "sync_to_device", "flush")
+        return buf
+
+    def _transfer(self, ibuf):
+        s = self.info["output"]
+        obuf = self._allocate(shape=(ibuf.shape[0], s["beats_per_frame"], dma_bytes(s["width"])), dtype=np.uint8)
+        self._dma.recvchannel.transfer(obuf)
+        self._dma.sendchannel.transfer(ibuf)
+        self._wait(self._dma.sendchannel, "send (MM2S)")
+        self._wait(self._dma.recvchannel, "receive (S2MM)")
+        _sync(obuf, "sync_from_device", "invalidate")
+        return obuf
+
+    def _wait(self, channel, name: str) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while not channel.idle:
+            if time.monotonic() > deadline:
+                raise DriverError(f"the DMA's {name} channel did not finish within {self.timeout_s:g} s "
+                                  "(is the bitstream the one of this deploy folder?)", where=self.info["dma"])
+            time.sleep(1e-5)
+
+    def from_beats(self, beats: np.ndarray) -> np.ndarray:
+        s = self.info["output"]
+        nbytes = -(-s["width"] // 8)
+        codes = unpack_beats(beats[..., :nbytes], s["width"] // s["elems_per_beat"], s["elems_per_beat"])
+        values = from_wire(codes, s["dtype"]).reshape(len(beats), *s["shape"][1:]).astype(np.float32)
+        return run_program(self.info["host_post"], values)
+
+    # -- measurement
+
+    def throughput_test(self) -> dict:
+        """One batch of `batch_size` frames through the fabric, timed (on the simulated fabric: its
+        cycles at the board clock); FINN's keys."""
+        s = self.info["input"]
+        ints = np.zeros((self.batch_size, s["beats_per_frame"] * s["elems_per_beat"]), np.int64)
+        if s["dtype"] == "BIPOLAR":
+            ints += 1
+        ibuf = self._send_buffer(ints)
+        start = time.perf_counter()
+        obuf = self._transfer(ibuf)
+        runtime = getattr(self._overlay, "last_runtime_s", None) or (time.perf_counter() - start)
+        in_bytes, out_bytes = ibuf.nbytes, obuf.nbytes
+        return {"runtime[ms]": runtime * 1e3, "throughput[images/s]": self.batch_size / runtime,
+                "DRAM_in_bandwidth[MB/s]": in_bytes / runtime / 1e6,
+                "DRAM_out_bandwidth[MB/s]": out_bytes / runtime / 1e6,
+                "fclk[mhz]": self.fclk_mhz, "batch_size": self.batch_size}
+
+
+def _sync(buf, *methods: str) -> None:
+    """Flush or invalidate a PYNQ buffer's cache lines (by whichever name the PYNQ version has)."""
+    for name in methods:
+        if hasattr(buf, name):
+            getattr(buf, name)()
+            return

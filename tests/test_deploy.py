@@ -1,0 +1,144 @@
+"""Boards as data, the deploy folder, and the board driver run against the simulated fabric.
+
+The driver's whole code path (host programs in numpy, packing, DMA buffers and channels, unpacking)
+runs with `target="sim"`, whose PYNQ-shaped overlay is backed by Verilator: the outputs come from
+the simulated RTL. What cannot run here: a real board, `pynq`, and a bitstream (no Vivado).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwgen.build import build
+from hwgen.cli import main
+from hwgen.config import BuildConfig
+from hwgen.deploy.boards import BOARDS, lookup_board, parse_board
+from hwgen.driver import Accelerator, DriverError
+from hwgen.errors import HwgenError
+from hwgen.frontend import export_brevitas
+from hwgen.models.bnn_pynq import load_checkpoint
+from hwgen.models.data import mnist_test
+from hwgen.simulate import run_input_model, simulate_build
+
+BOARD_PARTS = {"pynq-z1": "xc7z020clg400-1", "pynq-z2": "xc7z020clg400-1", "ultra96-v2": "xczu3eg-sbva484-1-e",
+               "zcu104": "xczu7ev-ffvc1156-2-e", "kv260": "xck26-sfvc784-2LV-c"}
+
+
+def test_the_five_boards(capsys):
+    assert {name: b.part for name, b in BOARDS.items()} == BOARD_PARTS
+    assert {b.ps for b in BOARDS.values()} == {"ps7", "ps8"} and lookup_board("pynq-z2").ps == "ps7"
+    assert lookup_board("kv260").fclk_mhz == 200.0 and lookup_board("kv260").device.uram == 64
+    assert main(["boards"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out and part in out for name, part in BOARD_PARTS.items())
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("name = 3", "'name' must be a str"),
+    ('name = "b"\ndescription = "d"\npart = "xc7z020"\nps = "ps9"\nboard_part = ""\nfclk_mhz = 100\n'
+     '[hp_port]\nname = "HP0"\ndata_width = 64\n[dma]\nmax_burst_len = 16\nbuffer_length_width = 23', "'ps' must be one of"),
+    ('name = "b"\ndescription = "d"\npart = "xc9"\nps = "ps7"\nboard_part = ""\nfclk_mhz = 100\n'
+     '[hp_port]\nname = "HP0"\ndata_width = 64\n[dma]\nmax_burst_len = 16\nbuffer_length_width = 23', "unknown part"),
+    ("name = [", "not valid TOML"),
+])
+def test_bad_board_files_are_named(text, problem):
+    with pytest.raises(HwgenError, match=problem) as info:
+        parse_board(text, "boards/mine.toml")
+    assert "boards/mine.toml" in str(info.value) or "part" in str(info.value)
+
+
+def test_unknown_board_is_one_line(tiny_mlp_onnx, tmp_path, capsys):
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(tmp_path / "b"), "--board", "pynq-z9"]) == 2
+    assert "unknown board 'pynq-z9'; known boards: kv260, pynq-z1" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.fixture(scope="module")
+def tfc_deploy(shared_data, tmp_path_factory, verilator_cache):
+    """TFC-W1A1 of BNN-PYNQ built for the PYNQ-Z2 with its deploy folder."""
+    tmp = tmp_path_factory.mktemp("tfc")
+    model = load_checkpoint("TFC_1W1A", shared_data / "brevitas_bnn_pynq" / "tfc_1w1a.tar")
+    export_brevitas(model, (1, 1, 28, 28)).save(str(tmp / "tfc.onnx"))
+    out = tmp / "build"
+    assert main(["build", str(tmp / "tfc.onnx"), "-o", str(out), "--board", "pynq-z2", "--target-cycles", "1024",
+                 "--cache-dir", str(verilator_cache)]) == 0
+    return out
+
+
+def test_deploy_folder_contents(tfc_deploy):
+    deploy = tfc_deploy / "deploy"
+    info = json.loads((deploy / "accelerator.json").read_text())
+    assert (info["board"], info["part"], info["fclk_mhz"], info["dma"]) == ("pynq-z2", "xc7z020clg400-1", 100.0, "axi_dma_0")
+    assert info["model_input_shape"] == [1, 1, 28, 28] and info["model_output_shape"] == [1, 10]
+    for stream in (info["input"], info["output"]):
+        b = stream["dma_bytes_per_beat"]
+        assert b >= stream["bytes_per_beat"] and b & (b - 1) == 0  # tdata padded to 8 x 2^k bits
+    assert [op["op"] for op in info["host_pre"]["ops"]] and info["host_post"]["ops"]
+    assert sorted(p.name for p in (deploy / "hwgen" / "driver").glob("*.py")) == \
+        ["__init__.py", "__main__.py", "accelerator.py", "host_ops.py", "wire.py"]
+    assert json.loads((tfc_deploy / "report.json").read_text())["clock_mhz"] == 100.0  # the board's clock
+
+
+def test_driver_on_simulated_fabric_is_the_model(tfc_deploy, shared_data, verilator_cache):
+    x, _ = mnist_test(shared_data)
+    x = x[:200]
+    acc = Accelerator(tfc_deploy / "deploy", target="sim", batch_size=50, cache_dir=verilator_cache)
+    y = acc.execute(x)
+    assert np.array_equal(y, run_input_model(tfc_deploy, x))  # exactly the model's outputs
+    result = acc.throughput_test()
+    assert set(result) == {"runtime[ms]", "throughput[images/s]", "DRAM_in_bandwidth[MB/s]",
+                           "DRAM_out_bandwidth[MB/s]", "fclk[mhz]", "batch_size"}
+    _, stats = simulate_build(tfc_deploy, x[:50], cache_dir=verilator_cache)
+    # the simulated cycles of a batch of 50 at the board's 100 MHz
+    assert result["runtime[ms]"] == pytest.approx(stats["total_cycles"] / 100e6 * 1e3, rel=1e-9)
+    assert result["throughput[images/s]"] == pytest.approx(50 / (stats["total_cycles"] / 100e6), rel=1e-9)
+    assert result["throughput[images/s]"] <= 100e6 / stats["cycles_per_frame"]
+
+
+def test_driver_refuses_bad_input(tfc_deploy, verilator_cache):
+    acc = Accelerator(tfc_deploy / "deploy", target="sim", cache_dir=verilator_cache)
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    with pytest.raises(DriverError, match=r"has shape \[2, 784\], the model takes \[N, 1, 28, 28\]"):
+        acc.execute(x.reshape(2, 784))
+    with pytest.raises(DriverError, match="has dtype <U1"):
+        acc.execute(np.full((1, 1, 28, 28), "a"))
+    x[1, 0, 3, 4] = np.nan
+    with pytest.raises(DriverError, match=r"holds nan at index \[1, 0, 3, 4\]"):
+        acc.execute(x)
+    with pytest.raises(DriverError, match="must be a numpy array, not list"):
+        acc.execute([[0.0]])
+
+
+def test_deploy_folder_of_another_build_is_refused(tfc_deploy, tiny_mlp_onnx, tmp_path, verilator_cache):
+    other = tmp_path / "other"
+    build(tiny_mlp_onnx, other, BuildConfig(board="pynq-z1", cache_dir=verilator_cache))
+    with pytest.raises(DriverError, match="the deploy folder is not of the build in"):
+        Accelerator(tfc_deploy / "deploy", target="sim", build_dir=other, cache_dir=verilator_cache)
+
+
+def test_no_bitfile_on_a_board(tfc_deploy):
+    with pytest.raises(DriverError, match="accelerator.bit: no bitfile"):
+        Accelerator(tfc_deploy / "deploy", target="pynq")
+    with pytest.raises(DriverError, match="not a hwgen deploy description"):
+        Accelerator(tfc_deploy, target="sim")  # the build folder itself
+
+
+def test_copied_driver_needs_numpy_only(tfc_deploy, tmp_path):
+    """The deploy folder's driver, run as on a board (from the folder, hwgen not installed there):
+    it imports without qonnx, onnx or torch, and without a bitfile says so in one line, exit 2."""
+    deploy = tfc_deploy / "deploy"
+    probe = ("import sys, hwgen.driver, hwgen.driver.__main__; "
+             "print(sorted(m for m in ('qonnx', 'onnx', 'onnxruntime', 'torch', 'brevitas') if m in sys.modules)); "
+             "print(hwgen.driver.__file__)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=deploy, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == "[]" and Path(out.splitlines()[1]).resolve().is_relative_to(deploy.resolve())
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 28, 28), np.float32))
+    run = subprocess.run([sys.executable, "-m", "hwgen.driver", ".", "--input", str(tmp_path / "x.npy"),
+                          "--output", str(tmp_path / "y.npy")], cwd=deploy, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no bitfile" in run.stderr
