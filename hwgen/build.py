@@ -22,6 +22,7 @@ from qonnx.transformation.general import GiveUniqueNodeNames
 from hwgen.config import BuildConfig
 from hwgen.deploy.boards import lookup_board
 from hwgen.deploy.package import write_deploy
+from hwgen.deploy.vivado import write_flow
 from hwgen.errors import HwgenError
 from hwgen.frontend import check_known_ops, load_onnx, prepare
 from hwgen.host import StreamInfo, write_accelerator_json
@@ -173,6 +174,7 @@ def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig) -> dict:
         state.model.save(str(graphs / f"{index:02d}_{name}.onnx"))
     if cfg.board is not None:
         write_deploy(out, lookup_board(cfg.board))
+        write_flow(out, lookup_board(cfg.board))
     (out / "build.toml").write_text(cfg.to_toml())
     if cfg.folding is not None:
         (out / "folding_in.json").write_text(json.dumps(cfg.folding, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """The `hwgen` command line: build, sim, verify, synth, demo, zoo.
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
-                                [--fifo-sizing auto|measured|modelled] [--board NAME]
+                                [--fifo-sizing auto|measured|modelled] [--board NAME [--bitstream]]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
     hwgen verify OUT --input X.npy
     hwgen synth OUT [--part P | --board NAME] [--jobs N]
@@ -55,6 +55,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from hwgen.build import build
     from hwgen.config import BuildConfig
 
+    if args.bitstream and not args.board:
+        raise HwgenError("needs --board (the bitstream is for a board)", where="--bitstream")
     clock = args.clock_mhz
     if clock is None:  # the board's fabric clock, else 100 MHz
         from hwgen.deploy.boards import lookup_board
@@ -69,7 +71,12 @@ def cmd_build(args: argparse.Namespace) -> int:
           f"(est. {report['est_fps']:.0f} FPS at {report['clock_mhz']} MHz), {t['est_luts']} LUTs, "
           f"{t['est_brams']} BRAM18, {t['est_dsps']} DSPs (estimates)")
     if args.board:
-        print(f"deploy folder for {args.board}: {Path(args.output) / 'deploy'}")
+        print(f"deploy folder for {args.board}: {Path(args.output) / 'deploy'}; Vivado flow: "
+              f"{Path(args.output) / 'vivado' / 'build.sh'}")
+    if args.bitstream:
+        from hwgen.deploy.vivado import run_flow
+
+        print(f"bitstream: {run_flow(Path(args.output))}")
     return 0
 
 
@@ -162,7 +169,8 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--target-cycles", type=int, help="cycles per frame to fold for")
     target.add_argument("--target-fps", type=float, help="frames per second to fold for, at --clock-mhz")
     b.add_argument("--clock-mhz", type=float, help="fabric clock (default: the board's, else 100)")
-    b.add_argument("--board", help="also write OUT/deploy/ for this board (see `hwgen boards`)")
+    b.add_argument("--board", help="also write OUT/deploy/ and OUT/vivado/ for this board (see `hwgen boards`)")
+    b.add_argument("--bitstream", action="store_true", help="then run the Vivado flow (Vivado must be on PATH)")
     b.add_argument("--folding", help="FINN-style folding JSON: {\"Defaults\": {}, \"MVU_0\": {\"PE\": 16}}")
     b.add_argument("--fifo-sizing", choices=FIFO_SIZING_MODES, default="auto",
                    help="FIFO depths at joins: measured in Verilator, modelled from latencies, or auto (measured if small)")

@@ -1,0 +1,122 @@
+"""The Vivado flow of `hwgen build --board`, checked structurally (Vivado is not on these machines):
+the Tcl runs in `tclsh` with Vivado's commands recorded, every file it names exists, the IP's
+ports are the shell's Verilog ports with the DMA's stream widths, the shell's TLAST marks each
+frame's last beat (Amaranth simulation), and Yosys synthesizes the shell with the accelerator for
+the board's part. `--bitstream` without Vivado is one line naming the script, exit 2, with the
+build complete. What is not run: Vivado itself, hence no bitstream and no board.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from amaranth.sim import Simulator
+
+from hwgen.build import build
+from hwgen.cli import main
+from hwgen.config import BuildConfig
+from hwgen.deploy.boards import BOARDS, lookup_board
+from hwgen.deploy.checks import run_tcl_skeleton, shell_ports, synthesize_shell
+from hwgen.deploy.shell import FrameEnd
+
+#: the Vivado commands the flow may use (a misspelt one would pass tclsh but not Vivado)
+VIVADO_COMMANDS = {
+    "create_project", "add_files", "current_fileset", "set_property", "update_compile_order", "ipx::package_project",
+    "ipx::infer_bus_interfaces", "ipx::associate_bus_interfaces", "ipx::current_core", "ipx::update_checksums",
+    "ipx::save_core", "close_project", "get_board_parts", "current_project", "update_ip_catalog",
+    "create_bd_design", "create_bd_cell", "get_ipdefs", "apply_bd_automation", "get_bd_cells", "get_bd_intf_pins",
+    "connect_bd_intf_net", "get_bd_pins", "connect_bd_net", "assign_bd_address", "validate_bd_design",
+    "save_bd_design", "make_wrapper", "get_files", "launch_runs", "wait_on_run", "get_property", "get_runs",
+    "glob", "file",
+}
+
+
+@pytest.fixture(scope="module")
+def flows(tiny_mlp_onnx, tmp_path_factory, verilator_cache) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("flows")
+    out = {}
+    for name in BOARDS:
+        out[name] = root / name
+        build(tiny_mlp_onnx, out[name], BuildConfig(board=name, cache_dir=verilator_cache))
+    return out
+
+
+def _dict(call: list[str]) -> dict[str, str]:
+    words = call[2].split()
+    return dict(zip(words[::2], words[1::2]))
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_flow_structure(board, flows):
+    out = flows[board]
+    b = lookup_board(board)
+    calls = run_tcl_skeleton(out / "vivado" / "build.tcl")
+    assert {c[0] for c in calls} <= VIVADO_COMMANDS
+    # every file it reads exists; the bitstream and hardware handoff go into the deploy folder
+    added = [Path(p) for c in calls if c[0] == "add_files" and c[1] == "-norecurse" and ".v" in c[2]
+             for p in c[2].split()]
+    assert added and all(p.is_file() for p in added)
+    assert {p.resolve() for p in added} == {p.resolve() for p in (out / "rtl").glob("*.v")} | \
+        {(out / "vivado" / "src" / "hwgen_dma_shell.v").resolve()}
+    copies = [Path(c[-1]).resolve() for c in calls if c[:2] == ["file", "copy"]]
+    assert copies == [(out / "deploy" / "accelerator.bit").resolve(), (out / "deploy" / "accelerator.hwh").resolve()]
+    # the part, the PS, its clock, the HP port
+    assert [c[-1] for c in calls if c[0] == "create_project"] == [b.part, b.part]
+    ps_config = next(_dict(c) for c in calls if c[0] == "set_property" and c[1] == "-dict" and
+                     ("CONFIG.PCW_" in c[2] or "CONFIG.PSU_" in c[2]))
+    clock_key = "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ" if b.ps == "ps7" else "CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"
+    assert float(ps_config[clock_key]) == b.fclk_mhz
+    assert any(f'Slave "/ps/{b.hp_port}"' in " ".join(c) for c in calls if c[0] == "apply_bd_automation")
+    # the IP's ports: the shell's Verilog, tdata as wide as the DMA's streams
+    ports = shell_ports((out / "vivado" / "src" / "hwgen_dma_shell.v").read_text())
+    assert set(ports) == {"ap_clk", "ap_rst_n", "s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "s_axis_tlast",
+                          "m_axis_tdata", "m_axis_tvalid", "m_axis_tready", "m_axis_tlast", "m_axis_tkeep"}
+    dma = next(_dict(c) for c in calls if c[0] == "set_property" and "c_include_sg" in c[2])
+    assert int(dma["CONFIG.c_m_axis_mm2s_tdata_width"]) == ports["s_axis_tdata"][1]
+    assert int(dma["CONFIG.c_s_axis_s2mm_tdata_width"]) == ports["m_axis_tdata"][1]
+    for width in (ports["s_axis_tdata"][1], ports["m_axis_tdata"][1]):
+        assert width % 8 == 0 and (width // 8) & (width // 8 - 1) == 0  # 8 x 2^k bits
+    deploy = json.loads((out / "deploy" / "accelerator.json").read_text())
+    assert deploy["input"]["dma_bytes_per_beat"] * 8 == ports["s_axis_tdata"][1]
+    assert (out / "vivado" / "build.sh").stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize("board", ["pynq-z2", pytest.param("kv260", marks=pytest.mark.slow),
+                                   pytest.param("ultra96-v2", marks=pytest.mark.slow)])
+def test_shell_with_accelerator_synthesizes_and_fits(board, flows):
+    result = synthesize_shell(flows[board], lookup_board(board))
+    assert result["fits"] and result["luts"] > 0
+
+
+@pytest.mark.parametrize("beats", [1, 3])
+def test_tlast_on_each_frames_last_beat(beats):
+    dut = FrameEnd(beats)
+    seen: list[int] = []
+
+    async def bench(ctx):
+        for cycle in range(10):
+            taken = cycle % 3 != 1  # beats taken with gaps
+            ctx.set(dut.taken, taken)
+            if taken:
+                seen.append(ctx.get(dut.last))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [int((i + 1) % beats == 0) for i in range(len(seen))]
+
+
+def test_bitstream_without_vivado_is_one_line(tiny_mlp_onnx, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    out = tmp_path / "build"
+    code = main(["build", str(tiny_mlp_onnx), "-o", str(out), "--board", "pynq-z2", "--bitstream"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"vivado is not on PATH: run {out / 'vivado' / 'build.sh'} on a machine with Vivado" in err
+    assert (out / "report.json").is_file() and (out / "deploy" / "accelerator.json").is_file()
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(tmp_path / "b2"), "--bitstream"]) == 2
+    assert "--bitstream: needs --board" in capsys.readouterr().err
