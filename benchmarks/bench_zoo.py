@@ -63,9 +63,8 @@ def sweep(build_dir: Path) -> dict[str, dict]:
     report = json.loads((build_dir / "report.json").read_text())
     hardware = ModelWrapper(str(build_dir / "graphs" / "04_to_hardware.onnx"))
     compute = {n.name for n in hardware.graph.node}
-    plumbing = [unit_of(ModelWrapper(str(build_dir / "graphs" / "06_plumbing.onnx")), n)
-                for n in ModelWrapper(str(build_dir / "graphs" / "06_plumbing.onnx")).graph.node
-                if n.name not in compute]
+    plumbed = ModelWrapper(str(build_dir / "graphs" / "06_plumbing.onnx"))
+    plumbing = [unit_of(plumbed, n) for n in plumbed.graph.node if n.name not in compute]
     best: dict[str, dict] = {}
     for cycles in sorted(set(SWEEP_CYCLES + [report["totals"]["max_est_cycles"]]), reverse=True):
         folded = apply_all(hardware, FOLD(BuildConfig(target_cycles=cycles)))

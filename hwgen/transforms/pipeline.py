@@ -52,6 +52,7 @@ from hwgen.transforms.ingest.annotate_sign_outputs import AnnotateSignOutputs
 from hwgen.transforms.ingest.cancel_inverse_transposes import CancelInverseTransposes
 from hwgen.transforms.ingest.div_by_power_of_two_to_mul import DivByPowerOfTwoToMul
 from hwgen.transforms.ingest.fix_batch_size import FixDynamicBatch
+from hwgen.transforms.ingest.fold_constant_nodes import FoldConstantNodes
 from hwgen.transforms.ingest.infer_datatypes import InferDataTypesKeepingAnnotations
 from hwgen.transforms.ingest.multithreshold_channels_first import MultiThresholdChannelsFirst
 from hwgen.transforms.ingest.normalize_domains import NormalizeCustomOpDomains
@@ -82,6 +83,7 @@ INGEST: list[Transformation] = [
     FixDynamicBatch(),
     InferShapes(),
     GiveUniqueParameterTensors(),
+    FoldConstantNodes(),                # constant ops at the model's opset (ABC-Net's weight bases)
     FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),  # Shape -> Gather -> ... -> Reshape
     FoldTransposeIntoQuantInit(),
     MultiThresholdChannelsFirst(),
