@@ -148,3 +148,26 @@ def test_ingest_rewrites_report_change_truthfully(exports):
     for transform in INGEST:
         _, changed = transform.apply(ModelWrapper(onnx.load_from_string(graph.model.SerializeToString())))
         assert not changed, type(transform).__name__
+
+
+def test_constant_nodes_fold_at_the_models_opset():
+    """A weight computed from constants by ops newer than qonnx's default opset (GreaterOrEqual,
+    Where: ABC-Net's binary bases at ImageNet widths, which the exporter leaves) becomes the
+    constant it computes; the layer then reads an initializer."""
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hwgen.transforms.ingest.fold_constant_nodes import FoldConstantNodes
+
+    latent = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    nodes = [helper.make_node("GreaterOrEqual", ["latent", "zero"], ["ge"]),
+             helper.make_node("Where", ["ge", "one", "minus_one"], ["w"]),
+             helper.make_node("MatMul", ["x", "w"], ["y"])]
+    inits = [numpy_helper.from_array(latent, "latent"), numpy_helper.from_array(np.float32(0), "zero"),
+             numpy_helper.from_array(np.float32(1), "one"), numpy_helper.from_array(np.float32(-1), "minus_one")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    model = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    folded = model.transform(FoldConstantNodes())
+    assert [n.op_type for n in folded.graph.node] == ["MatMul"]
+    assert np.array_equal(folded.get_initializer(folded.graph.node[0].input[1]), np.where(latent >= 0, 1.0, -1.0))
