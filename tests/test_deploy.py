@@ -7,7 +7,10 @@ the simulated RTL. What cannot run here: a real board, `pynq`, and a bitstream (
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +28,13 @@ from hwgen.frontend import export_brevitas
 from hwgen.models.bnn_pynq import load_checkpoint
 from hwgen.models.data import mnist_test
 from hwgen.simulate import run_input_model, simulate_build
+
+_which = shutil.which
+
+
+def _captured_stderr():
+    return contextlib.redirect_stderr(io.StringIO())
+
 
 BOARD_PARTS = {"pynq-z1": "xc7z020clg400-1", "pynq-z2": "xc7z020clg400-1", "ultra96-v2": "xczu3eg-sbva484-1-e",
                "zcu104": "xczu7ev-ffvc1156-2-e", "kv260": "xck26-sfvc784-2LV-c"}
@@ -59,15 +69,29 @@ def test_unknown_board_is_one_line(tiny_mlp_onnx, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+def build_for_board(onnx: Path, out: Path, board: str, cache: Path, *target: str) -> list[str]:
+    """`hwgen build --board B --bitstream` where Vivado is not on PATH: exit status 2 and one line
+    (returned), with the build, `OUT/deploy/` and `OUT/vivado/` complete."""
+    with pytest.MonkeyPatch.context() as mp, _captured_stderr() as err:
+        mp.setattr("shutil.which", lambda name, *a, **k: None if name == "vivado" else _which(name, *a, **k))
+        code = main(["build", str(onnx), "-o", str(out), "--board", board, "--bitstream", *target,
+                     "--cache-dir", str(cache)])
+    lines = err.getvalue().splitlines()
+    assert code == 2 and len(lines) == 1 and "vivado is not on PATH: run" in lines[0], lines
+    for path in ("report.json", "deploy/accelerator.json", "deploy/hwgen/driver/accelerator.py",
+                 "vivado/build.tcl", "vivado/build.sh", "vivado/src/hwgen_dma_shell.v"):
+        assert (out / path).is_file(), path
+    return lines
+
+
 @pytest.fixture(scope="module")
 def tfc_deploy(shared_data, tmp_path_factory, verilator_cache):
-    """TFC-W1A1 of BNN-PYNQ built for the PYNQ-Z2 with its deploy folder."""
+    """TFC-W1A1 of BNN-PYNQ built for the PYNQ-Z2 with --bitstream, without Vivado."""
     tmp = tmp_path_factory.mktemp("tfc")
     model = load_checkpoint("TFC_1W1A", shared_data / "brevitas_bnn_pynq" / "tfc_1w1a.tar")
     export_brevitas(model, (1, 1, 28, 28)).save(str(tmp / "tfc.onnx"))
     out = tmp / "build"
-    assert main(["build", str(tmp / "tfc.onnx"), "-o", str(out), "--board", "pynq-z2", "--target-cycles", "1024",
-                 "--cache-dir", str(verilator_cache)]) == 0
+    build_for_board(tmp / "tfc.onnx", out, "pynq-z2", verilator_cache, "--target-cycles", "1024")
     return out
 
 
@@ -142,3 +166,20 @@ def test_copied_driver_needs_numpy_only(tfc_deploy, tmp_path):
     run = subprocess.run([sys.executable, "-m", "hwgen.driver", ".", "--input", str(tmp_path / "x.npy"),
                           "--output", str(tmp_path / "y.npy")], cwd=deploy, capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no bitfile" in run.stderr
+
+
+@pytest.mark.slow
+def test_cnv_on_pynq_z1_through_the_driver(shared_data, tmp_path, verilator_cache):
+    """CNV-W1A1 (random weights, fixed BN statistics) for the PYNQ-Z1 at BNN-PYNQ's rate: the
+    driver on the simulated fabric gives exactly the model's outputs on CIFAR-10 images."""
+    from hwgen.models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics
+
+    export_brevitas(with_fixed_batchnorm_statistics(cnv_w1a1(), seed=0), (1, 3, 32, 32)).save(str(tmp_path / "cnv.onnx"))
+    out = tmp_path / "build"
+    build_for_board(tmp_path / "cnv.onnx", out, "pynq-z1", verilator_cache, "--target-fps", "3050")
+    data = np.load(shared_data / "cifar10" / "cifar10_test_first1017.npz")
+    x = (data["images"][:24] / 255.0).astype(np.float32)
+    acc = Accelerator(out / "deploy", target="sim", batch_size=8, cache_dir=verilator_cache)
+    assert np.array_equal(acc.execute(x), run_input_model(out, x))
+    result = acc.throughput_test()
+    assert result["fclk[mhz]"] == 100.0 and 0 < result["throughput[images/s]"] <= 100e6 / 32_768 * 1.0001
