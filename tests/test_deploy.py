@@ -183,3 +183,10 @@ def test_cnv_on_pynq_z1_through_the_driver(shared_data, tmp_path, verilator_cach
     assert np.array_equal(acc.execute(x), run_input_model(out, x))
     result = acc.throughput_test()
     assert result["fclk[mhz]"] == 100.0 and 0 < result["throughput[images/s]"] <= 100e6 / 32_768 * 1.0001
+
+
+def test_a_dma_that_never_finishes_is_an_error_not_a_hang(tfc_deploy, verilator_cache):
+    acc = Accelerator(tfc_deploy / "deploy", target="sim", timeout_s=0.2, cache_dir=verilator_cache)
+    acc._dma.recvchannel.transfer = lambda buffer: None  # the S2MM channel never starts: the stream stalls
+    with pytest.raises(DriverError, match=r"axi_dma_0: the DMA's send \(MM2S\) channel did not finish within 0.2 s"):
+        acc.execute(np.zeros((1, 1, 28, 28), np.float32))
