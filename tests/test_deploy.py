@@ -190,3 +190,18 @@ def test_a_dma_that_never_finishes_is_an_error_not_a_hang(tfc_deploy, verilator_
     acc._dma.recvchannel.transfer = lambda buffer: None  # the S2MM channel never starts: the stream stalls
     with pytest.raises(DriverError, match=r"axi_dma_0: the DMA's send \(MM2S\) channel did not finish within 0.2 s"):
         acc.execute(np.zeros((1, 1, 28, 28), np.float32))
+
+
+def test_deploy_description_runs_no_code(tfc_deploy, tmp_path, verilator_cache):
+    """The host programs are data: an op the fixed numpy table does not hold is refused by name,
+    whatever the description says (nothing is imported or evaluated from it)."""
+    copy = tmp_path / "build"
+    shutil.copytree(tfc_deploy, copy)
+    path = copy / "deploy" / "accelerator.json"
+    info = json.loads(path.read_text())
+    info["host_pre"]["ops"][0]["op"] = "__import__('os').system('touch pwned')"
+    path.write_text(json.dumps(info))
+    acc = Accelerator(copy / "deploy", target="sim", cache_dir=verilator_cache)
+    with pytest.raises(HwgenError, match="is not one the host program runs"):
+        acc.execute(np.zeros((1, 1, 28, 28), np.float32))
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
