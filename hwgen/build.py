@@ -175,7 +175,7 @@ def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig) -> dict:
     if cfg.board is not None:
         write_deploy(out, lookup_board(cfg.board))
         write_flow(out, lookup_board(cfg.board))
-    (out / "build.toml").write_text(cfg.to_toml())
+    (out / "build.toml").write_text(cfg.to_toml("folding_in.json" if cfg.folding is not None else None))
     if cfg.folding is not None:
         (out / "folding_in.json").write_text(json.dumps(cfg.folding, indent=2) + "\n")
     write_json_atomically(out / "report.json", state.report)

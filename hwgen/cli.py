@@ -2,6 +2,7 @@
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
                                 [--fifo-sizing auto|measured|modelled] [--board NAME [--bitstream]]
+                                [--config OUT/build.toml]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
     hwgen verify OUT --input X.npy
     hwgen synth OUT [--part P | --board NAME] [--jobs N]
@@ -55,6 +56,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from hwgen.build import build
     from hwgen.config import BuildConfig
 
+    _apply_config(args)
     if args.bitstream and not args.board:
         raise HwgenError("needs --board (the bitstream is for a board)", where="--bitstream")
     clock = args.clock_mhz
@@ -63,7 +65,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         clock = lookup_board(args.board).fclk_mhz if args.board else 100.0
     cfg = BuildConfig(clock_mhz=clock, target_cycles=args.target_cycles, target_fps=args.target_fps,
-                      folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing, board=args.board,
+                      folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing or "auto", board=args.board,
                       **_cache(args))
     report = build(args.model, args.output, cfg)
     t = report["totals"]
@@ -78,6 +80,24 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         print(f"bitstream: {run_flow(Path(args.output))}")
     return 0
+
+
+def _apply_config(args: argparse.Namespace) -> None:
+    """Options from `--config FILE` (a build.toml) where the command line does not give them; a
+    target on the command line replaces both of the file's."""
+    if not args.config:
+        return
+    from hwgen.config import read_config
+
+    options = read_config(args.config)
+    if args.target_cycles is not None or args.target_fps is not None:
+        options.pop("target_cycles", None)
+        options.pop("target_fps", None)
+    for key, value in options.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.target_cycles is not None and args.target_fps is not None:
+        raise HwgenError("gives both target_cycles and target_fps", where=str(args.config))
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -172,7 +192,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--board", help="also write OUT/deploy/ and OUT/vivado/ for this board (see `hwgen boards`)")
     b.add_argument("--bitstream", action="store_true", help="then run the Vivado flow (Vivado must be on PATH)")
     b.add_argument("--folding", help="FINN-style folding JSON: {\"Defaults\": {}, \"MVU_0\": {\"PE\": 16}}")
-    b.add_argument("--fifo-sizing", choices=FIFO_SIZING_MODES, default="auto",
+    b.add_argument("--config", help="a build.toml (as every build writes): its options, where not given here")
+    b.add_argument("--fifo-sizing", choices=FIFO_SIZING_MODES, default=None,
                    help="FIFO depths at joins: measured in Verilator, modelled from latencies, or auto (measured if small)")
     b.set_defaults(func=cmd_build)
 

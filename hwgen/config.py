@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwgen.errors import HwgenError
@@ -80,15 +81,43 @@ class BuildConfig:
         fps = self.target_fps if self.target_fps is not None else DEFAULT_TARGET_FPS
         return max(1, int(self.clock_mhz * 1e6 // fps))
 
-    def to_toml(self) -> str:
-        """A flat TOML rendering, written to `OUT/build.toml` (the folding goes to its own JSON)."""
-        lines = []
-        for key, value in asdict(self).items():
-            if value is None or key == "folding":
+    def to_toml(self, folding_file: str | None = None) -> str:
+        """`OUT/build.toml`: the build's command-line options (`CONFIG_KEYS`), the folding as the
+        name of its JSON file beside it; `hwgen build --config` reads it back."""
+        lines = ["# hwgen build options: hwgen build MODEL --config build.toml -o OUT builds the same",
+                 f"# (folding aims for {self.cycles_target} cycles per frame)"]
+        for key in CONFIG_KEYS:
+            value = folding_file if key == "folding" else getattr(self, key)
+            if value is None:
                 continue
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                lines.append(f"{key} = {value}")
-            else:
-                lines.append(f'{key} = "{value}"')
-        lines.append(f"cycles_target = {self.cycles_target}")
+            lines.append(f"{key} = {value}" if isinstance(value, (int, float)) else f"{key} = {json.dumps(str(value))}")
         return "\n".join(lines) + "\n"
+
+
+#: the options a build.toml holds: exactly those of `hwgen build` (with their TOML types)
+CONFIG_KEYS: dict[str, tuple[type, ...]] = {
+    "target_cycles": (int,), "target_fps": (int, float), "clock_mhz": (int, float), "folding": (str,),
+    "fifo_sizing": (str,), "board": (str,),
+}
+
+
+def read_config(path: str | Path) -> dict:
+    """The options of a build.toml (`CONFIG_KEYS`), the folding file's path made relative to the
+    TOML's folder; an unknown key or a value of the wrong type is an error naming it."""
+    import tomllib
+
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise HwgenError("no such file", where=str(p)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise HwgenError(f"not valid TOML ({exc})", where=str(p)) from None
+    for key, value in data.items():
+        if key not in CONFIG_KEYS:
+            raise HwgenError(f"unknown option (known: {', '.join(CONFIG_KEYS)})", where=f"{p}: '{key}'")
+        if isinstance(value, bool) or not isinstance(value, CONFIG_KEYS[key]):
+            raise HwgenError(f"has the wrong type ({type(value).__name__})", where=f"{p}: '{key}'")
+    if "folding" in data:
+        data["folding"] = str(p.parent / data["folding"])
+    return data

@@ -1,0 +1,48 @@
+"""`OUT/build.toml` holds the build's command-line options; `hwgen build --config OUT/build.toml`
+builds the same accelerator: byte-identical RTL and the same report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hwgen.cli import main
+
+
+def rtl_files(out) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "rtl").iterdir())}
+
+
+def test_config_reproduces_the_build(tiny_mlp_onnx, tmp_path, capsys, verilator_cache):
+    folding = tmp_path / "fold.json"
+    folding.write_text(json.dumps({"MVU_1": {"PE": 4}}))
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(first), "--target-cycles", "2048", "--clock-mhz", "150",
+                 "--folding", str(folding), "--fifo-sizing", "modelled", "--cache-dir", str(verilator_cache)]) == 0
+    toml = (first / "build.toml").read_text()
+    assert 'folding = "folding_in.json"' in toml and "target_cycles = 2048" in toml and "clock_mhz = 150.0" in toml
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(second), "--config", str(first / "build.toml"),
+                 "--cache-dir", str(verilator_cache)]) == 0
+    assert rtl_files(first) == rtl_files(second)
+    assert json.loads((first / "report.json").read_text()) == json.loads((second / "report.json").read_text())
+    assert (second / "build.toml").read_text() == toml
+    # a target on the command line replaces the file's
+    third = tmp_path / "third"
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(third), "--config", str(first / "build.toml"),
+                 "--target-fps", "1000", "--cache-dir", str(verilator_cache)]) == 0
+    assert "target_fps = 1000.0" in (third / "build.toml").read_text()
+    assert "target_cycles" not in (third / "build.toml").read_text()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("pe = 4", "'pe': unknown option (known: target_cycles"),
+    ("target_cycles = \"many\"", "'target_cycles': has the wrong type (str)"),
+    ("target_cycles = [", "not valid TOML"),
+])
+def test_bad_config_is_one_line(text, problem, tiny_mlp_onnx, tmp_path, capsys):
+    path = tmp_path / "build.toml"
+    path.write_text(text)
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(tmp_path / "out"), "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
