@@ -113,25 +113,49 @@ STEPS: list[tuple[str, Callable[[BuildState], BuildState]]] = [
 ]
 
 
-def build(model: str | Path | ModelWrapper, out: str | Path, cfg: BuildConfig | None = None) -> dict:
+def build(model: str | Path | ModelWrapper, out: str | Path, cfg: BuildConfig | None = None,
+          from_step: str | None = None) -> dict:
     """Build `model` (an ONNX path or a loaded graph) into folder `out`; returns the report.
 
     The build happens in a sibling folder that replaces `out` only once it is complete: a build
-    that fails leaves no half-written folder, and an earlier build in `out` exactly as it was."""
+    that fails leaves no half-written folder, and an earlier build in `out` exactly as it was.
+    With `from_step` (a name of `STEPS`), `out` must be a finished build of the same model: the
+    steps before it are kept as they are (their checkpoints, the host graphs), and the build runs
+    from the checkpoint of the step before, with `cfg`."""
     cfg = cfg or BuildConfig()
     out = Path(out)
     _check_destination(out)
     loaded = load_onnx(model) if not isinstance(model, ModelWrapper) else model
     check_known_ops(loaded)
+    start = _resume_point(out, loaded, from_step) if from_step is not None else 0
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        report = _build_into(loaded, work, cfg)
+        if start:
+            shutil.rmtree(work)
+            # what the steps from `start` and the end of a build write again is left behind
+            shutil.copytree(out, work, ignore=shutil.ignore_patterns(
+                "report.json", "sim.json", "synth", "deploy", "vivado", "folding_in.json"))
+        report = _build_into(loaded, work, cfg, start)
         _swap_in(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
 
+
+def _resume_point(out: Path, loaded: ModelWrapper, from_step: str) -> int:
+    """The index in `STEPS` to start at; `out` must hold a finished build of `loaded`."""
+    names = [name for name, _ in STEPS]
+    if from_step not in names[1:]:
+        raise HwgenError(f"must be one of {', '.join(names[1:])} (a step with a checkpoint before it)",
+                         where="--from-step")
+    if not (out / "report.json").is_file():
+        raise HwgenError("--from-step needs a finished build here", where=str(out))
+    given = ModelWrapper(str(out / "graphs" / "00_input.onnx"))
+    if given.model.SerializeToString() != loaded.model.SerializeToString():
+        raise HwgenError("was built from another model: --from-step restarts a build of the same model",
+                         where=str(out))
+    return names.index(from_step)
 
 def _check_destination(out: Path) -> None:
     """`out` must be absent, empty, or an earlier hwgen build (which the new one replaces)."""
@@ -153,19 +177,29 @@ def _swap_in(work: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig) -> dict:
+def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig, start: int = 0) -> dict:
+    """Run the steps from `STEPS[start]` in `out`; from 0 a whole build, else from the checkpoint
+    of the step before `start`, which `out` holds."""
     graphs = out / "graphs"
-    graphs.mkdir()
-    loaded.save(str(graphs / "00_input.onnx"))
-    prepared = prepare(loaded).transform(GiveUniqueNodeNames())
-    prepared.save(str(graphs / "01_ingest.onnx"))
+    if start == 0:
+        graphs.mkdir()
+        loaded.save(str(graphs / "00_input.onnx"))
+        prepared = prepare(loaded).transform(GiveUniqueNodeNames())
+        prepared.save(str(graphs / "01_ingest.onnx"))
+    else:
+        prepared = ModelWrapper(str(graphs / "01_ingest.onnx"))
+        for later in sorted(graphs.glob("*.onnx"))[start + 2:]:
+            later.unlink()
     state = BuildState(prepared, cfg, out)
     state.model_input_shape = list(prepared.get_tensor_shape(prepared.graph.input[0].name))
     state.model_output_shape = list(prepared.get_tensor_shape(prepared.graph.output[0].name))
     initializers = {i.name for i in loaded.graph.initializer}
     state.model_input_name = next(i.name for i in loaded.graph.input if i.name not in initializers)
     state.model_input_dtype = prepared.get_tensor_datatype(prepared.graph.input[0].name).name
-    for index, (name, step) in enumerate(STEPS, start=2):
+    if start:
+        name, index = STEPS[start - 1][0], start + 1
+        state.model = ModelWrapper(str(graphs / f"{index:02d}_{name}.onnx"))
+    for index, (name, step) in list(enumerate(STEPS, start=2))[start:]:
         try:
             state = step(state)
         except RewriteFailure as exc:

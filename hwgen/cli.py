@@ -2,7 +2,7 @@
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
                                 [--fifo-sizing auto|measured|modelled] [--board NAME [--bitstream]]
-                                [--config OUT/build.toml]
+                                [--config OUT/build.toml] [--from-step STEP]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
     hwgen verify OUT --input X.npy
     hwgen synth OUT [--part P | --board NAME] [--jobs N]
@@ -67,7 +67,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     cfg = BuildConfig(clock_mhz=clock, target_cycles=args.target_cycles, target_fps=args.target_fps,
                       folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing or "auto", board=args.board,
                       **_cache(args))
-    report = build(args.model, args.output, cfg)
+    report = build(args.model, args.output, cfg, from_step=args.from_step)
     t = report["totals"]
     print(f"built {args.output}: {len(report['layers'])} units, {t['max_est_cycles']} cycles/frame "
           f"(est. {report['est_fps']:.0f} FPS at {report['clock_mhz']} MHz), {t['est_luts']} LUTs, "
@@ -193,6 +193,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--bitstream", action="store_true", help="then run the Vivado flow (Vivado must be on PATH)")
     b.add_argument("--folding", help="FINN-style folding JSON: {\"Defaults\": {}, \"MVU_0\": {\"PE\": 16}}")
     b.add_argument("--config", help="a build.toml (as every build writes): its options, where not given here")
+    b.add_argument("--from-step", help="restart the build in OUT from the checkpoint before this step "
+                                       "(partition, to_hardware, fold, plumbing, rtl, report)")
     b.add_argument("--fifo-sizing", choices=FIFO_SIZING_MODES, default=None,
                    help="FIFO depths at joins: measured in Verilator, modelled from latencies, or auto (measured if small)")
     b.set_defaults(func=cmd_build)

@@ -46,3 +46,34 @@ def test_bad_config_is_one_line(text, problem, tiny_mlp_onnx, tmp_path, capsys):
     assert main(["build", str(tiny_mlp_onnx), "-o", str(tmp_path / "out"), "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert problem in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_from_step_fold_is_a_full_build(tiny_mlp_onnx, tmp_path, verilator_cache):
+    """Refolding from the to_hardware checkpoint gives what a whole build with the new target gives."""
+    cache = ["--cache-dir", str(verilator_cache)]
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(full), "--target-cycles", "512", *cache]) == 0
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(resumed), "--target-cycles", "4096", *cache]) == 0
+    kept = (resumed / "graphs" / "02_streamline.onnx").stat().st_mtime_ns
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(resumed), "--target-cycles", "512", "--from-step", "fold",
+                 *cache]) == 0
+    assert rtl_files(full) == rtl_files(resumed)
+    assert json.loads((full / "report.json").read_text()) == json.loads((resumed / "report.json").read_text())
+    assert (resumed / "graphs" / "02_streamline.onnx").stat().st_mtime_ns == kept  # not run again
+    assert sorted(p.name for p in (resumed / "graphs").iterdir()) == sorted(p.name for p in (full / "graphs").iterdir())
+
+
+def test_from_step_needs_a_build_of_the_same_model(tiny_mlp_onnx, tmp_path, capsys, verilator_cache):
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(tmp_path / "none"), "--from-step", "fold"]) == 2
+    assert "--from-step needs a finished build here" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(out), "--cache-dir", str(verilator_cache)]) == 0
+    assert main(["build", str(tiny_mlp_onnx), "-o", str(out), "--from-step", "ingest"]) == 2
+    assert "--from-step: must be one of partition, to_hardware, fold" in capsys.readouterr().err
+    other = tmp_path / "other.onnx"
+    import onnx
+    m = onnx.load(str(tiny_mlp_onnx))
+    m.doc_string = "another"
+    onnx.save(m, str(other))
+    assert main(["build", str(other), "-o", str(out), "--from-step", "fold"]) == 2
+    assert "was built from another model" in capsys.readouterr().err
