@@ -28,6 +28,7 @@ from hwgen.frontend import check_known_ops, load_onnx, prepare
 from hwgen.host import StreamInfo, write_accelerator_json
 from hwgen.report import build_report, write_json_atomically
 from hwgen.rtl.stitch import stitch
+from hwgen.transforms.graph import declare_domains
 from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import (
     FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, RewriteFailure, apply_all, check_stage,
@@ -56,8 +57,8 @@ def step_streamline(s: BuildState) -> BuildState:
 
 def step_partition(s: BuildState) -> BuildState:
     parts = split_host_and_accelerator(s.model)
-    parts.pre.save(str(s.out / "host_pre.onnx"))
-    parts.post.save(str(s.out / "host_post.onnx"))
+    declare_domains(parts.pre).save(str(s.out / "host_pre.onnx"))
+    declare_domains(parts.post).save(str(s.out / "host_post.onnx"))
     s.model = parts.accel
     check_stage(s.model, "partition")
     return s
@@ -205,7 +206,7 @@ def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig, start: int = 
         except RewriteFailure as exc:
             raise HwgenError(f"step {name}: {exc}; the model is one hwgen cannot lower (if it is a valid "
                              "QONNX model, this is a bug in hwgen)") from None
-        state.model.save(str(graphs / f"{index:02d}_{name}.onnx"))
+        declare_domains(state.model).save(str(graphs / f"{index:02d}_{name}.onnx"))
     if cfg.board is not None:
         write_deploy(out, lookup_board(cfg.board))
         write_flow(out, lookup_board(cfg.board))

@@ -94,6 +94,15 @@ def make_node(op_type: str, inputs: list[str], outputs: list[str], *, domain: st
     return helper.make_node(op_type, inputs, outputs, domain=domain, name=name, **attrs)
 
 
+def declare_domains(model: ModelWrapper) -> ModelWrapper:
+    """Add an opset import (version 1) for every custom domain the nodes use and the model does
+    not declare, so that the graph is valid ONNX (`onnx.checker`, Netron) as well as QONNX."""
+    declared = {o.domain for o in model.model.opset_import}
+    for domain in sorted({n.domain for n in model.graph.node} - declared - {"", "ai.onnx"}):
+        model.model.opset_import.append(helper.make_opsetid(domain, 1))
+    return model
+
+
 def int_dtype_for_range(lo: int, hi: int) -> BaseDataType:
     """Smallest BINARY / UINTn / INTn holding every integer in [lo, hi] (the units' own rule)."""
     return smallest_int_dtype(lo, hi)
