@@ -191,7 +191,9 @@ def test_cli_yosys_not_found(synthesized, tmp_path, capsys, monkeypatch):
     assert json.loads((copy / "report.json").read_text()) == json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.slow
 def test_cli_board_selects_its_part(synthesized, tmp_path, capsys):
+    """(slow: a second Yosys run, for UltraScale+; the default run synthesizes for the xc7z020)"""
     out, _ = synthesized
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
