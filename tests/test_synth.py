@@ -202,5 +202,11 @@ def test_cli_board_selects_its_part(synthesized, tmp_path, capsys):
     assert report["synth"]["part"] == "xck26-sfvc784-2LV-c" and report["synth"]["fits"]
     summary = json.loads((copy / "synth" / "summary.json").read_text())
     assert summary["family"] == "xcup"  # UltraScale+ cells
-    code, err = _cli(capsys, "synth", copy, "--board", "zybo")
+
+
+def test_cli_unknown_board(synthesized, capsys):
+    out, _ = synthesized
+    code, err = _cli(capsys, "synth", out, "--board", "zybo")
     assert code == 2 and "unknown board 'zybo'" in err and len(err.splitlines()) == 1
+    code, _ = _cli(capsys, "synth", out, "--board", "kv260", "--part", "xc7z020")
+    assert code == 2  # one or the other
