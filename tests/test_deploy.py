@@ -205,3 +205,34 @@ def test_deploy_description_runs_no_code(tfc_deploy, tmp_path, verilator_cache):
     with pytest.raises(HwgenError, match="is not one the host program runs"):
         acc.execute(np.zeros((1, 1, 28, 28), np.float32))
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("per_class", [False, True])
+def test_driver_returns_topk_indices_as_the_model(per_class, tmp_path, verilator_cache):
+    """A model ending in TopK: in hardware (LabelSelect) or on the host (a per-class BatchNorm
+    before it); either way the driver returns the model's int64 indices."""
+    import torch
+
+    from hwgen.models.mlp import BnnMlp, randomize
+
+    net = randomize(BnnMlp(in_features=64, hidden=(32,)), seed=12 if per_class else 11)
+    if not per_class:
+        with torch.no_grad():
+            bn = net.layers[-1]
+            bn.running_mean.fill_(3.0), bn.running_var.fill_(4.0), bn.weight.fill_(0.5), bn.bias.fill_(0.25)
+
+    class Top(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return torch.topk(self.net(x), 2).indices
+
+    export_brevitas(Top(), (1, 1, 8, 8)).save(str(tmp_path / "m.onnx"))
+    report = build(tmp_path / "m.onnx", tmp_path / "b", BuildConfig(board="pynq-z1", cache_dir=verilator_cache))
+    assert ("LabelSelect" in [layer["op"] for layer in report["layers"]]) != per_class
+    x = np.random.default_rng(4).random((20, 1, 8, 8)).astype(np.float32)
+    y = Accelerator(tmp_path / "b" / "deploy", target="sim", batch_size=5, cache_dir=verilator_cache).execute(x)
+    expected = run_input_model(tmp_path / "b", x)
+    assert y.dtype == expected.dtype == np.int64 and np.array_equal(y, expected)

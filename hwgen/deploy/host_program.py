@@ -42,7 +42,9 @@ def host_program(model: ModelWrapper, where: str) -> dict:
         ops.append(op)
     if len(graph.input) != 1 or len(graph.output) != 1:
         raise HwgenError("a host graph has one input and one output", where=where)
-    return {"input": graph.input[0].name, "output": graph.output[0].name, "constants": constants, "ops": ops}
+    elem = graph.output[0].type.tensor_type.elem_type
+    return {"input": graph.input[0].name, "output": graph.output[0].name, "constants": constants, "ops": ops,
+            "output_dtype": np.dtype(helper.tensor_dtype_to_np_dtype(elem)).name}
 
 
 def check_program(program: dict, model: ModelWrapper, samples: np.ndarray, where: str) -> None:
@@ -52,6 +54,8 @@ def check_program(program: dict, model: ModelWrapper, samples: np.ndarray, where
         got = run_program(program, samples)
     except HwgenError as exc:
         raise HwgenError(f"the board driver cannot run it: {exc}", where=where) from None
+    if got.dtype != expected.dtype:
+        raise HwgenError(f"the driver's numpy program gives {got.dtype}, QONNX execution {expected.dtype}", where=where)
     if got.shape != expected.shape or not np.array_equal(got.astype(np.float32), expected.astype(np.float32)):
         bad = np.argwhere(got.astype(np.float32) != expected.astype(np.float32)) if got.shape == expected.shape else []
         at = f" first at index {list(bad[0])}" if len(bad) else f" (shape {got.shape} vs {expected.shape})"

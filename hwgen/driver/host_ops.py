@@ -1,8 +1,9 @@
 """The host's float ends of an accelerator (`host_pre.onnx`, `host_post.onnx`) as data that numpy
 runs: a board image has neither onnxruntime nor qonnx.
 
-A program is JSON: {"input": name, "output": name, "constants": {name: {"shape", "data"}},
-"ops": [{"op", "inputs", "outputs", ...attributes}]}, the ONNX graph's nodes in order. Each op is
+A program is JSON: {"input": name, "output": name, "output_dtype": numpy name, "constants":
+{name: {"shape", "dtype", "data"}}, "ops": [{"op", "inputs", "outputs", ...attributes}]}, the
+ONNX graph's nodes in order (none: the input, as the output's element type). Each op is
 computed in float32 as QONNX execution computes it (elementwise IEEE operations, qonnx's own
 formulas for Quant, BipolarQuant and MultiThreshold); `hwgen.deploy.host_program` writes a
 program from the ONNX graph and checks that it gives the same bits as QONNX execution.
@@ -136,6 +137,8 @@ def run_program(program: dict, x: np.ndarray) -> np.ndarray:
         for name, c in program["constants"].items()
     }
     env[program["input"]] = np.asarray(x, dtype=np.float32)
+    if not program["ops"]:  # nothing to run: only the element type of the output to honour
+        return env[program["input"]].astype(np.dtype(program.get("output_dtype", "float32")))
     for op in program["ops"]:
         outs = _run_op(op, [env[name] for name in op["inputs"] if name])
         for name, value in zip(op["outputs"], outs):
