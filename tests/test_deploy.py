@@ -236,3 +236,22 @@ def test_driver_returns_topk_indices_as_the_model(per_class, tmp_path, verilator
     y = Accelerator(tmp_path / "b" / "deploy", target="sim", batch_size=5, cache_dir=verilator_cache).execute(x)
     expected = run_input_model(tmp_path / "b", x)
     assert y.dtype == expected.dtype == np.int64 and np.array_equal(y, expected)
+
+
+def test_driver_checks_a_declared_input_datatype(shared_data, tmp_path, verilator_cache):
+    """A FINN-ONNX TFC that declares a BIPOLAR input (784 values): the driver refuses a 0 as
+    `sim` does."""
+    import onnx
+
+    from hwgen.models.ecosystem import finn_onnx_tfc
+
+    model = load_checkpoint("TFC_1W1A", shared_data / "brevitas_bnn_pynq" / "tfc_1w1a.tar")
+    onnx.save(finn_onnx_tfc(model, bipolar_input=True), str(tmp_path / "finn.onnx"))
+    build(tmp_path / "finn.onnx", tmp_path / "b", BuildConfig(target_cycles=1024, board="pynq-z2",
+                                                              cache_dir=verilator_cache))
+    acc = Accelerator(tmp_path / "b" / "deploy", target="sim", cache_dir=verilator_cache)
+    x = np.where(np.random.default_rng(0).random((2, 784)) < 0.5, -1.0, 1.0).astype(np.float32)
+    assert np.array_equal(acc.execute(x), run_input_model(tmp_path / "b", x))
+    x[1, 17] = 0.0
+    with pytest.raises(DriverError, match=r"value 0.0 at index \[1, 17\] is outside the datatype BIPOLAR"):
+        acc.execute(x)

@@ -62,8 +62,11 @@ def check_program(program: dict, model: ModelWrapper, samples: np.ndarray, where
         raise HwgenError(f"the driver's numpy program differs from QONNX execution{at}", where=where)
 
 
-def pre_samples(shape: list[int], program: dict, seed: int = 0) -> np.ndarray:
-    """Float model inputs that reach the input quantizer's every case (see the module's note)."""
+def pre_samples(shape: list[int], program: dict, dtype: str = "FLOAT32", seed: int = 0) -> np.ndarray:
+    """Model inputs that reach the input quantizer's every case (see the module's note); values
+    of the input's datatype where the model declares an integer one."""
+    if dtype != "FLOAT32":
+        return post_samples(shape, dtype, seed)
     rng = np.random.default_rng(seed)
     frame = int(np.prod(shape[1:]))
     n = max(1, CHECK_SAMPLES // max(1, frame) + 1)
@@ -77,7 +80,8 @@ def pre_samples(shape: list[int], program: dict, seed: int = 0) -> np.ndarray:
 
 
 def post_samples(shape: list[int], dtype: str, seed: int = 0) -> np.ndarray:
-    """Accelerator outputs of `dtype`: every value where few, else random over the range."""
+    """Values of the integer datatype `dtype` (the accelerator's outputs, or a model input that
+    declares one): every value where few, else random over the range."""
     lo, hi = value_range(dtype)
     frame = int(np.prod(shape[1:]))
     rng = np.random.default_rng(seed)

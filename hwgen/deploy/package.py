@@ -48,7 +48,8 @@ def write_deploy(build_dir: Path, board: Board) -> Path:
     post_graph = load_build_graph(build_dir / "host_post.onnx")
     pre = host_program(pre_graph, "host_pre.onnx")
     post = host_program(post_graph, "host_post.onnx")
-    check_program(pre, pre_graph, pre_samples(info["model_input_shape"], pre), "host_pre.onnx")
+    check_program(pre, pre_graph, pre_samples(info["model_input_shape"], pre, info.get("model_input_dtype", "FLOAT32")),
+                  "host_pre.onnx")
     check_program(post, post_graph, post_samples(info["output"]["shape"], info["output"]["dtype"]), "host_post.onnx")
     streams = {}
     for key in ("input", "output"):

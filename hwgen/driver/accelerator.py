@@ -102,6 +102,15 @@ class Accelerator:
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
             index = [int(i) for i in np.argwhere(~np.isfinite(x))[0]]
             raise DriverError(f"holds {x[tuple(index)]} at index {index}", where="input")
+        declared = self.info.get("model_input_dtype", "FLOAT32")
+        if declared != "FLOAT32":  # the model declares an integer input datatype (e.g. BIPOLAR)
+            lo, hi = value_range(declared)
+            v = x.astype(np.float64)
+            bad = (v != np.round(v)) | (v < lo) | (v > hi) | ((v == 0) if declared == "BIPOLAR" else False)
+            if bad.any():
+                index = [int(i) for i in np.argwhere(bad)[0]]
+                raise DriverError(f"value {x[tuple(index)]} at index {index} is outside the datatype {declared} "
+                                  "the model declares for its input", where="input")
         return x.astype(np.float32)
 
     def execute(self, x: np.ndarray) -> np.ndarray:
