@@ -255,3 +255,10 @@ def test_driver_checks_a_declared_input_datatype(shared_data, tmp_path, verilato
     x[1, 17] = 0.0
     with pytest.raises(DriverError, match=r"value 0.0 at index \[1, 17\] is outside the datatype BIPOLAR"):
         acc.execute(x)
+
+
+def test_a_batch_beyond_one_dma_transfer_is_refused(tfc_deploy, verilator_cache):
+    acc = Accelerator(tfc_deploy / "deploy", target="sim", batch_size=1 << 16, cache_dir=verilator_cache)
+    with pytest.raises(DriverError, match=r"batch_size: a batch of 65536 frames moves \d+ bytes, more than one DMA "
+                                          r"transfer takes \(8388607\)"):
+        acc.throughput_test()

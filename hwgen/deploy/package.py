@@ -58,7 +58,8 @@ def write_deploy(build_dir: Path, board: Board) -> Path:
                                           "bytes_per_beat")} | {"dma_bytes_per_beat": dma_bytes(s["width"])}
     description = {
         "format": DEPLOY_FORMAT, "top": info["top"], "board": board.name, "part": board.part,
-        "fclk_mhz": board.fclk_mhz, "dma": DMA_NAME, "bitfile": BITFILE, "hwh": HWH,
+        "fclk_mhz": board.fclk_mhz, "dma": DMA_NAME, "dma_max_bytes": board.max_transfer_bytes,
+        "bitfile": BITFILE, "hwh": HWH,
         "model_input_shape": info["model_input_shape"], "model_output_shape": info["model_output_shape"],
         "model_input_dtype": info.get("model_input_dtype", "FLOAT32"),
         "input": streams["input"], "output": streams["output"],

@@ -141,7 +141,13 @@ class Accelerator:
 
     def _transfer(self, ibuf):
         s = self.info["output"]
-        obuf = self._allocate(shape=(ibuf.shape[0], s["beats_per_frame"], dma_bytes(s["width"])), dtype=np.uint8)
+        shape = (ibuf.shape[0], s["beats_per_frame"], dma_bytes(s["width"]))
+        limit = int(self.info.get("dma_max_bytes", 1 << 62))
+        if max(ibuf.nbytes, int(np.prod(shape))) > limit:
+            raise DriverError(f"a batch of {ibuf.shape[0]} frames moves {max(ibuf.nbytes, int(np.prod(shape)))} bytes, "
+                              f"more than one DMA transfer takes ({limit}): use a smaller batch_size",
+                              where="batch_size")
+        obuf = self._allocate(shape=shape, dtype=np.uint8)
         self._dma.recvchannel.transfer(obuf)
         self._dma.sendchannel.transfer(ibuf)
         self._wait(self._dma.sendchannel, "send (MM2S)")
