@@ -16,6 +16,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
+from hwgen.driver.wire import first_outside
 from hwgen.errors import HwgenError
 from hwgen.execute import execute
 from hwgen.streams import beat_bytes, from_wire, pack_beats, to_wire, unpack_beats
@@ -65,13 +66,11 @@ def check_values(x: np.ndarray, dtype_name: str, tensor: str) -> None:
         raise HwgenError(f"has dtype {x.dtype}, the model takes numbers", where="input array")
     bad = ~np.isfinite(x) if np.issubdtype(x.dtype, np.floating) else np.zeros(x.shape, bool)
     dtype = DataType[dtype_name]
-    if not bad.any() and dtype.is_integer():
-        v = x.astype(np.float64)
-        bad = (v != np.round(v)) | (v < dtype.min()) | (v > dtype.max())
-        if dtype == DataType["BIPOLAR"]:
-            bad |= v == 0
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
+    outside = [int(i) for i in np.argwhere(bad)[0]] if bad.any() else None
+    if outside is None and dtype.is_integer():
+        outside = first_outside(x, dtype.name)
+    if outside is not None:
+        index = tuple(outside)
         raise HwgenError(f"value {x[index]!r} at index {list(index)} is outside the datatype {dtype.name} "
                          f"that the model declares for its input '{tensor}'", where="input array")
 

@@ -14,7 +14,7 @@ from amaranth import ClockDomain, ClockSignal, Instance, Module, Mux, ResetSigna
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.driver.wire import dma_bytes
+from hwgen.driver.wire import beat_bytes, dma_bytes
 
 SHELL_NAME = "hwgen_dma_shell"
 
@@ -22,7 +22,7 @@ SHELL_NAME = "hwgen_dma_shell"
 class DmaShell(wiring.Component):
     def __init__(self, top: str, in_width: int, out_width: int, out_beats_per_frame: int) -> None:
         self.top, self.out_beats = top, out_beats_per_frame
-        self.in_bytes, self.out_bytes = -(-in_width // 8), -(-out_width // 8)
+        self.in_bytes, self.out_bytes = beat_bytes(in_width), beat_bytes(out_width)
         self.in_dma, self.out_dma = 8 * dma_bytes(in_width), 8 * dma_bytes(out_width)
         super().__init__({
             "ap_clk": In(1), "ap_rst_n": In(1),

@@ -85,7 +85,7 @@ class Overlay:
 
     def run(self, send: np.ndarray, receive: np.ndarray) -> None:
         s_in, s_out = self.info["input"], self.info["output"]
-        in_bytes, out_bytes = -(-s_in["width"] // 8), -(-s_out["width"] // 8)
+        in_bytes, out_bytes = s_in["bytes_per_beat"], s_out["bytes_per_beat"]
         frames = send.shape[0]
         if receive.shape[0] != frames:
             raise DriverError(f"receive buffer holds {receive.shape[0]} frames, the send buffer {frames}",

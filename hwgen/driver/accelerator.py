@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hwgen.driver.host_ops import run_program
-from hwgen.driver.wire import dma_bytes, from_wire, pack_beats, pad_beats, to_wire, unpack_beats, value_range
+from hwgen.driver.wire import dma_bytes, first_outside, from_wire, pack_beats, pad_beats, to_wire, unpack_beats, value_range
 from hwgen.errors import HwgenError
 
 DEPLOY_FORMAT = "hwgen-deploy-1"
@@ -104,11 +104,8 @@ class Accelerator:
             raise DriverError(f"holds {x[tuple(index)]} at index {index}", where="input")
         declared = self.info.get("model_input_dtype", "FLOAT32")
         if declared != "FLOAT32":  # the model declares an integer input datatype (e.g. BIPOLAR)
-            lo, hi = value_range(declared)
-            v = x.astype(np.float64)
-            bad = (v != np.round(v)) | (v < lo) | (v > hi) | ((v == 0) if declared == "BIPOLAR" else False)
-            if bad.any():
-                index = [int(i) for i in np.argwhere(bad)[0]]
+            index = first_outside(x, declared)
+            if index is not None:
                 raise DriverError(f"value {x[tuple(index)]} at index {index} is outside the datatype {declared} "
                                   "the model declares for its input", where="input")
         return x.astype(np.float32)
@@ -165,8 +162,7 @@ class Accelerator:
 
     def from_beats(self, beats: np.ndarray) -> np.ndarray:
         s = self.info["output"]
-        nbytes = -(-s["width"] // 8)
-        codes = unpack_beats(beats[..., :nbytes], s["width"] // s["elems_per_beat"], s["elems_per_beat"])
+        codes = unpack_beats(beats[..., :s["bytes_per_beat"]], s["width"] // s["elems_per_beat"], s["elems_per_beat"])
         values = from_wire(codes, s["dtype"]).reshape(len(beats), *s["shape"][1:]).astype(np.float32)
         return run_program(self.info["host_post"], values)
 

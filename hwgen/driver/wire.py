@@ -28,6 +28,17 @@ def value_range(name: str) -> tuple[int, int]:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
+def first_outside(x: np.ndarray, name: str) -> list[int] | None:
+    """The index of the first element of `x` that is not a value of integer datatype `name` (not a
+    whole number, out of range, or 0 for BIPOLAR), or None."""
+    lo, hi = value_range(name)
+    v = np.asarray(x, dtype=np.float64)
+    bad = (v != np.round(v)) | (v < lo) | (v > hi)
+    if name == "BIPOLAR":
+        bad |= v == 0
+    return [int(i) for i in np.argwhere(bad)[0]] if bad.any() else None
+
+
 def to_wire(values: np.ndarray, name: str) -> np.ndarray:
     """Encode integer values of datatype `name` as unsigned wire codes (uint64)."""
     v = np.asarray(values)

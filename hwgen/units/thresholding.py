@@ -92,6 +92,13 @@ def clamp_thresholds(thresholds: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(thresholds, lo, hi + 1)
 
 
+def has_affine_form(thresholds: np.ndarray, input_dtype: BaseDataType) -> bool:
+    """Whether thresholds (float or int, as a graph holds them) are an affine function of every
+    input of `input_dtype` (`affine_fit`), as `Thresholding(affine=True)` needs them."""
+    lo, hi = int(input_dtype.min()), int(input_dtype.max())
+    return affine_fit(clamp_thresholds(np.ceil(np.asarray(thresholds)).astype(np.int64), lo, hi), lo, hi) is not None
+
+
 def threshold_lane(
     value: Value, thr_word: Value, steps: int, tbits: int, tsigned: bool,
     output_dtype: BaseDataType, out_bias: int,

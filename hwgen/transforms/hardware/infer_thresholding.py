@@ -5,22 +5,20 @@
 for thresholds that `InferMVU` could not fuse into a matrix-vector unit (e.g. a quantizer right on
 the accelerator input, after a residual add, or an 8-bit requantization after a layer). Of the
 unit's forms, many thresholds per channel take the binary search, or, where they are an affine
-function of the input on its whole range (`affine_fit`: evenly spaced, as a BatchNorm and
+function of the input on its whole range (`has_affine_form`: evenly spaced, as a BatchNorm and
 rounding make them), a multiplier and two numbers per channel (`affine`).
 """
 
 from __future__ import annotations
 
-import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
 from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, const, insert_after, make_node
 from hwgen.transforms.hardware.geometry import channels_and_pixels
 from hwgen.transforms.hardware.infer_mvu import threshold_output, threshold_rows
-from hwgen.units.affine_thresholds import affine_fit
 from hwgen.units.datapath import is_bipolar
-from hwgen.units.thresholding import BINARY_SEARCH_MIN_STEPS, clamp_thresholds
+from hwgen.units.thresholding import BINARY_SEARCH_MIN_STEPS, has_affine_form
 
 
 class InferThresholding(Transformation):
@@ -33,9 +31,7 @@ class InferThresholding(Transformation):
             idt = model.get_tensor_datatype(mt.input[0])
             rows = threshold_rows(model, mt, channels)
             many = const(model, mt.input[1]).shape[1] >= BINARY_SEARCH_MIN_STEPS
-            lo, hi = int(idt.min()), int(idt.max())
-            affine = many and not is_bipolar(odt) and \
-                affine_fit(clamp_thresholds(np.ceil(const(model, rows)).astype(np.int64), lo, hi), lo, hi) is not None
+            affine = many and not is_bipolar(odt) and has_affine_form(const(model, rows), idt)
             node = make_node("Thresholding", [mt.input[0], rows], [mt.output[0]],
                              domain=HWGEN_DOMAIN,
                              name=fresh_node_name(model, "Thresholding"), channels=channels, PE=1, pixels=pixels,
