@@ -99,7 +99,7 @@ def step_rtl(s: BuildState) -> BuildState:
 
 
 def step_report(s: BuildState) -> BuildState:
-    s.report = build_report(s.model, s.cfg.clock_mhz)
+    s.report = build_report(s.model, s.cfg.clock_mhz, s.cfg.cycles_target)
     return s
 
 

@@ -40,6 +40,16 @@ def _load_npy(path: str) -> np.ndarray:
         raise HwgenError(f"not a .npy array ({type(exc).__name__})", where=str(p)) from None
 
 
+def _fps(text: str) -> float | str:
+    """A frame rate, or 'max'."""
+    if text == "max":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a frame rate or 'max': {text!r}") from None
+
+
 def _load_folding(path: str | None) -> dict | None:
     if path is None:
         return None
@@ -66,9 +76,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         clock = lookup_board(args.board).fclk_mhz if args.board else 100.0
     cfg = BuildConfig(clock_mhz=clock, target_cycles=args.target_cycles, target_fps=args.target_fps,
                       folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing or "auto", board=args.board,
-                      **_cache(args))
+                      part=args.part, **_cache(args))
     report = build(args.model, args.output, cfg, from_step=args.from_step)
     t = report["totals"]
+    target = report["target"]
+    if not target["met"]:
+        mhz = report["clock_mhz"]
+        print(f"warning: target of {target['cycles']} cycles/frame ({mhz * 1e6 / target['cycles']:.0f} FPS) not "
+              f"reachable: {target['limited_by']} needs {target['reached_cycles']} cycles/frame "
+              f"({mhz * 1e6 / target['reached_cycles']:.0f} FPS) at its fastest; folded for that rate",
+              file=sys.stderr)
     print(f"built {args.output}: {len(report['layers'])} units, {t['max_est_cycles']} cycles/frame "
           f"(est. {report['est_fps']:.0f} FPS at {report['clock_mhz']} MHz), {t['est_luts']} LUTs, "
           f"{t['est_brams']} BRAM18, {t['est_dsps']} DSPs (estimates)")
@@ -187,9 +204,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", required=True, help="build folder")
     target = b.add_mutually_exclusive_group()
     target.add_argument("--target-cycles", type=int, help="cycles per frame to fold for")
-    target.add_argument("--target-fps", type=float, help="frames per second to fold for, at --clock-mhz")
+    target.add_argument("--target-fps", type=_fps, help="frames per second to fold for, at --clock-mhz; "
+                        "'max': the fastest folding that fits --part")
     b.add_argument("--clock-mhz", type=float, help="fabric clock (default: the board's, else 100)")
     b.add_argument("--board", help="also write OUT/deploy/ and OUT/vivado/ for this board (see `hwgen boards`)")
+    b.add_argument("--part", help="the part --target-fps max must fit (default: the board's, else xc7z020)")
     b.add_argument("--bitstream", action="store_true", help="then run the Vivado flow (Vivado must be on PATH)")
     b.add_argument("--folding", help="FINN-style folding JSON: {\"Defaults\": {}, \"MVU_0\": {\"PE\": 16}}")
     b.add_argument("--config", help="a build.toml (as every build writes): its options, where not given here")

@@ -37,7 +37,8 @@ class BuildConfig:
     """How to build an accelerator.
 
     `target_cycles` (cycles per frame) wins over `target_fps`; with neither, `DEFAULT_TARGET_FPS`
-    at `clock_mhz`. A hand `folding` (FINN-style JSON object) is applied after the automatic
+    at `clock_mhz`. `target_fps="max"` asks for the fastest folding that fits `part` (by the units'
+    estimates; default: the board's part, else the PYNQ-Z1's xc7z020). A hand `folding` (FINN-style JSON object) is applied after the automatic
     folding and overrides it for the layers and keys it names. `fifo_sizing` is how the FIFOs
     where paths fork and meet again get their depths: "measured" (a Verilator run), "modelled"
     (from each unit's latency, no simulation) or "auto" (measured where the design is small).
@@ -46,11 +47,12 @@ class BuildConfig:
 
     clock_mhz: float = 100.0
     target_cycles: int | None = None
-    target_fps: float | None = None
+    target_fps: float | str | None = None
     folding: dict | None = None
     fifo_depth: int = 2
     fifo_sizing: str = "auto"
     board: str | None = None
+    part: str | None = None
     top_name: str = "hwgen_accel"
     cache_dir: Path = field(default_factory=default_cache_dir)
 
@@ -59,7 +61,10 @@ class BuildConfig:
             raise HwgenError(f"must be positive, got {self.clock_mhz}", where="clock_mhz")
         if self.target_cycles is not None and self.target_cycles < 1:
             raise HwgenError(f"must be at least 1, got {self.target_cycles}", where="target_cycles")
-        if self.target_fps is not None and self.target_fps <= 0:
+        if isinstance(self.target_fps, str):
+            if self.target_fps != "max":
+                raise HwgenError(f"must be a frame rate or 'max', got {self.target_fps!r}", where="target_fps")
+        elif self.target_fps is not None and self.target_fps <= 0:
             raise HwgenError(f"must be positive, got {self.target_fps}", where="target_fps")
         if self.fifo_depth < 2:
             raise HwgenError(f"must be at least 2, got {self.fifo_depth}", where="fifo_depth")
@@ -72,20 +77,38 @@ class BuildConfig:
             from hwgen.deploy.boards import lookup_board
 
             lookup_board(self.board)
+        if self.part is not None:
+            from hwgen.parts import lookup_part
+
+            lookup_part(self.part)
 
     @property
-    def cycles_target(self) -> int:
-        """The cycles-per-frame budget that folding aims for."""
+    def cycles_target(self) -> int | None:
+        """The cycles-per-frame budget that folding aims for; None for the fastest that fits."""
         if self.target_cycles is not None:
             return self.target_cycles
+        if self.target_fps == "max":
+            return None
         fps = self.target_fps if self.target_fps is not None else DEFAULT_TARGET_FPS
         return max(1, int(self.clock_mhz * 1e6 // fps))
+
+    @property
+    def fit_part(self) -> str:
+        """The part the fastest folding must fit: `part`, else the board's, else the xc7z020."""
+        if self.part is not None:
+            return self.part
+        if self.board is not None:
+            from hwgen.deploy.boards import lookup_board
+
+            return lookup_board(self.board).part
+        return "xc7z020clg400-1"
 
     def to_toml(self, folding_file: str | None = None) -> str:
         """`OUT/build.toml`: the build's command-line options (`CONFIG_KEYS`), the folding as the
         name of its JSON file beside it; `hwgen build --config` reads it back."""
+        aim = "the fastest folding that fits" if self.cycles_target is None else f"{self.cycles_target} cycles per frame"
         lines = ["# hwgen build options: hwgen build MODEL --config build.toml -o OUT builds the same",
-                 f"# (folding aims for {self.cycles_target} cycles per frame)"]
+                 f"# (folding aims for {aim})"]
         for key in CONFIG_KEYS:
             value = folding_file if key == "folding" else getattr(self, key)
             if value is None:
@@ -96,8 +119,8 @@ class BuildConfig:
 
 #: the options a build.toml holds: exactly those of `hwgen build` (with their TOML types)
 CONFIG_KEYS: dict[str, tuple[type, ...]] = {
-    "target_cycles": (int,), "target_fps": (int, float), "clock_mhz": (int, float), "folding": (str,),
-    "fifo_sizing": (str,), "board": (str,),
+    "target_cycles": (int,), "target_fps": (int, float, str), "clock_mhz": (int, float), "folding": (str,),
+    "fifo_sizing": (str,), "board": (str,), "part": (str,),
 }
 
 

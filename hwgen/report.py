@@ -5,7 +5,9 @@ Keys (exactly): `clock_mhz`, `est_fps`, `fifo_sizing`, `layers` (each: `name`, `
 (`est_luts`, `est_brams`, `est_dsps`, `max_est_cycles`) and `parts` (per part of xc7z020, xczu3eg,
 xczu7ev, xck26: `part`, `clock_mhz`, capacities `luts`, `bram18`, `uram`, `dsp`, needs
 `weight_bits`, `threshold_bits`, `est_luts`, `est_bram18`, `est_uram`, `est_dsps`, `fits` and
-`fps` at that clock; `hwgen.fit`). `est_brams` counts 18 Kb block RAMs. Each layer
+`fps` at that clock; `hwgen.fit`) and `target` (`cycles`: the cycles per frame asked for, null for
+the fastest folding that fits; `reached_cycles`: the slowest unit's; `met`; `limited_by`: that
+unit). `est_brams` counts 18 Kb block RAMs. Each layer
 also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise). `fifo_sizing`
 says how the FIFOs at joins got their depths ("measured", "modelled", or null for a chain, where
 none needed sizing). `hwgen synth` adds `synth` blocks.
@@ -20,11 +22,11 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.fit import parts_table
-from hwgen.ops import unit_of
+from hwgen.ops import PLUMBING_OPS, unit_of
 from hwgen.transforms.hardware.size_fifos import SIZING_KEY
 
 
-def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
+def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | None = None) -> dict:
     layers, units = [], []
     for node in model.graph.node:
         unit = unit_of(model, node)
@@ -41,8 +43,12 @@ def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
             "est_brams": int(unit.est_brams()),
             "est_dsps": int(unit.est_dsps()),
             "depth": getattr(unit, "depth", None),  # FIFOs: beats they hold
+            "MMV": getattr(unit, "MMV", None),  # window generators: window pieces per beat
         })
     max_cycles = max(layer["est_cycles"] for layer in layers)
+    # the compute unit that sets the rate (the FIFOs and converters beside it move as many beats)
+    slowest = next((layer["name"] for layer in layers if layer["est_cycles"] == max_cycles
+                    and layer["op"] not in PLUMBING_OPS), layers[0]["name"])
     sizing = model.get_metadata_prop(SIZING_KEY)
     return {
         "clock_mhz": clock_mhz,
@@ -56,6 +62,8 @@ def build_report(model: ModelWrapper, clock_mhz: float) -> dict:
             "max_est_cycles": max_cycles,
         },
         "parts": parts_table(units, max_cycles),
+        "target": {"cycles": target_cycles, "reached_cycles": max_cycles,
+                   "met": target_cycles is None or max_cycles <= target_cycles, "limited_by": slowest},
     }
 
 

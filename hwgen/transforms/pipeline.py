@@ -28,6 +28,7 @@ from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantIn
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError, ToolError
 from hwgen.ops import COMPUTE_OPS, PLUMBING_OPS
+from hwgen.parts import lookup_part
 from hwgen.transforms.partition import ACCELERATOR_OPS
 from hwgen.transforms.hardware.absorb_flatten_into_matmul import AbsorbFlattenIntoMatMul
 from hwgen.transforms.hardware.infer_add_streams import InferAddStreams
@@ -136,7 +137,7 @@ TO_HARDWARE: list[Transformation] = [
 
 def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list, like the others
     """Automatic folding for the target, then the hand folding on top of it."""
-    steps: list[Transformation] = [SetFolding(cfg.cycles_target)]
+    steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part))]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
     return steps

@@ -18,6 +18,7 @@ naming the parameter) that also knows:
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -100,6 +101,15 @@ class Unit(ABC):
         """DSP slices (DSP48): none, unless the unit multiplies multi-bit operands."""
         return 0
 
+    def folding_space(self) -> list[dict[str, int]]:
+        """Every folding the unit can take: each `FOLDING` knob a divisor of its dimension (of
+        every dimension, for a list: a concatenation's inputs). A unit whose knobs constrain each
+        other (a window generator's MMV) lists its own."""
+        combos: list[dict[str, int]] = [{}]
+        for knob, dim in self.FOLDING:
+            combos = [{**c, knob: d} for c in combos for d in divisors(getattr(self, dim))]
+        return combos
+
     def refolded(self, **knobs: int) -> "Unit":
         """The same unit with other folding knobs (`FOLDING`'s names): what automatic folding
         tries for every divisor pair. Checked as a new unit is; a unit whose arrays are large and
@@ -131,6 +141,12 @@ class Unit(ABC):
         `stream` (a concat takes each part of a pixel in turn): what that input's FIFO holds
         while it waits. None for a unit that takes its inputs together."""
         return 0
+
+
+def divisors(n: int | Sequence[int]) -> list[int]:
+    """The divisors of n; of several dimensions (a concatenation's inputs), the common ones."""
+    n = math.gcd(*n) if isinstance(n, (list, tuple)) else int(n)
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def stream_ports(in_width: int | Sequence[int], out_width: int | Sequence[int]) -> dict[str, wiring.Member]:

@@ -4,7 +4,12 @@ An image of `in_h` x `in_w` pixels of `channels` channels arrives channel-last i
 (h, w, c), `SIMD` channels per beat. For each output pixel (oh, ow) in raster order the unit sends
 the window's `kernel_h` x `kernel_w` pixels in order (kh, kw, c), `SIMD` channels per beat: exactly
 the input of a matrix-vector unit with MW = kernel_h*kernel_w*channels and one vector per output
-pixel. Window positions in the padding send `pad_value`. Elements keep their value but are
+pixel. With `MMV` > 1 one output beat carries `MMV` such `SIMD`-wide pieces of a window at once
+(several channel folds of a pixel, several pixels of a kernel row, or several whole kernel rows),
+so one window takes kernel_h*kernel_w*channels / (SIMD*MMV) clocks instead of one clock per
+`SIMD` channels: a convolution of few channels (CNV's first layer, 3) would otherwise leave the
+unit after it waiting for 9 clocks per output pixel whatever its folding. Window positions in the
+padding send `pad_value`. Elements keep their value but are
 re-encoded from `input_dtype` to `output_dtype`, so a BIPOLAR image can be padded with a real 0
 (output INT2): a padded binary convolution then stays exact.
 
@@ -13,10 +18,13 @@ Buffering. The input beats go, in arrival order, into one circular buffer of `bu
 and the reader count absolute beat positions (modulo a power of two far above any distance that can
 occur, so the differences are exact):
 
-- the reader walks the output order (oh, ow, kh, kw, c-fold) with incremental counters; the buffer
-  position of the element it needs moves by one of six constant steps (one per loop level that
-  wraps), so no multiplier is needed; it issues an element once the writer has passed it (a pad,
-  once the writer has begun the element's frame);
+- the reader walks the output order (oh, ow, kh, kw, c-fold) with incremental counters, a group
+  of `MMV` pieces at a time; the buffer position of a group's first piece moves by one of six
+  constant steps (one per loop level that wraps), so no multiplier is needed, and the other
+  pieces lie at constant distances from it (within a kernel row the pieces are consecutive beats
+  of the buffer, kernel rows are `in_w*channels/SIMD` beats apart), each read through a read port
+  of its own; it issues a group once the writer has passed every piece of it that is not
+  padding (a pad, once the writer has begun the element's frame);
 - the writer accepts a beat while it stays less than `buffer_beats` ahead of `keep`, the first beat
   the reader may still need: the top-left pixel of the current window (the frame's start while the
   window still reaches into the top padding, since the next window row may need row 0 again).
@@ -32,6 +40,7 @@ where 43 would keep the same rate; with padding the margin is a beat or two).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +52,7 @@ from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
 from hwgen.streams import to_wire
-from hwgen.units.base import StreamSpec, Unit, stream_ports
+from hwgen.units.base import StreamSpec, Unit, divisors, stream_ports
 from hwgen.units.datapath import (
     check_dtype,
     check_positive,
@@ -77,7 +86,7 @@ def sliding_window(
 class SlidingWindow(Unit):
     """Convolution windows of an `in_h` x `in_w` x `channels` image, `SIMD` channels per beat."""
 
-    FOLDING = (("SIMD", "channels"),)
+    FOLDING = (("SIMD", "channels"), ("MMV", "window_beats"))
 
     in_h: int
     in_w: int
@@ -94,6 +103,7 @@ class SlidingWindow(Unit):
     input_dtype: BaseDataType
     output_dtype: BaseDataType
     pad_value: int = 0
+    MMV: int = 1
 
     def __post_init__(self) -> None:
         check_positive(
@@ -110,6 +120,12 @@ class SlidingWindow(Unit):
                 raise HwgenError(f"{pad}={value} must be smaller than {kernel}={getattr(self, kernel)}", where=_WHERE)
         if self.channels % self.SIMD:
             raise HwgenError(f"SIMD={self.SIMD} does not divide channels={self.channels}", where=_WHERE)
+        check_positive(self, ("MMV",), _WHERE)
+        if self.MMV not in self.mmv_choices():
+            raise HwgenError(
+                f"MMV={self.MMV} must divide the channel folds ({self.folds}), or be the folds times a "
+                f"divisor of kernel_w={self.kernel_w}, or a whole kernel row ({self.folds * self.kernel_w}) "
+                f"times a divisor of kernel_h={self.kernel_h}", where=_WHERE)
         if self.in_h + self.pad_top + self.pad_bottom < self.kernel_h:
             raise HwgenError(f"kernel_h={self.kernel_h} exceeds the padded height", where=_WHERE)
         if self.in_w + self.pad_left + self.pad_right < self.kernel_w:
@@ -154,13 +170,49 @@ class SlidingWindow(Unit):
         return self.channels // self.SIMD
 
     @property
+    def window_beats(self) -> int:
+        """`SIMD`-wide pieces of one window: kernel_h * kernel_w * channels / SIMD."""
+        return self.kernel_h * self.kernel_w * self.folds
+
+    def mmv_choices(self) -> list[int]:
+        """The pieces one output beat may carry: a divisor of the channel folds (pieces of one
+        pixel), the folds times a divisor of kernel_w (pixels of one kernel row), or a whole row
+        times a divisor of kernel_h (kernel rows): groups whose pieces lie at fixed distances in
+        the buffer."""
+        folds, row = self.folds, self.folds * self.kernel_w
+        return sorted({d for d in range(1, folds + 1) if folds % d == 0}
+                      | {folds * d for d in range(1, self.kernel_w + 1) if self.kernel_w % d == 0}
+                      | {row * r for r in range(1, self.kernel_h + 1) if self.kernel_h % r == 0})
+
+    def folding_space(self) -> list[dict[str, int]]:
+        return [{"SIMD": s, "MMV": p} for s in divisors(self.channels)
+                for p in dataclasses.replace(self, SIMD=s, MMV=1).mmv_choices()]
+
+    @property
     def inputs(self) -> tuple[StreamSpec, ...]:
         return (StreamSpec(self.input_dtype, self.SIMD, self.in_h * self.in_w * self.folds),)
 
     @property
     def outputs(self) -> tuple[StreamSpec, ...]:
-        beats = self.out_h * self.out_w * self.kernel_h * self.kernel_w * self.folds
-        return (StreamSpec(self.output_dtype, self.SIMD, beats),)
+        beats = self.out_h * self.out_w * self.window_beats // self.MMV
+        return (StreamSpec(self.output_dtype, self.SIMD * self.MMV, beats),)
+
+    def piece_offsets(self) -> list[tuple[int, int, int]]:
+        """Per piece of a group: (kernel rows, kernel columns, buffer beats) from the group's first
+        piece. Groups start at a channel fold that is a multiple of `MMV` (within a pixel) or at
+        fold 0 (several pixels or rows), so these are the same for every group."""
+        row = self.folds * self.kernel_w
+        return [(j // row, (j % row) // self.folds, (j // row) * self.in_w * self.folds + j % row)
+                for j in range(self.MMV)]
+
+    def loop_steps(self) -> tuple[int, int, int]:
+        """How far a group moves the channel fold, kernel column and kernel row counters."""
+        folds, row = self.folds, self.folds * self.kernel_w
+        if self.MMV <= folds:
+            return self.MMV, 1, 1
+        if self.MMV <= row:
+            return folds, self.MMV // folds, 1
+        return folds, self.kernel_w, self.MMV // row
 
     def reference(self, *frames: np.ndarray) -> np.ndarray:
         (x,) = frames
@@ -208,12 +260,14 @@ class SlidingWindow(Unit):
         return max(self.inputs[0].beats_per_frame, self.outputs[0].beats_per_frame)
 
     def est_luts(self) -> int:
-        """The buffer if not in block RAM, the output register's pad/re-encode mux (~1 LUT per
-        output bit), and the address logic, ~1 LUT per bit of each adder and comparator: the
-        position counters with `keep` and the three distance comparators (6 per position bit), the
-        two buffer addresses with the read side's modulo-depth step (4 per address bit), and the
-        loop counters with their last-value compares and the pad compares (3 per counter bit).
-        Checked against Yosys `synth_xilinx` within ~10% where the buffer is in block RAM."""
+        """The buffer if not in block RAM (a copy per read port, one port per piece of a beat), the
+        output register's pad/re-encode mux (~1 LUT per output bit), and the address logic, ~1 LUT
+        per bit of each adder and comparator: the position counters with `keep` and the three
+        distance comparators (6 per position bit), the two buffer addresses with the read side's
+        modulo-depth step (4 per address bit), and the loop counters with their last-value
+        compares and the pad compares (3 per counter bit); per further piece, its address (2 per
+        address bit) and its written-yet compare (1 per position bit). Checked against Yosys
+        `synth_xilinx` within ~10% where the buffer is in block RAM."""
         width = self.SIMD * self.input_dtype.bitwidth()
         depth = self.buffer_beats
         pos_bits = _position_bits(self)
@@ -221,13 +275,15 @@ class SlidingWindow(Unit):
         counts = (self.folds, self.kernel_w, self.kernel_h, self.out_w, self.out_h)
         loops = sum(max(1, (n - 1).bit_length()) for n in counts)
         return (
-            memory_luts(depth, width)
-            + self.SIMD * self.output_dtype.bitwidth()
+            self.MMV * memory_luts(depth, width)
+            + self.MMV * self.SIMD * self.output_dtype.bitwidth()
             + 6 * pos_bits + 4 * addr_bits + 3 * loops + 8
+            + (self.MMV - 1) * (2 * addr_bits + pos_bits)
         )
 
     def est_brams(self) -> int:
-        return memory_bram18(self.buffer_beats, self.SIMD * self.input_dtype.bitwidth())
+        """The buffer in block RAM, a copy per read port."""
+        return self.MMV * memory_bram18(self.buffer_beats, self.SIMD * self.input_dtype.bitwidth())
 
 
 def _position_bits(u: SlidingWindow) -> int:
@@ -241,9 +297,10 @@ class SlidingWindowComponent(wiring.Component):
 
     Writer: `inp.ready` while `W - keep < depth` (W: beats written so far); `W`, `keep` are
     registers, so `inp.ready` has no combinational path from `out.ready`.
-    Reader, two stages under `advance = ~out.valid | out.ready`: stage 1 issues the buffer read
-    (or notes a pad) for the current element when it is available and steps the loop counters;
-    stage 2 re-encodes the read beat (or takes the pad word) into the output register.
+    Reader, two stages under `advance = ~out.valid | out.ready`: stage 1 issues the buffer reads
+    (one read port per piece of a group, or notes the pieces in the padding) when every piece is
+    available and steps the loop counters; stage 2 re-encodes the read beats (or takes the pad
+    word) into the output register.
     """
 
     def __init__(self, unit: SlidingWindow) -> None:
@@ -262,20 +319,23 @@ class SlidingWindowComponent(wiring.Component):
         mask = (1 << nbits) - 1
         h_last = sh * (u.out_h - 1) - pt
         w_last = sw * (u.out_w - 1) - pl
+        s_cf, s_kw, s_kh = u.loop_steps()
+        pieces = u.piece_offsets()
 
         def lin(h: int, w: int, c: int) -> int:
             """Buffer position of channel fold c of pixel (h, w), relative to the frame."""
             return (h * in_w + w) * cf_n + c
 
-        # Position steps of the reader, one per loop level that wraps (cf, kw, kh, ow, oh, frame).
-        last_elem = (kh_n - 1, kw_n - 1, cf_n - 1)
+        # Position steps of a group's first piece, one per loop level that wraps (cf, kw, kh, ow,
+        # oh, frame), from the first piece of the level's last group.
+        last_group = (kh_n - s_kh, kw_n - s_kw, cf_n - s_cf)
         steps = [
-            1,
-            lin(0, 1, 0) - lin(0, 0, cf_n - 1),
-            lin(1, 0, 0) - lin(0, kw_n - 1, cf_n - 1),
-            lin(0, sw, 0) - lin(*last_elem),
-            lin(sh, -pl - w_last, 0) - lin(*last_elem),
-            ib + lin(-pt - h_last, -pl - w_last, 0) - lin(*last_elem),
+            s_cf,
+            lin(0, s_kw, 0) - lin(0, 0, cf_n - s_cf),
+            lin(s_kh, 0, 0) - lin(0, kw_n - s_kw, cf_n - s_cf),
+            lin(0, sw, 0) - lin(*last_group),
+            lin(sh, -pl - w_last, 0) - lin(*last_group),
+            ib + lin(-pt - h_last, -pl - w_last, 0) - lin(*last_group),
         ]
 
         ibits, obits = u.input_dtype.bitwidth(), u.output_dtype.bitwidth()
@@ -284,7 +344,7 @@ class SlidingWindowComponent(wiring.Component):
             shape=unsigned(width), depth=depth, init=[], attrs=memory_attrs(depth, width, rom=False)
         )
         wr = mem.write_port()
-        rd = mem.read_port(domain="sync")
+        reads = [mem.read_port(domain="sync") for _ in pieces]
 
         # ---- writer
         wpos = Signal(nbits)
@@ -301,13 +361,14 @@ class SlidingWindowComponent(wiring.Component):
 
         # ---- reader state
         first = lin(-pt, -pl, 0)
-        rpos = Signal(nbits, init=first & mask)  # absolute position of the current element
+        rpos = Signal(nbits, init=first & mask)  # absolute position of the group's first piece
         raddr = Signal(range(depth), init=first % depth)
         rbase = Signal(nbits)  # absolute position of the reader's frame
         hrow = Signal(nbits, init=lin(-pt, 0, 0) & mask)  # rbase + lin(h0, 0, 0)
         h0 = Signal(range(-pt, h_last + 1), init=-pt)  # window top-left pixel
         w0 = Signal(range(-pl, w_last + 1), init=-pl)
         wcf = Signal(range(-pl * cf_n, w_last * cf_n + 1), init=-pl * cf_n)  # w0 * folds
+        # the group's first piece: channel fold, kernel column and row, stepping by s_cf, s_kw, s_kh
         cf = Signal(range(cf_n))
         kw = Signal(range(kw_n))
         kh = Signal(range(kh_n))
@@ -317,32 +378,35 @@ class SlidingWindowComponent(wiring.Component):
         col = Mux(wcf > 0, wcf, 0) if pl else wcf
         m.d.comb += keep.eq(Mux(h0 >= 0, hrow + col, rbase) if pt else hrow + col)
 
-        h = h0 + kh
-        w = w0 + kw
-        pad_terms = []
-        if pt:
-            pad_terms.append(h < 0)
-        if u.pad_bottom:
-            pad_terms.append(h >= u.in_h)
-        if pl:
-            pad_terms.append(w < 0)
-        if u.pad_right:
-            pad_terms.append(w >= in_w)
-        pad = Signal()
-        m.d.comb += pad.eq(Cat(*pad_terms).any() if pad_terms else 0)
-
         # Padding needs no data, only that the frame has begun: a pad is not sent ahead of its
         # frame's first input beat, so no beat of a frame that never comes leaves the unit.
-        written = (wpos - rpos)[:nbits].as_signed() > 0
         begun = (wpos - rbase)[:nbits].as_signed() > 0
+        pads, ready_pieces = [], []
+        for j, (dkh, dkw, dpos) in enumerate(pieces):
+            h = h0 + kh + dkh
+            w = w0 + kw + dkw
+            pad_terms = []
+            if pt:
+                pad_terms.append(h < 0)
+            if u.pad_bottom:
+                pad_terms.append(h >= u.in_h)
+            if pl:
+                pad_terms.append(w < 0)
+            if u.pad_right:
+                pad_terms.append(w >= in_w)
+            pad = Signal(name=f"pad{j}")
+            m.d.comb += pad.eq(Cat(*pad_terms).any() if pad_terms else 0)
+            written = (wpos - (rpos + dpos))[:nbits].as_signed() > 0
+            pads.append(pad)
+            ready_pieces.append(Mux(pad, begun, written))
+
         avail = Signal()
         advance = Signal()
-        m.d.comb += [
-            avail.eq(Mux(pad, begun, written)),
-            advance.eq(~self.out.valid | self.out.ready),
-            rd.addr.eq(raddr),
-            rd.en.eq(advance),
-        ]
+        m.d.comb += [avail.eq(Cat(*ready_pieces).all()), advance.eq(~self.out.valid | self.out.ready)]
+        for rd, (_, _, dpos) in zip(reads, pieces):
+            offset = dpos % depth
+            nxt = raddr + offset
+            m.d.comb += [rd.addr.eq(Mux(nxt >= depth, nxt - depth, nxt) if offset else raddr), rd.en.eq(advance)]
 
         def step(level: int) -> list:
             delta = steps[level]
@@ -354,12 +418,12 @@ class SlidingWindowComponent(wiring.Component):
             ]
 
         with m.If(advance & avail):
-            with m.If(cf != cf_n - 1):
-                m.d.sync += [cf.eq(cf + 1), *step(0)]
-            with m.Elif(kw != kw_n - 1):
-                m.d.sync += [cf.eq(0), kw.eq(kw + 1), *step(1)]
-            with m.Elif(kh != kh_n - 1):
-                m.d.sync += [cf.eq(0), kw.eq(0), kh.eq(kh + 1), *step(2)]
+            with m.If(cf != cf_n - s_cf):
+                m.d.sync += [cf.eq(cf + s_cf), *step(0)]
+            with m.Elif(kw != kw_n - s_kw):
+                m.d.sync += [cf.eq(0), kw.eq(kw + s_kw), *step(1)]
+            with m.Elif(kh != kh_n - s_kh):
+                m.d.sync += [cf.eq(0), kw.eq(0), kh.eq(kh + s_kh), *step(2)]
             with m.Elif(ow != u.out_w - 1):
                 m.d.sync += [
                     cf.eq(0), kw.eq(0), kh.eq(0), ow.eq(ow + 1),
@@ -379,24 +443,24 @@ class SlidingWindowComponent(wiring.Component):
                     hrow.eq(rbase + (lin(-pt, 0, 0) + ib & mask)), *step(5),
                 ]
 
-        # ---- output stage: re-encode (value-preserving) or pad
-        lanes = []
-        for i in range(u.SIMD):
-            lane = Signal(obits, name=f"lane{i}")
-            code = rd.data[i * ibits : (i + 1) * ibits]
-            # Assigning the decoded value sign-/zero-extends or truncates it to its low `obits`
-            # bits: its two's complement code, as the value fits output_dtype.
-            m.d.comb += lane.eq(code if is_bipolar(u.output_dtype) else decode(code, u.input_dtype))
-            lanes.append(lane)
+        # ---- output stage: re-encode (value-preserving) or pad, piece by piece
         pad_code = int(to_wire(np.array([u.pad_value]), u.output_dtype)[0])
         pad_word = Const(sum(pad_code << (i * obits) for i in range(u.SIMD)), u.SIMD * obits)
         v1 = Signal()
-        pad1 = Signal()
+        words = []
+        for j, rd in enumerate(reads):
+            lanes = []
+            for i in range(u.SIMD):
+                lane = Signal(obits, name=f"lane{j}_{i}")
+                code = rd.data[i * ibits : (i + 1) * ibits]
+                # Assigning the decoded value sign-/zero-extends or truncates it to its low `obits`
+                # bits: its two's complement code, as the value fits output_dtype.
+                m.d.comb += lane.eq(code if is_bipolar(u.output_dtype) else decode(code, u.input_dtype))
+                lanes.append(lane)
+            pad1 = Signal(name=f"pad1_{j}")
+            with m.If(advance):
+                m.d.sync += pad1.eq(pads[j])
+            words.append(Mux(pad1, pad_word, Cat(*lanes)))
         with m.If(advance):
-            m.d.sync += [
-                v1.eq(avail),
-                pad1.eq(pad),
-                self.out.valid.eq(v1),
-                self.out.payload.eq(Mux(pad1, pad_word, Cat(*lanes))),
-            ]
+            m.d.sync += [v1.eq(avail), self.out.valid.eq(v1), self.out.payload.eq(Cat(*words))]
         return m

@@ -17,10 +17,11 @@ from hwgen.units.sliding_window import SlidingWindow
 BIPOLAR, INT2, INT4, UINT3 = DataType["BIPOLAR"], DataType["INT2"], DataType["INT4"], DataType["UINT3"]
 
 
-def make(in_hw, channels, kernel, stride=(1, 1), pads=(0, 0, 0, 0), SIMD=None, idt=INT4, odt=None, pad_value=0):
+def make(in_hw, channels, kernel, stride=(1, 1), pads=(0, 0, 0, 0), SIMD=None, idt=INT4, odt=None, pad_value=0,
+         MMV=1):
     """pads in ONNX order (top, left, bottom, right)."""
     return SlidingWindow(
-        *in_hw, channels, *kernel, *stride, *pads, SIMD or channels, idt, odt or idt, pad_value
+        *in_hw, channels, *kernel, *stride, *pads, SIMD or channels, idt, odt or idt, pad_value, MMV
     )
 
 
@@ -145,5 +146,51 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_sliding_window_verilator_matches_reference(case, check_unit):
     unit = make(**CASES[case])
+    frames = random_frames(unit.inputs[0], 6, seed=len(case))
+    check_unit(unit, frames, seed=5)
+
+
+# ---- several pieces of a window per beat (MMV) -------------------------------------------------
+
+MMV_CASES = {
+    # CNV's first layer in small: 3 channels, one pixel per piece; a kernel row per beat
+    "row_per_beat": dict(in_hw=(6, 6), channels=3, kernel=(3, 3), idt=INT4, MMV=3),
+    # the whole 3x3 window in one beat, padded, BIPOLAR -> INT2 with a real 0
+    "window_per_beat_padded": dict(in_hw=(6, 6), channels=2, kernel=(3, 3), pads=(1, 1, 1, 1), idt=BIPOLAR,
+                                   odt=INT2, MMV=9),
+    # two channel folds of a pixel per beat (SIMD 1 of 4 channels), stride 2, padding
+    "folds_per_beat_s2": dict(in_hw=(7, 7), channels=4, kernel=(3, 3), stride=(2, 2), pads=(1, 1, 1, 1), SIMD=1,
+                              idt=INT2, MMV=2),
+    # non-square kernel, asymmetric padding: one kernel row of 2 pixels x 2 folds, pad value -1
+    "k3x2_asym_rows": dict(in_hw=(5, 7), channels=2, kernel=(3, 2), stride=(2, 1), pads=(1, 0, 0, 1), SIMD=1,
+                           idt=INT4, pad_value=-1, MMV=4),
+}
+
+
+def test_mmv_choices_and_shapes():
+    u = make((6, 6), 4, (3, 3), SIMD=2)  # 2 folds per pixel, 6 per kernel row, 18 per window
+    assert u.mmv_choices() == [1, 2, 6, 18]
+    wide = make((6, 6), 4, (3, 3), SIMD=2, MMV=6)
+    assert wide.outputs[0].elems_per_beat == 12
+    assert wide.outputs[0].beats_per_frame == 4 * 4 * 3
+    assert wide.est_cycles() == 72  # the 72 input beats, no longer the 288 pieces
+    assert {"SIMD": 4, "MMV": 9} in u.folding_space() and {"SIMD": 4, "MMV": 2} not in u.folding_space()
+    with pytest.raises(HwgenError, match="MMV=3 must divide"):
+        make((6, 6), 4, (3, 3), SIMD=2, MMV=3)
+
+
+@pytest.mark.parametrize("case", MMV_CASES)
+def test_mmv_reference_is_the_same_windows(case):
+    params = dict(MMV_CASES[case])
+    wide = make(**params)
+    params.pop("MMV")
+    narrow = make(**params)
+    frames = random_frames(wide.inputs[0], 2, seed=3)
+    np.testing.assert_array_equal(wide.reference(frames), narrow.reference(frames))
+
+
+@pytest.mark.parametrize("case", MMV_CASES)
+def test_mmv_verilator_matches_reference(case, check_unit):
+    unit = make(**MMV_CASES[case])
     frames = random_frames(unit.inputs[0], 6, seed=len(case))
     check_unit(unit, frames, seed=5)

@@ -1,59 +1,157 @@
-"""SetFolding: choose PE/SIMD per layer for a target cycles-per-frame with the least hardware.
+"""SetFolding: choose the folding of every unit for a target cycles-per-frame with the least hardware.
 
-    MVU(PE=1, SIMD=1)   =>   MVU(PE=p, SIMD=s)   with (MH/p)*(MW/s) <= target, minimal est_luts
+    MVU(PE=1, SIMD=1)            =>   MVU(PE=p, SIMD=s)   with (MH/p)*(MW/s) <= target, least est_luts
+    SlidingWindow(SIMD=1, MMV=1) =>   SlidingWindow(SIMD=c, MMV=k), its beats as wide as the MVU's SIMD
 
-Every divisor pair is tried (layers have few divisors), so the choice is the cheapest one by the
-unit's own LUT estimate, not a greedy doubling. A layer that cannot reach the target even fully
-parallel gets full parallelism; the report then shows it as the bottleneck.
+Every folding a unit can take is tried (`Unit.folding_space`: layers have few divisors), so each
+unit gets the cheapest one by its own LUT estimate (then BRAM, then DSP) that meets the target:
+the least total LUTs of the whole design for that target (the units' costs add up, no unit is
+faster than the target asks, so the pipeline is balanced), not a greedy doubling.
+
+The target is first checked against what the pipeline can reach: the slowest unit at its fastest
+folding. A target below that cannot be met; the units are then folded for the reachable rate, not
+for the unreachable one (which would buy hardware that only waits), and the model's metadata
+records the target (`TARGET_KEY`: requested and reachable cycles, the limiting unit) for the
+report and the build's warning.
+
+`target_cycles=None` asks for the fastest folding that fits `part` by the units' estimates: the
+smallest cycle count whose cheapest folding keeps the compute units within `part` (LUTs within
+`MAX_LUT_SHARE` of the part, the rest left to FIFOs, width converters and routing; BRAM and DSP
+within the part). Cost only falls as the target rises, so a bisection over the cycle counts the
+units can take finds it.
+
+A window generator feeding a matrix-vector unit then takes, of its foldings that meet the target,
+the one that is cheapest together with the width converter between them (none where its beats
+carry exactly the MVU's SIMD elements).
 """
 
 from __future__ import annotations
 
-import math
+import json
+from dataclasses import dataclass
 
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
+from hwgen.errors import HwgenError
 from hwgen.ops import FOLDING, unit_of
+from hwgen.parts import Part
+from hwgen.units.base import Unit
+from hwgen.units.dwc import DataWidthConverter
+
+#: metadata key of the model holding the target as folding saw it (JSON)
+TARGET_KEY = "hwgen_target"
+#: share of a part's LUTs that the compute units may take when folding for the fastest rate
+MAX_LUT_SHARE = 0.85
 
 
-def divisors(n: int | list[int]) -> list[int]:
-    """The divisors of n; of a list of dimensions (a concatenation's inputs), the common ones."""
-    n = math.gcd(*n) if isinstance(n, (list, tuple)) else n
-    return [d for d in range(1, n + 1) if n % d == 0]
+@dataclass(frozen=True)
+class Option:
+    """One folding of one unit with its estimates."""
+
+    knobs: dict[str, int]
+    unit: Unit
+    cycles: int
+    cost: tuple[int, int, int]  # (LUTs, BRAM18, DSPs)
 
 
 class SetFolding(Transformation):
-    def __init__(self, target_cycles: int) -> None:
+    def __init__(self, target_cycles: int | None, part: Part | None = None) -> None:
         super().__init__()
-        self.target_cycles = int(target_cycles)
+        if target_cycles is None and part is None:
+            raise HwgenError("the fastest folding needs a part to fit", where="target")
+        self.target_cycles = None if target_cycles is None else int(target_cycles)
+        self.part = part
 
     def apply(self, model: ModelWrapper):
+        nodes = [n for n in model.graph.node if n.op_type in FOLDING]
+        if not nodes:
+            return model, False
+        options = {n.name: _options(model, n) for n in nodes}
+        fastest = {name: min(o.cycles for o in opts) for name, opts in options.items()}
+        limiting = max(fastest, key=lambda name: fastest[name])
+        reachable = fastest[limiting]
+        if self.target_cycles is None:
+            cycles = self._fastest_fitting(options, reachable)
+        else:
+            cycles = max(self.target_cycles, reachable)
+        chosen = {name: _cheapest(opts, cycles) for name, opts in options.items()}
+        _match_window_beats(model, nodes, options, chosen, cycles)
+
         changed = False
-        for node in model.graph.node:
-            knobs = FOLDING.get(node.op_type)
-            if knobs is None:
-                continue
+        for node in nodes:
             op = getCustomOp(node)
-            before = tuple(op.get_nodeattr(attr) for attr, _ in knobs)
-            best = None
-            base = unit_of(model, node)  # its arrays read and checked once
-            for combo in self._combos(op, knobs):
-                unit = base.refolded(**{attr: value for (attr, _), value in zip(knobs, combo)})
-                cycles = unit.est_cycles()
-                # meet the target with the fewest LUTs; failing that, get as close as possible
-                cost = (0, unit.est_luts(), unit.est_brams()) if cycles <= self.target_cycles else (1, cycles, 0)
-                if best is None or cost < best[0]:
-                    best = (cost, combo)
-            for (attr, _), value in zip(knobs, best[1]):
-                op.set_nodeattr(attr, value)
-            changed |= tuple(best[1]) != before
+            for knob, value in chosen[node.name].knobs.items():
+                if op.get_nodeattr(knob) != value:
+                    op.set_nodeattr(knob, value)
+                    changed = True
+        target = {"cycles": self.target_cycles, "reachable_cycles": reachable, "folded_for": cycles,
+                  "limited_by": limiting}
+        model.set_metadata_prop(TARGET_KEY, json.dumps(target))
         return model, changed
 
-    @staticmethod
-    def _combos(op, knobs) -> list[tuple[int, ...]]:
-        combos: list[tuple[int, ...]] = [()]
-        for _, dim in knobs:
-            combos = [c + (d,) for c in combos for d in divisors(op.get_nodeattr(dim))]
-        return combos
+    def _fastest_fitting(self, options: dict[str, list[Option]], reachable: int) -> int:
+        """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
+        folding fits the part; the slowest folding of all if none does."""
+        part = self.part
+        candidates = sorted({o.cycles for opts in options.values() for o in opts if o.cycles >= reachable})
+
+        def fits(cycles: int) -> bool:
+            picks = [_cheapest(opts, cycles) for opts in options.values()]
+            luts, brams, dsps = (sum(p.cost[i] for p in picks) for i in range(3))
+            return luts <= MAX_LUT_SHARE * part.luts and brams <= part.bram18 and dsps <= part.dsp
+
+        lo, hi = 0, len(candidates) - 1
+        if not fits(candidates[hi]):
+            return candidates[hi]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fits(candidates[mid]):
+                hi = mid
+            else:
+                lo = mid + 1
+        return candidates[lo]
+
+
+def _options(model: ModelWrapper, node) -> list[Option]:
+    base = unit_of(model, node)  # its arrays read and checked once
+    options = []
+    for knobs in base.folding_space():
+        unit = base.refolded(**knobs)
+        options.append(Option(knobs, unit, int(unit.est_cycles()),
+                              (int(unit.est_luts()), int(unit.est_brams()), int(unit.est_dsps()))))
+    return options
+
+
+def _cheapest(options: list[Option], cycles: int) -> Option:
+    """The least costly option within `cycles`; the fastest one if none is."""
+    meeting = [o for o in options if o.cycles <= cycles]
+    if meeting:
+        return min(meeting, key=lambda o: (o.cost, o.cycles))
+    return min(options, key=lambda o: (o.cycles, o.cost))
+
+
+def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int) -> None:
+    """A window generator whose reader is an MVU: of its foldings within `cycles`, the one that
+    costs least together with the width converter its beats need to reach the MVU's SIMD (none
+    where they match)."""
+    for node in nodes:
+        if node.op_type != "SlidingWindow":
+            continue
+        readers = model.find_consumers(node.output[0])
+        if len(readers) != 1 or readers[0].op_type != "MVU" or readers[0].name not in chosen:
+            continue
+        simd = chosen[readers[0].name].unit.SIMD
+        meeting = [o for o in options[node.name] if o.cycles <= cycles]
+        if meeting:
+            chosen[node.name] = min(meeting, key=lambda o: (_with_converter(o, simd), o.cycles))
+
+
+def _with_converter(option: Option, elems: int) -> tuple[int, int, int]:
+    """The cost of `option` and of a width converter from its output beats to `elems` per beat."""
+    out = option.unit.outputs[0]
+    if out.elems_per_beat == elems:
+        return option.cost
+    dwc = DataWidthConverter(out.dtype, out.elems_per_beat, elems, out.elems_per_frame)
+    return tuple(a + b for a, b in zip(option.cost, (dwc.est_luts(), dwc.est_brams(), dwc.est_dsps())))

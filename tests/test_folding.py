@@ -1,0 +1,92 @@
+"""Automatic folding: window generators that emit several window pieces per clock (MMV) lift the
+one-pixel-fold-per-clock ceiling, exact in rtlsim at the estimated rate; a target the pipeline
+cannot reach is said (a warning line and `report.json` `target`) and the units are folded for
+the reachable rate; `--target-fps max` is the fastest folding that fits the part."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hwgen.build import build
+from hwgen.cli import main
+from hwgen.config import BuildConfig
+from hwgen.frontend import export_brevitas
+from hwgen.parts import lookup_part
+from hwgen.simulate import run_input_model, simulate_build
+from hwgen.transforms.hardware.set_folding import MAX_LUT_SHARE
+from hwgen.models.bnn_pynq import bnn_pynq_model
+from hwgen.models.convnet import BnnConvNet, ConvSpec, randomize_conv
+
+
+@pytest.fixture(scope="module")
+def conv_onnx(tmp_path_factory):
+    """3 channels of 10 x 10 pixels, a 3x3 convolution to 8 channels, a 3x3 one to 8: the first
+    window generator sees 100 input beats but would send 576 window pieces of 3 channels."""
+    net = randomize_conv(BnnConvNet(3, (10, 10), [ConvSpec(8, 3, 1, 0, False), ConvSpec(8, 3, 1, 0, False)]),
+                         seed=4)
+    path = tmp_path_factory.mktemp("conv") / "conv.onnx"
+    export_brevitas(net, (1, 3, 10, 10)).save(str(path))
+    return path
+
+
+def layer(report: dict, name: str) -> dict:
+    return next(entry for entry in report["layers"] if entry["name"] == name)
+
+
+def test_several_window_pieces_per_clock_exact_at_the_input_rate(conv_onnx, tmp_path, verilator_cache):
+    out = tmp_path / "build"
+    report = build(conv_onnx, out, BuildConfig(target_cycles=100, cache_dir=verilator_cache))
+    first = layer(report, "SlidingWindow_0")
+    assert (first["SIMD"], first["MMV"]) == (3, 9)  # a whole window per beat: 64 beats, 100 in
+    assert first["est_cycles"] == 100
+    assert report["target"] == {"cycles": 100, "reached_cycles": 100, "met": True, "limited_by": "SlidingWindow_0"}
+    x = np.random.default_rng(0).random((6, 3, 10, 10)).astype(np.float32)
+    expected = run_input_model(out, x)
+    for stall in (0.0, 0.3):
+        y, stats = simulate_build(out, x, stall_prob=stall, seed=1, cache_dir=verilator_cache)
+        assert np.array_equal(y, expected), stall
+        if stall == 0.0:
+            assert stats["cycles_per_frame"] == 100
+
+
+def test_unreachable_target_is_said_and_folded_for_the_reachable_rate(conv_onnx, tmp_path, capsys):
+    code = main(["build", str(conv_onnx), "-o", str(tmp_path / "fast"), "--target-cycles", "10"])
+    assert code == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warning = [line for line in err if line.startswith("warning: target")]
+    assert len(warning) == 1, err
+    assert "10 cycles/frame" in warning[0] and "SlidingWindow_0 needs 100 cycles/frame" in warning[0]
+    report = json.loads((tmp_path / "fast" / "report.json").read_text())
+    assert report["target"] == {"cycles": 10, "reached_cycles": 100, "met": False, "limited_by": "SlidingWindow_0"}
+    # the same hardware as asked for the reachable rate, not more
+    assert main(["build", str(conv_onnx), "-o", str(tmp_path / "reachable"), "--target-cycles", "100"]) == 0
+    reachable = json.loads((tmp_path / "reachable" / "report.json").read_text())
+    assert report["layers"] == reachable["layers"]
+
+
+def test_fastest_folding_that_fits_the_part(tmp_path, capsys):
+    """TFC-W1A1 fully parallel (one frame per clock) needs some 59k LUTs: on the xc7z010 the
+    fastest folding that fits is slower, and one that fits."""
+    path = tmp_path / "tfc.onnx"
+    export_brevitas(bnn_pynq_model("TFC_1W1A").eval(), (1, 1, 28, 28)).save(str(path))
+    code = main(["build", str(path), "-o", str(tmp_path / "b"), "--target-fps", "max", "--part", "xc7z010"])
+    assert code == 0
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["target"]["cycles"] is None and report["target"]["met"] is True
+    part = lookup_part("xc7z010")
+    compute = [entry for entry in report["layers"] if entry["op"] in ("MVU", "Thresholding", "LabelSelect")]
+    assert sum(entry["est_luts"] for entry in compute) <= MAX_LUT_SHARE * part.luts
+    assert sum(entry["est_brams"] for entry in compute) <= part.bram18
+    assert 1 < report["target"]["reached_cycles"] < 64  # faster than finn-examples' folding
+    toml = (tmp_path / "b" / "build.toml").read_text()
+    assert 'target_fps = "max"' in toml and 'part = "xc7z010"' in toml
+
+
+def test_bad_target_fps_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["build", "m.onnx", "-o", str(tmp_path / "o"), "--target-fps", "fast"])
+    assert exc.value.code == 2
+    assert "not a frame rate or 'max'" in capsys.readouterr().err
