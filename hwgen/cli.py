@@ -148,8 +148,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     report = synthesize(Path(args.build), part=part or "xc7z020clg400-1", jobs=args.jobs)
     r = report["synth"]
     print(f"synthesized {args.build} for {r['part']} (Yosys): {r['luts']} LUTs, {r['ffs']} FFs, "
-          f"{r['bram36']} BRAM36 + {r['bram18']} BRAM18, {r['dsp']} DSPs; "
-          f"{'fits' if r['fits'] else 'does NOT fit'}")
+          f"{r['bram36']} BRAM36 + {r['bram18']} BRAM18, {r['dsp']} DSPs, at most {r['logic_levels']} levels "
+          f"of logic in a unit; {'fits' if r['fits'] else 'does NOT fit'}")
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
@@ -150,21 +151,31 @@ def tree_sum(values: list[Value]) -> Value:
 
 #: bits one counter of the popcount's bit heap adds up: six, what one LUT6 per output bit takes
 COUNTER_INPUTS = 6
+#: counter levels of a popcount, and adder levels of a tree sum, between two pipeline registers:
+#: a level is two or three levels of logic (LUTs and carry cells), so a stage stays within the
+#: eight or so that close timing at 200 MHz on UltraScale+ (see `hwgen.synth` `logic_levels`)
+LEVELS_PER_STAGE = 2
+
+#: a pipeline register: takes a value, returns the register holding it (under the unit's enable)
+Register = Callable[[Value], Value]
 
 
-def popcount(m: Module, bits: Value, name: str = "pc") -> Value:
+def popcount(m: Module, bits: Value, name: str = "pc", register: Register | None = None) -> tuple[Value, int]:
     """The number of ones in `bits`, as a bit heap reduced by counters (Dadda/Wallace style): every
     column's bits are taken six at a time (fewer at the end) by a counter whose 3-bit sum goes to
     this column and the next two, until no column holds more than two bits; one adder then adds
     the two rows. A balanced tree of adders spends an adder bit per input bit at every level it
     keeps a carry; the counters take 1.5 inputs per LUT and need no carries. Measured with Yosys
     `synth_xilinx` on one 576-bit XNOR-popcount lane: 1,066 LUTs against 1,343 for `tree_sum`.
-    Each counter is a signal of `m` (named `name` and a number), so its sum is built once."""
+    Each counter is a signal of `m` (named `name` and a number), so its sum is built once. With
+    `register`, the heap passes through a register every `LEVELS_PER_STAGE` counter levels;
+    returns the count and the number of registers on its way (the same for every `bits` of one
+    width)."""
     n = len(bits)
     if n <= 2:
-        return tree_sum([bits[i] for i in range(n)])
+        return tree_sum([bits[i] for i in range(n)]), 0
     columns: list[list[Value]] = [[bits[i] for i in range(n)]]
-    counters = 0
+    counters = stages = levels = 0
     while max(len(col) for col in columns) > 2:
         reduced: list[list[Value]] = [[] for _ in range(len(columns) + 3)]
         for weight, col in enumerate(columns):
@@ -181,8 +192,33 @@ def popcount(m: Module, bits: Value, name: str = "pc") -> Value:
         while not reduced[-1]:
             reduced.pop()
         columns = reduced
+        levels += 1
+        if register is not None and levels % LEVELS_PER_STAGE == 0 and max(len(col) for col in columns) > 2:
+            flat = register(Cat(*[b for col in columns for b in col]))
+            at = 0
+            for col in columns:
+                col[:] = [flat[at + j] for j in range(len(col))]
+                at += len(col)
+            stages += 1
     rows = [Cat(*[col[r] if len(col) > r else Const(0, 1) for col in columns]) for r in range(2)]
-    return rows[0] + rows[1]
+    return rows[0] + rows[1], stages
+
+
+def staged_tree_sum(values: list[Value], register: Register) -> tuple[Value, int]:
+    """`tree_sum` with a register every `LEVELS_PER_STAGE` adder levels (not after the last);
+    returns the sum and the number of registers on its way."""
+    level, levels, stages = list(values), 0, 0
+    if not level:
+        return Const(0, 1), 0
+    while len(level) > 1:
+        nxt = [level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, levels = nxt, levels + 1
+        if levels % LEVELS_PER_STAGE == 0 and len(level) > 1:
+            level = [register(v) for v in level]
+            stages += 1
+    return level[0], stages
 
 
 def wrap_inc(counter: Value, modulus: int) -> Value:
@@ -215,11 +251,31 @@ def memory_bram18(depth: int, width: int) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM18_ASPECTS)
 
 
+#: words of one block RAM bank of a deep memory (Yosys cascades RAMB36s up to 8K words)
+BRAM_BANK_WORDS = 8192
+
+
 def memory_luts(depth: int, width: int) -> int:
-    """LUTs of a memory the model keeps out of block RAM: one LUT6 per 64 words of one bit."""
-    if depth <= 0 or width <= 0 or in_bram(depth, width):
+    """LUTs of a memory: out of block RAM, one LUT6 per 64 words of one bit and the read mux
+    across those (a LUT6 per four per bit); in block RAM, none but, deeper than one bank
+    (`BRAM_BANK_WORDS`), the read mux across banks (likewise)."""
+    if depth <= 0 or width <= 0:
         return 0
-    return math.ceil(depth / 64) * width
+    banks, per_bank = (math.ceil(depth / BRAM_BANK_WORDS), 0) if in_bram(depth, width) else (math.ceil(depth / 64), 1)
+    return width * (per_bank * banks + (math.ceil(banks / 4) if banks > 1 else 0))
+
+
+def ram_luts(depth: int, width: int) -> int:
+    """LUTs of a RAM (one write port, one read port) in LUT RAM, as Yosys maps it: RAM32M (4
+    LUTs) per 6 bits of 32 words; deeper, RAM64M (4 LUTs) per 3 bits of 64 words, and a read mux
+    across the 64-word banks (a LUT6 per four banks per bit). Whether a RAM goes there is the
+    caller's (`in_bram`, or a FIFO's own rule)."""
+    if depth <= 0 or width <= 0:
+        return 0
+    if depth <= 32:
+        return 4 * math.ceil(width / 6)
+    banks = math.ceil(depth / 64)
+    return 4 * math.ceil(width / 3) * banks + (width * math.ceil(banks / 4) if banks > 1 else 0)
 
 
 def memory_attrs(depth: int, width: int, *, rom: bool) -> dict[str, str]:

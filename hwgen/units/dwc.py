@@ -135,10 +135,11 @@ class DataWidthConverter(Unit):
         luts = 2 * cap.bit_length() + 4  # count update and compares
         for p in range(cap):
             # Sources of chunk p: hold, shift down by one output beat, and every input offset
-            # that can land on it; a LUT6 muxes about three extra inputs.
+            # that can land on it, selected by decoding the fill count: a LUT6 per two sources
+            # (Yosys, the converters of CNV-W1A1).
             writers = min(p, cap - ic) - max(0, p - ic + 1) + 1
             sources = 1 + (p + oc < cap) + writers
-            luts += cb * max(1, math.ceil((sources - 1) / 3))
+            luts += cb * max(1, math.ceil(sources / 2))
         return luts
 
     def est_brams(self) -> int:

@@ -16,7 +16,7 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.units.base import StreamSpec, Unit, stream_ports
-from hwgen.units.datapath import check_dtype, check_int, memory_bram18
+from hwgen.units.datapath import check_dtype, check_int, memory_bram18, ram_luts
 
 #: At or below this depth, or this many bits, the storage is distributed (LUT) RAM: a block RAM
 #: would be mostly empty and its synchronous read would add a cycle of latency.
@@ -98,13 +98,13 @@ class StreamingFifo(Unit):
         return self.beats_per_frame
 
     def est_luts(self) -> int:
-        width = self.spec.width
+        """Pointers, level and compares (4 per address bit and 3), and the LUT RAM (`ram_luts`; a
+        2-deep FIFO of 196 bits: 139 LUTs by Yosys)."""
         addr = max(1, math.ceil(math.log2(self.depth)))
-        control = 4 * addr + 8  # two pointers, a level counter, full/empty compares
+        control = 4 * addr + 3
         if self.ram_style == "block":
             return control
-        # RAM64M: 4 LUTs hold 3 bits x 64 words (one write port, asynchronous read).
-        return control + 4 * math.ceil(width / 3) * math.ceil(self.depth / 64)
+        return control + ram_luts(self.depth, self.spec.width)
 
     def est_brams(self) -> int:
         if self.ram_style == "distributed":

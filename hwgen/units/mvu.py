@@ -19,6 +19,7 @@ its producer wait for more than its own NF*SF cycles per vector.
 from __future__ import annotations
 
 import copy
+import math
 
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ from hwgen.units.datapath import (
     check_positive,
     check_values,
     decode,
+    in_bram,
     int_array,
     is_binary,
     is_bipolar,
@@ -42,10 +44,11 @@ from hwgen.units.datapath import (
     memory_bram18,
     memory_luts,
     pack_words,
+    ram_luts,
     range_bits,
     smallest_int_dtype,
     popcount,
-    tree_sum,
+    staged_tree_sum,
     wrap_inc,
 )
 from hwgen.units.thresholding import (
@@ -229,32 +232,44 @@ class MVU(Unit):
         return [(*mems[0], "weights")] + ([(*mems[1], "thresholds")] if self.thresholds is not None else [])
 
     def est_luts(self) -> int:
-        """LUT model (6-input LUTs):
+        """LUT model (6-input LUTs), fitted to Yosys `synth_xilinx` on the units of TFC-W1A1 and
+        CNV-W1A1 at two foldings each (`tests/test_estimates.py`):
 
-        - popcount modes (BINARY x BINARY, BIPOLAR x BIPOLAR): ~1 LUT per XNOR'd bit for
-          XNOR + compressor tree, PE*SIMD;
+        - popcount modes (BINARY x BINARY, BIPOLAR x BIPOLAR): per lane about two LUTs per XNOR'd
+          bit (`POPCOUNT_LUTS_PER_LANE`, less `POPCOUNT_LUTS_SAVED`) for the XNOR, the counter
+          heap and its pipeline registers' loads; a weight
+          ROM of at most `MERGED_ROM_WORDS` words goes into the XNOR's LUTs (its address bits and
+          the input bit fit one LUT with the counter);
         - other modes: per product, ibits*wbits LUTs for a multiplier (or max(ibits, wbits) when
-          one operand is 1-bit: a mux / conditional negate), plus ~product-width LUTs of adder tree;
+          one operand is 1-bit: a select), plus ~product-width LUTs of adder tree;
         - accumulators: PE*acc_bits; thresholds: `threshold_luts`; output register/mux: PE*obits;
-        - memories the model keeps out of BRAM (`memory_luts`); ~40 LUTs of counters and control,
-          plus, with the ping-pong input buffer (NF > 1), its write counter, bank flags and address
-          muxes (~2 per address bit, + 4).
+        - memories (`memory_luts`; the ping-pong input buffer, a RAM: `ram_luts`);
+          the step counters (a LUT per bit), plus, with the ping-pong buffer (NF > 1), its write
+          counter and bank flags (a LUT per address bit).
         """
         hw = self._hw
         ib, wb = self.input_dtype.bitwidth(), self.weight_dtype.bitwidth()
+        memories = self._memories()
         if hw.popcount:
-            datapath = self.PE * self.SIMD
+            datapath = math.ceil(self.PE * max(1.75 * self.SIMD, POPCOUNT_LUTS_PER_LANE * self.SIMD - POPCOUNT_LUTS_SAVED))
+            if memories[0][0] <= MERGED_ROM_WORDS:
+                memories = memories[1:]
         elif self.est_dsps():
             datapath = self.PE * self.SIMD * (ib + wb)  # the products are in DSPs; adder tree only
         else:
             prod = max(ib, wb) if min(ib, wb) == 1 else ib * wb
             datapath = self.PE * self.SIMD * (prod + ib + wb)
-        luts = datapath + self.PE * hw.acc_bits + self.PE * self.output_dtype.bitwidth() + 40
+        counter_bits = sum(max(1, (n - 1).bit_length()) for n in (self.NF, self.SF, self.NF * self.SF))
+        luts = datapath + self.PE * hw.acc_bits + self.PE * self.output_dtype.bitwidth() + counter_bits
+        if hw.bipolar_popcount and self.thresholds is None:
+            luts += self.PE * self.output_dtype.bitwidth()  # the output's 2P - MW
         if self.NF > 1:
-            luts += 2 * (2 * self.SF - 1).bit_length() + 4
+            luts += (2 * self.SF - 1).bit_length()
+            depth, width = memories.pop()  # the ping-pong buffer, a RAM
+            luts += 0 if in_bram(depth, width) else ram_luts(depth, width)
         if self.thresholds is not None:
             luts += threshold_luts(self.PE, self.thresholds.shape[1], hw.acc_bits)
-        return luts + sum(memory_luts(d, w) for d, w in self._memories())
+        return luts + sum(memory_luts(d, w) for d, w in memories)
 
     def est_dsps(self) -> int:
         """One DSP48 per product lane (PE*SIMD) where both operands are multi-bit and the product
@@ -270,6 +285,13 @@ class MVU(Unit):
         """18 Kb BRAMs of the weight ROM, threshold ROM and input ping-pong buffer
         (`memory_bram18`)."""
         return sum(memory_bram18(d, w) for d, w in self._memories())
+
+
+#: LUTs of one XNOR-popcount lane of SIMD bits: 2*SIMD - 24 (Yosys, CNV's binary convolutions:
+#: 1.6 per bit at SIMD 64, 2.0 at 576), and at least 1.75 per bit
+POPCOUNT_LUTS_PER_LANE, POPCOUNT_LUTS_SAVED = 2, 24
+#: a weight ROM this shallow (3 address bits) merges into the XNOR-popcount's first LUTs
+MERGED_ROM_WORDS = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -332,13 +354,15 @@ def _signed_weights(u: "MVU") -> bool:
     return is_bipolar(u.weight_dtype) and not is_bipolar(u.input_dtype) and u.input_dtype.bitwidth() > 1
 
 
-def _shared_sum(m: Module, x: Value, u: "MVU") -> Value:
-    """The sum of the SIMD input elements of beat `x`, once for every lane."""
+def _shared_sum(m: Module, x: Value, u: "MVU", register) -> tuple[Value, int]:
+    """The sum of the SIMD input elements of beat `x`, once for every lane, through as many
+    pipeline registers as each lane's sum of picks (a tree of the same size)."""
     ibits = u.input_dtype.bitwidth()
-    total = Signal(signed(ibits + 1 + (u.SIMD - 1).bit_length()) if u.input_dtype.signed() else
-                   unsigned(ibits + (u.SIMD - 1).bit_length() + 1), name="beat_sum")
-    m.d.comb += total.eq(tree_sum([decode(x[s * ibits:(s + 1) * ibits], u.input_dtype) for s in range(u.SIMD)]))
-    return total
+    total, depth = staged_tree_sum([decode(x[s * ibits:(s + 1) * ibits], u.input_dtype) for s in range(u.SIMD)],
+                                   register)
+    held = Signal(total.shape(), name="beat_sum")
+    m.d.comb += held.eq(total)
+    return held, depth
 
 
 def _product(x: Value, xdt: BaseDataType, w: Value, wdt: BaseDataType) -> Value:
@@ -361,7 +385,9 @@ class MVUComponent(wiring.Component):
 
     S0  step counters (nf, sf): a step fires when `advance` and its input beat is there; the weight
         ROM (sync read, en = advance) is addressed with the step.
-    S1  x beat + weight word: per lane, popcount(~(x ^ w)) or the sum of SIMD products -> `dot`.
+    S1  x beat + weight word: per lane, popcount(~(x ^ w)) or the sum of SIMD products -> `dot`,
+        through a pipeline register every `LEVELS_PER_STAGE` levels of its counters or adders
+        (the beat's control bits alongside), so that no stage is deeper than what closes timing.
     S2  acc = (sf == 0 ? 0 : acc) + dot; the threshold ROM (sync read, address nf) is read alongside.
     S3  on the last sf: thresholds (or the accumulator itself) -> output register (`out`).
 
@@ -427,31 +453,44 @@ class MVUComponent(wiring.Component):
         with m.If(advance):
             m.d.sync += [v1.eq(fire), first1.eq(sf == 0), last1.eq(sf == SF - 1), nf1.eq(nf)]
 
-        # ---- S1 -> S2: per-lane dot products
+        # ---- S1 -> S2: per-lane dot products, pipelined (every lane passes the same registers)
+        def register(value: Value) -> Value:
+            held = Signal(value.shape())
+            with m.If(advance):
+                m.d.sync += held.eq(value)
+            return held
+
+        shared = _shared_sum(m, x1, u, register) if _signed_weights(u) else None
+        dot_values, depth = [], 0
+        for pe in range(PE):
+            lane_w = wrd.data[pe * SIMD * wbits : (pe + 1) * SIMD * wbits]
+            if hw.popcount:
+                agree = Signal(SIMD, name=f"agree{pe}")
+                m.d.comb += agree.eq(~(x1 ^ lane_w))
+                dot, depth = popcount(m, agree, name=f"pc{pe}_", register=register)
+            elif shared is not None:
+                # sum of x*(+-1) = 2 * (sum of x where w = +1) - sum of x
+                picked, depth = staged_tree_sum(
+                    [Mux(lane_w[s], decode(x1[s * ibits:(s + 1) * ibits], u.input_dtype), 0) for s in range(SIMD)],
+                    register)
+                dot = (picked << 1) - shared[0]
+            else:
+                dot, depth = staged_tree_sum([
+                    _product(x1[s * ibits : (s + 1) * ibits], u.input_dtype,
+                             lane_w[s * wbits : (s + 1) * wbits], u.weight_dtype)
+                    for s in range(SIMD)
+                ], register)
+            dot_values.append(dot)
+        control = [fire_ctl for fire_ctl in (v1, first1, last1, nf1)]
+        for _ in range(depth):
+            control = [register(c) for c in control]
+
         v2, first2, last2 = Signal(), Signal(), Signal()
         nf2 = Signal(range(NF))
         dots = [Signal(hw.acc_shape, name=f"dot{pe}") for pe in range(PE)]
         with m.If(advance):
-            m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), nf2.eq(nf1)]
-            shared = _shared_sum(m, x1, u) if _signed_weights(u) else None
-            for pe in range(PE):
-                lane_w = wrd.data[pe * SIMD * wbits : (pe + 1) * SIMD * wbits]
-                if hw.popcount:
-                    agree = Signal(SIMD, name=f"agree{pe}")
-                    m.d.comb += agree.eq(~(x1 ^ lane_w))
-                    dot = popcount(m, agree, name=f"pc{pe}_")
-                elif shared is not None:
-                    # sum of x*(+-1) = 2 * (sum of x where w = +1) - sum of x
-                    picked = tree_sum([Mux(lane_w[s], decode(x1[s * ibits:(s + 1) * ibits], u.input_dtype), 0)
-                                       for s in range(SIMD)])
-                    dot = (picked << 1) - shared
-                else:
-                    dot = tree_sum([
-                        _product(x1[s * ibits : (s + 1) * ibits], u.input_dtype,
-                                 lane_w[s * wbits : (s + 1) * wbits], u.weight_dtype)
-                        for s in range(SIMD)
-                    ])
-                m.d.sync += dots[pe].eq(dot)
+            m.d.sync += [v2.eq(control[0]), first2.eq(control[1]), last2.eq(control[2]), nf2.eq(control[3])]
+            m.d.sync += [held.eq(dot) for held, dot in zip(dots, dot_values)]
 
         # ---- S2: accumulate; threshold ROM read
         done3 = Signal()

@@ -60,8 +60,9 @@ from hwgen.units.datapath import (
     decode,
     is_bipolar,
     memory_attrs,
+    in_bram,
     memory_bram18,
-    memory_luts,
+    ram_luts,
     wrap_inc,
 )
 
@@ -260,24 +261,30 @@ class SlidingWindow(Unit):
         return max(self.inputs[0].beats_per_frame, self.outputs[0].beats_per_frame)
 
     def est_luts(self) -> int:
-        """The buffer if not in block RAM (a copy per read port, one port per piece of a beat), the
-        output register's pad/re-encode mux (~1 LUT per output bit), and the address logic, ~1 LUT
-        per bit of each adder and comparator: the position counters with `keep` and the three
-        distance comparators (6 per position bit), the two buffer addresses with the read side's
-        modulo-depth step (4 per address bit), and the loop counters with their last-value
-        compares and the pad compares (3 per counter bit); per further piece, its address (2 per
-        address bit) and its written-yet compare (1 per position bit). Checked against Yosys
-        `synth_xilinx` within ~10% where the buffer is in block RAM."""
+        """The buffer if not in block RAM (`ram_luts`, a copy per read port, one port per piece of
+        a beat), the output register's pad mux (~1 LUT per output bit, where there is padding),
+        and the address logic, ~1 LUT per bit of each adder and comparator: the position counters
+        with `keep` and the three distance comparators (6 per position bit), the two buffer
+        addresses with the read side's modulo-depth step (4 per address bit), and the loop
+        counters with their last-value compares and the pad compares (3 per counter bit); per
+        further piece, its address (2 per address bit) and its written-yet compare (1 per
+        position bit). Checked against Yosys `synth_xilinx` on CNV-W1A1's window generators
+        (`tests/test_estimates.py`)."""
         width = self.SIMD * self.input_dtype.bitwidth()
         depth = self.buffer_beats
         pos_bits = _position_bits(self)
         addr_bits = max(1, (depth - 1).bit_length())
         counts = (self.folds, self.kernel_w, self.kernel_h, self.out_w, self.out_h)
-        loops = sum(max(1, (n - 1).bit_length()) for n in counts)
+        loops = sum((n - 1).bit_length() for n in counts)
+        padded = self.pad_top + self.pad_left + self.pad_bottom + self.pad_right > 0
+        buffer = 0 if in_bram(depth, width) else ram_luts(depth, width)
+        # one window per frame (the classifier's 3x3 on a 3x3 map): `keep` stays at the frame's
+        # start, and the distance compares fold away
+        sliding = 6 * pos_bits if self.out_h * self.out_w > 1 else 0
         return (
-            self.MMV * memory_luts(depth, width)
-            + self.MMV * self.SIMD * self.output_dtype.bitwidth()
-            + 6 * pos_bits + 4 * addr_bits + 3 * loops + 8
+            self.MMV * buffer
+            + (self.MMV * self.SIMD * self.output_dtype.bitwidth() if padded else 0)
+            + sliding + 4 * addr_bits + 3 * loops + 4
             + (self.MMV - 1) * (2 * addr_bits + pos_bits)
         )
 

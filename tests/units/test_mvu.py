@@ -137,6 +137,10 @@ CASES = {
     "bipolar_bipolar_acc_full": (24, 6, 6, 24, BIPOLAR, BIPOLAR, 0, None, 0, 1),
     # bipolar x bipolar with thresholds (moved into the popcount domain), convolution-like frame
     "bipolar_bipolar_t1_conv": (20, 8, 4, 5, BIPOLAR, BIPOLAR, 1, BIPOLAR, 0, 3),
+    # a wide popcount: its counter heap passes pipeline registers, two vectors per frame
+    "xnor_wide_pipelined": (288, 4, 2, 144, BINARY, BINARY, 1, BIPOLAR, 0, 2),
+    # CNV's first layer in small: uint8 x bipolar as picked sums less the shared beat sum, pipelined
+    "uint8_bipolar_shared_sum": (27, 8, 4, 27, UINT8, BIPOLAR, 1, BIPOLAR, 0, 3),
 }
 
 
@@ -149,6 +153,26 @@ def make_mvu(rng, MW, MH, PE, SIMD, idt, wdt, steps, odt, bias, vectors) -> MVU:
     else:
         thr, odt = None, accumulator_dtype(idt, wdt, w)
     return MVU(MW, MH, PE, SIMD, idt, wdt, w, thr, odt, bias, vectors_per_frame=vectors)
+
+
+def test_wide_sums_pass_pipeline_registers():
+    """The two wide cases above do go through registers (else they would not test them)."""
+    from amaranth.hdl import Module, Signal
+
+    from hwgen.units.datapath import popcount, staged_tree_sum
+
+    m = Module()
+    registered = []
+
+    def register(value):
+        held = Signal(value.shape())
+        registered.append(held)
+        m.d.sync += held.eq(value)
+        return held
+
+    assert popcount(m, Signal(144), register=register)[1] >= 1
+    assert staged_tree_sum([Signal(8) for _ in range(27)], register)[1] >= 1
+    assert popcount(m, Signal(2), register=register)[1] == 0
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -4,9 +4,12 @@
     SlidingWindow(SIMD=1, MMV=1) =>   SlidingWindow(SIMD=c, MMV=k), its beats as wide as the MVU's SIMD
 
 Every folding a unit can take is tried (`Unit.folding_space`: layers have few divisors), so each
-unit gets the cheapest one by its own LUT estimate (then BRAM, then DSP) that meets the target:
-the least total LUTs of the whole design for that target (the units' costs add up, no unit is
-faster than the target asks, so the pipeline is balanced), not a greedy doubling.
+unit gets the cheapest one by its own estimates that meets the target: the least total of the
+whole design for that target (the units' costs add up, no unit is faster than the target asks,
+so the pipeline is balanced), not a greedy doubling. Cost is in LUTs, an 18 Kb BRAM and a DSP
+priced at the LUTs they stand for on the part (its LUTs over its BRAMs or DSPs: 190 and 242 on
+the xc7z020), so that a window generator does not buy nine copies of its buffer in block RAM to
+spare a width converter's few hundred LUTs.
 
 The target is first checked against what the pipeline can reach: the slowest unit at its fastest
 folding. A target below that cannot be met; the units are then folded for the reachable rate, not
@@ -53,7 +56,8 @@ class Option:
     knobs: dict[str, int]
     unit: Unit
     cycles: int
-    cost: tuple[int, int, int]  # (LUTs, BRAM18, DSPs)
+    resources: tuple[int, int, int]  # (LUTs, BRAM18, DSPs)
+    cost: float  # in LUTs of the part
 
 
 class SetFolding(Transformation):
@@ -68,7 +72,9 @@ class SetFolding(Transformation):
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
         if not nodes:
             return model, False
-        options = {n.name: _options(model, n) for n in nodes}
+        part = self.part
+        prices = (1.0, part.luts / part.bram18, part.luts / part.dsp) if part is not None else (1.0, 190.0, 242.0)
+        options = {n.name: _options(model, n, prices) for n in nodes}
         fastest = {name: min(o.cycles for o in opts) for name, opts in options.items()}
         limiting = max(fastest, key=lambda name: fastest[name])
         reachable = fastest[limiting]
@@ -99,7 +105,7 @@ class SetFolding(Transformation):
 
         def fits(cycles: int) -> bool:
             picks = [_cheapest(opts, cycles) for opts in options.values()]
-            luts, brams, dsps = (sum(p.cost[i] for p in picks) for i in range(3))
+            luts, brams, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
             return luts <= MAX_LUT_SHARE * part.luts and brams <= part.bram18 and dsps <= part.dsp
 
         lo, hi = 0, len(candidates) - 1
@@ -114,14 +120,18 @@ class SetFolding(Transformation):
         return candidates[lo]
 
 
-def _options(model: ModelWrapper, node) -> list[Option]:
+def _options(model: ModelWrapper, node, prices: tuple[float, float, float]) -> list[Option]:
     base = unit_of(model, node)  # its arrays read and checked once
     options = []
     for knobs in base.folding_space():
         unit = base.refolded(**knobs)
-        options.append(Option(knobs, unit, int(unit.est_cycles()),
-                              (int(unit.est_luts()), int(unit.est_brams()), int(unit.est_dsps()))))
+        resources = (int(unit.est_luts()), int(unit.est_brams()), int(unit.est_dsps()))
+        options.append(Option(knobs, unit, int(unit.est_cycles()), resources, _price(resources, prices)))
     return options
+
+
+def _price(resources: tuple[int, int, int], prices: tuple[float, float, float]) -> float:
+    return sum(r * p for r, p in zip(resources, prices))
 
 
 def _cheapest(options: list[Option], cycles: int) -> Option:
@@ -148,10 +158,10 @@ def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int
             chosen[node.name] = min(meeting, key=lambda o: (_with_converter(o, simd), o.cycles))
 
 
-def _with_converter(option: Option, elems: int) -> tuple[int, int, int]:
-    """The cost of `option` and of a width converter from its output beats to `elems` per beat."""
+def _with_converter(option: Option, elems: int) -> float:
+    """The cost of `option` and of a width converter from its output beats to `elems` per beat
+    (its LUTs: a converter holds no memory)."""
     out = option.unit.outputs[0]
     if out.elems_per_beat == elems:
         return option.cost
-    dwc = DataWidthConverter(out.dtype, out.elems_per_beat, elems, out.elems_per_frame)
-    return tuple(a + b for a, b in zip(option.cost, (dwc.est_luts(), dwc.est_brams(), dwc.est_dsps())))
+    return option.cost + DataWidthConverter(out.dtype, out.elems_per_beat, elems, out.elems_per_frame).est_luts()
