@@ -138,6 +138,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from hwgen.parts import DEFAULT_PART
     from hwgen.synth import synthesize
 
     part = args.part
@@ -145,7 +146,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from hwgen.deploy.boards import lookup_board
 
         part = lookup_board(args.board).part
-    report = synthesize(Path(args.build), part=part or "xc7z020clg400-1", jobs=args.jobs)
+    report = synthesize(Path(args.build), part=part or DEFAULT_PART, jobs=args.jobs)
     r = report["synth"]
     print(f"synthesized {args.build} for {r['part']} (Yosys): {r['luts']} LUTs, {r['ffs']} FFs, "
           f"{r['bram36']} BRAM36 + {r['bram18']} BRAM18, {r['dsp']} DSPs, at most {r['logic_levels']} levels "

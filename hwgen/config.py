@@ -101,7 +101,9 @@ class BuildConfig:
             from hwgen.deploy.boards import lookup_board
 
             return lookup_board(self.board).part
-        return "xc7z020clg400-1"
+        from hwgen.parts import DEFAULT_PART
+
+        return DEFAULT_PART
 
     def to_toml(self, folding_file: str | None = None) -> str:
         """`OUT/build.toml`: the build's command-line options (`CONFIG_KEYS`), the folding as the

@@ -50,6 +50,8 @@ PARTS: dict[str, Part] = {p.device: p for p in (
          default_clock_mhz=200.0),                                                # KV260
 )}
 FIT_PARTS: tuple[str, ...] = ("xc7z020", "xczu3eg", "xczu7ev", "xck26")
+#: the part synthesis and the fastest folding assume when none is named: the PYNQ-Z1's
+DEFAULT_PART = "xc7z020clg400-1"
 
 
 def lookup_part(name: str) -> Part:

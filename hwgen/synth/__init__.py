@@ -38,7 +38,7 @@ from pathlib import Path
 
 from hwgen.errors import HwgenError
 from hwgen.report import write_json_atomically
-from hwgen.parts import PARTS, Part, lookup_part
+from hwgen.parts import DEFAULT_PART, PARTS, Part, lookup_part
 from hwgen.synth.yosys import (
     RESOURCES,
     SynthRun,
@@ -47,7 +47,7 @@ from hwgen.synth.yosys import (
     verilog_for_synthesis,
 )
 
-__all__ = ["PARTS", "Part", "count_resources", "lookup_part", "synthesize", "synthesize_units"]
+__all__ = ["PARTS", "Part", "count_resources", "lookup_part", "synthesize"]
 
 
 def _read_build(build_dir: Path) -> tuple[dict, dict]:
@@ -94,7 +94,7 @@ def _equal_units(build_dir: Path, sources: dict[str, str]) -> dict[str, str]:
     return same_as
 
 
-def synthesize(build_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) -> dict:
+def synthesize(build_dir: Path, part: str = DEFAULT_PART, jobs: int = 2) -> dict:
     """Synthesize the build in `build_dir` for `part`; returns the updated report (its `synth` key
     holds the whole accelerator, each layer's `synth` that unit alone)."""
     build_dir = Path(build_dir)
@@ -136,35 +136,3 @@ def synthesize(build_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) ->
     write_json_atomically(build_dir / "report.json", report)
     return report
 
-
-def synthesize_units(units: list, work_dir: Path, part: str = "xc7z020clg400-1", jobs: int = 2) -> list[dict]:
-    """Yosys `synth_xilinx` of hardware units on their own (no build folder): per unit
-    {"luts", "ffs", "bram18", "bram36", "dsp", "logic_levels", "seconds"}, in the order given.
-    Units equal as dataclasses run once. What estimates are checked against."""
-    from hwgen.rtl.emit import to_rtlil
-
-    work_dir = Path(work_dir)
-    (work_dir / "rtl").mkdir(parents=True, exist_ok=True)
-    (work_dir / "synth").mkdir(exist_ok=True)
-    family = lookup_part(part).family
-    yosys = find_yosys()
-    names: dict[int, str] = {}
-    first: list[int] = []
-    for i, unit in enumerate(units):
-        same = next((j for j in first if units[j] == unit), None)
-        if same is None:
-            first.append(i)
-            names[i] = f"unit{i}"
-        else:
-            names[i] = names[same]
-
-    def run(i: int) -> dict:
-        name = names[i]
-        (work_dir / "rtl" / f"{name}.il").write_text(to_rtlil(units[i].component(), name))
-        source = verilog_for_synthesis(work_dir, f"rtl/{name}.il")
-        result = SynthRun(name, (source,)).run(yosys, work_dir, family)
-        return {k: result[k] for k in (*RESOURCES, "logic_levels", "seconds")}
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = dict(zip(first, pool.map(run, first)))
-    return [results[next(j for j in first if names[j] == names[i])] for i in range(len(units))]

@@ -354,15 +354,15 @@ def _signed_weights(u: "MVU") -> bool:
     return is_bipolar(u.weight_dtype) and not is_bipolar(u.input_dtype) and u.input_dtype.bitwidth() > 1
 
 
-def _shared_sum(m: Module, x: Value, u: "MVU", register) -> tuple[Value, int]:
+def _shared_sum(m: Module, x: Value, u: "MVU", register) -> Value:
     """The sum of the SIMD input elements of beat `x`, once for every lane, through as many
     pipeline registers as each lane's sum of picks (a tree of the same size)."""
     ibits = u.input_dtype.bitwidth()
-    total, depth = staged_tree_sum([decode(x[s * ibits:(s + 1) * ibits], u.input_dtype) for s in range(u.SIMD)],
+    total, _ = staged_tree_sum([decode(x[s * ibits:(s + 1) * ibits], u.input_dtype) for s in range(u.SIMD)],
                                    register)
     held = Signal(total.shape(), name="beat_sum")
     m.d.comb += held.eq(total)
-    return held, depth
+    return held
 
 
 def _product(x: Value, xdt: BaseDataType, w: Value, wdt: BaseDataType) -> Value:
@@ -473,7 +473,7 @@ class MVUComponent(wiring.Component):
                 picked, depth = staged_tree_sum(
                     [Mux(lane_w[s], decode(x1[s * ibits:(s + 1) * ibits], u.input_dtype), 0) for s in range(SIMD)],
                     register)
-                dot = (picked << 1) - shared[0]
+                dot = (picked << 1) - shared
             else:
                 dot, depth = staged_tree_sum([
                     _product(x1[s * ibits : (s + 1) * ibits], u.input_dtype,
@@ -481,7 +481,7 @@ class MVUComponent(wiring.Component):
                     for s in range(SIMD)
                 ], register)
             dot_values.append(dot)
-        control = [fire_ctl for fire_ctl in (v1, first1, last1, nf1)]
+        control = [v1, first1, last1, nf1]
         for _ in range(depth):
             control = [register(c) for c in control]
 

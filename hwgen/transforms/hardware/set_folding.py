@@ -13,9 +13,8 @@ spare a width converter's few hundred LUTs.
 
 The target is first checked against what the pipeline can reach: the slowest unit at its fastest
 folding. A target below that cannot be met; the units are then folded for the reachable rate, not
-for the unreachable one (which would buy hardware that only waits), and the model's metadata
-records the target (`TARGET_KEY`: requested and reachable cycles, the limiting unit) for the
-report and the build's warning.
+for the unreachable one (which would buy hardware that only waits); the report then names the
+limiting unit (`report.json` `target`) and the build warns.
 
 `target_cycles=None` asks for the fastest folding that fits `part` by the units' estimates: the
 smallest cycle count whose cheapest folding keeps the compute units within `part` (LUTs within
@@ -30,21 +29,17 @@ carry exactly the MVU's SIMD elements).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
-from hwgen.errors import HwgenError
 from hwgen.ops import FOLDING, unit_of
 from hwgen.parts import Part
 from hwgen.units.base import Unit
 from hwgen.units.dwc import DataWidthConverter
 
-#: metadata key of the model holding the target as folding saw it (JSON)
-TARGET_KEY = "hwgen_target"
 #: share of a part's LUTs that the compute units may take when folding for the fastest rate
 MAX_LUT_SHARE = 0.85
 
@@ -61,10 +56,10 @@ class Option:
 
 
 class SetFolding(Transformation):
-    def __init__(self, target_cycles: int | None, part: Part | None = None) -> None:
+    """Fold for `target_cycles` (None: the fastest that fits), pricing block RAM and DSPs on `part`."""
+
+    def __init__(self, target_cycles: int | None, part: Part) -> None:
         super().__init__()
-        if target_cycles is None and part is None:
-            raise HwgenError("the fastest folding needs a part to fit", where="target")
         self.target_cycles = None if target_cycles is None else int(target_cycles)
         self.part = part
 
@@ -72,12 +67,9 @@ class SetFolding(Transformation):
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
         if not nodes:
             return model, False
-        part = self.part
-        prices = (1.0, part.luts / part.bram18, part.luts / part.dsp) if part is not None else (1.0, 190.0, 242.0)
+        prices = (1.0, self.part.luts / self.part.bram18, self.part.luts / self.part.dsp)
         options = {n.name: _options(model, n, prices) for n in nodes}
-        fastest = {name: min(o.cycles for o in opts) for name, opts in options.items()}
-        limiting = max(fastest, key=lambda name: fastest[name])
-        reachable = fastest[limiting]
+        reachable = max(min(o.cycles for o in opts) for opts in options.values())
         if self.target_cycles is None:
             cycles = self._fastest_fitting(options, reachable)
         else:
@@ -92,9 +84,6 @@ class SetFolding(Transformation):
                 if op.get_nodeattr(knob) != value:
                     op.set_nodeattr(knob, value)
                     changed = True
-        target = {"cycles": self.target_cycles, "reachable_cycles": reachable, "folded_for": cycles,
-                  "limited_by": limiting}
-        model.set_metadata_prop(TARGET_KEY, json.dumps(target))
         return model, changed
 
     def _fastest_fitting(self, options: dict[str, list[Option]], reachable: int) -> int:
