@@ -28,9 +28,7 @@ import numpy as np
 from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
-from hwgen.host import HostIO
-from hwgen.sim import build as build_sim
-from hwgen.simulate import run_input_model, simulate_build
+from hwgen.simulate import build_simulator, run_input_model, simulate_build
 from hwgen.synth import synthesize
 from hwgen.models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics
 from hwgen.models.data import SHARED_DATA
@@ -61,7 +59,7 @@ def run_folding(onnx: Path, work: Path, folding: str, x: np.ndarray, jobs: int) 
     build_s = time.perf_counter() - t
 
     t = time.perf_counter()
-    build_sim(out / "rtl", HostIO(out).top, cache)
+    build_simulator(out, cache)
     verilator_s = time.perf_counter() - t
 
     t = time.perf_counter()

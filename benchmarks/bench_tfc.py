@@ -26,9 +26,8 @@ from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.host import HostIO
-from hwgen.sim import build as build_sim
 from hwgen.sim import run as run_sim
-from hwgen.simulate import run_input_model, simulate_build
+from hwgen.simulate import build_simulator, run_input_model, simulate_build
 from hwgen.synth import synthesize
 from hwgen.models.bnn_pynq import bnn_pynq_model
 
@@ -45,7 +44,7 @@ def run_folding(onnx: Path, work: Path, cycles: int, frames: int) -> dict:
 
     host = HostIO(out)
     t = time.perf_counter()
-    exe = build_sim(out / "rtl", host.top, cache)
+    exe = build_simulator(out, cache)
     verilator_s = time.perf_counter() - t
 
     x = np.random.default_rng(0).random((frames, 1, 28, 28)).astype(np.float32)

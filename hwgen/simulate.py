@@ -51,6 +51,14 @@ def _watch_config(host: HostIO) -> str:
     return "\n".join(lines) + "\n"
 
 
+def build_simulator(build_dir: Path, cache_dir: Path | None = None) -> Path:
+    """The build's Verilator simulator (built once per RTL and cached): the one `sim`, `verify`, the
+    simulated board and the benchmarks all run, with the stream handshakes a deadlock report reads."""
+    _finished(build_dir)
+    host = HostIO(build_dir)
+    return build_sim(build_dir / "rtl", host.top, cache_dir or default_cache_dir(), config=_watch_config(host))
+
+
 def _deadlock_report(exc: DeadlockError, host: HostIO) -> str:
     """One line: which streams hold a beat nobody takes, named by the units on either end."""
     by_name = {s["name"]: s for s in host.streams}
@@ -85,7 +93,7 @@ def _simulate(build_dir: Path, x: np.ndarray, *, stall_prob: float, seed: int, c
         raise HwgenError(f"must be in [0, 1), got {stall_prob}", where="--stall-prob")
     host = HostIO(build_dir)
     beats = host.encode(x)
-    exe = build_sim(build_dir / "rtl", host.top, cache_dir or default_cache_dir(), config=_watch_config(host))
+    exe = build_simulator(build_dir, cache_dir)
     try:
         result = run_sim(exe, beats, host.output.beats_per_frame, host.output.bytes_per_beat,
                          stall_prob=stall_prob, seed=seed, max_idle=max_idle,

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.config import default_cache_dir
 from hwgen.deploy.package import rtl_digest
 from hwgen.driver.accelerator import DriverError, load_description
-from hwgen.sim import build as build_sim
 from hwgen.sim import run as run_sim
+from hwgen.simulate import build_simulator
 
 
 def allocate(shape, dtype=np.uint8) -> np.ndarray:
@@ -78,7 +77,7 @@ class Overlay:
         if not rtl.is_dir() or rtl_digest(rtl) != self.info["rtl_sha256"]:
             raise DriverError(f"the deploy folder is not of the build in {self.build_dir} (its RTL differs)",
                               where=str(deploy_dir))
-        self.exe = build_sim(rtl, self.info["top"], cache_dir or default_cache_dir())
+        self.exe = build_simulator(self.build_dir, cache_dir)
         self.stall_prob, self.seed = stall_prob, seed
         self.last_runtime_s: float | None = None
         setattr(self, self.info["dma"], _SimDMA(self))
