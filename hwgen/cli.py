@@ -1,4 +1,4 @@
-"""The `hwgen` command line: build, sim, verify, synth, demo, zoo.
+"""The `hwgen` command line: build, sim, verify, synth, demo, zoo, train.
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
                                 [--fifo-sizing auto|measured|modelled] [--board NAME [--bitstream]]
@@ -10,6 +10,7 @@
     hwgen demo [-o OUT]
     hwgen zoo list [--json]
     hwgen zoo export NAME [--size small|imagenet] [--seed S] [--checkpoint FILE] -o FILE.onnx
+    hwgen train NAME [--data mnist5k|DIR] [--epochs N] [--resume] ... -o DIR     (see hwgen.train)
 
 A mistake in what the user gave (`HwgenError`) prints one line and exits with status 2; a tool
 that fails (`ToolError`: Verilator, the C++ compiler, Yosys) one line naming it and its log, exit
@@ -263,13 +264,25 @@ def parser() -> argparse.ArgumentParser:
     ze.add_argument("-o", "--output", required=True, help="FILE.onnx")
     ze.set_defaults(func=cmd_zoo_export)
 
+    from hwgen.train import add_arguments as add_train_arguments
+    from hwgen.train import cmd_train
+
+    t = sub.add_parser("train", help="train a zoo network in Brevitas on real data, export it as QONNX")
+    add_train_arguments(t)
+    t.set_defaults(func=cmd_train)
+
     for sp in (b, s, v, d):
         sp.add_argument("--cache-dir", help="Verilator build cache (default ~/.cache/hwgen)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    return run_command(parser().parse_args(argv))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: a user's mistake one line and exit status 2, a tool's failure one
+    line and 1."""
     warnings.filterwarnings("ignore", category=UserWarning)  # optional-package notes from brevitas
     try:
         return args.func(args)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwgen.models.blocks import Block, Int8ConvBN, int8_quant, scales, sign_quant
-from hwgen.models.heads import Classifier, resnet_layout
+from hwgen.models.heads import Classifier, input_shape, resnet_layout
 
 #: fraction bits of the weight-basis coefficients alpha_m and the activation-basis coefficients beta_n
 ALPHA_BITS = 2
@@ -188,9 +188,9 @@ class ABCBasicBlock(Block):
 
 
 class ABCNet(nn.Sequential):
-    def __init__(self, weight_bases: int = 3, act_bases: int = 3, size: str = "imagenet") -> None:
-        imagenet = size == "imagenet"
-        stem, widths, blocks, classes = resnet_layout(size, (2, 2, 2, 2))
+    def __init__(self, weight_bases: int = 3, act_bases: int = 3, size: str = "imagenet",
+                 image: tuple[int, int, int] = (3, 32, 32)) -> None:
+        stem, widths, blocks, classes = resnet_layout(size, (2, 2, 2, 2), image[0])
         layers: list[nn.Module] = [stem]
         c = widths[0]
         for stage, (width, count) in enumerate(zip(widths, blocks)):
@@ -201,4 +201,4 @@ class ABCNet(nn.Sequential):
         layers.append(Classifier(c, classes))
         super().__init__(*layers)
         self.weight_bases, self.act_bases = weight_bases, act_bases
-        self.input_shape = (1, 3, 224, 224) if imagenet else (1, 3, 32, 32)
+        self.input_shape = input_shape(size, image)

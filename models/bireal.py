@@ -11,6 +11,9 @@ ECCV 2018; 56.4 % / 62.2 % ImageNet top-1): ResNet with an identity shortcut aro
 
 The small config: a 3x3 stem (8 channels) with the 3x3 max pool, two stages of one basic block
 (8 and 16 channels), 32 x 32 images, 10 classes.
+
+`image` is the small config's input (channels, height, width): CIFAR-style (3, 32, 32) by default,
+(1, 28, 28) for MNIST; the ImageNet config is always (3, 224, 224).
 """
 
 from __future__ import annotations
@@ -18,15 +21,14 @@ from __future__ import annotations
 from torch import nn
 
 from hwgen.models.blocks import BiRealBlock, BiRealDownsampleBlock
-from hwgen.models.heads import Classifier, resnet_layout
+from hwgen.models.heads import Classifier, input_shape, resnet_layout
 
 BASIC_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 
 class BiRealNet(nn.Sequential):
-    def __init__(self, depth: int = 18, size: str = "imagenet") -> None:
-        imagenet = size == "imagenet"
-        stem, widths, blocks, classes = resnet_layout(size, BASIC_BLOCKS[depth])
+    def __init__(self, depth: int = 18, size: str = "imagenet", image: tuple[int, int, int] = (3, 32, 32)) -> None:
+        stem, widths, blocks, classes = resnet_layout(size, BASIC_BLOCKS[depth], image[0])
         layers: list[nn.Module] = [stem]
         c = widths[0]
         for stage, (width, count) in enumerate(zip(widths, blocks)):
@@ -38,4 +40,4 @@ class BiRealNet(nn.Sequential):
                 c = width
         layers.append(Classifier(c, classes))
         super().__init__(*layers)
-        self.input_shape = (1, 3, 224, 224) if imagenet else (1, 3, 32, 32)
+        self.input_shape = input_shape(size, image)

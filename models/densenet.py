@@ -17,7 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from hwgen.models.blocks import DenseLayer, DenseTransition, int8_quant, scales
-from hwgen.models.heads import Classifier, Stem
+from hwgen.models.heads import Classifier, Stem, input_shape
 
 #: layers per dense block and the transitions' reduction factors
 PLANS = {28: ((6, 6, 6, 5), (2.7, 2.7, 2.2)), 37: ((6, 8, 12, 6), (3.3, 3.3, 4.0))}
@@ -28,14 +28,14 @@ def reduced(channels: int, factor: float, multiple: int) -> int:
 
 
 class BinaryDenseNet(nn.Sequential):
-    def __init__(self, depth: int = 28, size: str = "imagenet") -> None:
+    def __init__(self, depth: int = 28, size: str = "imagenet", image: tuple[int, int, int] = (3, 32, 32)) -> None:
         imagenet = size == "imagenet"
         if imagenet:
             (layers_per_block, reductions), growth, width, multiple = PLANS[depth], 64, 64, 32
             stem, classes = Stem(3, width, 7, 2, relu=True, max_pool=True), 1000
         else:
             layers_per_block, reductions, growth, width, multiple = (2, 2), (2.0,), 8, 16, 8
-            stem, classes = Stem(3, width, 3, 1, relu=True, max_pool=True), 10
+            stem, classes = Stem(image[0], width, 3, 1, relu=True, max_pool=True), 10
         layers: list[nn.Module] = [stem]
         c = width
         for block, count in enumerate(layers_per_block):
@@ -48,4 +48,4 @@ class BinaryDenseNet(nn.Sequential):
                 c = out
         layers += [nn.BatchNorm2d(c), nn.ReLU(), int8_quant(scales(True).stream, True), Classifier(c, classes)]
         super().__init__(*layers)
-        self.input_shape = (1, 3, 224, 224) if imagenet else (1, 3, 32, 32)
+        self.input_shape = input_shape(size, image)

@@ -9,6 +9,9 @@ Activation Functions", ECCV 2020; 69.4 % ImageNet top-1): MobileNetV1 made binar
 
 The small config keeps the block types (a channel-doubling, a reduction and a normal block) on a
 32 x 32 image, 8 -> 32 channels, 10 classes.
+
+`image` is the small config's input (channels, height, width): CIFAR-style (3, 32, 32) by default,
+(1, 28, 28) for MNIST; the ImageNet config is always (3, 224, 224).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from torch import nn
 
 from hwgen.models.blocks import ReActNetBlock
-from hwgen.models.heads import Classifier, Stem
+from hwgen.models.heads import Classifier, Stem, input_shape
 
 #: (out channels, stride) of ReActNet-A's blocks after the 32-channel stem
 IMAGENET_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1),
@@ -25,14 +28,14 @@ SMALL_BLOCKS = ((16, 1), (32, 2), (32, 1))
 
 
 class ReActNetA(nn.Sequential):
-    def __init__(self, size: str = "imagenet") -> None:
+    def __init__(self, size: str = "imagenet", image: tuple[int, int, int] = (3, 32, 32)) -> None:
         imagenet = size == "imagenet"
         width, plan, classes = (32, IMAGENET_BLOCKS, 1000) if imagenet else (8, SMALL_BLOCKS, 10)
-        layers: list[nn.Module] = [Stem(3, width, 3, 2 if imagenet else 1)]
+        layers: list[nn.Module] = [Stem(3 if imagenet else image[0], width, 3, 2 if imagenet else 1)]
         c = width
         for out, stride in plan:
             layers.append(ReActNetBlock(c, out, stride))
             c = out
         layers.append(Classifier(c, classes))
         super().__init__(*layers)
-        self.input_shape = (1, 3, 224, 224) if imagenet else (1, 3, 32, 32)
+        self.input_shape = input_shape(size, image)

@@ -24,48 +24,54 @@ from torch import nn
 from hwgen.errors import HwgenError
 
 SIZES = ("small", "imagenet")
+#: the small configs' default input (channels, height, width); MNIST-style data gives (1, 28, 28)
+CIFAR_IMAGE = (3, 32, 32)
+MNIST_IMAGE = (1, 28, 28)
 
 
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
     family: str
-    make: Callable[[str], nn.Module]  # size -> untrained network
+    make: Callable[[str, tuple[int, int, int]], nn.Module]  # (size, small config's image) -> untrained network
     sizes: tuple[str, ...] = SIZES
     paper: str = ""
+    default_image: tuple[int, int, int] = CIFAR_IMAGE
 
-    def input_shape(self, size: str) -> tuple[int, ...]:
-        return tuple(self.make(size).input_shape)
+    def input_shape(self, size: str, image: tuple[int, int, int] | None = None) -> tuple[int, ...]:
+        return tuple(self.make(size, image or self.default_image).input_shape)
 
 
-def _reactnet(size: str) -> nn.Module:
+def _reactnet(size: str, image: tuple[int, int, int]) -> nn.Module:
     from hwgen.models.reactnet import ReActNetA
-    return ReActNetA(size)
+    return ReActNetA(size, image)
 
 
 def _bireal(depth: int) -> Callable[[str], nn.Module]:
-    def make(size: str) -> nn.Module:
+    def make(size: str, image: tuple[int, int, int]) -> nn.Module:
         from hwgen.models.bireal import BiRealNet
-        return BiRealNet(depth, size)
+        return BiRealNet(depth, size, image)
     return make
 
 
 def _densenet(depth: int) -> Callable[[str], nn.Module]:
-    def make(size: str) -> nn.Module:
+    def make(size: str, image: tuple[int, int, int]) -> nn.Module:
         from hwgen.models.densenet import BinaryDenseNet
-        return BinaryDenseNet(depth, size)
+        return BinaryDenseNet(depth, size, image)
     return make
 
 
 def _abcnet(m: int, n: int) -> Callable[[str], nn.Module]:
-    def make(size: str) -> nn.Module:
+    def make(size: str, image: tuple[int, int, int]) -> nn.Module:
         from hwgen.models.abcnet import ABCNet
-        return ABCNet(m, n, size)
+        return ABCNet(m, n, size, image)
     return make
 
 
 def _bnn_pynq(name: str, shape: tuple[int, ...]) -> Callable[[str], nn.Module]:
-    def make(size: str) -> nn.Module:
+    def make(size: str, image: tuple[int, int, int]) -> nn.Module:
+        if (1, *image) != shape:
+            raise HwgenError(f"takes inputs of shape {shape[1:]}, not {image}", where=f"network {name}")
         if name == "CNV_1W1A":
             from hwgen.models.cnv import cnv_w1a1
             model = cnv_w1a1()
@@ -86,9 +92,9 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("abcnet-18-m1n1", "ABC-Net", _abcnet(1, 1), paper="Lin et al., NeurIPS 2017"),
     ZooEntry("abcnet-18-m3n3", "ABC-Net", _abcnet(3, 3), paper="Lin et al., NeurIPS 2017"),
     ZooEntry("abcnet-18-m5n5", "ABC-Net", _abcnet(5, 5), paper="Lin et al., NeurIPS 2017"),
-    ZooEntry("tfc", "FINN BNN-PYNQ", _bnn_pynq("TFC_1W1A", (1, 1, 28, 28)), ("small",)),
-    ZooEntry("sfc", "FINN BNN-PYNQ", _bnn_pynq("SFC_1W1A", (1, 1, 28, 28)), ("small",)),
-    ZooEntry("lfc", "FINN BNN-PYNQ", _bnn_pynq("LFC_1W1A", (1, 1, 28, 28)), ("small",)),
+    ZooEntry("tfc", "FINN BNN-PYNQ", _bnn_pynq("TFC_1W1A", (1, 1, 28, 28)), ("small",), default_image=MNIST_IMAGE),
+    ZooEntry("sfc", "FINN BNN-PYNQ", _bnn_pynq("SFC_1W1A", (1, 1, 28, 28)), ("small",), default_image=MNIST_IMAGE),
+    ZooEntry("lfc", "FINN BNN-PYNQ", _bnn_pynq("LFC_1W1A", (1, 1, 28, 28)), ("small",), default_image=MNIST_IMAGE),
     ZooEntry("cnv", "FINN BNN-PYNQ", _bnn_pynq("CNV_1W1A", (1, 3, 32, 32)), ("small",)),
 ]}
 
@@ -99,8 +105,10 @@ def entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def network(name: str, size: str = "small", seed: int = 0, checkpoint: str | Path | None = None) -> nn.Module:
-    """The zoo's `name` at `size`, in eval mode: a checkpoint's parameters, or random ones."""
+def network(name: str, size: str = "small", seed: int = 0, checkpoint: str | Path | None = None,
+            image: tuple[int, int, int] | None = None) -> nn.Module:
+    """The zoo's `name` at `size`, in eval mode: a checkpoint's parameters, or random ones; a small
+    config on inputs of `image` (channels, height, width; default: the network's own)."""
     e = entry(name)
     if size not in e.sizes:
         raise HwgenError(f"comes in {', '.join(e.sizes)}, not {size}", where=f"zoo network {name}")
@@ -110,7 +118,7 @@ def network(name: str, size: str = "small", seed: int = 0, checkpoint: str | Pat
     with warnings.catch_warnings(), torch.random.fork_rng():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
-        model = e.make(size)
+        model = e.make(size, tuple(image) if image is not None else e.default_image)
     if checkpoint is not None:
         load_parameters(model, checkpoint)
         return model.eval()
@@ -144,7 +152,7 @@ def listing() -> list[dict]:
         for size in e.sizes:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = e.make(size).eval()
+                model = e.make(size, e.default_image).eval()
                 rows.append({"name": e.name, "family": e.family, "size": size, "parameters": parameters(model),
                              "binary_macs": binary_macs(model), "input_shape": list(model.input_shape),
                              "paper": e.paper})
@@ -159,7 +167,8 @@ def load_parameters(model: nn.Module, checkpoint: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise HwgenError(f"not a checkpoint of plain tensors ({type(exc).__name__})", where=str(path)) from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if isinstance(state, dict):  # a state_dict, or a checkpoint of `hwgen train` (its "model")
+        state = state.get("model", state.get("state_dict", state))
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError) as exc:

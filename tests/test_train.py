@@ -1,0 +1,141 @@
+"""`hwgen train`: what a run writes, resuming equals not stopping, the exported model is the trained
+one, data sets read as they lie (and a pickle that would run code is refused), bad options are
+one-line errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwgen.cli import main
+from hwgen.errors import HwgenError
+from hwgen.execute import execute
+from qonnx.core.modelwrapper import ModelWrapper
+
+from hwgen.frontend.load import prepare_for_execution
+from hwgen.models.datasets import Dataset, augment, load, mnist5k
+from hwgen.models.training import CHECKPOINT, METRICS, MODEL, TrainConfig, Trainer
+from hwgen.models.zoo import network
+
+
+def _small_mnist(n_train: int = 256, n_test: int = 128) -> Dataset:
+    d = mnist5k()
+    return Dataset("mnist-subset", d.x_train[:n_train], d.y_train[:n_train], d.x_test[:n_test], d.y_test[:n_test],
+                   d.test_source)
+
+
+def test_a_run_writes_checkpoint_metrics_and_the_trained_model(tmp_path):
+    data = _small_mnist(1024, 128)
+    out = tmp_path / "run"
+    trainer = Trainer(TrainConfig("tfc", out, epochs=2, batch_size=32, lr=0.01), data=data, log=lambda _: None)
+    metrics = trainer.run()
+    assert sorted(p.name for p in out.iterdir()) == sorted([CHECKPOINT, METRICS, MODEL])
+    saved = json.loads((out / METRICS).read_text())
+    assert saved == metrics and [e["epoch"] for e in saved["epochs"]] == [1, 2]
+    assert saved["steps"] == 2 * (1024 // 32) and saved["train_images"] == 1024 and saved["test_images"] == 128
+    first, last = saved["epochs"]
+    assert last["loss"] < first["loss"] and last["test_accuracy"] > 0.15  # learning (chance: 0.1)
+    ckpt = torch.load(out / CHECKPOINT, weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 64 and set(ckpt) >= {"model", "optimizer", "scheduler", "generator"}
+
+    # model.onnx is the trained network: QONNX execution predicts what Brevitas does, image for image
+    x = data.x_test[:32]
+    with torch.no_grad():
+        torch_pred = trainer.model.eval()(torch.from_numpy(x)).argmax(1).numpy()
+    qonnx_out = execute(prepare_for_execution(ModelWrapper(str(out / MODEL))), x)
+    assert np.array_equal(qonnx_out.reshape(len(x), -1).argmax(1), torch_pred)
+
+
+def test_resume_continues_as_the_uninterrupted_run(tmp_path):
+    data = _small_mnist(192, 64)
+    whole = Trainer(TrainConfig("tfc", tmp_path / "whole", epochs=3, batch_size=32), data=data, log=lambda _: None)
+    whole.run()
+    cfg = TrainConfig("tfc", tmp_path / "split", epochs=3, batch_size=32)
+    first = Trainer(cfg, data=data, log=lambda _: None)
+    first.run(until_epoch=1)
+    assert not (tmp_path / "split" / MODEL).exists()  # stopped: nothing exported yet
+    second = Trainer(TrainConfig("tfc", tmp_path / "split", epochs=3, batch_size=32, resume=True), data=data,
+                     log=lambda _: None)
+    assert second.state.epoch == 1
+    second.run()
+    a, b = whole.model.state_dict(), second.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[e["loss"] for e in json.loads((tmp_path / d / METRICS).read_text())["epochs"]] for d in ("whole", "split")]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    data = _small_mnist(64, 32)
+    Trainer(TrainConfig("tfc", tmp_path, epochs=1, batch_size=32), data=data, log=lambda _: None).run()
+    with pytest.raises(HwgenError, match="written with lr = 0.002, not 0.01"):
+        Trainer(TrainConfig("tfc", tmp_path, epochs=1, batch_size=32, lr=0.01, resume=True), data=data)
+
+
+def test_small_configs_take_the_data_sets_image():
+    assert tuple(network("reactnet-a", "small", image=(1, 28, 28)).input_shape) == (1, 1, 28, 28)
+    assert tuple(network("bireal-18", "small").input_shape) == (1, 3, 32, 32)
+    with pytest.raises(HwgenError, match=r"takes inputs of shape \(1, 28, 28\), not \(3, 32, 32\)"):
+        network("tfc", "small", image=(3, 32, 32))
+
+
+def test_augmentation_shifts_and_flips_within_the_padding():
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32) + 1
+    y = augment(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    for i in range(2):  # every kept pixel is the source's, shifted by at most 4 and maybe mirrored
+        kept = y[i][y[i] > 0]
+        assert set(kept.tolist()) <= set(x[i].flatten().tolist()) and kept.numel() >= 3 * 28 * 28
+    assert torch.equal(augment(x, torch.Generator().manual_seed(0)), y)  # from the generator alone
+
+
+def _idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_data_folder_of_mnist_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for stem, shape in (("train-images-idx3-ubyte", (20, 28, 28)), ("train-labels-idx1-ubyte", (20,)),
+                        ("t10k-images-idx3-ubyte", (10, 28, 28)), ("t10k-labels-idx1-ubyte", (10,))):
+        _idx(tmp_path / f"{stem}.gz", rng.integers(0, 10 if len(shape) == 1 else 256, shape))
+    d = load(str(tmp_path))
+    assert d.x_train.shape == (20, 1, 28, 28) and d.x_test.shape == (10, 1, 28, 28) and d.image == (1, 28, 28)
+    assert d.x_train.max() <= 1.0 and not d.augmented
+
+
+def test_cifar_batches_are_read_without_running_code(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("data_batch_1", "test_batch"):
+        batch = {b"data": rng.integers(0, 256, (6, 3072)).astype(np.uint8), b"labels": list(range(6))}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    d = load(str(tmp_path))
+    assert d.x_train.shape == (6, 3, 32, 32) and d.augmented and d.y_test.tolist() == list(range(6))
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "ran",))
+
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}))
+    with pytest.raises(HwgenError, match="is not a CIFAR-10 python batch .*not part of a data batch"):
+        load(str(tmp_path))
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nosuchnet"], "no such network in the zoo"),
+    (["tfc", "--data", "/nonexistent"], "--data /nonexistent: is neither mnist5k nor a folder"),
+    (["tfc", "--epochs", "0"], "--epochs: must be a positive integer, not 0"),
+    (["tfc", "--lr", "nan"], "--lr: must be a positive number"),
+    (["tfc", "--resume"], "nothing to resume: no checkpoint.pt"),
+])
+def test_bad_options_are_one_line_errors(args, message, tmp_path, capsys):
+    code = main(["train", *args, "-o", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
