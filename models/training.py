@@ -32,7 +32,7 @@ from torch import nn
 
 from hwgen.errors import HwgenError
 from hwgen.models.datasets import Dataset, augment, load
-from hwgen.models.zoo import entry, network
+from hwgen.models.zoo import entry, untrained
 
 CHECKPOINT, METRICS, MODEL = "checkpoint.pt", "metrics.json", "model.onnx"
 RECIPE = "ste-adam-linear"
@@ -119,7 +119,7 @@ class Trainer:
             raise HwgenError(f"the ImageNet config takes 3 x 224 x 224 images, the data has {self.data.image}",
                              where=f"--data {config.data}")
         torch.manual_seed(config.seed)
-        self.model = network(config.network, config.size, config.seed, image=self.data.image).train()
+        self.model = untrained(config.network, config.size, config.seed, image=self.data.image).train()
         if self.data.classes > _classes(self.model):
             raise HwgenError(f"the data has {self.data.classes} classes, the network {_classes(self.model)}",
                              where=f"--data {config.data}")

@@ -107,8 +107,18 @@ def entry(name: str) -> ZooEntry:
 
 def network(name: str, size: str = "small", seed: int = 0, checkpoint: str | Path | None = None,
             image: tuple[int, int, int] | None = None) -> nn.Module:
-    """The zoo's `name` at `size`, in eval mode: a checkpoint's parameters, or random ones; a small
-    config on inputs of `image` (channels, height, width; default: the network's own)."""
+    """The zoo's `name` at `size`, in eval mode: a checkpoint's parameters, or random ones "as after
+    training"; a small config on inputs of `image` (channels, height, width; default: the network's own)."""
+    model = untrained(name, size, seed, image)
+    if checkpoint is not None:
+        load_parameters(model, checkpoint)
+        return model.eval()
+    return randomize(model, seed)
+
+
+def untrained(name: str, size: str = "small", seed: int = 0, image: tuple[int, int, int] | None = None) -> nn.Module:
+    """The zoo's `name` at `size` with PyTorch's and Brevitas' initial parameters (what training
+    starts from: BatchNorm at identity, shifts at zero), drawn from `seed`."""
     e = entry(name)
     if size not in e.sizes:
         raise HwgenError(f"comes in {', '.join(e.sizes)}, not {size}", where=f"zoo network {name}")
@@ -118,11 +128,7 @@ def network(name: str, size: str = "small", seed: int = 0, checkpoint: str | Pat
     with warnings.catch_warnings(), torch.random.fork_rng():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
-        model = e.make(size, tuple(image) if image is not None else e.default_image)
-    if checkpoint is not None:
-        load_parameters(model, checkpoint)
-        return model.eval()
-    return randomize(model, seed)
+        return e.make(size, tuple(image) if image is not None else e.default_image)
 
 
 def export(name: str, path: str | Path, size: str = "small", seed: int = 0,
