@@ -28,6 +28,7 @@ import numpy as np
 from hwgen.build import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
+from hwgen.sim.verilator import sim_threads
 from hwgen.simulate import build_simulator, run_input_model, simulate_build
 from hwgen.synth import synthesize
 from hwgen.models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics
@@ -88,6 +89,7 @@ def run_folding(onnx: Path, work: Path, folding: str, x: np.ndarray, jobs: int) 
         "build_seconds": round(build_s, 1),
         "verilator_build_seconds_cold": round(verilator_s, 1),
         "sim_seconds": round(sim_s, 1),
+        "verilator_threads": sim_threads(sum(p.stat().st_size for p in (out / "rtl").glob("*.v"))),
         "rtlsim_cycles_per_second": round(simulated_cycles / sim_s),
         "rtlsim_frames_per_second": round(len(x) / sim_s, 2),
         "synth_seconds": round(synth_s, 1),

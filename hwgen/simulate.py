@@ -56,7 +56,8 @@ def build_simulator(build_dir: Path, cache_dir: Path | None = None) -> Path:
     simulated board and the benchmarks all run, with the stream handshakes a deadlock report reads."""
     _finished(build_dir)
     host = HostIO(build_dir)
-    return build_sim(build_dir / "rtl", host.top, cache_dir or default_cache_dir(), config=_watch_config(host))
+    return build_sim(build_dir / "rtl", host.top, cache_dir or default_cache_dir(), config=_watch_config(host),
+                     threads=None)
 
 
 def _deadlock_report(exc: DeadlockError, host: HostIO) -> str:
