@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwgen.models.training import accuracy
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -57,12 +59,3 @@ def train(model: nn.Module, data: Dataset, epochs: int = 3, batch: int = 100, lr
         log(f"epoch {epoch + 1}/{epochs}: loss {total / len(x):.3f}, "
             f"test accuracy {100 * accuracy(model, data.x_test, data.y_test):.2f} %")
     return model.eval()
-
-
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        pred = model(torch.from_numpy(x)).argmax(1).numpy()
-    model.train(was)
-    return float((pred == y).mean())

@@ -18,7 +18,6 @@ the previous epoch's checkpoint and metrics whole.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from hwgen.errors import HwgenError
+from hwgen.report import write_json_atomically
 from hwgen.models.datasets import Dataset, augment, load
 from hwgen.models.zoo import entry, untrained
 
@@ -172,7 +172,7 @@ class Trainer:
         out = self.config.output
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / CHECKPOINT, lambda p: torch.save(self._checkpoint(), p))
-        _atomic_write(out / METRICS, lambda p: p.write_text(json.dumps(self.metrics(), indent=2) + "\n"))
+        write_json_atomically(out / METRICS, self.metrics())
 
     def metrics(self) -> dict:
         d = self.data
