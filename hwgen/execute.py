@@ -65,3 +65,12 @@ def execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return execute_onnx(runnable, {inp: np.asarray(x, dtype=np.float32)})[out]
+
+
+def execute_context(model: ModelWrapper, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Like `execute`, but every tensor of the run (inputs, intermediates, output) by name."""
+    inp = model.graph.input[0].name
+    runnable = with_batch(model, x.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return execute_onnx(runnable, {inp: np.asarray(x, dtype=np.float32)}, return_full_exec_context=True)

@@ -17,6 +17,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
 from hwgen.transforms.chain import is_elementwise
+from hwgen.transforms.float_ties import is_inexact_scale, note_inexact_scale
 from hwgen.transforms.graph import new_tensor
 
 
@@ -33,6 +34,8 @@ class DuplicateForkedElementwise(Transformation):
             for n, reader in enumerate(readers[1:], start=1):
                 twin = copy.deepcopy(node)
                 twin.name = f"{node.name}_fork{n}"
+                if is_inexact_scale(model, node.name):
+                    note_inexact_scale(model, twin.name)
                 twin.output[0] = new_tensor(model, node.output[0], dtype=model.get_tensor_datatype(node.output[0]))
                 reader.input[:] = [twin.output[0] if i == node.output[0] else i for i in reader.input]
                 model.graph.node.insert(index + n, twin)

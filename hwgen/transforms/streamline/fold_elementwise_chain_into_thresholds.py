@@ -28,6 +28,7 @@ from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
 from hwgen.transforms.chain import ElementwiseChain, walk_back
+from hwgen.transforms.float_ties import is_inexact_scale, note_float_ties
 from hwgen.transforms.quant import dtype_for_levels, quant_levels
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer
@@ -195,10 +196,18 @@ def _lookup_instead(model: ModelWrapper, tensor: str, chain: _Chain, lo: np.ndar
                        out_dtype=out_dtype.name)
     index = list(model.graph.node).index(chain.quant)
     model.graph.node.insert(index, lookup)
+    _note_ties(model, chain.chain_nodes, lookup.name)
     for node in chain.chain_nodes:
         model.graph.node.remove(node)
     model.set_tensor_datatype(chain.quant.output[0], out_dtype)
     return True
+
+
+def _note_ties(model: ModelWrapper, chain_nodes: list, threshold_name: str) -> None:
+    """The new thresholds compare a sum the model rounded (a scale moved out of its dot product
+    that is not a power of two): `verify` needs to know where ties can be the model's rounding."""
+    if any(is_inexact_scale(model, n.name) for n in chain_nodes):
+        note_float_ties(model, threshold_name)
 
 
 def drop_unreached_zero(thresholds: np.ndarray, a: float, b: float) -> tuple[np.ndarray, float, float]:
@@ -263,6 +272,7 @@ class FoldElementwiseChainIntoThresholds(Transformation):
                        out_dtype=out_dtype.name, out_scale=float(a), out_bias=float(b), data_layout=layout)
         index = list(model.graph.node).index(q)
         model.graph.node.insert(index, mt)
+        _note_ties(model, chain_nodes, mt.name)
         for node in chain_nodes + [q]:
             model.graph.node.remove(node)
         model.set_tensor_datatype(q.output[0], out_dtype)

@@ -6,7 +6,8 @@
 
 `Wint` holds the integer levels of the quantized weights (annotated INTn / UINTn / BIPOLAR), so the
 MatMul becomes an integer dot product; the scale, scalar or one per output column, moves after it
-where streamlining folds it into the next thresholds or hands it to the host.
+where streamlining folds it into the next thresholds or hands it to the host. A scale that is not a
+power of two is recorded (`hwgen.transforms.float_ties`): the model rounded inside its dot product.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from qonnx.custom_op.general.quant import quant
 from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
+from hwgen.transforms.float_ties import is_power_of_two, note_inexact_scale
 from hwgen.transforms.graph import add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor
 from hwgen.transforms.quant import quant_attrs
 
@@ -75,6 +77,8 @@ class FoldWeightQuantIntoMatMul(Transformation):
                 shape = [1, channels] + [1] * (rank - 2) if mm.op_type == "Conv" else [1, channels]
                 s = add_const(model, scale.reshape(shape) if scale.size != 1 else scale.reshape(()))
                 insert_after(model, mm, [make_node("Mul", [acc, s], [out], name=f"{mm.name}_wscale")])
+                if not is_power_of_two(scale):
+                    note_inexact_scale(model, f"{mm.name}_wscale")
             if not model.find_consumers(q.output[0]):
                 model.graph.node.remove(q)
         return model, bool(matches)

@@ -7,6 +7,8 @@
 
 Moves activation scales off the integer datapath: the MatMul then sees the integer levels and the
 scale joins the elementwise chain that becomes the next thresholds (or the host's output transform).
+A scale that is not a power of two was applied inside the model's float dot product and is recorded
+as such (`hwgen.transforms.float_ties`): there the model rounds and the integer sum does not.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
+from hwgen.transforms.float_ties import is_power_of_two, note_inexact_scale
 from hwgen.transforms.graph import const, insert_after, is_scalar, new_tensor, single_consumer
 
 
@@ -50,6 +53,8 @@ class MoveScalarMulPastMatMul(Transformation):
             out = mm.output[0]
             # a pool or reshape of integers is integers of the same kind; a layer's is inferred later
             keeps = mm.op_type in ("MaxPool", "Reshape", "Flatten")
+            if not keeps and not is_power_of_two(const(model, s)):
+                note_inexact_scale(model, mul.name)
             acc = new_tensor(model, out, dtype=model.get_tensor_datatype(x) if keeps else None)
             mm.input[0] = x
             mm.output[0] = acc
