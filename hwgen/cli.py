@@ -1,7 +1,8 @@
 """The `hwgen` command line: build, sim, verify, synth, demo, zoo, train.
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
-                                [--fifo-sizing auto|measured|modelled] [--board NAME [--bitstream]]
+                                [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded]
+                                [--board NAME [--bitstream]]
                                 [--config OUT/build.toml] [--from-step STEP]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
     hwgen verify OUT --input X.npy
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.config import FIFO_SIZING_MODES
+from hwgen.config import FIFO_SIZING_MODES, WEIGHT_MEMORY_MODES
 from hwgen.errors import HwgenError, ToolError
 
 
@@ -76,7 +77,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         clock = lookup_board(args.board).fclk_mhz if args.board else 100.0
     cfg = BuildConfig(clock_mhz=clock, target_cycles=args.target_cycles, target_fps=args.target_fps,
-                      folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing or "auto", board=args.board,
+                      folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing or "auto",
+                      weight_memory=args.weight_memory or "auto", board=args.board,
                       part=args.part, **_cache(args))
     report = build(args.model, args.output, cfg, from_step=args.from_step)
     t = report["totals"]
@@ -218,6 +220,9 @@ def parser() -> argparse.ArgumentParser:
                                        "(partition, to_hardware, fold, plumbing, rtl, report)")
     b.add_argument("--fifo-sizing", choices=FIFO_SIZING_MODES, default=None,
                    help="FIFO depths at joins: measured in Verilator, modelled from latencies, or auto (measured if small)")
+    b.add_argument("--weight-memory", choices=WEIGHT_MEMORY_MODES, default=None,
+                   help="MVU weights in the bitstream (rom), loaded after reset from OUT/rtl/weights.bin (loaded), "
+                        "or auto: loaded into UltraRAM where --part has it and that saves block RAM")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sim", help="simulate a build in Verilator")

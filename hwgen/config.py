@@ -12,6 +12,8 @@ from hwgen.errors import HwgenError
 DEFAULT_TARGET_FPS = 100_000.0
 #: how FIFO depths are found where paths fork and join (see `hwgen.transforms.hardware.size_fifos`)
 FIFO_SIZING_MODES = ("auto", "measured", "modelled")
+#: where MVU weights live (see `hwgen.transforms.hardware.choose_weight_memories`)
+WEIGHT_MEMORY_MODES = ("auto", "rom", "loaded")
 
 
 def default_cache_dir() -> Path:
@@ -43,6 +45,10 @@ class BuildConfig:
     where paths fork and meet again get their depths: "measured" (a Verilator run), "modelled"
     (from each unit's latency, no simulation) or "auto" (measured where the design is small).
     With a `board` (a name of `hwgen boards`) the build also writes `OUT/deploy/` for it.
+    `weight_memory` is where the MVUs' weights live: "rom" (initialised memories, in the
+    bitstream), "loaded" (every weight memory written after reset from the weight stream,
+    `OUT/rtl/weights.bin`) or "auto" (loaded into UltraRAM where `fit_part` has UltraRAM and that
+    saves block RAM, else ROM).
     """
 
     clock_mhz: float = 100.0
@@ -51,6 +57,7 @@ class BuildConfig:
     folding: dict | None = None
     fifo_depth: int = 2
     fifo_sizing: str = "auto"
+    weight_memory: str = "auto"
     board: str | None = None
     part: str | None = None
     top_name: str = "hwgen_accel"
@@ -71,6 +78,9 @@ class BuildConfig:
         if self.fifo_sizing not in FIFO_SIZING_MODES:
             raise HwgenError(f"must be one of {', '.join(FIFO_SIZING_MODES)}, got {self.fifo_sizing!r}",
                              where="fifo_sizing")
+        if self.weight_memory not in WEIGHT_MEMORY_MODES:
+            raise HwgenError(f"must be one of {', '.join(WEIGHT_MEMORY_MODES)}, got {self.weight_memory!r}",
+                             where="weight_memory")
         if self.folding is not None:
             check_folding(self.folding)
         if self.board is not None:
@@ -122,7 +132,7 @@ class BuildConfig:
 #: the options a build.toml holds: exactly those of `hwgen build` (with their TOML types)
 CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "target_cycles": (int,), "target_fps": (int, float, str), "clock_mhz": (int, float), "folding": (str,),
-    "fifo_sizing": (str,), "board": (str,), "part": (str,),
+    "fifo_sizing": (str,), "weight_memory": (str,), "board": (str,), "part": (str,),
 }
 
 

@@ -5,29 +5,35 @@ needs by the units' estimates, whether that fits and the frame rate at the part'
 
 On-chip memory. `weight_bits` and `threshold_bits` count the bits of the parameter memories (the
 MVUs' weights, the thresholds and lookup tables). On UltraScale+ parts with UltraRAM (URAM288,
-4K x 72 bits each) a deep parameter memory is counted in URAM instead of block RAM where that
-saves block RAM: when it needs at least `URAM_MIN_SAVING` 18 Kb BRAMs per URAM it would take,
-the memories that save the most per URAM first, while URAMs are left. Estimates only: the
-Verilog keeps every parameter memory an initialised ROM, which UltraScale+ UltraRAM cannot be
-(it has no configuration-time contents), so a build that needs URAM needs its weights loaded at
-run time - a board flow still to come.
+4K x 72 bits each) a deep weight memory goes to URAM instead of block RAM where that saves block
+RAM (`uram_choice`): when it needs at least `URAM_MIN_SAVING` 18 Kb BRAMs per URAM it would take,
+the memories that save the most per URAM first, while URAMs are left. A build for such a part
+does the same (`--weight-memory auto`): those MVUs' weights are loaded after reset from the weight
+stream, since URAM has no contents in the bitstream. Thresholds and lookup tables stay in block
+RAM (they are ROMs).
 """
 
 from __future__ import annotations
 
-import math
-
 from hwgen.parts import FIT_PARTS, PARTS, Part
 from hwgen.units.base import Unit
-from hwgen.units.datapath import memory_bram18
+from hwgen.units.datapath import memory_bram18, uram_count
 
-URAM_DEPTH, URAM_WIDTH = 4096, 72
 #: 18 Kb BRAMs a memory must take per URAM it would take before it is counted in URAM
 URAM_MIN_SAVING = 4
 
 
-def uram_count(depth: int, width: int) -> int:
-    return math.ceil(depth / URAM_DEPTH) * math.ceil(width / URAM_WIDTH)
+def uram_choice(memories: list[tuple[int, int]], urams_left: int) -> list[bool]:
+    """Which of the weight memories (depth, width) go to UltraRAM on a part with `urams_left`."""
+    costs = [(memory_bram18(d, w), uram_count(d, w)) for d, w in memories]
+    order = sorted((i for i, (brams, urams) in enumerate(costs) if brams >= URAM_MIN_SAVING * urams),
+                   key=lambda i: (-costs[i][0] / costs[i][1], i))
+    chosen = [False] * len(memories)
+    for i in order:
+        if costs[i][1] <= urams_left:
+            urams_left -= costs[i][1]
+            chosen[i] = True
+    return chosen
 
 
 def parts_table(units: list[Unit], max_cycles: int) -> list[dict]:
@@ -38,16 +44,18 @@ def parts_table(units: list[Unit], max_cycles: int) -> list[dict]:
 def part_fit(units: list[Unit], max_cycles: int, part: Part) -> dict:
     memories = [m for unit in units for m in unit.parameter_memories()]
     luts = sum(int(u.est_luts()) for u in units)
-    bram18 = sum(int(u.est_brams()) for u in units)
     dsps = sum(int(u.est_dsps()) for u in units)
+    # block RAM as if every weight were in block RAM, then the part's UltraRAM choice
+    weights = [(d, w) for unit in units for d, w, role in unit.parameter_memories() if role == "weights"]
+    bram18 = sum(int(u.est_brams()) for u in units) + sum(
+        memory_bram18(d, w) for u in units if u.est_urams() for d, w, role in u.parameter_memories()
+        if role == "weights")
     uram = 0
     if part.uram:
-        movable = [(memory_bram18(d, w), uram_count(d, w)) for d, w, _ in memories]
-        movable = sorted((m for m in movable if m[0] >= URAM_MIN_SAVING * m[1]), key=lambda m: -m[0] / m[1])
-        for brams, urams in movable:
-            if uram + urams <= part.uram:
-                uram += urams
-                bram18 -= brams
+        for (d, w), chosen in zip(weights, uram_choice(weights, part.uram)):
+            if chosen:
+                uram += uram_count(d, w)
+                bram18 -= memory_bram18(d, w)
     fits = luts <= part.luts and bram18 <= part.bram18 and uram <= part.uram and dsps <= part.dsp
     return {
         "part": part.device,

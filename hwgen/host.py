@@ -21,6 +21,7 @@ from hwgen.errors import HwgenError
 from hwgen.execute import execute
 from hwgen.streams import beat_bytes, from_wire, pack_beats, to_wire, unpack_beats
 from hwgen.units.base import StreamSpec
+from hwgen.units.weight_stream import WEIGHT_BEAT_BITS, WEIGHTS_FILE
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,16 @@ class StreamInfo:
 def write_accelerator_json(path: Path, top: str, model_input: list[int], model_output: list[int],
                            inp: StreamInfo, out: StreamInfo, model_input_name: str = "",
                            model_input_dtype: str = "FLOAT32", modules: dict[str, str] | None = None,
-                           streams: list[dict] | None = None) -> None:
-    """`accelerator.json`: the top module, the model's input and output, both streams, and the
-    module of each hardware node (for synthesis) and every stream inside the design (for
-    deadlock reports), all that the host side and the tools read."""
+                           streams: list[dict] | None = None, weight_beats: int = 0) -> None:
+    """`accelerator.json`: the top module, the model's input and output, both streams, the
+    module of each hardware node (for synthesis), every stream inside the design (for deadlock
+    reports) and the beats of the weight stream (`rtl/weights.bin`, 0 if the weights are all in
+    the bitstream), all that the host side and the tools read."""
     path.write_text(json.dumps({
         "top": top, "model_input_name": model_input_name, "model_input_shape": model_input,
         "model_input_dtype": model_input_dtype, "modules": modules or {}, "streams": streams or [],
         "model_output_shape": model_output, "input": asdict(inp), "output": asdict(out),
+        "weight_beats": weight_beats,
     }, indent=2) + "\n")
 
 
@@ -108,12 +111,29 @@ class HostIO:
             DataType[self.model_input_dtype]
             self.model_input_name: str = info.get("model_input_name", "")
             self.streams: list[dict] = list(info.get("streams", []))
+            self.weight_beats: int = int(info.get("weight_beats", 0))
         except FileNotFoundError:
             raise HwgenError("no such file: not a finished build", where=where) from None
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
             raise HwgenError(f"not an accelerator description ({type(exc).__name__}: {exc})", where=where) from None
         self.pre = load_build_graph(build_dir / "host_pre.onnx")
         self.post = load_build_graph(build_dir / "host_post.onnx")
+        self.build_dir = build_dir
+
+    def weight_stream(self) -> np.ndarray | None:
+        """The weight stream (uint8 (beats, 8)) of a build whose weights are loaded after reset,
+        checked against the beat count the build recorded; None when every weight is in the RTL."""
+        if not self.weight_beats:
+            return None
+        path = self.build_dir / "rtl" / WEIGHTS_FILE
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except FileNotFoundError:
+            raise HwgenError("no such file: the build loads its weights from it", where=str(path)) from None
+        if data.size != self.weight_beats * WEIGHT_BEAT_BITS // 8:
+            raise HwgenError(f"holds {data.size} bytes, the design takes {self.weight_beats} beats of "
+                             f"{WEIGHT_BEAT_BITS // 8}", where=str(path))
+        return data.reshape(-1, WEIGHT_BEAT_BITS // 8)
 
     def check_input(self, x: np.ndarray) -> None:
         want = list(self.model_input_shape[1:])

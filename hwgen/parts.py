@@ -34,10 +34,10 @@ class Part:
     def bram18(self) -> int:
         return 2 * self.bram36
 
-    def fits(self, luts: int, ffs: int, bram18: int, bram36: int, dsp: int) -> bool:
+    def fits(self, luts: int, ffs: int, bram18: int, bram36: int, dsp: int, uram: int = 0) -> bool:
         """Every resource within the part; 18 Kb BRAMs count as half a 36 Kb one."""
         return (luts <= self.luts and ffs <= self.ffs and bram36 + bram18 / 2 <= self.bram36
-                and dsp <= self.dsp)
+                and dsp <= self.dsp and uram <= self.uram)
 
 
 PARTS: dict[str, Part] = {p.device: p for p in (

@@ -42,6 +42,8 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
             "est_luts": int(unit.est_luts()),
             "est_brams": int(unit.est_brams()),
             "est_dsps": int(unit.est_dsps()),
+            "est_urams": int(unit.est_urams()),
+            "weights_loaded": bool(getattr(unit, "weights_loaded", False)),
             "depth": getattr(unit, "depth", None),  # FIFOs: beats they hold
             "MMV": getattr(unit, "MMV", None),  # window generators: window pieces per beat
         })
@@ -59,6 +61,7 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
             "est_luts": sum(layer["est_luts"] for layer in layers),
             "est_brams": sum(layer["est_brams"] for layer in layers),
             "est_dsps": sum(layer["est_dsps"] for layer in layers),
+            "est_urams": sum(layer["est_urams"] for layer in layers),
             "max_est_cycles": max_cycles,
         },
         "parts": parts_table(units, max_cycles),

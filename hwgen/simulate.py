@@ -99,7 +99,8 @@ def _simulate(build_dir: Path, x: np.ndarray, *, stall_prob: float, seed: int, c
     try:
         result = run_sim(exe, beats, host.output.beats_per_frame, host.output.bytes_per_beat,
                          stall_prob=stall_prob, seed=seed, max_idle=max_idle,
-                         watch=[f"TOP.{host.top}.{s['name']}" for s in host.streams])
+                         watch=[f"TOP.{host.top}.{s['name']}" for s in host.streams],
+                         weights=host.weight_stream())
     except DeadlockError as exc:
         raise HwgenError(_deadlock_report(exc, host), where=str(build_dir)) from None
     ints = host.decode_integers(result.output)

@@ -19,7 +19,7 @@ from hwgen.synth.yosys import SynthRun, find_yosys, verilog_for_synthesis
 from hwgen.units.datapath import in_bram
 from hwgen.units.fifo import StreamingFifo
 
-RESOURCES = ("luts", "ffs", "bram18", "bram36", "dsp")
+RESOURCES = ("luts", "ffs", "bram18", "bram36", "dsp", "uram")
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,9 @@ def test_build_without_rtlil_synthesizes_its_verilog(synthesized, tmp_path):
 
 def test_count_resources_counts_lut_sites():
     cells = {"LUT1": 1, "LUT6": 2, "INV": 3, "RAM32M": 2, "RAM64X1D": 1, "SRLC32E": 1, "CARRY4": 5,
-             "MUXF7": 4, "FDRE": 7, "FDCE": 1, "RAMB18E1": 2, "RAMB36E2": 1, "DSP48E1": 3}
-    assert count_resources(cells) == {"luts": 1 + 2 + 3 + 8 + 2 + 1, "ffs": 8, "bram18": 2, "bram36": 1, "dsp": 3}
+             "MUXF7": 4, "FDRE": 7, "FDCE": 1, "RAMB18E1": 2, "RAMB36E2": 1, "DSP48E1": 3, "URAM288": 2}
+    assert count_resources(cells) == {"luts": 1 + 2 + 3 + 8 + 2 + 1, "ffs": 8, "bram18": 2, "bram36": 1, "dsp": 3,
+                                      "uram": 2}
 
 
 def test_part_names():

@@ -9,6 +9,11 @@ board integration agree without knowing anything about the design inside:
 
 `tdata` is padded up to a whole number of bytes (AXI-Stream and DMA engines move bytes); the pad
 bits of `s_axis_tdata` are ignored and those of `m_axis_tdata` are driven with zeros.
+
+A design whose weights are loaded at start-up (weight memories without contents in the bitstream,
+such as UltraRAM) has one more input stream, `s_axis_weights_*` (`WEIGHT_BEAT_BITS` of tdata),
+that takes the build's `weights.bin` once after reset (`hwgen.units.weight_stream`); frames wait
+until it has.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.streams import beat_bytes
+
+#: the weight stream of a design whose weights are loaded at start-up
+WEIGHT_PORT = "s_axis_weights"
 
 
 def _payload_width(component: wiring.Component, port: str) -> int:

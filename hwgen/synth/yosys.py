@@ -16,6 +16,7 @@ What is counted, from the mapped cell types (7-series and UltraScale+ primitives
   LDPE), as Vivado's "Slice Registers".
 - `bram18` / `bram36`: RAMB18E1/E2 and RAMB36E1/E2 (18 Kb and 36 Kb block RAMs).
 - `dsp`: DSP48E1/DSP48E2.
+- `uram`: URAM288 (UltraScale+ UltraRAM, 4K x 72 bits).
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ FF_CELLS = frozenset({"FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1", "FDCE_
 BRAM18_CELLS = frozenset({"RAMB18E1", "RAMB18E2"})
 BRAM36_CELLS = frozenset({"RAMB36E1", "RAMB36E2"})
 DSP_CELLS = frozenset({"DSP48E1", "DSP48E2"})
+URAM_CELLS = frozenset({"URAM288", "URAM288_BASE"})
 
-RESOURCES = ("luts", "ffs", "bram18", "bram36", "dsp")
+RESOURCES = ("luts", "ffs", "bram18", "bram36", "dsp", "uram")
 
 
 def count_resources(cells: dict[str, int]) -> dict[str, int]:
-    """`luts`, `ffs`, `bram18`, `bram36`, `dsp` from a cell-type histogram (see the module doc)."""
+    """`luts`, `ffs`, `bram18`, `bram36`, `dsp`, `uram` from a cell-type histogram (see the module doc)."""
     def total(types: frozenset[str]) -> int:
         return sum(n for t, n in cells.items() if t in types)
 
@@ -59,6 +61,7 @@ def count_resources(cells: dict[str, int]) -> dict[str, int]:
         "bram18": total(BRAM18_CELLS),
         "bram36": total(BRAM36_CELLS),
         "dsp": total(DSP_CELLS),
+        "uram": total(URAM_CELLS),
     }
 
 

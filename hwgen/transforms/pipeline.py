@@ -4,7 +4,7 @@
     STREAMLINE   float QONNX -> integer graph (MatMul / XnorPopcountMatMul / MultiThreshold)
     (partition)  host pre | accelerator | host post        (hwgen.transforms.partition)
     TO_HARDWARE  integer graph -> hardware-unit nodes
-    FOLD         PE / SIMD per unit
+    FOLD         PE / SIMD per unit; weights in ROM, or loaded after reset (UltraRAM)
     PLUMBING     fan-out, width converters and a FIFO on every edge
 
 Each list is applied in order, each rewrite to its fixed point; after a stage, `check_stage` asserts
@@ -36,6 +36,7 @@ from hwgen.transforms.hardware.infer_concat_streams import InferConcatStreams
 from hwgen.transforms.hardware.infer_lookup import InferLookup
 from hwgen.transforms.hardware.infer_sum_pool import InferSumPool
 from hwgen.transforms.hardware.apply_folding_config import ApplyFoldingConfig
+from hwgen.transforms.hardware.choose_weight_memories import ChooseWeightMemories
 from hwgen.transforms.hardware.infer_convolution import InferConvolution
 from hwgen.transforms.hardware.infer_maxpool import InferMaxPool
 from hwgen.transforms.hardware.infer_label_select import InferLabelSelect
@@ -136,10 +137,12 @@ TO_HARDWARE: list[Transformation] = [
 
 
 def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list, like the others
-    """Automatic folding for the target, then the hand folding on top of it."""
+    """Automatic folding for the target, then the hand folding on top of it; then where the
+    weights live (ROM, or loaded after reset, in UltraRAM where the part has it)."""
     steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part))]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
+    steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part)))
     return steps
 
 

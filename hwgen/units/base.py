@@ -122,6 +122,16 @@ class Unit(ABC):
         without parameters has none."""
         return []
 
+    def weight_stream(self) -> np.ndarray | None:
+        """The unit's share of the weight stream (uint8 (beats, 8), `hwgen.units.weight_stream`)
+        when it loads its parameters after reset through a `wload` port; None for a unit whose
+        parameters are in the bitstream."""
+        return None
+
+    def est_urams(self) -> int:
+        """UltraRAMs (URAM288) the unit's memories take: none unless placed there."""
+        return 0
+
     def held_fraction(self) -> float:
         """The most of one input frame the unit takes in before it has given out what it owes
         for it (a window generator holds rows, a matrix-vector unit a vector or two): what a

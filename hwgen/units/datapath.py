@@ -251,6 +251,15 @@ def memory_bram18(depth: int, width: int) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM18_ASPECTS)
 
 
+#: one UltraRAM (URAM288 of UltraScale+): 4K words of 72 bits
+URAM_DEPTH, URAM_WIDTH = 4096, 72
+
+
+def uram_count(depth: int, width: int) -> int:
+    """UltraRAMs for a `depth` x `width` memory."""
+    return math.ceil(depth / URAM_DEPTH) * math.ceil(width / URAM_WIDTH)
+
+
 #: words of one block RAM bank of a deep memory (Yosys cascades RAMB36s up to 8K words)
 BRAM_BANK_WORDS = 8192
 

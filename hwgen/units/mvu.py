@@ -9,6 +9,10 @@ Semantics, per input vector x (MW values) and weights W (MW, MH):
 - without thresholds the output is acc (`output_dtype` must hold its range, see `accumulator_dtype`);
   with thresholds (MH, T) the output is the MultiThreshold of acc (see `hwgen.units.thresholding`).
 
+Weights: an initialised ROM by default; with `weights_loaded` a RAM without contents that the
+weight stream fills after reset (`hwgen.units.weight_stream`; the unit computes nothing until
+then), in UltraRAM with `weights_in_uram` (which has no contents in the bitstream).
+
 Folding: the vector arrives as SF = MW/SIMD beats of SIMD elements, the result leaves as NF = MH/PE
 beats of PE elements (output neuron n = nf*PE + pe); one (nf, sf) step per clock, so a vector takes
 NF*SF cycles. With NF > 1 the input goes through a ping-pong buffer of two vectors: the next vector
@@ -25,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In
 from amaranth.lib.memory import Memory
 from qonnx.core.datatype import BaseDataType
 
@@ -44,6 +49,7 @@ from hwgen.units.datapath import (
     memory_bram18,
     memory_luts,
     pack_words,
+    uram_count,
     ram_luts,
     range_bits,
     smallest_int_dtype,
@@ -51,6 +57,7 @@ from hwgen.units.datapath import (
     staged_tree_sum,
     wrap_inc,
 )
+from hwgen.units.weight_stream import WEIGHT_BEAT_BITS, beats_per_word, load_memory, stream_beats
 from hwgen.units.thresholding import (
     check_threshold_params,
     clamp_thresholds,
@@ -125,6 +132,8 @@ class MVU(Unit):
     output_dtype: BaseDataType
     out_bias: int = 0
     vectors_per_frame: int = 1
+    weights_loaded: bool = False
+    weights_in_uram: bool = False
     _hw: _HwParams = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +164,9 @@ class MVU(Unit):
         else:
             thr = check_threshold_params(self.thresholds, self.MH, self.output_dtype, self.out_bias, where)
             object.__setattr__(self, "thresholds", thr)
+        if self.weights_in_uram and not self.weights_loaded:
+            raise HwgenError("weights in UltraRAM must be loaded (weights_loaded): URAM has no "
+                             "contents in the bitstream", where=where)
         object.__setattr__(self, "_hw", _HwParams.of(self, acc_lo, acc_hi))
 
     # -- folding
@@ -231,6 +243,17 @@ class MVU(Unit):
         mems = self._memories()
         return [(*mems[0], "weights")] + ([(*mems[1], "thresholds")] if self.thresholds is not None else [])
 
+    def weight_stream(self) -> np.ndarray | None:
+        """This unit's share of the weight stream (uint8 (beats, 8)), None unless its weights are
+        loaded at start-up."""
+        if not self.weights_loaded:
+            return None
+        return stream_beats(weight_words(self), self.PE * self.SIMD * self.weight_dtype.bitwidth())
+
+    def est_urams(self) -> int:
+        """UltraRAMs (URAM288) of the weight memory, when it is placed there."""
+        return uram_count(*self._memories()[0]) if self.weights_in_uram else 0
+
     def est_luts(self) -> int:
         """LUT model (6-input LUTs), fitted to Yosys `synth_xilinx` on the units of TFC-W1A1 and
         CNV-W1A1 at two foldings each (`tests/test_estimates.py`):
@@ -250,6 +273,13 @@ class MVU(Unit):
         hw = self._hw
         ib, wb = self.input_dtype.bitwidth(), self.weight_dtype.bitwidth()
         memories = self._memories()
+        loader = 0
+        if self.weights_loaded:  # a RAM written by the loader: its counters and word register
+            depth, width = memories[0]
+            loader = (depth - 1).bit_length() + beats_per_word(width).bit_length() + 4
+            ram = 0 if self.weights_in_uram or in_bram(depth, width) else ram_luts(depth, width)
+            loader += ram
+            memories = [(0, 0)] + memories[1:]  # priced here, not as a ROM
         if hw.popcount:
             datapath = math.ceil(self.PE * max(1.75 * self.SIMD, POPCOUNT_LUTS_PER_LANE * self.SIMD - POPCOUNT_LUTS_SAVED))
             if memories[0][0] <= MERGED_ROM_WORDS:
@@ -260,7 +290,7 @@ class MVU(Unit):
             prod = max(ib, wb) if min(ib, wb) == 1 else ib * wb
             datapath = self.PE * self.SIMD * (prod + ib + wb)
         counter_bits = sum(max(1, (n - 1).bit_length()) for n in (self.NF, self.SF, self.NF * self.SF))
-        luts = datapath + self.PE * hw.acc_bits + self.PE * self.output_dtype.bitwidth() + counter_bits
+        luts = datapath + self.PE * hw.acc_bits + self.PE * self.output_dtype.bitwidth() + counter_bits + loader
         if hw.bipolar_popcount and self.thresholds is None:
             luts += self.PE * self.output_dtype.bitwidth()  # the output's 2P - MW
         if self.NF > 1:
@@ -283,8 +313,9 @@ class MVU(Unit):
 
     def est_brams(self) -> int:
         """18 Kb BRAMs of the weight ROM, threshold ROM and input ping-pong buffer
-        (`memory_bram18`)."""
-        return sum(memory_bram18(d, w) for d, w in self._memories())
+        (`memory_bram18`); none for weights in UltraRAM."""
+        mems = self._memories()
+        return sum(memory_bram18(d, w) for d, w in (mems[1:] if self.weights_in_uram else mems))
 
 
 #: LUTs of one XNOR-popcount lane of SIMD bits: 2*SIMD - 24 (Yosys, CNV's binary convolutions:
@@ -410,7 +441,10 @@ class MVUComponent(wiring.Component):
 
     def __init__(self, unit: MVU) -> None:
         self.unit = unit
-        super().__init__(stream_ports(unit.inputs[0].width, unit.outputs[0].width))
+        ports = stream_ports(unit.inputs[0].width, unit.outputs[0].width)
+        if unit.weights_loaded:
+            ports["wload"] = In(stream.Signature(unsigned(WEIGHT_BEAT_BITS)))
+        super().__init__(ports)
 
     def elaborate(self, platform: object) -> Module:
         u = self.unit
@@ -432,17 +466,24 @@ class MVUComponent(wiring.Component):
             with m.If(sf == SF - 1):
                 m.d.sync += nf.eq(wrap_inc(nf, NF))
 
-        m.submodules.weights = wrom = Memory(
-            shape=unsigned(PE * SIMD * wbits), depth=NF * SF, init=weight_words(u),
-            attrs=memory_attrs(NF * SF, PE * SIMD * wbits, rom=True),
-        )
+        if u.weights_loaded:  # a RAM the weight stream fills; nothing runs before it is full
+            attrs = {"ram_style": "ultra"} if u.weights_in_uram else memory_attrs(NF * SF, PE * SIMD * wbits, rom=False)
+            m.submodules.weights = wrom = Memory(shape=unsigned(PE * SIMD * wbits), depth=NF * SF, init=[],
+                                                 attrs=attrs)
+            loaded = load_memory(m, self.wload, wrom.write_port(), NF * SF, PE * SIMD * wbits)
+        else:
+            m.submodules.weights = wrom = Memory(
+                shape=unsigned(PE * SIMD * wbits), depth=NF * SF, init=weight_words(u),
+                attrs=memory_attrs(NF * SF, PE * SIMD * wbits, rom=True),
+            )
+            loaded = Const(1)
         wrd = wrom.read_port(domain="sync")
         m.d.comb += [wrd.addr.eq(step), wrd.en.eq(advance)]
 
         if NF > 1:
-            x1 = self._ping_pong(m, advance, fire, sf, step)
+            x1 = self._ping_pong(m, advance & loaded, fire, sf, step)
         else:
-            m.d.comb += [self.inp.ready.eq(advance), fire.eq(advance & self.inp.valid)]
+            m.d.comb += [self.inp.ready.eq(advance & loaded), fire.eq(advance & loaded & self.inp.valid)]
             x1 = Signal(SIMD * ibits)
             with m.If(advance):
                 m.d.sync += x1.eq(self.inp.payload)

@@ -4,10 +4,14 @@
 // tdata ports are read and written through overloads for each Verilator port type (CData, SData,
 // IData, QData and VlWide<N>), so no per-design code is generated. A design has one input and one
 // output stream (`s_axis_*`, `m_axis_*`), or, compiled with -DHWGEN_IN=K / -DHWGEN_OUT=M (up to 4),
-// K inputs `s_axis0_*`.. and M outputs `m_axis0_*`.. (a multi-stream unit tested alone).
+// K inputs `s_axis0_*`.. and M outputs `m_axis0_*`.. (a multi-stream unit tested alone). Compiled
+// with -DHWGEN_WEIGHTS, the design also has a weight stream `s_axis_weights_*` (weights loaded at
+// start-up), the last input port: its `in` line ends with `once`, since it is sent one time only;
+// the other inputs offer nothing until every `once` stream is in (weights first, as a driver does).
 //
 // Usage: harness CONFIG_FILE, a text file of lines
-//   in PATH BYTES BEATS_PER_FRAME      one per input stream, in port order
+//   in PATH BYTES BEATS_PER_FRAME [once]  one per input stream, in port order; `once`: the file
+//                                      holds BEATS_PER_FRAME beats, sent one time, not per frame
 //   out PATH BYTES BEATS_PER_FRAME     one per output stream, in port order
 //   frames N | stall P | seed S | max_idle M | stats PATH
 //   pace CYCLES                        spread each input frame evenly over CYCLES cycles: beat i
@@ -162,7 +166,8 @@ struct Port {
     std::size_t width_bytes;
     // from the config
     std::string path;
-    uint64_t bytes = 0, bpf = 0;
+    uint64_t bytes = 0, bpf = 0, frames = 0;  // frames: of this port (1 for a `once` stream)
+    bool once = false;
     // run state
     std::vector<uint8_t> data;
     uint64_t idx = 0;
@@ -179,7 +184,7 @@ struct Port {
 
 std::vector<Port> input_ports(Vtop* top) {
 #if HWGEN_IN == 1
-    return {HWGEN_IN_PORT(s_axis)};
+    std::vector<Port> p{HWGEN_IN_PORT(s_axis)};
 #else
     std::vector<Port> p{HWGEN_IN_PORT(s_axis0), HWGEN_IN_PORT(s_axis1)};
 #if HWGEN_IN > 2
@@ -188,8 +193,11 @@ std::vector<Port> input_ports(Vtop* top) {
 #if HWGEN_IN > 3
     p.push_back(HWGEN_IN_PORT(s_axis3));
 #endif
-    return p;
 #endif
+#ifdef HWGEN_WEIGHTS
+    p.push_back(HWGEN_IN_PORT(s_axis_weights));
+#endif
+    return p;
 }
 
 std::vector<Port> output_ports(Vtop* top) {
@@ -305,8 +313,8 @@ int main(int argc, char** argv) {
     if (!config) fail(2, std::string("cannot open ") + argv[1]);
     for (std::string line; std::getline(config, line);) {
         std::istringstream words(line);
-        std::string key, a, b, c;
-        words >> key >> a >> b >> c;
+        std::string key, a, b, c, d;
+        words >> key >> a >> b >> c >> d;
         if (key == "in" || key == "out") {
             std::vector<Port>& ports = key == "in" ? ins : outs;
             std::size_t& n = key == "in" ? n_in : n_out;
@@ -317,6 +325,9 @@ int main(int argc, char** argv) {
             p.bpf = parse_u64(c, "beats per frame");
             if (p.bytes == 0 || p.bytes > p.width_bytes) fail(2, key + " bytes exceed " + p.name + "_tdata width");
             if (p.bpf == 0) fail(2, "beats per frame must be > 0 for port " + p.name);
+            if (!d.empty() && (d != "once" || key != "in")) fail(2, "unknown config line: " + line);
+            p.once = d == "once";
+            p.frames = p.once ? 1 : 0;  // 0: the run's frame count, set below
         } else if (key == "frames") {
             frames = parse_u64(a, "frames");
         } else if (key == "stall") {
@@ -348,15 +359,17 @@ int main(int argc, char** argv) {
     std::vector<Rng> in_rng, out_rng;
     for (std::size_t p = 0; p < ins.size(); ++p) {
         Port& port = ins[p];
+        if (port.frames == 0) port.frames = frames;
         port.data = read_file(port.path);
-        if (port.data.size() != port.bpf * frames * port.bytes) {
+        if (port.data.size() != port.bpf * port.frames * port.bytes) {
             fail(2, "input file " + port.path + " holds " + std::to_string(port.data.size()) +
-                        " bytes, expected " + std::to_string(port.bpf * frames * port.bytes));
+                        " bytes, expected " + std::to_string(port.bpf * port.frames * port.bytes));
         }
-        port.marks.assign(frames, 0);
+        port.marks.assign(port.frames, 0);
         in_rng.emplace_back(seed + 7919 * p);
     }
     for (std::size_t p = 0; p < outs.size(); ++p) {
+        outs[p].frames = frames;
         outs[p].data.assign(outs[p].bpf * frames * outs[p].bytes, 0);
         outs[p].marks.assign(frames, 0);
         out_rng.emplace_back((seed ^ 0x5555555555555555ull) + 104729 * p);
@@ -370,18 +383,22 @@ int main(int argc, char** argv) {
     top->ap_rst_n = 1;
 
     auto done = [&]() {
-        for (const Port& p : ins) if (p.idx < p.bpf * frames) return false;
+        for (const Port& p : ins) if (p.idx < p.bpf * p.frames) return false;
         for (const Port& p : outs) if (p.idx < p.bpf * frames) return false;
         return true;
     };
-    uint64_t cycle = 0, idle = 0;
+    uint64_t cycle = 0, idle = 0, data_start = 0;
     while (!done()) {
         // Drive inputs while the clock is low, then sample the handshakes the rising edge takes.
         top->ap_clk = 0;
+        bool loading = false;
+        for (const Port& p : ins) loading |= p.once && p.idx < p.bpf;
+        if (loading) data_start = cycle + 1;  // pacing counts from the end of the loading
         for (std::size_t i = 0; i < ins.size(); ++i) {
             Port& p = ins[i];
-            const bool due = pace == 0 || p.idx * pace <= cycle * p.bpf;
-            if (!p.presenting && due && p.idx < p.bpf * frames && !in_rng[i].chance(stall)) {
+            const uint64_t since = p.once ? cycle : cycle - data_start;
+            const bool due = (p.once || !loading) && (pace == 0 || p.idx * pace <= since * p.bpf);
+            if (!p.presenting && due && p.idx < p.bpf * p.frames && !in_rng[i].chance(stall)) {
                 p.put(&p.data[p.idx * p.bytes], p.bytes);
                 p.presenting = true;
             }
@@ -420,7 +437,7 @@ int main(int argc, char** argv) {
         if (idle >= max_idle) {
             std::string progress;
             for (const Port& p : ins) {
-                progress += " " + p.name + " " + std::to_string(p.idx) + "/" + std::to_string(p.bpf * frames);
+                progress += " " + p.name + " " + std::to_string(p.idx) + "/" + std::to_string(p.bpf * p.frames);
             }
             for (const Port& p : outs) {
                 progress += " " + p.name + " " + std::to_string(p.idx) + "/" + std::to_string(p.bpf * frames);

@@ -198,7 +198,7 @@ def measured_depths(model: ModelWrapper, modelled: dict[str, int], cache_dir: Pa
 def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[str, int]) -> dict[str, int]:
     """The most beats each FIFO of `model` holds in a Verilator run without stalls, each FIFO
     `probe[name]` deep."""
-    from hwgen.rtl.stitch import stitch
+    from hwgen.rtl.stitch import read_weight_stream, stitch
     from hwgen.sim import build as build_sim
     from hwgen.sim import run as run_sim
 
@@ -211,6 +211,7 @@ def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[s
         config = "\n".join(["`verilator_config", f'public_flat_rd -module "{top}" -var "edge*_tvalid"',
                             f'public_flat_rd -module "{top}" -var "edge*_tready"']) + "\n"
         exe = build_sim(Path(tmp) / "rtl", top, cache_dir, config=config, quick=True)
+        weights = read_weight_stream(Path(tmp) / "rtl")
     edge_of = {e.tensor: e.name for e in design.edges}
     levels = {n.name: (f"TOP.{top}.{edge_of[n.input[0]]}", f"TOP.{top}.{edge_of[n.output[0]]}")
               for n in deep.graph.node if n.op_type == FIFO}
@@ -218,5 +219,6 @@ def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[s
     codes = to_wire(random_frames(spec_in, MEASURE_FRAMES, seed=0), spec_in.dtype)
     beats = pack_beats(codes, spec_in.elem_bits, spec_in.elems_per_beat)
     period = max(unit_of(deep, n).est_cycles() for n in deep.graph.node)
-    result = run_sim(exe, beats, spec_out.beats_per_frame, beat_bytes(spec_out.width), levels=levels, pace=period)
+    result = run_sim(exe, beats, spec_out.beats_per_frame, beat_bytes(spec_out.width), levels=levels, pace=period,
+                     weights=weights)
     return result.max_levels

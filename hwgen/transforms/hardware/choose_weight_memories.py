@@ -1,0 +1,47 @@
+"""ChooseWeightMemories: where each MVU's weights live, once folding has fixed their memory's shape.
+
+    MVU(weights_loaded=0)  =>  MVU(weights_loaded=1, weights_in_uram=1)     "auto", on a URAM part,
+                                                                            where that saves BRAM
+    MVU(weights_loaded=0)  =>  MVU(weights_loaded=1, weights_in_uram=u)     "loaded": every MVU
+
+"rom" leaves every weight memory an initialised ROM (contents in the bitstream). A loaded memory
+is a RAM the weight stream fills after reset (`hwgen.units.weight_stream`); UltraRAM must be
+loaded, having no contents in the bitstream. "auto" moves the weight memories that `uram_choice`
+picks for the part (the same rule as the parts table of `report.json`), so the build for an
+UltraScale+ part is what its row of that table estimates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
+
+from hwgen.fit import uram_choice
+from hwgen.ops import HARDWARE_OPS, unit_of
+from hwgen.parts import Part
+
+#: ops whose unit can load its weights after reset (derived from the unit classes' fields)
+LOADING_OPS = frozenset(name for name, op in HARDWARE_OPS.items()
+                        if "weights_loaded" in {f.name for f in dataclasses.fields(op.unit_cls)})
+
+
+class ChooseWeightMemories(Transformation):
+    def __init__(self, mode: str, part: Part) -> None:
+        super().__init__()
+        self.mode, self.part = mode, part
+
+    def apply(self, model: ModelWrapper):
+        if self.mode == "rom":
+            return model, False
+        nodes = [n for n in model.graph.node if n.op_type in LOADING_OPS]
+        memories = [unit_of(model, n).parameter_memories()[0][:2] for n in nodes]
+        in_uram = uram_choice(memories, self.part.uram) if self.part.uram else [False] * len(nodes)
+        loaded = [True] * len(nodes) if self.mode == "loaded" else in_uram
+        for node, load, uram in zip(nodes, loaded, in_uram):
+            op = getCustomOp(node)
+            op.set_nodeattr("weights_loaded", int(load))
+            op.set_nodeattr("weights_in_uram", int(uram))
+        return model, False

@@ -1,0 +1,134 @@
+"""Weights loaded after reset from the weight stream (`--weight-memory`), in UltraRAM on UltraScale+.
+
+The accelerator with loaded weights computes what the one with weights in ROM computes, frame for
+frame and cycle for cycle; the weights really come from `rtl/weights.bin` (a flipped bit there is
+a hardware mismatch); on a part with UltraRAM the deep weight memories go there and Yosys maps
+them to URAM288 as the estimate counts.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from hwgen.build import build
+from hwgen.cli import main
+from hwgen.config import BuildConfig
+from hwgen.errors import HwgenError
+from hwgen.frontend.load import export_brevitas
+from hwgen.simulate import simulate_build, verify_build
+from hwgen.units.datapath import uram_count
+
+
+class BinaryMlp(torch.nn.Module):
+    """sign(x) -> binary FC (inputs -> hidden) -> BatchNorm -> sign -> binary FC (hidden -> 10)."""
+
+    def __init__(self, inputs: int, hidden: int) -> None:
+        super().__init__()
+        from brevitas.nn import QuantIdentity, QuantLinear
+        from brevitas_examples.bnn_pynq.models.common import CommonActQuant, CommonWeightQuant
+
+        self.inq = QuantIdentity(act_quant=CommonActQuant, bit_width=1)
+        self.fc1 = QuantLinear(inputs, hidden, bias=False, weight_quant=CommonWeightQuant, weight_bit_width=1)
+        self.bn = torch.nn.BatchNorm1d(hidden)
+        self.act = QuantIdentity(act_quant=CommonActQuant, bit_width=1)
+        self.fc2 = QuantLinear(hidden, 10, bias=False, weight_quant=CommonWeightQuant, weight_bit_width=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.bn(self.fc1(self.inq(x.reshape(x.shape[0], -1))))))
+
+
+def _model(tmp_path, inputs: int, hidden: int):
+    torch.manual_seed(0)
+    model = BinaryMlp(inputs, hidden).eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-4, 4)
+    path = tmp_path / "m.onnx"
+    export_brevitas(model, (1, inputs)).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory, verilator_cache):
+    tmp = tmp_path_factory.mktemp("loading")
+    path = _model(tmp, 64, 64)
+    out = {}
+    for mode in ("rom", "loaded"):
+        out[mode] = tmp / mode
+        build(path, out[mode], BuildConfig(target_cycles=16, weight_memory=mode, cache_dir=verilator_cache))
+    return out
+
+
+def test_loaded_weights_compute_what_the_rom_does_in_the_same_cycles(builds, verilator_cache):
+    x = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+    rom, loaded = builds["rom"], builds["loaded"]
+    report = json.loads((loaded / "report.json").read_text())
+    mvus = [layer for layer in report["layers"] if layer["op"] == "MVU"]
+    assert len(mvus) == 2 and all(layer["weights_loaded"] for layer in mvus)
+    assert not any(layer["weights_loaded"] for layer in json.loads((rom / "report.json").read_text())["layers"])
+    beats = json.loads((loaded / "accelerator.json").read_text())["weight_beats"]
+    assert beats > 0 and (loaded / "rtl" / "weights.bin").stat().st_size == 8 * beats
+    assert not (rom / "rtl" / "weights.bin").exists()
+    for stall in (0.0, 0.3):
+        result = verify_build(loaded, x, stall_prob=stall, cache_dir=verilator_cache)
+        assert result.exact, result.summary()
+    _, rom_stats = simulate_build(rom, x, cache_dir=verilator_cache)
+    _, loaded_stats = simulate_build(loaded, x, cache_dir=verilator_cache)
+    assert loaded_stats["cycles_per_frame"] == rom_stats["cycles_per_frame"] == 16.0
+
+
+def test_the_weights_come_from_the_weight_stream(builds, tmp_path, verilator_cache, capsys):
+    x = np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    flipped = tmp_path / "flipped"
+    shutil.copytree(builds["loaded"], flipped)
+    weights = flipped / "rtl" / "weights.bin"
+    data = bytearray(weights.read_bytes())
+    data[0] ^= 0xFF  # eight weights of the first layer's first word
+    weights.write_bytes(bytes(data))
+    cache = ["--cache-dir", str(verilator_cache)]
+    assert main(["verify", str(flipped), "--input", str(tmp_path / "x.npy"), *cache]) == 1
+    assert capsys.readouterr().out.startswith("MISMATCH: the accelerator's integer output differs")
+    weights.write_bytes(bytes(data[:-8]))
+    with pytest.raises(HwgenError, match="weights.bin.*holds .* bytes, the design takes"):
+        simulate_build(flipped, x, cache_dir=verilator_cache)
+
+
+def test_deep_weights_go_to_uram_on_ultrascale_and_yosys_maps_them_there(tmp_path, verilator_cache):
+    """A 4096-input layer folded slowly: a deep, narrow weight memory (at 128 weights per cycle
+    2K x 128: 15 BRAM18 or 2 URAM288). For the KV260's xck26 (`--weight-memory auto`) it is loaded
+    into UltraRAM; for the xc7z020 it stays a ROM. Yosys (xcup) maps it to as many URAM288 as
+    estimated."""
+    path = _model(tmp_path, 4096, 64)
+    ku, z020 = tmp_path / "xck26", tmp_path / "xc7z020"
+    build(path, ku, BuildConfig(target_cycles=16384, part="xck26", cache_dir=verilator_cache))
+    build(path, z020, BuildConfig(target_cycles=16384, part="xc7z020", cache_dir=verilator_cache))
+    report = json.loads((ku / "report.json").read_text())
+    first = next(layer for layer in report["layers"] if layer["op"] == "MVU")
+    lanes = first["PE"] * first["SIMD"]
+    urams = uram_count(4096 * 64 // lanes, lanes)
+    assert first["weights_loaded"] and first["est_urams"] == urams == report["totals"]["est_urams"] > 0
+    row = next(r for r in report["parts"] if r["part"] == "xck26")
+    assert row["est_uram"] == urams and row["est_bram18"] == report["totals"]["est_brams"]
+    assert not any(layer["weights_loaded"] for layer in json.loads((z020 / "report.json").read_text())["layers"])
+    x = np.random.default_rng(2).standard_normal((4, 4096)).astype(np.float32)
+    assert verify_build(ku, x, cache_dir=verilator_cache).exact
+
+    from hwgen.synth import synthesize
+
+    synth = synthesize(ku, part="xck26")
+    layer = next(layer for layer in synth["layers"] if layer["name"] == first["name"])
+    assert layer["synth"]["uram"] == urams == synth["synth"]["uram"]
+    assert layer["synth"]["bram18"] + 2 * layer["synth"]["bram36"] == first["est_brams"]
+
+
+def test_bad_weight_memory_mode_is_one_line(tmp_path, capsys):
+    path = _model(tmp_path, 64, 64)
+    with pytest.raises(SystemExit) as exit_:
+        main(["build", str(path), "-o", str(tmp_path / "o"), "--weight-memory", "flash"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'flash'" in capsys.readouterr().err
+    with pytest.raises(HwgenError, match="weight_memory: must be one of auto, rom, loaded"):
+        BuildConfig(weight_memory="flash")
