@@ -132,3 +132,51 @@ def test_bad_weight_memory_mode_is_one_line(tmp_path, capsys):
     assert "invalid choice: 'flash'" in capsys.readouterr().err
     with pytest.raises(HwgenError, match="weight_memory: must be one of auto, rom, loaded"):
         BuildConfig(weight_memory="flash")
+
+
+def test_deploy_with_loaded_weights_sends_them_first(tmp_path, verilator_cache):
+    """For the KV260 with `--weight-memory loaded`: the deploy folder carries `weights.bin` and
+    the second DMA's name; the driver sends the weights when it opens the accelerator, then gives
+    the model's outputs on the simulated fabric; without them the data DMA never finishes (a
+    timeout naming it, not a hang); the Vivado flow has the weights DMA on `s_axis_weights`, and
+    the shell synthesizes with the accelerator (Yosys, the KV260's part)."""
+    from hwgen.deploy.boards import lookup_board
+    from hwgen.deploy.checks import run_tcl_skeleton, shell_ports, synthesize_shell
+    from hwgen.deploy.sim_pynq import Overlay
+    from hwgen.driver.accelerator import Accelerator, DriverError
+    from hwgen.simulate import run_input_model
+
+    path = _model(tmp_path, 64, 64)
+    out = tmp_path / "kv260"
+    build(path, out, BuildConfig(target_cycles=16, weight_memory="loaded", board="kv260", cache_dir=verilator_cache))
+    deploy = out / "deploy"
+    info = json.loads((deploy / "accelerator.json").read_text())
+    beats = json.loads((out / "accelerator.json").read_text())["weight_beats"]
+    assert info["weights"] == {"file": "weights.bin", "beats": beats, "dma": "axi_dma_weights"}
+    assert (deploy / "weights.bin").read_bytes() == (out / "rtl" / "weights.bin").read_bytes()
+
+    x = np.random.default_rng(3).standard_normal((24, 64)).astype(np.float32)
+    acc = Accelerator(deploy, target="sim", batch_size=8, cache_dir=verilator_cache)
+    assert np.array_equal(acc.execute(x), run_input_model(out, x))
+    # the batch's cycles, without the loading the board does once
+    _, stats = simulate_build(out, x[:8], cache_dir=verilator_cache)
+    runtime = acc.throughput_test()["runtime[ms]"]
+    assert runtime < stats["total_cycles"] / 200e6 * 1e3
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Accelerator, "load_weights", lambda self: None)
+        idle = Accelerator(deploy, target="sim", timeout_s=0.05, cache_dir=verilator_cache)
+        with pytest.raises(DriverError, match="axi_dma_0: the DMA's send \\(MM2S\\) channel did not finish"):
+            idle.execute(x[:1])
+    assert not Overlay(deploy, cache_dir=verilator_cache).ready_to_run
+
+    calls = run_tcl_skeleton(out / "vivado" / "build.tcl")
+    weights_dma = next(c for c in calls if c[0] == "set_property" and "c_include_s2mm 0" in c[2])
+    assert "CONFIG.c_m_axis_mm2s_tdata_width 64" in weights_dma[2]
+    assert any(c[0] == "create_bd_cell" and c[-1] == "axi_dma_weights" for c in calls)
+    i = calls.index(["get_bd_intf_pins", "axi_dma_weights/M_AXIS_MM2S"])  # arguments run before their command
+    assert calls[i + 1] == ["get_bd_intf_pins", "accelerator/s_axis_weights"] and calls[i + 2][0] == "connect_bd_intf_net"
+    ports = shell_ports((out / "vivado" / "src" / "hwgen_dma_shell.v").read_text())
+    assert ports["s_axis_weights_tdata"] == ("input", 64) and ports["s_axis_weights_tready"][0] == "output"
+    shell = synthesize_shell(out, lookup_board("kv260"))
+    assert shell["fits"] and shell["luts"] > 0

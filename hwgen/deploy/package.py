@@ -5,7 +5,11 @@
                        bytes per beat, beats per frame, the DMA's padded bytes per beat), the
                        model's input and output shapes, the host's float ends as numpy programs
                        (`host_pre`, `host_post`, checked against QONNX execution here), the names
-                       of the bitfile and hardware handoff, and a digest of the RTL
+                       of the bitfile and hardware handoff, a digest of the RTL (and weights), and
+                       for a build whose weights are loaded after reset, `weights` (file, beats,
+                       the second DMA's name)
+    weights.bin        that build's weight stream (`OUT/rtl/weights.bin`), which the driver
+                       sends once when it opens the accelerator
     hwgen/             the driver (`hwgen/driver/`, `hwgen/errors.py`): numpy and pynq only, run
                        as `python -m hwgen.driver .` from the deploy folder
     accelerator.bit / accelerator.hwh    once the Vivado flow has run
@@ -26,16 +30,20 @@ from hwgen.deploy.host_program import check_program, host_program, post_samples,
 from hwgen.driver.accelerator import DEPLOY_FORMAT
 from hwgen.driver.wire import dma_bytes
 from hwgen.host import load_build_graph
+from hwgen.units.weight_stream import WEIGHTS_FILE
 
 BITFILE, HWH = "accelerator.bit", "accelerator.hwh"
 #: the AXI DMA's instance name in the block design, as PYNQ's overlay names it
 DMA_NAME = "axi_dma_0"
+#: the second DMA, memory to stream only, that sends loaded weights (`s_axis_weights`)
+WEIGHTS_DMA_NAME = "axi_dma_weights"
 
 
 def rtl_digest(rtl_dir: Path) -> str:
-    """SHA-256 over the Verilog of a build (file names and contents, in name order)."""
+    """SHA-256 over the Verilog of a build and its weight stream (file names and contents, in
+    name order): two builds with loaded weights can share their Verilog."""
     h = hashlib.sha256()
-    for path in sorted(Path(rtl_dir).glob("*.v")):
+    for path in sorted([*Path(rtl_dir).glob("*.v"), *Path(rtl_dir).glob(WEIGHTS_FILE)]):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -65,11 +73,15 @@ def write_deploy(build_dir: Path, board: Board) -> Path:
         "input": streams["input"], "output": streams["output"],
         "host_pre": pre, "host_post": post, "rtl_sha256": rtl_digest(build_dir / "rtl"),
     }
+    if info.get("weight_beats"):
+        description["weights"] = {"file": WEIGHTS_FILE, "beats": int(info["weight_beats"]), "dma": WEIGHTS_DMA_NAME}
     deploy = build_dir / "deploy"
     if deploy.exists():
         shutil.rmtree(deploy)
     (deploy / "hwgen" / "driver").mkdir(parents=True)
     (deploy / "accelerator.json").write_text(json.dumps(description, indent=1) + "\n")
+    if "weights" in description:
+        shutil.copyfile(build_dir / "rtl" / WEIGHTS_FILE, deploy / WEIGHTS_FILE)
     package = resources.files("hwgen")
     for name in ("__init__.py", "errors.py"):
         (deploy / "hwgen" / name).write_text(package.joinpath(name).read_text())

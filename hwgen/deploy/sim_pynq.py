@@ -11,6 +11,10 @@ send without an armed receive never finishes, as on the board (the driver's time
 The build folder is the deploy folder's parent unless given; its RTL must be the one the deploy
 folder was made from (`rtl_sha256` in the description), else the deploy folder is another
 build's.
+
+A build whose weights are loaded after reset also has the weights DMA (send channel only): what it
+is given is the weight stream, which every simulated run then loads first (the model stands for a
+fabric that keeps it); until it has been given, the data DMA never finishes, as on the board.
 """
 
 from __future__ import annotations
@@ -60,9 +64,27 @@ class _SendChannel(_Channel):
 
     def transfer(self, buffer: np.ndarray) -> None:
         super().transfer(buffer)
-        if not self.dma.recvchannel.idle:
+        if not self.dma.recvchannel.idle and self.dma.overlay.ready_to_run:
             self.dma.overlay.run(buffer, self.dma.recvchannel.buffer)
             self.idle = self.dma.recvchannel.idle = True
+
+
+class _WeightsDMA:
+    """The weights DMA: its send channel takes the weight stream at once and keeps it."""
+
+    def __init__(self, overlay: "Overlay") -> None:
+        self.sendchannel = _WeightsChannel(overlay)
+
+
+class _WeightsChannel(_Channel):
+    def __init__(self, overlay: "Overlay") -> None:
+        super().__init__("MM2S")
+        self.overlay = overlay
+
+    def transfer(self, buffer: np.ndarray) -> None:
+        super().transfer(buffer)
+        self.overlay.weights = np.array(buffer, dtype=np.uint8).copy()
+        self.idle = True
 
 
 class Overlay:
@@ -81,6 +103,14 @@ class Overlay:
         self.stall_prob, self.seed = stall_prob, seed
         self.last_runtime_s: float | None = None
         setattr(self, self.info["dma"], _SimDMA(self))
+        self.weights: np.ndarray | None = None  # the weight stream, once its DMA has sent it
+        if "weights" in self.info:
+            setattr(self, str(self.info["weights"]["dma"]), _WeightsDMA(self))
+
+    @property
+    def ready_to_run(self) -> bool:
+        """The fabric takes frames: its weights are in the bitstream, or they have been sent."""
+        return "weights" not in self.info or self.weights is not None
 
     def run(self, send: np.ndarray, receive: np.ndarray) -> None:
         s_in, s_out = self.info["input"], self.info["output"]
@@ -90,6 +120,9 @@ class Overlay:
             raise DriverError(f"receive buffer holds {receive.shape[0]} frames, the send buffer {frames}",
                               where="S2MM")
         result = run_sim(self.exe, np.ascontiguousarray(send[..., :in_bytes]), s_out["beats_per_frame"], out_bytes,
-                         stall_prob=self.stall_prob, seed=self.seed)
+                         stall_prob=self.stall_prob, seed=self.seed, weights=self.weights)
         receive[..., :out_bytes] = result.output.reshape(frames, s_out["beats_per_frame"], out_bytes)
-        self.last_runtime_s = result.total_cycles / (float(self.info["fclk_mhz"]) * 1e6)
+        # the batch's cycles; a simulated run loads the weights first, which the board did once
+        cycles = result.total_cycles if self.weights is None else \
+            int(result.last_out_cycles[-1]) + 1 - int(result.first_in_cycles[0])
+        self.last_runtime_s = cycles / (float(self.info["fclk_mhz"]) * 1e6)

@@ -7,7 +7,9 @@
                                fabric clock, an AXI DMA (MM2S and S2MM, no scatter-gather, stream
                                widths of the shell's tdata) on an HP port, its control on the PS's
                                general-purpose master, the accelerator between the DMA's streams,
-                               a reset block for it; 3. synthesis, implementation, bitstream;
+                               a reset block for it; a build whose weights are loaded after reset
+                               gets a second AXI DMA (MM2S only, 64-bit) on `s_axis_weights`;
+                               3. synthesis, implementation, bitstream;
                             4. `accelerator.bit` and `accelerator.hwh` into `OUT/deploy/`
     build.sh                runs it: `vivado -mode batch -source build.tcl`, log in vivado.log
 
@@ -24,8 +26,8 @@ import sys
 from pathlib import Path
 
 from hwgen.deploy.boards import Board
-from hwgen.deploy.package import BITFILE, DMA_NAME, HWH
-from hwgen.deploy.shell import SHELL_NAME, DmaShell
+from hwgen.deploy.package import BITFILE, DMA_NAME, HWH, WEIGHTS_DMA_NAME
+from hwgen.deploy.shell import SHELL_NAME, WEIGHT_TDATA_BITS, DmaShell
 from hwgen.deploy.tcl import Raw, Script, config, sub, var
 from hwgen.driver.wire import dma_bytes
 from hwgen.errors import HwgenError, ToolError
@@ -55,8 +57,10 @@ def _latest(ip: str) -> Raw:
     return sub("lindex", sub("get_ipdefs", "-all", f"xilinx.com:ip:{ip}:*"), "end")
 
 
-def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out_width: int) -> Script:
-    """The whole flow as a Tcl script, paths relative to the script's folder (`here`)."""
+def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out_width: int,
+                weights: bool = False) -> Script:
+    """The whole flow as a Tcl script, paths relative to the script's folder (`here`); `weights`:
+    the accelerator loads its weights after reset from a second DMA."""
     here = var("here")
     s_in, s_out = 8 * dma_bytes(in_width), 8 * dma_bytes(out_width)
     ps = PS[board.ps]
@@ -72,7 +76,7 @@ def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out
     t.add("ipx::package_project", "-root_dir", Raw("$here/ip"), "-vendor", IP_VLNV[0], "-library", IP_VLNV[1],
           "-taxonomy", "/UserIP", "-import_files")
     t.add("ipx::infer_bus_interfaces", "xilinx.com:interface:axis_rtl:1.0", sub("ipx::current_core"))
-    for busif in ("s_axis", "m_axis"):
+    for busif in ("s_axis", "m_axis") + (("s_axis_weights",) if weights else ()):
         t.add("ipx::associate_bus_interfaces", "-busif", busif, "-clock", "ap_clk", sub("ipx::current_core"))
     t.add("set_property", "version", IP_VLNV[3], sub("ipx::current_core"))
     t.add("ipx::update_checksums", sub("ipx::current_core"))
@@ -109,6 +113,20 @@ def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out
     for port in ("M_AXI_MM2S", "M_AXI_S2MM"):
         t.add("apply_bd_automation", "-rule", "xilinx.com:bd_rule:axi4",
               "-config", f'Slave "/ps/{board.hp_port}" Clk "Auto"', sub("get_bd_intf_pins", f"{DMA_NAME}/{port}"))
+    if weights:  # the weight stream: a second DMA, memory to stream only
+        t.add("create_bd_cell", "-type", "ip", "-vlnv", _latest("axi_dma"), WEIGHTS_DMA_NAME)
+        t.add("set_property", "-dict", config(**{
+            "CONFIG.c_include_sg": 0, "CONFIG.c_sg_include_stscntrl_strm": 0, "CONFIG.c_include_s2mm": 0,
+            "CONFIG.c_sg_length_width": board.dma_buffer_length_width,
+            "CONFIG.c_m_axis_mm2s_tdata_width": WEIGHT_TDATA_BITS, "CONFIG.c_m_axi_mm2s_data_width": mm_width,
+            "CONFIG.c_mm2s_burst_size": board.dma_max_burst_len,
+        }), sub("get_bd_cells", WEIGHTS_DMA_NAME))
+        t.add("connect_bd_intf_net", sub("get_bd_intf_pins", f"{WEIGHTS_DMA_NAME}/M_AXIS_MM2S"),
+              sub("get_bd_intf_pins", "accelerator/s_axis_weights"))
+        t.add("apply_bd_automation", "-rule", "xilinx.com:bd_rule:axi4", "-config",
+              f'Master "/ps/{ps["master"]}" Clk "Auto"', sub("get_bd_intf_pins", f"{WEIGHTS_DMA_NAME}/S_AXI_LITE"))
+        t.add("apply_bd_automation", "-rule", "xilinx.com:bd_rule:axi4", "-config",
+              f'Slave "/ps/{board.hp_port}" Clk "Auto"', sub("get_bd_intf_pins", f"{WEIGHTS_DMA_NAME}/M_AXI_MM2S"))
     t.add("create_bd_cell", "-type", "ip", "-vlnv", _latest("proc_sys_reset"), "accelerator_reset")
     t.add("connect_bd_net", sub("get_bd_pins", f"ps/{ps['clock']}"), sub("get_bd_pins", "accelerator/ap_clk"),
           sub("get_bd_pins", "accelerator_reset/slowest_sync_clk"))
@@ -144,11 +162,13 @@ def write_flow(build_dir: Path, board: Board) -> Path:
     if vivado.exists():
         shutil.rmtree(vivado)
     (vivado / "src").mkdir(parents=True)
-    shell = DmaShell(info["top"], info["input"]["width"], info["output"]["width"], info["output"]["beats_per_frame"])
+    weights = bool(info.get("weight_beats"))
+    shell = DmaShell(info["top"], info["input"]["width"], info["output"]["width"], info["output"]["beats_per_frame"],
+                     weights)
     (vivado / "src" / f"{SHELL_NAME}.v").write_text(to_verilog(shell, SHELL_NAME))
     rtl = sorted(p.name for p in (build_dir / "rtl").glob("*.v"))
     files = [f"../rtl/{name}" for name in rtl] + [f"src/{SHELL_NAME}.v"]
-    script = flow_script(board, info["top"], files, info["input"]["width"], info["output"]["width"])
+    script = flow_script(board, info["top"], files, info["input"]["width"], info["output"]["width"], weights)
     (vivado / "build.tcl").write_text(script.text())
     sh = vivado / "build.sh"
     sh.write_text("\n".join(["#!/bin/sh", f"# hwgen: the bitstream of this build for {board.name}; needs Vivado on PATH.",

@@ -5,6 +5,10 @@
     y = acc.execute(x)                           # x as the ONNX model takes it, y as it returns
     acc.throughput_test()                        # FINN's keys
 
+A build whose weights are loaded after reset (UltraRAM has no contents in the bitstream) has
+`weights` in its description: opening the accelerator sends `weights.bin` once through the
+second DMA (`load_weights`), before any frame.
+
 On the board it needs numpy and `pynq` only: the host's float ends run as numpy programs
 (`host_ops`) and the stream packing is `wire`, the code the simulator uses. With `target="sim"`
 the same calls go to a PYNQ-shaped stand-in (`hwgen.deploy.sim_pynq`: `Overlay`, `allocate`, the
@@ -67,6 +71,27 @@ class Accelerator:
                 raise DriverError("target 'sim' needs hwgen installed (its Verilator simulation)", where="target") from None
             self._overlay, self._allocate = Overlay(self.deploy_dir, **target_options), allocate
         self._dma = getattr(self._overlay, self.info["dma"])
+        if "weights" in self.info:
+            self.load_weights()
+
+    def load_weights(self) -> None:
+        """Send the deploy folder's weight stream through its DMA; the accelerator takes no
+        frame before it has all of it."""
+        spec = self.info["weights"]
+        path = self.deploy_dir / str(spec["file"])
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except FileNotFoundError:
+            raise DriverError("no such file: the accelerator loads its weights from it", where=str(path)) from None
+        if data.size != 8 * int(spec["beats"]):
+            raise DriverError(f"holds {data.size} bytes, the accelerator takes {spec['beats']} beats of 8",
+                              where=str(path))
+        buf = self._allocate(shape=(int(spec["beats"]), 8), dtype=np.uint8)
+        buf[:] = data.reshape(-1, 8)
+        _sync(buf, "sync_to_device", "flush")
+        dma = getattr(self._overlay, str(spec["dma"]))
+        dma.sendchannel.transfer(buf)
+        self._wait(dma.sendchannel, "weights (MM2S)", str(spec["dma"]))
 
     def _pynq_overlay(self):
         bitfile = self.deploy_dir / self.info["bitfile"]
@@ -152,12 +177,12 @@ class Accelerator:
         _sync(obuf, "sync_from_device", "invalidate")
         return obuf
 
-    def _wait(self, channel, name: str) -> None:
+    def _wait(self, channel, name: str, dma: str | None = None) -> None:
         deadline = time.monotonic() + self.timeout_s
         while not channel.idle:
             if time.monotonic() > deadline:
                 raise DriverError(f"the DMA's {name} channel did not finish within {self.timeout_s:g} s "
-                                  "(is the bitstream the one of this deploy folder?)", where=self.info["dma"])
+                                  "(is the bitstream the one of this deploy folder?)", where=dma or self.info["dma"])
             time.sleep(1e-5)
 
     def from_beats(self, beats: np.ndarray) -> np.ndarray:

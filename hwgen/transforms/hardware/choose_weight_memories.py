@@ -34,14 +34,15 @@ class ChooseWeightMemories(Transformation):
         self.mode, self.part = mode, part
 
     def apply(self, model: ModelWrapper):
-        if self.mode == "rom":
-            return model, False
         nodes = [n for n in model.graph.node if n.op_type in LOADING_OPS]
         memories = [unit_of(model, n).parameter_memories()[0][:2] for n in nodes]
-        in_uram = uram_choice(memories, self.part.uram) if self.part.uram else [False] * len(nodes)
+        in_uram = uram_choice(memories, self.part.uram) if self.part.uram and self.mode != "rom" else [False] * len(nodes)
         loaded = [True] * len(nodes) if self.mode == "loaded" else in_uram
+        changed = False
         for node, load, uram in zip(nodes, loaded, in_uram):
             op = getCustomOp(node)
-            op.set_nodeattr("weights_loaded", int(load))
-            op.set_nodeattr("weights_in_uram", int(uram))
-        return model, False
+            for name, value in (("weights_loaded", int(load)), ("weights_in_uram", int(uram))):
+                if op.get_nodeattr(name) != value:
+                    op.set_nodeattr(name, value)
+                    changed = True
+        return model, changed
