@@ -268,7 +268,9 @@ class MVU(Unit):
         - accumulators: PE*acc_bits; thresholds: `threshold_luts`; output register/mux: PE*obits;
         - memories (`memory_luts`; the ping-pong input buffer, a RAM: `ram_luts`);
           the step counters (a LUT per bit), plus, with the ping-pong buffer (NF > 1), its write
-          counter and bank flags (a LUT per address bit).
+          counter and bank flags (a LUT per address bit);
+        - loaded weights: the loader's word and beat counters and a few LUTs of control, the
+          weight memory a RAM (`ram_luts` out of block RAM, none in block RAM or UltraRAM).
         """
         hw = self._hw
         ib, wb = self.input_dtype.bitwidth(), self.weight_dtype.bitwidth()

@@ -34,6 +34,8 @@ class ChooseWeightMemories(Transformation):
         self.mode, self.part = mode, part
 
     def apply(self, model: ModelWrapper):
+        if self.mode != "loaded" and not self.part.uram:
+            return model, False  # ROMs, as lowering made them: nothing to choose
         nodes = [n for n in model.graph.node if n.op_type in LOADING_OPS]
         memories = [unit_of(model, n).parameter_memories()[0][:2] for n in nodes]
         in_uram = uram_choice(memories, self.part.uram) if self.part.uram and self.mode != "rom" else [False] * len(nodes)
