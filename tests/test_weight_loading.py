@@ -96,29 +96,40 @@ def test_the_weights_come_from_the_weight_stream(builds, tmp_path, verilator_cac
         simulate_build(flipped, x, cache_dir=verilator_cache)
 
 
-def test_deep_weights_go_to_uram_on_ultrascale_and_yosys_maps_them_there(tmp_path, verilator_cache):
-    """A 4096-input layer folded slowly: a deep, narrow weight memory (at 128 weights per cycle
-    2K x 128: 15 BRAM18 or 2 URAM288). For the KV260's xck26 (`--weight-memory auto`) it is loaded
-    into UltraRAM; for the xc7z020 it stays a ROM. Yosys (xcup) maps it to as many URAM288 as
-    estimated."""
-    path = _model(tmp_path, 4096, 64)
-    ku, z020 = tmp_path / "xck26", tmp_path / "xc7z020"
-    build(path, ku, BuildConfig(target_cycles=16384, part="xck26", cache_dir=verilator_cache))
-    build(path, z020, BuildConfig(target_cycles=16384, part="xc7z020", cache_dir=verilator_cache))
-    report = json.loads((ku / "report.json").read_text())
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory, verilator_cache):
+    """A 4096-input layer folded slowly (a deep, narrow weight memory), built for the KV260's
+    xck26 (`--weight-memory auto`) and for the xc7z020."""
+    tmp = tmp_path_factory.mktemp("deep")
+    path = _model(tmp, 4096, 64)
+    for part in ("xck26", "xc7z020"):
+        build(path, tmp / part, BuildConfig(target_cycles=16384, part=part, cache_dir=verilator_cache))
+    report = json.loads((tmp / "xck26" / "report.json").read_text())
     first = next(layer for layer in report["layers"] if layer["op"] == "MVU")
     lanes = first["PE"] * first["SIMD"]
-    urams = uram_count(4096 * 64 // lanes, lanes)
+    return tmp, report, first, uram_count(4096 * 64 // lanes, lanes)
+
+
+def test_deep_weights_go_to_uram_on_ultrascale(deep, verilator_cache):
+    """On the xck26 the deep weight memory (at 128 weights per cycle 2K x 128: 15 BRAM18 or 2
+    URAM288) is loaded into UltraRAM; on the xc7z020 it stays a ROM; both exact in rtlsim."""
+    tmp, report, first, urams = deep
     assert first["weights_loaded"] and first["est_urams"] == urams == report["totals"]["est_urams"] > 0
     row = next(r for r in report["parts"] if r["part"] == "xck26")
     assert row["est_uram"] == urams and row["est_bram18"] == report["totals"]["est_brams"]
-    assert not any(layer["weights_loaded"] for layer in json.loads((z020 / "report.json").read_text())["layers"])
+    assert not any(layer["weights_loaded"] for layer in json.loads((tmp / "xc7z020" / "report.json").read_text())["layers"])
     x = np.random.default_rng(2).standard_normal((4, 4096)).astype(np.float32)
-    assert verify_build(ku, x, cache_dir=verilator_cache).exact
+    assert verify_build(tmp / "xck26", x, cache_dir=verilator_cache).exact
 
+
+@pytest.mark.slow
+def test_yosys_maps_the_loaded_weights_to_uram(deep):
+    """Yosys (`synth_xilinx -family xcup`) maps that memory to as many URAM288 as estimated, and
+    the unit's other memories to the block RAM estimated."""
     from hwgen.synth import synthesize
 
-    synth = synthesize(ku, part="xck26")
+    tmp, _, first, urams = deep
+    synth = synthesize(tmp / "xck26", part="xck26")
     layer = next(layer for layer in synth["layers"] if layer["name"] == first["name"])
     assert layer["synth"]["uram"] == urams == synth["synth"]["uram"]
     assert layer["synth"]["bram18"] + 2 * layer["synth"]["bram36"] == first["est_brams"]
