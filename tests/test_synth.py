@@ -8,12 +8,18 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 from qonnx.core.datatype import DataType
 
 from hwgen.cli import main
 from hwgen.errors import HwgenError
-from hwgen.rtl.emit import to_rtlil, to_verilog, to_verilog_and_rtlil
+from amaranth.back import rtlil
+from amaranth.hdl import Module
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwgen.rtl.emit import MEMINIT_CHUNK_BITS, to_rtlil, to_verilog, to_verilog_and_rtlil
 from hwgen.synth import PARTS, _sources, count_resources, lookup_part, synthesize
 from hwgen.synth.yosys import SynthRun, find_yosys, verilog_for_synthesis
 from hwgen.units.datapath import in_bram
@@ -25,7 +31,7 @@ RESOURCES = ("luts", "ffs", "bram18", "bram36", "dsp", "uram")
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory, tiny_mlp_onnx):
     """The tiny MLP (784-32-16-10), built with the default folding and synthesized for xc7z020."""
-    from hwgen.build import build
+    from hwgen.builder import build
     from hwgen.config import BuildConfig
 
     out = tmp_path_factory.mktemp("synth") / "out"
@@ -93,6 +99,49 @@ def test_one_elaboration_gives_both_texts():
     unit = StreamingFifo(DataType["INT3"], 5, 4, 32)
     both = to_verilog_and_rtlil(unit.component(), "m")
     assert both == (to_verilog(unit.component(), "m"), to_rtlil(unit.component(), "m"))
+
+
+class _Rom(wiring.Component):
+    """A ROM of `width` x `depth` with `init`, read at `addr` (one read port)."""
+
+    def __init__(self, width: int, depth: int, init: list[int]) -> None:
+        self._shape = (width, depth, init)
+        super().__init__({"addr": In(max(1, (depth - 1).bit_length())), "data": Out(width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        width, depth, init = self._shape
+        m.submodules.rom = rom = memory.Memory(shape=width, depth=depth, init=init)
+        port = rom.read_port()
+        m.d.comb += [port.addr.eq(self.addr), self.data.eq(port.data)]
+        return m
+
+
+def _rom(width: int, depth: int) -> _Rom:
+    rng = np.random.default_rng(width * 1000 + depth)
+    init = [int(rng.integers(0, 2 ** min(width, 62))) << max(0, width - 62) for _ in range(depth)]
+    init[0] = (1 << width) - 1  # the top bit set
+    init[-1] = 0
+    return _Rom(width, depth, init)
+
+
+@pytest.mark.parametrize("width, depth", [(1, 1), (1, 37), (7, 5), (64, 64), (130, 17)])
+def test_memory_contents_written_as_amaranth_writes_them(width, depth):
+    """hwgen writes a memory's contents into RTLIL from the words at once (`hwgen.rtl.emit`): up to
+    `MEMINIT_CHUNK_BITS` the text is Amaranth's own, character for character."""
+    assert width * depth <= MEMINIT_CHUNK_BITS
+    ours = to_rtlil(_rom(width, depth), "m")
+    assert ours == rtlil.convert(_rom(width, depth), name="m", emit_src=False)
+    assert "$meminit_v2" in ours
+
+
+@pytest.mark.parametrize("width, depth", [(64, 65), (100, 1000), (4097, 3)])
+def test_long_memory_contents_give_amaranths_verilog(width, depth):
+    """Longer contents are a concatenation of short constants (which Yosys reads in linear time);
+    the Verilog made of them is the one Amaranth's own RTLIL gives."""
+    ours = to_rtlil(_rom(width, depth), "m")
+    assert ours != rtlil.convert(_rom(width, depth), name="m", emit_src=False)
+    assert to_verilog_and_rtlil(_rom(width, depth), "m")[0] == to_verilog(_rom(width, depth), "m")
 
 
 _INLINE_MEMORY = re.compile(r"  initial begin\n((?:    (\S+ ?)\[\d+\] = \d+'h[0-9a-f]+;\n)+)  end\n")
