@@ -113,21 +113,19 @@ def prepare(model: ModelWrapper) -> ModelWrapper:
     check_schemas(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for transform in INGEST:
-            model = _ingest_step(model, transform)
+        model = _ingest(model, INGEST)
         check_supported(model)
         return apply_all(model, NAMES)
 
 
-def _ingest_step(model: ModelWrapper, transform) -> ModelWrapper:
-    """One ingest rewrite. The model is the user's file, read for the first time here: when ONNX's
-    shape inference, its version converter or QONNX finds it malformed (a cycle, shapes that
+def _ingest(model: ModelWrapper, transforms: list) -> ModelWrapper:
+    """The ingest rewrites, in one `apply_all` (one copy of the graph, not one per rewrite: an
+    ImageNet network's is 200 MB). The model is the user's file, read for the first time here: when
+    ONNX's shape inference, its version converter or QONNX finds it malformed (a cycle, shapes that
     disagree, an attribute out of range), that is one line naming the step, not a traceback."""
-    from hwgen.transforms.pipeline import apply_all
-
-    from hwgen.transforms.pipeline import RewriteFailure
+    from hwgen.transforms.pipeline import RewriteFailure, apply_all
 
     try:
-        return apply_all(model, [transform])
+        return apply_all(model, transforms)
     except RewriteFailure as exc:  # the libraries raise many kinds for a malformed graph
         raise HwgenError(f"the model is malformed: ingest step {exc}") from None
