@@ -34,7 +34,7 @@ def _peaks() -> dict:
 
 
 def phase_build(work: Path) -> dict:
-    from hwgen.build import build
+    from hwgen.builder import build
     from hwgen.config import BuildConfig
     from hwgen.frontend import export_brevitas
     from hwgen.models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics

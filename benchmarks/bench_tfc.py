@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.host import HostIO

@@ -35,7 +35,7 @@ SWEEP_CYCLES = [10_000_000, 5_000_000, 2_000_000, 1_000_000, 500_000, 200_000, 1
 
 def phase_build(name: str, fps: float, work: Path) -> dict:
     """Export and build `name` at ImageNet size; seconds and peak memory (run in its own process)."""
-    from hwgen.build import build
+    from hwgen.builder import build
     from hwgen.config import BuildConfig
     from hwgen.models.zoo import export
 

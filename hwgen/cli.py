@@ -1,12 +1,13 @@
-"""The `hwgen` command line: build, sim, verify, synth, demo, zoo, train.
+"""The `hwgen` command line: build, sim, verify, synth, report, demo, zoo, train.
 
     hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
                                 [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded]
                                 [--board NAME [--bitstream]]
-                                [--config OUT/build.toml] [--from-step STEP]
-    hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P]
-    hwgen verify OUT --input X.npy
-    hwgen synth OUT [--part P | --board NAME] [--jobs N]
+                                [--config OUT/build.toml] [--from-step STEP] [--json] [--quiet]
+    hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P] [--json]
+    hwgen verify OUT --input X.npy [--labels Y.npy] [--json]
+    hwgen synth OUT [--part P | --board NAME] [--jobs N] [--json] [--quiet]
+    hwgen report OUT                                  (rewrites OUT/report.html)
     hwgen boards
     hwgen demo [-o OUT]
     hwgen zoo list [--json]
@@ -65,7 +66,7 @@ def _load_folding(path: str | None) -> dict | None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from hwgen.build import build
+    from hwgen.builder import build
     from hwgen.config import BuildConfig
 
     _apply_config(args)
@@ -80,7 +81,14 @@ def cmd_build(args: argparse.Namespace) -> int:
                       folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing or "auto",
                       weight_memory=args.weight_memory or "auto", board=args.board,
                       part=args.part, **_cache(args))
-    report = build(args.model, args.output, cfg, from_step=args.from_step)
+    with _progress(args, "build") as progress:
+        report = build(args.model, args.output, cfg, from_step=args.from_step, progress=progress)
+        if args.bitstream:
+            from hwgen.deploy.vivado import run_flow
+
+            progress.begin("vivado")
+            bitstream = run_flow(Path(args.output))
+            progress.end("vivado")
     t = report["totals"]
     target = report["target"]
     if not target["met"]:
@@ -89,17 +97,38 @@ def cmd_build(args: argparse.Namespace) -> int:
               f"reachable: {target['limited_by']} needs {target['reached_cycles']} cycles/frame "
               f"({mhz * 1e6 / target['reached_cycles']:.0f} FPS) at its fastest; folded for that rate",
               file=sys.stderr)
+    if args.json:
+        extra = {"deploy": str(Path(args.output) / "deploy")} if args.board else {}
+        if args.bitstream:
+            extra["bitstream"] = str(bitstream)
+        _print_json({"build": str(args.output), **extra, **report})
+        return 0
     print(f"built {args.output}: {len(report['layers'])} units, {t['max_est_cycles']} cycles/frame "
           f"(est. {report['est_fps']:.0f} FPS at {report['clock_mhz']} MHz), {t['est_luts']} LUTs, "
-          f"{t['est_brams']} BRAM18, {t['est_dsps']} DSPs (estimates)")
+          f"{t['est_brams']} BRAM18, {t['est_dsps']} DSPs (estimates); report: {Path(args.output) / 'report.html'}")
     if args.board:
         print(f"deploy folder for {args.board}: {Path(args.output) / 'deploy'}; Vivado flow: "
               f"{Path(args.output) / 'vivado' / 'build.sh'}")
     if args.bitstream:
-        from hwgen.deploy.vivado import run_flow
-
-        print(f"bitstream: {run_flow(Path(args.output))}")
+        print(f"bitstream: {bitstream}")
     return 0
+
+
+def _progress(args: argparse.Namespace, title: str):
+    """Progress of the command's steps on stderr where that is a terminal; none with `--quiet`, or
+    into a log or pipe (where an error stays the one line that stderr holds)."""
+    import contextlib
+
+    from hwgen.progress import NO_PROGRESS, ConsoleProgress
+
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return contextlib.nullcontext(NO_PROGRESS)
+    return ConsoleProgress(title)
+
+
+def _print_json(data: dict) -> None:
+    """`--json`: the command's results as one JSON object, the only thing on stdout."""
+    print(json.dumps(data, indent=1, default=str))
 
 
 def _apply_config(args: argparse.Namespace) -> None:
@@ -126,6 +155,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     x = _load_npy(args.input)
     y, stats = simulate_build(Path(args.build), x, stall_prob=args.stall_prob, seed=args.seed, **_cache(args))
     np.save(args.output, y)
+    _refresh_page(args.build)
+    if args.json:
+        _print_json({"build": str(args.build), "output": str(args.output), **stats})
+        return 0
     print(f"simulated {stats['frames']} frames: {stats['cycles_per_frame']:.1f} cycles/frame, "
           f"latency {stats['latency_cycles']} cycles")
     return 0
@@ -135,9 +168,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from hwgen.simulate import verify_build
 
     x = _load_npy(args.input)
-    result = verify_build(Path(args.build), x, stall_prob=args.stall_prob, **_cache(args))
-    print(result.summary())
+    labels = _load_labels(args.labels) if args.labels else None
+    result = verify_build(Path(args.build), x, stall_prob=args.stall_prob, labels=labels, **_cache(args))
+    _refresh_page(args.build)
+    if args.json:
+        _print_json({"build": str(args.build), **result.to_json()})
+    else:
+        print(result.summary())
     return 0 if result.passed else 1
+
+
+def _load_labels(path: str) -> np.ndarray:
+    """The class labels of `--labels`: a missing or unreadable file is named as `--labels` too."""
+    try:
+        return _load_npy(path)
+    except HwgenError as exc:
+        raise HwgenError(str(exc), where="--labels") from None
+
+
+def _refresh_page(build: str) -> None:
+    """Rewrite OUT/report.html with what a command has just added to the build folder (sim.json,
+    verify.json); `hwgen synth` does it inside `synthesize`."""
+    from hwgen.reportpage import write_report_page
+
+    write_report_page(Path(build))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hwgen.reportpage import write_report_page
+
+    print(f"wrote {write_report_page(Path(args.build))}")
+    return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -149,8 +210,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from hwgen.deploy.boards import lookup_board
 
         part = lookup_board(args.board).part
-    report = synthesize(Path(args.build), part=part or DEFAULT_PART, jobs=args.jobs)
+    with _progress(args, "synth") as progress:
+        report = synthesize(Path(args.build), part=part or DEFAULT_PART, jobs=args.jobs, progress=progress)
     r = report["synth"]
+    if args.json:
+        _print_json({"build": str(args.build), **r})
+        return 0
     print(f"synthesized {args.build} for {r['part']} (Yosys): {r['luts']} LUTs, {r['ffs']} FFs, "
           f"{r['bram36']} BRAM36 + {r['bram18']} BRAM18, {r['dsp']} DSPs, at most {r['logic_levels']} levels "
           f"of logic in a unit; {'fits' if r['fits'] else 'does NOT fit'}")
@@ -223,6 +288,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--weight-memory", choices=WEIGHT_MEMORY_MODES, default=None,
                    help="MVU weights in the bitstream (rom), loaded after reset from OUT/rtl/weights.bin (loaded), "
                         "or auto: loaded into UltraRAM where --part has it and that saves block RAM")
+    b.add_argument("--json", action="store_true", help="print the results as one JSON object (the report) on stdout")
+    b.add_argument("--quiet", action="store_true", help="no progress on stderr")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sim", help="simulate a build in Verilator")
@@ -237,6 +304,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("build")
     v.add_argument("--input", required=True)
     v.add_argument("--stall-prob", type=float, default=0.0)
+    v.add_argument("--labels", help=".npy of integer class labels, one per frame: adds the top-1 accuracy of "
+                                    "the model and of the accelerator to OUT/verify.json")
     v.set_defaults(func=cmd_verify)
 
     y = sub.add_parser("synth", help="Yosys synth_xilinx of a build: LUT/FF/BRAM/DSP into report.json")
@@ -245,7 +314,13 @@ def parser() -> argparse.ArgumentParser:
     part.add_argument("--part", help="FPGA part (xc7z010, xc7z020, xczu3eg, xczu7ev, xck26...); default xc7z020clg400-1")
     part.add_argument("--board", help="the part of this board (see `hwgen boards`)")
     y.add_argument("--jobs", type=int, default=2, help="Yosys processes at a time")
+    y.add_argument("--json", action="store_true", help="print the synthesis results as one JSON object on stdout")
+    y.add_argument("--quiet", action="store_true", help="no progress on stderr")
     y.set_defaults(func=cmd_synth)
+
+    r = sub.add_parser("report", help="rewrite OUT/report.html from the build folder (after sim, verify, synth)")
+    r.add_argument("build")
+    r.set_defaults(func=cmd_report)
 
     d = sub.add_parser("demo", help="train a small BNN on bundled MNIST, build, simulate, report")
     d.add_argument("-o", "--output", default="build/demo")
@@ -278,6 +353,8 @@ def parser() -> argparse.ArgumentParser:
 
     for sp in (b, s, v, d):
         sp.add_argument("--cache-dir", help="Verilator build cache (default ~/.cache/hwgen)")
+    for sp in (s, v):
+        sp.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
     return p
 
 

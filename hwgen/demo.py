@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import simulate_build

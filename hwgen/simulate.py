@@ -2,13 +2,15 @@
 
 `simulate_build` is what `hwgen sim` runs: host pre-processing, packing, Verilator (built once per
 RTL content, cached), unpacking, host output transform. `verify_build` runs the model *as given*
-(QONNX execution of `graphs/00_input.onnx`, before any hwgen rewrite) beside it and compares bits.
+(QONNX execution of `graphs/00_input.onnx`, before any hwgen rewrite) beside it and compares bits;
+it writes `verify.json` (the fidelity figures, and with class labels both top-1 accuracies), which
+the report page (`hwgen.reportpage`) shows.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +157,11 @@ class Verification:
     ulp_bound: int
     cycles_per_frame: float
     tie_frames: int = 0
+    #: with class labels (`verify_build(labels=...)`): the top-1 accuracy of the model as given and
+    #: of the accelerator, and on how many frames their top-1 classes agree; None without labels
+    model_accuracy: float | None = None
+    accelerator_accuracy: float | None = None
+    agreeing_frames: int | None = None
 
     @property
     def exact(self) -> bool:
@@ -166,7 +173,23 @@ class Verification:
         rounding decides: a reassociated float tail within `ulp_bound`, or a threshold tie."""
         return self.exact or (self.integer_mismatches == 0 and self.max_ulps <= self.ulp_bound)
 
+    def to_json(self) -> dict:
+        """What `verify.json` holds: every field, `exact`, `passed` and the summary line (a
+        difference that is not a finite number is null, which JSON can hold)."""
+        data = {key: (value if not isinstance(value, float) or np.isfinite(value) else None)
+                for key, value in asdict(self).items()}
+        return {**data, "exact": self.exact, "passed": self.passed, "summary": self.summary()}
+
     def summary(self) -> str:
+        return self._fidelity() + self._accuracy()
+
+    def _accuracy(self) -> str:
+        if self.model_accuracy is None or self.accelerator_accuracy is None:
+            return ""
+        return (f"; top-1 accuracy on the labels: model {100 * self.model_accuracy:.2f} %, accelerator "
+                f"{100 * self.accelerator_accuracy:.2f} %, the two agree on {self.agreeing_frames}/{self.frames} frames")
+
+    def _fidelity(self) -> str:
         n, cycles = self.frames, f"{self.cycles_per_frame:.1f} cycles/frame"
         if self.exact:
             return f"bit-exact: {n}/{n} frames identical to the input model, {cycles}"
@@ -197,10 +220,14 @@ def _ulp_bound(build_dir: Path) -> int:
 
 
 def verify_build(build_dir: Path, x: np.ndarray, *, stall_prob: float = 0.0,
-                 cache_dir: Path | None = None) -> Verification:
+                 cache_dir: Path | None = None, labels: np.ndarray | None = None) -> Verification:
+    """rtlsim of `x` beside the model as given and beside the integer graph; with `labels` (one
+    integer class per frame) also the top-1 accuracy of both. Writes `verify.json`."""
     _finished(build_dir)
     host = HostIO(build_dir)
     host.check_input(x)
+    if labels is not None:
+        labels = check_labels(labels, x.shape[0])
     expected = run_input_model(build_dir, x)
     ints, actual, stats = _simulate(build_dir, x, stall_prob=stall_prob, seed=0, cache_dir=cache_dir)
     reference, tied = _integer_reference(build_dir, host, x)
@@ -214,8 +241,45 @@ def verify_build(build_dir: Path, x: np.ndarray, *, stall_prob: float = 0.0,
         if judged.any() and floats else (0.0 if same[judged].all() else float("inf"))
     ulps = frame_ulps(actual[judged], expected[judged]) if judged.any() and floats else np.zeros(0, np.int64)
     worst = int(ulps.max(initial=0)) if floats else (0 if same[judged].all() else 1 << 31)
-    return Verification(len(same), int((~same).sum()), int(integer_bad.sum()), diff, worst, _ulp_bound(build_dir),
-                        stats["cycles_per_frame"], tie_frames=int(tie.sum()))
+    accuracy = {}
+    if labels is not None:
+        model_top1, accel_top1 = top1(expected), top1(actual)
+        accuracy = {"model_accuracy": float(np.mean(model_top1 == labels)),
+                    "accelerator_accuracy": float(np.mean(accel_top1 == labels)),
+                    "agreeing_frames": int(np.sum(model_top1 == accel_top1))}
+    result = Verification(len(same), int((~same).sum()), int(integer_bad.sum()), diff, worst, _ulp_bound(build_dir),
+                          stats["cycles_per_frame"], tie_frames=int(tie.sum()), **accuracy)
+    write_json_atomically(build_dir / "verify.json", result.to_json())
+    return result
+
+
+def check_labels(labels: np.ndarray, frames: int) -> np.ndarray:
+    """`labels` as one integer class per frame (shape (frames,) or (frames, 1)), or a one-line
+    error naming `--labels`: a wrong count or a float array would make the accuracy meaningless
+    without failing anywhere."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.shape[0] != frames:
+        raise HwgenError(f"has shape {list(labels.shape)}, expected one class label per input frame ({frames})",
+                         where="--labels")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise HwgenError(f"has dtype {labels.dtype}, expected integer class labels", where="--labels")
+    if frames and labels.min() < 0:
+        raise HwgenError(f"holds the negative class label {int(labels.min())}", where="--labels")
+    return labels.astype(np.int64)
+
+
+def top1(outputs: np.ndarray) -> np.ndarray:
+    """The class each frame's output names. Integer outputs are class indices already (a TopK,
+    ArgMax or LabelSelect at the end, best first): the first one. Scores (floats) name the
+    class of the largest; a single score per frame is taken as the class itself."""
+    flat = np.asarray(outputs).reshape(np.asarray(outputs).shape[0], -1)
+    if np.issubdtype(flat.dtype, np.integer):
+        return flat[:, 0].astype(np.int64)
+    if flat.shape[1] > 1:
+        return flat.argmax(axis=1).astype(np.int64)
+    return np.rint(flat[:, 0]).astype(np.int64)
 
 
 def _integer_reference(build_dir: Path, host: HostIO, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:

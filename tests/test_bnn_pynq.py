@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import run_input_model, simulate_build

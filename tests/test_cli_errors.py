@@ -153,7 +153,7 @@ def test_graph_without_input(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def good_build(tiny_mlp_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("good") / "build"
-    from hwgen.build import build
+    from hwgen.builder import build
     build(tiny_mlp_onnx, out)
     return out
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import run_input_model, simulate_build

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import simulate_build

@@ -21,7 +21,7 @@ import pytest
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.cli import main
 from hwgen.config import BuildConfig
 from hwgen.ops import unit_of

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.synth import synthesize

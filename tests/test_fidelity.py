@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from qonnx.core.datatype import DataType
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
 from hwgen.frontend import export_brevitas

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.cli import main
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.simulate import run_input_model, simulate_build, verify_build
 

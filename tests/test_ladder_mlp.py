@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
 from hwgen.simulate import check_checkpoints, simulate_build, run_input_model

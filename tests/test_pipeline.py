@@ -8,7 +8,7 @@ import onnx
 import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
 from hwgen.frontend import export_brevitas

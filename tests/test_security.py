@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.cli import main
 from hwgen.errors import HwgenError
 from hwgen.models.bnn_pynq import load_checkpoint

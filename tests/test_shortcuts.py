@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError
 from hwgen.frontend import export_brevitas

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from amaranth.sim import Simulator
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.cli import main
 from hwgen.config import BuildConfig
 from hwgen.deploy.boards import BOARDS, lookup_board

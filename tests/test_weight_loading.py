@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.cli import main
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError

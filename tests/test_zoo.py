@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hwgen.build import build
+from hwgen.builder import build
 from hwgen.cli import main
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas

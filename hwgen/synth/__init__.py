@@ -25,7 +25,8 @@ Verilog statement per word. A build folder written before hwgen emitted RTLIL ha
 `OUT/rtl/<module>.v`, which is read as it is.
 
 What is counted as a LUT or FF: `hwgen.synth.yosys`. Yosys's scripts, logs and full cell counts go
-to `OUT/synth/`, with `summary.json` (per module: seconds taken and every cell type).
+to `OUT/synth/`, with `summary.json` (per module: seconds taken and every cell type). The report
+page, `OUT/report.html`, is written again with the numbers.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from functools import partial
 from pathlib import Path
 
 from hwgen.errors import HwgenError
+from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import write_json_atomically
 from hwgen.parts import DEFAULT_PART, PARTS, Part, lookup_part
 from hwgen.synth.yosys import (
@@ -94,9 +96,10 @@ def _equal_units(build_dir: Path, sources: dict[str, str]) -> dict[str, str]:
     return same_as
 
 
-def synthesize(build_dir: Path, part: str = DEFAULT_PART, jobs: int = 2) -> dict:
+def synthesize(build_dir: Path, part: str = DEFAULT_PART, jobs: int = 2, progress: Progress = NO_PROGRESS) -> dict:
     """Synthesize the build in `build_dir` for `part`; returns the updated report (its `synth` key
-    holds the whole accelerator, each layer's `synth` that unit alone)."""
+    holds the whole accelerator, each layer's `synth` that unit alone). Each Yosys run that
+    finishes advances the step "yosys" of `progress`."""
     build_dir = Path(build_dir)
     device = lookup_part(part)
     if jobs < 1:
@@ -119,8 +122,12 @@ def synthesize(build_dir: Path, part: str = DEFAULT_PART, jobs: int = 2) -> dict
                        key=lambda m: (-(build_dir / sources[m]).stat().st_size, m))
         unit_files = tuple(sorted(verilog[m] for m in layer_module.values()))
         runs = [SynthRun(m, (verilog[m],)) for m in units] + [SynthRun(top, (verilog[top],), unit_files)]
+        progress.begin("yosys", total=len(runs))
         futures = {r.top: pool.submit(r.run, yosys, build_dir, device.family) for r in runs}
+        for f in futures.values():
+            f.add_done_callback(lambda _: progress.advance("yosys"))
         results = {name: f.result() for name, f in futures.items()}
+        progress.end("yosys")
     for module, first in same_as.items():
         if module != first:
             results[module] = {**results[first], "seconds": 0.0, "same_as": first}
@@ -134,5 +141,8 @@ def synthesize(build_dir: Path, part: str = DEFAULT_PART, jobs: int = 2) -> dict
     for layer in report["layers"]:
         layer["synth"] = {k: results[layer_module[layer["name"]]][k] for k in (*RESOURCES, "logic_levels")}
     write_json_atomically(build_dir / "report.json", report)
+    from hwgen.reportpage import write_report_page  # the page shows the new numbers
+
+    write_report_page(build_dir)
     return report
 

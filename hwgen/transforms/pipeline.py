@@ -8,7 +8,7 @@
     PLUMBING     fan-out, width converters and a FIFO on every edge
 
 Each list is applied in order, each rewrite to its fixed point; after a stage, `check_stage` asserts
-what the graph may now contain. `hwgen.build` runs the stages as steps with a checkpoint after each.
+what the graph may now contain. `hwgen.builder` runs the stages as steps with a checkpoint after each.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ from hwgen.deploy.vivado import write_flow
 from hwgen.errors import HwgenError
 from hwgen.frontend import check_known_ops, load_onnx, prepare
 from hwgen.host import StreamInfo, write_accelerator_json
+from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import build_report, write_json_atomically
+from hwgen.reportpage import write_report_page
 from hwgen.rtl.stitch import stitch
 from hwgen.transforms.graph import declare_domains
 from hwgen.transforms.partition import split_host_and_accelerator
@@ -116,14 +118,15 @@ STEPS: list[tuple[str, Callable[[BuildState], BuildState]]] = [
 
 
 def build(model: str | Path | ModelWrapper, out: str | Path, cfg: BuildConfig | None = None,
-          from_step: str | None = None) -> dict:
+          from_step: str | None = None, progress: Progress = NO_PROGRESS) -> dict:
     """Build `model` (an ONNX path or a loaded graph) into folder `out`; returns the report.
 
     The build happens in a sibling folder that replaces `out` only once it is complete: a build
     that fails leaves no half-written folder, and an earlier build in `out` exactly as it was.
     With `from_step` (a name of `STEPS`), `out` must be a finished build of the same model: the
     steps before it are kept as they are (their checkpoints, the host graphs), and the build runs
-    from the checkpoint of the step before, with `cfg`."""
+    from the checkpoint of the step before, with `cfg`. Each step is reported to `progress` as
+    it begins and ends."""
     cfg = cfg or BuildConfig()
     out = Path(out)
     _check_destination(out)
@@ -137,8 +140,9 @@ def build(model: str | Path | ModelWrapper, out: str | Path, cfg: BuildConfig | 
             shutil.rmtree(work)
             # what the steps from `start` and the end of a build write again is left behind
             shutil.copytree(out, work, ignore=shutil.ignore_patterns(
-                "report.json", "sim.json", "synth", "deploy", "vivado", "folding_in.json"))
-        report = _build_into(loaded, work, cfg, start)
+                "report.json", "report.html", "sim.json", "verify.json", "synth", "deploy", "vivado",
+                "folding_in.json"))
+        report = _build_into(loaded, work, cfg, start, progress)
         _swap_in(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -179,15 +183,18 @@ def _swap_in(work: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig, start: int = 0) -> dict:
+def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig, start: int = 0,
+                progress: Progress = NO_PROGRESS) -> dict:
     """Run the steps from `STEPS[start]` in `out`; from 0 a whole build, else from the checkpoint
     of the step before `start`, which `out` holds."""
     graphs = out / "graphs"
     if start == 0:
         graphs.mkdir()
+        progress.begin("ingest")
         loaded.save(str(graphs / "00_input.onnx"))
         prepared = prepare(loaded).transform(GiveUniqueNodeNames())
         prepared.save(str(graphs / "01_ingest.onnx"))
+        progress.end("ingest")
     else:
         prepared = ModelWrapper(str(graphs / "01_ingest.onnx"))
         for later in sorted(graphs.glob("*.onnx"))[start + 2:]:
@@ -202,17 +209,22 @@ def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig, start: int = 
         name, index = STEPS[start - 1][0], start + 1
         state.model = ModelWrapper(str(graphs / f"{index:02d}_{name}.onnx"))
     for index, (name, step) in list(enumerate(STEPS, start=2))[start:]:
+        progress.begin(name)
         try:
             state = step(state)
         except RewriteFailure as exc:
             raise HwgenError(f"step {name}: {exc}; the model is one hwgen cannot lower (if it is a valid "
                              "QONNX model, this is a bug in hwgen)") from None
         declare_domains(state.model).save(str(graphs / f"{index:02d}_{name}.onnx"))
+        progress.end(name)
     if cfg.board is not None:
+        progress.begin("deploy")
         write_deploy(out, lookup_board(cfg.board))
         write_flow(out, lookup_board(cfg.board))
+        progress.end("deploy")
     (out / "build.toml").write_text(cfg.to_toml("folding_in.json" if cfg.folding is not None else None))
     if cfg.folding is not None:
         (out / "folding_in.json").write_text(json.dumps(cfg.folding, indent=2) + "\n")
     write_json_atomically(out / "report.json", state.report)
+    write_report_page(out)  # report.html, from the files just written
     return state.report
