@@ -4,8 +4,8 @@
                                 [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded]
                                 [--board NAME [--bitstream]]
                                 [--config OUT/build.toml] [--from-step STEP] [--json] [--quiet]
-    hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P] [--json]
-    hwgen verify OUT --input X.npy [--labels Y.npy] [--json]
+    hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P] [--json] [--quiet]
+    hwgen verify OUT --input X.npy [--labels Y.npy] [--json] [--quiet]
     hwgen synth OUT [--part P | --board NAME] [--jobs N] [--json] [--quiet]
     hwgen report OUT                                  (rewrites OUT/report.html)
     hwgen boards
@@ -153,7 +153,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from hwgen.simulate import simulate_build
 
     x = _load_npy(args.input)
-    y, stats = simulate_build(Path(args.build), x, stall_prob=args.stall_prob, seed=args.seed, **_cache(args))
+    with _progress(args, "sim") as progress:
+        y, stats = simulate_build(Path(args.build), x, stall_prob=args.stall_prob, seed=args.seed, progress=progress,
+                                  **_cache(args))
     np.save(args.output, y)
     _refresh_page(args.build)
     if args.json:
@@ -169,7 +171,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     x = _load_npy(args.input)
     labels = _load_labels(args.labels) if args.labels else None
-    result = verify_build(Path(args.build), x, stall_prob=args.stall_prob, labels=labels, **_cache(args))
+    with _progress(args, "verify") as progress:
+        result = verify_build(Path(args.build), x, stall_prob=args.stall_prob, labels=labels, progress=progress,
+                              **_cache(args))
     _refresh_page(args.build)
     if args.json:
         _print_json({"build": str(args.build), **result.to_json()})
@@ -355,6 +359,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--cache-dir", help="Verilator build cache (default ~/.cache/hwgen)")
     for sp in (s, v):
         sp.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
+        sp.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p
 
 

@@ -25,6 +25,7 @@ from hwgen.host import HostIO, load_build_graph
 from hwgen.sim import build as build_sim
 from hwgen.sim import run as run_sim
 from hwgen.sim.verilator import DEFAULT_MAX_IDLE, DeadlockError
+from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import write_json_atomically
 from hwgen.transforms.float_ties import float_tie_nodes, tie_frames
 
@@ -82,22 +83,28 @@ def _deadlock_report(exc: DeadlockError, host: HostIO) -> str:
 
 
 def simulate_build(build_dir: Path, x: np.ndarray, *, stall_prob: float = 0.0, seed: int = 0,
-                   cache_dir: Path | None = None, max_idle: int = DEFAULT_MAX_IDLE) -> tuple[np.ndarray, dict]:
+                   cache_dir: Path | None = None, max_idle: int = DEFAULT_MAX_IDLE,
+                   progress: Progress = NO_PROGRESS) -> tuple[np.ndarray, dict]:
     """Run model inputs `x` through the build's RTL; returns (model outputs, stats as in sim.json).
-    A design that stops moving for `max_idle` cycles is a `HwgenError` naming the stuck streams."""
-    _, y, stats = _simulate(build_dir, x, stall_prob=stall_prob, seed=seed, cache_dir=cache_dir, max_idle=max_idle)
+    A design that stops moving for `max_idle` cycles is a `HwgenError` naming the stuck streams.
+    The Verilator build and the run are the steps "verilator" and "rtlsim" of `progress`."""
+    _, y, stats = _simulate(build_dir, x, stall_prob=stall_prob, seed=seed, cache_dir=cache_dir, max_idle=max_idle,
+                            progress=progress)
     return y, stats
 
 
 def _simulate(build_dir: Path, x: np.ndarray, *, stall_prob: float, seed: int, cache_dir: Path | None,
-              max_idle: int = DEFAULT_MAX_IDLE) -> tuple[np.ndarray, np.ndarray, dict]:
+              max_idle: int = DEFAULT_MAX_IDLE, progress: Progress = NO_PROGRESS) -> tuple[np.ndarray, np.ndarray, dict]:
     """(the accelerator's integer outputs, the model outputs made of them, stats)."""
     _finished(build_dir)
     if not 0.0 <= stall_prob < 1.0:
         raise HwgenError(f"must be in [0, 1), got {stall_prob}", where="--stall-prob")
     host = HostIO(build_dir)
     beats = host.encode(x)
+    progress.begin("verilator")
     exe = build_simulator(build_dir, cache_dir)
+    progress.end("verilator")
+    progress.begin(f"rtlsim ({x.shape[0]} frames)")
     try:
         result = run_sim(exe, beats, host.output.beats_per_frame, host.output.bytes_per_beat,
                          stall_prob=stall_prob, seed=seed, max_idle=max_idle,
@@ -105,6 +112,7 @@ def _simulate(build_dir: Path, x: np.ndarray, *, stall_prob: float, seed: int, c
                          weights=host.weight_stream())
     except DeadlockError as exc:
         raise HwgenError(_deadlock_report(exc, host), where=str(build_dir)) from None
+    progress.end(f"rtlsim ({x.shape[0]} frames)")
     ints = host.decode_integers(result.output)
     y = host.from_integers(ints)
     stats = {"cycles_per_frame": result.cycles_per_frame, "latency_cycles": result.latency_cycles,
@@ -220,16 +228,21 @@ def _ulp_bound(build_dir: Path) -> int:
 
 
 def verify_build(build_dir: Path, x: np.ndarray, *, stall_prob: float = 0.0,
-                 cache_dir: Path | None = None, labels: np.ndarray | None = None) -> Verification:
+                 cache_dir: Path | None = None, labels: np.ndarray | None = None,
+                 progress: Progress = NO_PROGRESS) -> Verification:
     """rtlsim of `x` beside the model as given and beside the integer graph; with `labels` (one
-    integer class per frame) also the top-1 accuracy of both. Writes `verify.json`."""
+    integer class per frame) also the top-1 accuracy of both. Writes `verify.json`. The model's
+    execution, the Verilator build and the run are steps of `progress`."""
     _finished(build_dir)
     host = HostIO(build_dir)
     host.check_input(x)
     if labels is not None:
         labels = check_labels(labels, x.shape[0])
+    progress.begin("model (QONNX execution)")
     expected = run_input_model(build_dir, x)
-    ints, actual, stats = _simulate(build_dir, x, stall_prob=stall_prob, seed=0, cache_dir=cache_dir)
+    progress.end("model (QONNX execution)")
+    ints, actual, stats = _simulate(build_dir, x, stall_prob=stall_prob, seed=0, cache_dir=cache_dir,
+                                    progress=progress)
     reference, tied = _integer_reference(build_dir, host, x)
     integer_bad = np.array([reference is not None and not np.array_equal(a, r) for a, r in zip(ints, reference)],
                            bool)

@@ -6,7 +6,10 @@ in [0, 1] (N, C, H, W) with int64 labels.
               1,000 of the 5,000 (then 4,000 train)
     DIR       MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
               t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) or CIFAR-10's python
-              batches (data_batch_1..5, test_batch)
+              batches (data_batch_1..5, test_batch) or torchvision's ImageFolder layout:
+              DIR/train/<class>/*.png|jpg|... and DIR/val/<class>/... (or DIR/test/), classes in
+              sorted order as ImageFolder numbers them, every image of one size, grey (1 channel)
+              when all are, else RGB
 
 CIFAR-10's batches are pickles: they are read by an unpickler that builds only the dicts, lists,
 strings, bytes and numpy arrays such a batch holds, so a file that asks for anything else (a
@@ -67,8 +70,11 @@ def load(spec: str, shared: Path = SHARED_DATA) -> Dataset:
         return _mnist_folder(folder)
     if (folder / "data_batch_1").is_file():
         return _cifar_folder(folder)
-    raise HwgenError("holds neither MNIST IDX files (train-images-idx3-ubyte...) nor CIFAR-10 python batches "
-                     "(data_batch_1...)", where=f"--data {spec}")
+    if (folder / "train").is_dir() and any((folder / split).is_dir() for split in IMAGE_FOLDER_TEST):
+        return _image_folder(folder)
+    raise HwgenError("holds neither MNIST IDX files (train-images-idx3-ubyte...), CIFAR-10 python batches "
+                     "(data_batch_1...) nor an ImageFolder layout (train/<class>/..., val/<class>/...)",
+                     where=f"--data {spec}")
 
 
 def mnist5k(shared: Path = SHARED_DATA) -> Dataset:
@@ -139,6 +145,57 @@ def _cifar_folder(folder: Path) -> Dataset:
     xt, yt = _cifar_batch(folder / "test_batch")
     return Dataset(folder.name, np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
                    xt, yt, f"{folder}/test_batch")
+
+
+#: the ImageFolder layout's test split, the first of these that the folder has
+IMAGE_FOLDER_TEST = ("val", "test")
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def _image_folder(folder: Path) -> Dataset:
+    """torchvision's ImageFolder layout, read with Pillow: train/ and val/ (or test/), one
+    subfolder per class, the same classes in both."""
+    test = next(folder / split for split in IMAGE_FOLDER_TEST if (folder / split).is_dir())
+    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    if not classes:
+        raise HwgenError("has no class folders (train/<class>/image.png)", where=str(folder / "train"))
+    unknown = sorted(p.name for p in test.iterdir() if p.is_dir() and p.name not in classes)
+    if unknown:
+        raise HwgenError(f"has class {unknown[0]!r}, which train/ has not", where=str(test))
+    files = {split: [(path, label) for label, name in enumerate(classes) if (split / name).is_dir()
+                     for path in sorted((split / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+             for split in (folder / "train", test)}
+    for split, items in files.items():
+        if not items:
+            raise HwgenError("holds no images (.png, .jpg, ...)", where=str(split))
+    images = {split: [_read_image(path) for path, _ in items] for split, items in files.items()}
+    every = [im for ims in images.values() for im in ims]
+    grey = all(im.mode == "L" for im in every)
+    size = every[0].size
+    for split, items in files.items():
+        for (path, _), im in zip(items, images[split]):
+            if im.size != size:
+                raise HwgenError(f"is {im.size[0]} x {im.size[1]}, the data set's first image {size[0]} x {size[1]}: "
+                                 "give images of one size", where=str(path))
+
+    def array(split: Path) -> tuple[np.ndarray, np.ndarray]:
+        pixels = [np.asarray(im.convert("L" if grey else "RGB"), np.float32) / 255.0 for im in images[split]]
+        x = np.stack([p[None] if grey else p.transpose(2, 0, 1) for p in pixels])
+        return x, np.array([label for _, label in files[split]], np.int64)
+
+    (x, y), (xt, yt) = array(folder / "train"), array(test)
+    return Dataset(folder.name, x, y, xt, yt, str(test))
+
+
+def _read_image(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise HwgenError(f"is not an image Pillow can read ({type(exc).__name__})", where=str(path)) from None
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

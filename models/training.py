@@ -18,6 +18,7 @@ the previous epoch's checkpoint and metrics whole.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -246,3 +247,28 @@ class Trainer:
 def _classes(model: nn.Module) -> int:
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     return int(last.out_features)
+
+
+HARDWARE = "hardware"  # the build folder of --eval-hw, beside model.onnx
+
+
+def evaluate_on_hardware(output: Path, data: Dataset, frames: int | None = None,
+                         cache_dir: Path | None = None) -> dict:
+    """`--eval-hw`: build `output/model.onnx` into `output/hardware` and run the test images
+    through its RTL (Verilator) beside the exported model, with their labels. Returns (and adds to
+    metrics.json as `hardware`) both accuracies and how many images got the same class from both;
+    they agree image for image when the accelerator is exact, which `verify` checks too."""
+    import hwgen
+
+    options = {"cache_dir": cache_dir} if cache_dir is not None else {}
+    build = hwgen.build(output / MODEL, output / HARDWARE, **options)
+    n = len(data.x_test) if frames is None else min(frames, len(data.x_test))
+    result = build.verify(data.x_test[:n], labels=data.y_test[:n].astype(np.int64))
+    figures = {"images": n, "model_accuracy": result.model_accuracy,
+               "accelerator_accuracy": result.accelerator_accuracy, "agreeing_images": result.agreeing_frames,
+               "bit_exact_images": n - result.mismatched_frames, "passed": result.passed,
+               "cycles_per_frame": result.cycles_per_frame, "build": str(output / HARDWARE)}
+    path = output / METRICS
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    write_json_atomically(path, {**metrics, "hardware": figures})
+    return figures

@@ -42,6 +42,20 @@ def tiny_mlp_onnx(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def synthesized_mlp(tmp_path_factory, tiny_mlp_onnx) -> tuple[Path, dict]:
+    """The tiny MLP built with the default folding and synthesized for the xc7z020 (Yosys, each
+    unit and the top): (build folder, report). Shared by the tests of synthesis and of the report
+    page; a test that changes the folder works on a copy."""
+    from hwgen.builder import build
+    from hwgen.config import BuildConfig
+    from hwgen.synth import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "out"
+    build(tiny_mlp_onnx, out, BuildConfig())
+    return out, synthesize(out, jobs=2)
+
+
 @pytest.fixture
 def check_unit(verilator_cache):
     """Run a unit's Verilog in Verilator against its numpy reference: bit-exact without and with

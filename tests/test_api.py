@@ -107,3 +107,14 @@ def test_cli_sim_and_verify_json(built, tmp_path, capsys, verilator_cache):
     assert main(["verify", str(built.out), "--input", str(tmp_path / "x.npy"), "--json", *cache]) == 0
     verified = json.loads(capsys.readouterr().out)
     assert verified["passed"] and verified["frames"] == 3 and verified["mismatched_frames"] == 0
+
+
+def test_cli_verify_shows_its_steps(built, tmp_path, capsys, monkeypatch, verilator_cache):
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 28, 28), np.float32))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["verify", str(built.out), "--input", str(tmp_path / "x.npy"), "--cache-dir", str(verilator_cache)]) == 0
+    out, err = capsys.readouterr()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err).replace("\r", "\n")
+    steps = re.findall(r"^  verify: (.+) \d+\.\d s$", plain, re.MULTILINE)
+    assert steps == ["model (QONNX execution)", "verilator", "rtlsim (2 frames)"]
+    assert out.startswith("bit-exact")

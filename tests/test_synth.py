@@ -29,14 +29,9 @@ RESOURCES = ("luts", "ffs", "bram18", "bram36", "dsp", "uram")
 
 
 @pytest.fixture(scope="module")
-def synthesized(tmp_path_factory, tiny_mlp_onnx):
+def synthesized(synthesized_mlp):
     """The tiny MLP (784-32-16-10), built with the default folding and synthesized for xc7z020."""
-    from hwgen.builder import build
-    from hwgen.config import BuildConfig
-
-    out = tmp_path_factory.mktemp("synth") / "out"
-    build(tiny_mlp_onnx, out, BuildConfig())
-    return out, synthesize(out, jobs=2)
+    return synthesized_mlp
 
 
 def test_report_has_synthesis_numbers(synthesized):

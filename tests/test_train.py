@@ -153,6 +153,52 @@ def test_data_folder_of_mnist_idx_files(tmp_path):
     assert d.x_train.max() <= 1.0 and not d.augmented
 
 
+def _image_folder(root: Path, size: tuple[int, int] = (32, 32), mode: str = "RGB") -> dict:
+    """train/ and val/ with classes cat, dog (PNG) and a few images each; the pixels written."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    written = {}
+    for split, count in (("train", 3), ("val", 2)):
+        for cls in ("dog", "cat"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(count):
+                channels = 3 if mode == "RGB" else 1
+                pixels = rng.integers(0, 256, (size[1], size[0], channels)).astype(np.uint8).squeeze()
+                Image.fromarray(pixels, mode).save(root / split / cls / f"{i}.png")
+                written[(split, cls, i)] = pixels
+    return written
+
+
+def test_data_folder_in_imagefolder_layout(tmp_path):
+    written = _image_folder(tmp_path / "pets")
+    d = load(str(tmp_path / "pets"))
+    assert d.x_train.shape == (6, 3, 32, 32) and d.x_test.shape == (4, 3, 32, 32) and d.augmented
+    # classes numbered in sorted order, as torchvision's ImageFolder does: cat 0, dog 1
+    assert d.y_train.tolist() == [0, 0, 0, 1, 1, 1] and d.y_test.tolist() == [0, 0, 1, 1]
+    np.testing.assert_array_equal(d.x_train[3], written[("train", "dog", 0)].transpose(2, 0, 1) / np.float32(255))
+    _image_folder(tmp_path / "digits", (28, 28), "L")
+    grey = load(str(tmp_path / "digits"))
+    assert grey.image == (1, 28, 28) and not grey.augmented
+
+
+def test_imagefolder_mistakes_are_named(tmp_path):
+    from PIL import Image
+
+    _image_folder(tmp_path / "a")
+    Image.new("RGB", (16, 16)).save(tmp_path / "a" / "val" / "dog" / "small.png")
+    with pytest.raises(HwgenError, match=r"small.png: is 16 x 16, the data set's first image 32 x 32"):
+        load(str(tmp_path / "a"))
+    _image_folder(tmp_path / "b")
+    (tmp_path / "b" / "train" / "cat" / "0.png").write_bytes(b"not a png")
+    with pytest.raises(HwgenError, match=r"0.png: is not an image Pillow can read"):
+        load(str(tmp_path / "b"))
+    _image_folder(tmp_path / "c")
+    (tmp_path / "c" / "val" / "bird").mkdir()
+    with pytest.raises(HwgenError, match="has class 'bird', which train/ has not"):
+        load(str(tmp_path / "c"))
+
+
 def _cifar_batches(folder: Path) -> Path:
     rng = np.random.default_rng(0)
     folder.mkdir(exist_ok=True)
@@ -183,6 +229,7 @@ def test_cifar_batches_are_read_without_running_code(tmp_path):
     (["tfc", "--epochs", "0"], "--epochs: must be a positive integer, not 0"),
     (["tfc", "--lr", "nan"], "--lr: must be a positive number"),
     (["tfc", "--resume"], "nothing to resume: no checkpoint.pt"),
+    (["tfc", "--eval-hw", "--eval-frames", "0"], "--eval-frames: must be a positive integer, not 0"),
     (["tfc", "--data", "CIFAR"], "network TFC_1W1A: takes inputs of shape (1, 28, 28), not (3, 32, 32)"),
 ])
 def test_bad_options_are_one_line_errors(args, message, tmp_path, capsys):
@@ -192,3 +239,23 @@ def test_bad_options_are_one_line_errors(args, message, tmp_path, capsys):
     code = main(["train", *args, "-o", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_eval_hw_runs_the_test_images_through_the_rtl(tmp_path, capsys, verilator_cache, monkeypatch):
+    """`--eval-hw`: the exported model built and its RTL run on the test images beside the model;
+    both accuracies printed side by side, and the same class on every image (exit status 0)."""
+    import hwgen.models.training as training
+
+    real = training.evaluate_on_hardware
+    monkeypatch.setattr(training, "evaluate_on_hardware",  # the test's Verilator cache, as every test uses
+                        lambda out, data, frames, cache_dir=None: real(out, data, frames, verilator_cache))
+    out = tmp_path / "run"
+    code = main(["train", "tfc", "--max-steps", "20", "--batch-size", "32", "--eval-hw", "--eval-frames", "40",
+                 "-o", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    hw = json.loads((out / METRICS).read_text())["hardware"]
+    assert hw["images"] == 40 and hw["agreeing_images"] == 40 and hw["passed"]
+    assert hw["model_accuracy"] == hw["accelerator_accuracy"] > 0.1
+    assert f"model {100 * hw['model_accuracy']:.2f} %, accelerator (rtlsim) {100 * hw['accelerator_accuracy']:.2f} %" in text
+    assert (out / "hardware" / "report.html").is_file()
