@@ -259,7 +259,10 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
 def cmd_zoo_export(args: argparse.Namespace) -> int:
     from hwgen.models.zoo import export
 
-    path = export(args.name, args.output, size=args.size, seed=args.seed, checkpoint=args.checkpoint)
+    with _progress(args, "zoo export") as progress:
+        progress.begin(f"{args.name} ({args.size}) to QONNX")
+        path = export(args.name, args.output, size=args.size, seed=args.seed, checkpoint=args.checkpoint)
+        progress.end(f"{args.name} ({args.size}) to QONNX")
     print(f"exported {args.name} ({args.size}) to {path}")
     return 0
 
