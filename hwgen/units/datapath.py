@@ -4,7 +4,7 @@
   range (`smallest_int_dtype`);
 - parameter checks for integer arrays (`int_array`) and reference inputs (`check_values`);
 - gateware pieces: decoding a wire code to its value (`decode`), balanced adder trees (`tree_sum`),
-  bit-heap popcounts (`popcount`), wrapping counters (`wrap_inc`);
+  bit heaps (`bit_heap_sum`, `popcount`, `bit_heap_luts`), wrapping counters (`wrap_inc`);
 - the memory resource model behind every compute unit's `est_brams`/`est_luts` (`in_bram`,
   `memory_bram18`, `memory_luts`) and the synthesis attributes that make the tools agree with it
   (`memory_attrs`).
@@ -149,51 +149,99 @@ def tree_sum(values: list[Value]) -> Value:
     return level[0]
 
 
-#: bits one counter of the popcount's bit heap adds up: six, what one LUT6 per output bit takes
+#: bits one counter of a bit heap adds up past its first level: six, what one LUT6 per output bit takes
 COUNTER_INPUTS = 6
-#: counter levels of a popcount, and adder levels of a tree sum, between two pipeline registers:
-#: a level is two or three levels of logic (LUTs and carry cells), so a stage stays within the
-#: eight or so that close timing at 200 MHz on UltraScale+ (see `hwgen.synth` `logic_levels`)
+#: bits one counter of a bit heap's first level adds up: its inputs are functions of two signals
+#: each (an XNOR of input and weight, an AND of a pixel bit and a +1 weight), so three of them are
+#: the six inputs of one LUT6 per output bit: the XNORs or ANDs cost no LUTs of their own
+FIRST_COUNTER_INPUTS = 3
+#: adder levels of a tree sum between two pipeline registers: a level is two or three levels of
+#: logic (LUTs and carry cells), so a stage stays within the eight or so that close timing at 200
+#: MHz on UltraScale+ (see `hwgen.synth` `logic_levels`); a bit heap registers every counter level
 LEVELS_PER_STAGE = 2
 
 #: a pipeline register: takes a value, returns the register holding it (under the unit's enable)
 Register = Callable[[Value], Value]
 
 
-def popcount(m: Module, bits: Value, name: str = "pc", register: Register | None = None) -> tuple[Value, int]:
-    """The number of ones in `bits`, as a bit heap reduced by counters (Dadda/Wallace style): every
-    column's bits are taken six at a time (fewer at the end) by a counter whose 3-bit sum goes to
-    this column and the next two, until no column holds more than two bits; one adder then adds
-    the two rows. A balanced tree of adders spends an adder bit per input bit at every level it
-    keeps a carry; the counters take 1.5 inputs per LUT and need no carries. Measured with Yosys
-    `synth_xilinx` on one 576-bit XNOR-popcount lane: 1,066 LUTs against 1,343 for `tree_sum`.
-    Each counter is a signal of `m` (named `name` and a number), so its sum is built once. With
-    `register`, the heap passes through a register every `LEVELS_PER_STAGE` counter levels;
-    returns the count and the number of registers on its way (the same for every `bits` of one
-    width)."""
-    n = len(bits)
-    if n <= 2:
-        return tree_sum([bits[i] for i in range(n)]), 0
-    columns: list[list[Value]] = [[bits[i] for i in range(n)]]
+def _counter_sizes(bits: int, size: int) -> list[int]:
+    """How one level of a bit heap cuts a column of `bits` bits into counters of at most `size`
+    bits (at least three: a counter of two would not reduce the heap); the rest stays."""
+    sizes = []
+    while bits - sum(sizes) >= 3:
+        sizes.append(min(size, bits - sum(sizes)))
+    return sizes
+
+
+def bit_heap_luts(column_bits: list[int]) -> int:
+    """LUTs of `bit_heap_sum` on columns of these sizes, replaying its levels: a LUT per output
+    bit of a counter, one more per first-level counter (Yosys maps a counter of three XNORs as
+    one LUT2 for the first and a LUT5 per output bit, which Vivado packs in pairs), and a LUT
+    per bit of the final adder. Within 7 % of Yosys on lanes of 36 to 288 bits."""
+    sizes, luts, level = list(column_bits), 0, 0
+    while max(sizes, default=0) > 2:
+        size = FIRST_COUNTER_INPUTS if level == 0 else COUNTER_INPUTS
+        reduced = [0] * (len(sizes) + size.bit_length())
+        for weight, bits in enumerate(sizes):
+            counters = _counter_sizes(bits, size)
+            for group in counters:
+                luts += group.bit_length() + (level == 0)
+                for k in range(group.bit_length()):
+                    reduced[weight + k] += 1
+            reduced[weight] += bits - sum(counters)
+        while not reduced[-1]:
+            reduced.pop()
+        sizes, level = reduced, level + 1
+    return luts + len(sizes)
+
+
+def _counter(m: Module, group: list[Value], name: str) -> Signal:
+    """The number of ones among `group`, each output bit a truth table of the group's bits, so
+    that Yosys maps it to one LUT per output bit (a `+` of single bits becomes a carry chain, and
+    the counter's first-level XNORs then LUTs of their own)."""
+    count = Signal(len(group).bit_length(), name=name)
+    index = Cat(*group)
+    for k in range(len(count)):
+        table = sum(((bin(i).count("1") >> k) & 1) << i for i in range(1 << len(group)))
+        m.d.comb += count[k].eq(Const(table, 1 << len(group)).bit_select(index, 1))
+    return count
+
+
+def bit_heap_sum(m: Module, columns: list[list[Value]], name: str = "heap",
+                 register: Register | None = None) -> tuple[Value, int]:
+    """The sum of single bits, column k weighing 2**k, as a bit heap reduced by counters
+    (Dadda/Wallace style): every column's bits are taken a few at a time by a counter whose sum
+    goes to this column and the next ones, until no column holds more than two bits; one adder
+    then adds the two rows. The first level's counters take `FIRST_COUNTER_INPUTS` bits (each
+    bit a function of two signals), the later ones `COUNTER_INPUTS`. A balanced tree of adders
+    spends an adder bit per input bit at every level it keeps a carry; a counter removes a bit
+    per LUT. Measured with Yosys `synth_xilinx` on one 288-bit XNOR-popcount lane: 529 LUTs with
+    six-input counters as additions and a register every two levels, 493 with three-input first
+    counters as truth tables and a register after every level (the registers keep the mapper
+    from merging levels into larger, deeper logic; flip-flops are what the part has most of).
+    Each counter is a signal of `m` (named `name` and a number). Returns the sum and the number of
+    registers on its way (the same for every heap of one shape)."""
+    columns = [list(col) for col in columns]
+    if max((len(col) for col in columns), default=0) <= 2:
+        rows = [Cat(*[col[r] if len(col) > r else Const(0, 1) for col in columns]) for r in range(2)]
+        return (rows[0] + rows[1]) if columns else Const(0, 1), 0
     counters = stages = levels = 0
     while max(len(col) for col in columns) > 2:
-        reduced: list[list[Value]] = [[] for _ in range(len(columns) + 3)]
+        size = FIRST_COUNTER_INPUTS if levels == 0 else COUNTER_INPUTS
+        levels += 1
+        reduced: list[list[Value]] = [[] for _ in range(len(columns) + size.bit_length())]
         for weight, col in enumerate(columns):
             i = 0
-            while len(col) - i >= 3:
-                group = col[i:i + COUNTER_INPUTS]
-                i += len(group)
-                count = Signal(len(group).bit_length(), name=f"{name}{counters}")
-                counters += 1
-                m.d.comb += count.eq(sum((b.as_unsigned() for b in group[1:]), group[0].as_unsigned()))
-                for k in range(len(group).bit_length()):
+            for bits in _counter_sizes(len(col), size):
+                count = _counter(m, col[i:i + bits], f"{name}{counters}")
+                i, counters = i + bits, counters + 1
+                for k in range(len(count)):
                     reduced[weight + k].append(count[k])
             reduced[weight].extend(col[i:])
         while not reduced[-1]:
             reduced.pop()
         columns = reduced
-        levels += 1
-        if register is not None and levels % LEVELS_PER_STAGE == 0 and max(len(col) for col in columns) > 2:
+        if register is not None and max(len(col) for col in columns) > 2:
             flat = register(Cat(*[b for col in columns for b in col]))
             at = 0
             for col in columns:
@@ -202,6 +250,14 @@ def popcount(m: Module, bits: Value, name: str = "pc", register: Register | None
             stages += 1
     rows = [Cat(*[col[r] if len(col) > r else Const(0, 1) for col in columns]) for r in range(2)]
     return rows[0] + rows[1], stages
+
+
+def popcount(m: Module, bits: Value, name: str = "pc", register: Register | None = None) -> tuple[Value, int]:
+    """The number of ones in `bits` (`bit_heap_sum` of one column). Returns the count and the
+    number of registers on its way."""
+    if len(bits) <= 2:
+        return tree_sum([bits[i] for i in range(len(bits))]), 0
+    return bit_heap_sum(m, [[bits[i] for i in range(len(bits))]], name, register)
 
 
 def staged_tree_sum(values: list[Value], register: Register) -> tuple[Value, int]:

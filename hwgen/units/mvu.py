@@ -48,6 +48,7 @@ from hwgen.units.datapath import (
     memory_attrs,
     memory_bram18,
     memory_luts,
+    bit_heap_luts,
     pack_words,
     uram_count,
     ram_luts,
@@ -258,11 +259,10 @@ class MVU(Unit):
         """LUT model (6-input LUTs), fitted to Yosys `synth_xilinx` on the units of TFC-W1A1 and
         CNV-W1A1 at two foldings each (`tests/test_estimates.py`):
 
-        - popcount modes (BINARY x BINARY, BIPOLAR x BIPOLAR): per lane about two LUTs per XNOR'd
-          bit (`POPCOUNT_LUTS_PER_LANE`, less `POPCOUNT_LUTS_SAVED`) for the XNOR, the counter
-          heap and its pipeline registers' loads; a weight
-          ROM of at most `MERGED_ROM_WORDS` words goes into the XNOR's LUTs (its address bits and
-          the input bit fit one LUT with the counter);
+        - popcount modes (BINARY x BINARY, BIPOLAR x BIPOLAR): per lane the LUTs of its bit heap
+          (`bit_heap_luts`), whose first counters take the XNORs in; a weight ROM of at most
+          `MERGED_ROM_WORDS` words goes into those counters too (three XNOR'd bits and the three
+          address bits are one LUT's six inputs);
         - other modes: per product, ibits*wbits LUTs for a multiplier (or max(ibits, wbits) when
           one operand is 1-bit: a select), plus ~product-width LUTs of adder tree;
         - accumulators: PE*acc_bits; thresholds: `threshold_luts`; output register/mux: PE*obits;
@@ -283,7 +283,7 @@ class MVU(Unit):
             loader += ram
             memories = [(0, 0)] + memories[1:]  # priced here, not as a ROM
         if hw.popcount:
-            datapath = math.ceil(self.PE * max(1.75 * self.SIMD, POPCOUNT_LUTS_PER_LANE * self.SIMD - POPCOUNT_LUTS_SAVED))
+            datapath = self.PE * bit_heap_luts([self.SIMD])
             if memories[0][0] <= MERGED_ROM_WORDS:
                 memories = memories[1:]
         elif self.est_dsps():
@@ -320,10 +320,7 @@ class MVU(Unit):
         return sum(memory_bram18(d, w) for d, w in (mems[1:] if self.weights_in_uram else mems))
 
 
-#: LUTs of one XNOR-popcount lane of SIMD bits: 2*SIMD - 24 (Yosys, CNV's binary convolutions:
-#: 1.6 per bit at SIMD 64, 2.0 at 576), and at least 1.75 per bit
-POPCOUNT_LUTS_PER_LANE, POPCOUNT_LUTS_SAVED = 2, 24
-#: a weight ROM this shallow (3 address bits) merges into the XNOR-popcount's first LUTs
+#: a weight ROM this shallow (3 address bits) merges into the XNOR-popcount's first counters
 MERGED_ROM_WORDS = 8
 
 
@@ -419,7 +416,7 @@ class MVUComponent(wiring.Component):
     S0  step counters (nf, sf): a step fires when `advance` and its input beat is there; the weight
         ROM (sync read, en = advance) is addressed with the step.
     S1  x beat + weight word: per lane, popcount(~(x ^ w)) or the sum of SIMD products -> `dot`,
-        through a pipeline register every `LEVELS_PER_STAGE` levels of its counters or adders
+        through a pipeline register after every level of its counters (every `LEVELS_PER_STAGE` of its adders)
         (the beat's control bits alongside), so that no stage is deeper than what closes timing.
     S2  acc = (sf == 0 ? 0 : acc) + dot; the threshold ROM (sync read, address nf) is read alongside.
     S3  on the last sf: thresholds (or the accumulator itself) -> output register (`out`).

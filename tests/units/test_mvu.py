@@ -21,7 +21,7 @@ from hwgen.units.fifo import StreamingFifo
 from hwgen.units.mvu import MVU, accumulator_dtype, accumulator_range
 
 BINARY, BIPOLAR = DataType["BINARY"], DataType["BIPOLAR"]
-INT2, UINT2, UINT8 = DataType["INT2"], DataType["UINT2"], DataType["UINT8"]
+INT2, UINT2, UINT8, INT8 = DataType["INT2"], DataType["UINT2"], DataType["UINT8"], DataType["INT8"]
 
 
 def random_values(rng: np.random.Generator, dtype, shape) -> np.ndarray:
@@ -141,6 +141,8 @@ CASES = {
     "xnor_wide_pipelined": (288, 4, 2, 144, BINARY, BINARY, 1, BIPOLAR, 0, 2),
     # CNV's first layer in small: uint8 x bipolar as picked sums less the shared beat sum, pipelined
     "uint8_bipolar_shared_sum": (27, 8, 4, 27, UINT8, BIPOLAR, 1, BIPOLAR, 0, 3),
+    # CNV's first layer on signed pixels: the top bit's column of the bit heaps holds complements
+    "int8_bipolar_signed_heap": (27, 8, 4, 9, INT8, BIPOLAR, 1, BIPOLAR, 0, 3),
 }
 
 
