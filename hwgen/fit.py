@@ -45,8 +45,10 @@ def part_fit(units: list[Unit], max_cycles: int, part: Part) -> dict:
     memories = [m for unit in units for m in unit.parameter_memories()]
     luts = sum(int(u.est_luts()) for u in units)
     dsps = sum(int(u.est_dsps()) for u in units)
-    # block RAM as if every weight were in block RAM, then the part's UltraRAM choice
-    weights = [(d, w) for unit in units for d, w, role in unit.parameter_memories() if role == "weights"]
+    # block RAM as if every weight were in block RAM, then the part's UltraRAM choice (of the
+    # weight memories not held in LUTs)
+    weights = [(d, w) for unit in units if not getattr(unit, "weights_in_luts", False)
+               for d, w, role in unit.parameter_memories() if role == "weights"]
     bram18 = sum(int(u.est_brams()) for u in units) + sum(
         memory_bram18(d, w) for u in units if u.est_urams() for d, w, role in u.parameter_memories()
         if role == "weights")

@@ -90,3 +90,24 @@ def test_bad_target_fps_is_one_line(tmp_path, capsys):
         main(["build", "m.onnx", "-o", str(tmp_path / "o"), "--target-fps", "fast"])
     assert exc.value.code == 2
     assert "not a frame rate or 'max'" in capsys.readouterr().err
+
+
+def test_block_ram_is_a_constraint_not_a_price():
+    """Folding spends LUTs least while the design's block RAM fits the part: two shallow weight
+    ROMs that each fit in block RAM but not both, and that save about the same LUTs per BRAM (so
+    one price flips them together): the one that saves more goes to block RAM, the other to LUTs."""
+    from hwgen.parts import Part
+    from hwgen.transforms.hardware.set_folding import Option, SetFolding
+
+    part = Part("test", "xc7", luts=53200, ffs=106400, bram36=75, dsp=220)  # 150 BRAM18
+    options = {
+        "a": [Option({"weights_in_luts": 1}, None, 100, (12096, 0, 0)), Option({"weights_in_luts": 0}, None, 100, (8000, 114, 0))],
+        "b": [Option({"weights_in_luts": 1}, None, 100, (9072, 0, 0)), Option({"weights_in_luts": 0}, None, 100, (6000, 86, 0))],
+        "c": [Option({"PE": 1}, None, 200, (50, 0, 0)), Option({"PE": 2}, None, 100, (90, 0, 0))],
+    }
+    chosen, _ = SetFolding(100, part)._fold(options, 100)
+    assert {name: o.knobs for name, o in chosen.items()} == {
+        "a": {"weights_in_luts": 0}, "b": {"weights_in_luts": 1}, "c": {"PE": 2}}
+    roomy = Part("test", "xc7", luts=53200, ffs=106400, bram36=140, dsp=220)
+    chosen, _ = SetFolding(100, roomy)._fold(options, 100)
+    assert chosen["a"].knobs == chosen["b"].knobs == {"weights_in_luts": 0}  # block RAM is free

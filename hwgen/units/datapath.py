@@ -320,13 +320,15 @@ def uram_count(depth: int, width: int) -> int:
 BRAM_BANK_WORDS = 8192
 
 
-def memory_luts(depth: int, width: int) -> int:
+def memory_luts(depth: int, width: int, in_block: bool | None = None) -> int:
     """LUTs of a memory: out of block RAM, one LUT6 per 64 words of one bit and the read mux
     across those (a LUT6 per four per bit); in block RAM, none but, deeper than one bank
-    (`BRAM_BANK_WORDS`), the read mux across banks (likewise)."""
+    (`BRAM_BANK_WORDS`), the read mux across banks (likewise). `in_block`: where it is, if not
+    where `in_bram` puts it."""
     if depth <= 0 or width <= 0:
         return 0
-    banks, per_bank = (math.ceil(depth / BRAM_BANK_WORDS), 0) if in_bram(depth, width) else (math.ceil(depth / 64), 1)
+    block = in_bram(depth, width) if in_block is None else in_block
+    banks, per_bank = (math.ceil(depth / BRAM_BANK_WORDS), 0) if block else (math.ceil(depth / 64), 1)
     return width * (per_bank * banks + (math.ceil(banks / 4) if banks > 1 else 0))
 
 
@@ -343,11 +345,12 @@ def ram_luts(depth: int, width: int) -> int:
     return 4 * math.ceil(width / 3) * banks + (width * math.ceil(banks / 4) if banks > 1 else 0)
 
 
-def memory_attrs(depth: int, width: int, *, rom: bool) -> dict[str, str]:
+def memory_attrs(depth: int, width: int, *, rom: bool, in_block: bool | None = None) -> dict[str, str]:
     """Synthesis attributes that make Yosys/Vivado place a memory where the resource model counts
     it (`in_bram`). Without `rom_style = "block"` Yosys's `synth_xilinx` prices a ROM as logic and
     never picks BRAM; a small ROM gets no attribute (Yosys refuses `rom_style = "distributed"` on a
-    ROM with a synchronous read port, and builds it from LUTs anyway)."""
-    if in_bram(depth, width):
+    ROM with a synchronous read port, and builds it from LUTs anyway). `in_block`: where the
+    memory goes, if not where `in_bram` puts it."""
+    if in_bram(depth, width) if in_block is None else in_block:
         return {"rom_style" if rom else "ram_style": "block"}
     return {} if rom else {"ram_style": "distributed"}

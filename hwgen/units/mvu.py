@@ -11,7 +11,11 @@ Semantics, per input vector x (MW values) and weights W (MW, MH):
 
 Weights: an initialised ROM by default; with `weights_loaded` a RAM without contents that the
 weight stream fills after reset (`hwgen.units.weight_stream`; the unit computes nothing until
-then), in UltraRAM with `weights_in_uram` (which has no contents in the bitstream).
+then), in UltraRAM with `weights_in_uram` (which has no contents in the bitstream). Block RAM or
+LUTs by the memory model's rule (`datapath.in_bram`), or LUTs with `weights_in_luts` whatever
+its shape: a shallow, wide ROM (a few words of thousands of bits) fills a BRAM per 36 bits of
+width and leaves 95 % of its depth empty, where LUTs hold it at a LUT per bit; folding chooses
+per layer (`SetFolding`).
 
 Folding: the vector arrives as SF = MW/SIMD beats of SIMD elements, the result leaves as NF = MH/PE
 beats of PE elements (output neuron n = nf*PE + pe); one (nf, sf) step per clock, so a vector takes
@@ -135,6 +139,7 @@ class MVU(Unit):
     vectors_per_frame: int = 1
     weights_loaded: bool = False
     weights_in_uram: bool = False
+    weights_in_luts: bool = False
     _hw: _HwParams = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +170,8 @@ class MVU(Unit):
         else:
             thr = check_threshold_params(self.thresholds, self.MH, self.output_dtype, self.out_bias, where)
             object.__setattr__(self, "thresholds", thr)
+        if self.weights_in_uram and self.weights_in_luts:
+            raise HwgenError("weights_in_uram and weights_in_luts exclude each other", where=where)
         if self.weights_in_uram and not self.weights_loaded:
             raise HwgenError("weights in UltraRAM must be loaded (weights_loaded): URAM has no "
                              "contents in the bitstream", where=where)
@@ -173,16 +180,36 @@ class MVU(Unit):
     # -- folding
 
     def refolded(self, **knobs: int) -> MVU:
-        """Another PE / SIMD without checking the weights again (nothing derived from them
-        depends on the folding)."""
+        """Another PE / SIMD (and weight memory: `weights_in_luts`) without checking the weights
+        again (nothing derived from them depends on the folding)."""
         new = copy.copy(self)
         for name, value in knobs.items():
+            if name == "weights_in_luts":
+                object.__setattr__(new, name, bool(value))
+                continue
             if name not in ("PE", "SIMD"):
                 raise HwgenError(f"{name} is not a folding knob of an MVU", where="MVU")
             object.__setattr__(new, name, value)
         if new.MH % new.PE or new.MW % new.SIMD:
             raise HwgenError(f"PE={new.PE} / SIMD={new.SIMD} do not divide MH={new.MH} / MW={new.MW}", where="MVU")
         return new
+
+    def folding_space(self) -> list[dict[str, int]]:
+        """Every PE / SIMD pair, each with its weights where the memory model puts them and, where
+        that is block RAM (and the weights are a ROM), in LUTs as well: which is cheaper depends
+        on the memory's shape and on how much block RAM the design has left."""
+        space = []
+        wbits = self.weight_dtype.bitwidth()
+        for knobs in super().folding_space():
+            space.append({**knobs, "weights_in_luts": 0})
+            depth, width = self.MH // knobs["PE"] * (self.MW // knobs["SIMD"]), knobs["PE"] * knobs["SIMD"] * wbits
+            if in_bram(depth, width) and not self.weights_loaded:
+                space.append({**knobs, "weights_in_luts": 1})
+        return space
+
+    def weights_in_bram(self) -> bool:
+        """Whether the weight memory is in block RAM."""
+        return not (self.weights_in_uram or self.weights_in_luts) and in_bram(*self._memories()[0])
 
     @property
     def NF(self) -> int:
@@ -279,13 +306,14 @@ class MVU(Unit):
         if self.weights_loaded:  # a RAM written by the loader: its counters and word register
             depth, width = memories[0]
             loader = (depth - 1).bit_length() + beats_per_word(width).bit_length() + 4
-            ram = 0 if self.weights_in_uram or in_bram(depth, width) else ram_luts(depth, width)
+            ram = 0 if self.weights_in_uram or self.weights_in_bram() else ram_luts(depth, width)
             loader += ram
             memories = [(0, 0)] + memories[1:]  # priced here, not as a ROM
+        weight_rom = memory_luts(*memories[0], in_block=self.weights_in_bram())
         if hw.popcount:
             datapath = self.PE * bit_heap_luts([self.SIMD])
             if memories[0][0] <= MERGED_ROM_WORDS:
-                memories = memories[1:]
+                weight_rom = 0
         elif self.est_dsps():
             datapath = self.PE * self.SIMD * (ib + wb)  # the products are in DSPs; adder tree only
         else:
@@ -301,7 +329,7 @@ class MVU(Unit):
             luts += 0 if in_bram(depth, width) else ram_luts(depth, width)
         if self.thresholds is not None:
             luts += threshold_luts(self.PE, self.thresholds.shape[1], hw.acc_bits)
-        return luts + sum(memory_luts(d, w) for d, w in memories)
+        return luts + weight_rom + sum(memory_luts(d, w) for d, w in memories[1:])
 
     def est_dsps(self) -> int:
         """One DSP48 per product lane (PE*SIMD) where both operands are multi-bit and the product
@@ -317,7 +345,7 @@ class MVU(Unit):
         """18 Kb BRAMs of the weight ROM, threshold ROM and input ping-pong buffer
         (`memory_bram18`); none for weights in UltraRAM."""
         mems = self._memories()
-        return sum(memory_bram18(d, w) for d, w in (mems[1:] if self.weights_in_uram else mems))
+        return sum(memory_bram18(d, w) for d, w in (mems if self.weights_in_bram() else mems[1:]))
 
 
 #: a weight ROM this shallow (3 address bits) merges into the XNOR-popcount's first counters
@@ -466,14 +494,15 @@ class MVUComponent(wiring.Component):
                 m.d.sync += nf.eq(wrap_inc(nf, NF))
 
         if u.weights_loaded:  # a RAM the weight stream fills; nothing runs before it is full
-            attrs = {"ram_style": "ultra"} if u.weights_in_uram else memory_attrs(NF * SF, PE * SIMD * wbits, rom=False)
+            attrs = {"ram_style": "ultra"} if u.weights_in_uram else memory_attrs(
+                NF * SF, PE * SIMD * wbits, rom=False, in_block=u.weights_in_bram())
             m.submodules.weights = wrom = Memory(shape=unsigned(PE * SIMD * wbits), depth=NF * SF, init=[],
                                                  attrs=attrs)
             loaded = load_memory(m, self.wload, wrom.write_port(), NF * SF, PE * SIMD * wbits)
         else:
             m.submodules.weights = wrom = Memory(
                 shape=unsigned(PE * SIMD * wbits), depth=NF * SF, init=weight_words(u),
-                attrs=memory_attrs(NF * SF, PE * SIMD * wbits, rom=True),
+                attrs=memory_attrs(NF * SF, PE * SIMD * wbits, rom=True, in_block=u.weights_in_bram()),
             )
             loaded = Const(1)
         wrd = wrom.read_port(domain="sync")

@@ -4,6 +4,7 @@ simulated cycles per frame equal to `est_cycles`."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -266,3 +267,20 @@ def test_mvu_is_a_smooth_consumer(second_nf, verilator_cache):
     got, result = simulate_unit(chain, frames, cache_dir=verilator_cache)
     np.testing.assert_array_equal(got, chain.reference(frames))
     assert result.cycles_per_frame == first.est_cycles()
+
+
+def test_weights_in_luts_where_block_ram_would_hold_them(check_unit):
+    """A 32-word, 128-bit weight ROM: block RAM by the memory model, LUTs with weights_in_luts
+    (a choice of folding); the unit computes the same either way."""
+    rng = np.random.default_rng(5)
+    unit = make_mvu(rng, 64, 64, 2, 64, BINARY, BINARY, 1, BIPOLAR, 0, 2)
+    in_luts = unit.refolded(weights_in_luts=1)
+    assert unit.weights_in_bram() and unit.est_brams() == 4
+    assert not in_luts.weights_in_bram() and in_luts.est_brams() == 0
+    assert in_luts.est_luts() == unit.est_luts() + 128  # a LUT per bit of the 32-word ROM
+    assert {"PE": 2, "SIMD": 64, "weights_in_luts": 1} in unit.folding_space()
+    assert {"PE": 64, "SIMD": 64, "weights_in_luts": 1} not in unit.folding_space()  # 1 word: LUTs anyway
+    frames = random_values(rng, BINARY, (4, in_luts.inputs[0].elems_per_frame))
+    check_unit(in_luts, frames, seed=3)
+    with pytest.raises(HwgenError, match="exclude each other"):
+        dataclasses.replace(unit, weights_loaded=True, weights_in_uram=True, weights_in_luts=True)

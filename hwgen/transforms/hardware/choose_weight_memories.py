@@ -8,7 +8,8 @@
 is a RAM the weight stream fills after reset (`hwgen.units.weight_stream`); UltraRAM must be
 loaded, having no contents in the bitstream. "auto" moves the weight memories that `uram_choice`
 picks for the part (the same rule as the parts table of `report.json`), so the build for an
-UltraScale+ part is what its row of that table estimates.
+UltraScale+ part is what its row of that table estimates. Weights that folding put in LUTs
+(`weights_in_luts`) stay there.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ class ChooseWeightMemories(Transformation):
         if self.mode != "loaded" and not self.part.uram:
             return model, False  # ROMs, as lowering made them: nothing to choose
         nodes = [n for n in model.graph.node if n.op_type in LOADING_OPS]
-        memories = [unit_of(model, n).parameter_memories()[0][:2] for n in nodes]
-        in_uram = uram_choice(memories, self.part.uram) if self.part.uram and self.mode != "rom" else [False] * len(nodes)
+        units = [unit_of(model, n) for n in nodes]
+        in_uram = [False] * len(nodes)
+        if self.part.uram and self.mode != "rom":  # weights that folding put in LUTs stay there
+            candidates = [i for i, u in enumerate(units) if not u.weights_in_luts]
+            chosen = uram_choice([units[i].parameter_memories()[0][:2] for i in candidates], self.part.uram)
+            for i, c in zip(candidates, chosen):
+                in_uram[i] = c
         loaded = [True] * len(nodes) if self.mode == "loaded" else in_uram
         changed = False
         for node, load, uram in zip(nodes, loaded, in_uram):

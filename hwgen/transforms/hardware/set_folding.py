@@ -1,15 +1,18 @@
 """SetFolding: choose the folding of every unit for a target cycles-per-frame with the least hardware.
 
-    MVU(PE=1, SIMD=1)            =>   MVU(PE=p, SIMD=s)   with (MH/p)*(MW/s) <= target, least est_luts
+    MVU(PE=1, SIMD=1)            =>   MVU(PE=p, SIMD=s, weights_in_luts=l)   with (MH/p)*(MW/s) <= target, least est_luts
     SlidingWindow(SIMD=1, MMV=1) =>   SlidingWindow(SIMD=c, MMV=k), its beats as wide as the MVU's SIMD
 
-Every folding a unit can take is tried (`Unit.folding_space`: layers have few divisors), so each
-unit gets the cheapest one by its own estimates that meets the target: the least total of the
-whole design for that target (the units' costs add up, no unit is faster than the target asks,
-so the pipeline is balanced), not a greedy doubling. Cost is in LUTs, an 18 Kb BRAM and a DSP
-priced at the LUTs they stand for on the part (its LUTs over its BRAMs or DSPs: 190 and 242 on
-the xc7z020), so that a window generator does not buy nine copies of its buffer in block RAM to
-spare a width converter's few hundred LUTs.
+Every folding a unit can take is tried (`Unit.folding_space`: layers have few divisors; an MVU
+also with its weights in block RAM or in LUTs), so each unit gets the cheapest one by its own
+estimates that meets the target: the least total of the whole design for that target (the
+units' costs add up, no unit is faster than the target asks, so the pipeline is balanced), not
+a greedy doubling. Cost is LUTs; block RAM is a constraint: the design's 18 Kb BRAMs stay
+within `MAX_BRAM_SHARE` of the part's. An 18 Kb BRAM is priced at the least of `BRAM_PRICES`
+(LUTs) for which the cheapest foldings keep within that (a Lagrangian price: from nothing, where
+block RAM is plentiful, so that it takes whatever it saves LUTs on, up to several times the
+part's LUTs per BRAM, where it is scarce and a shallow, wide weight ROM goes to LUTs). A DSP is
+priced at the LUTs it stands for on the part (its LUTs over its DSPs: 242 on the xc7z020).
 
 The target is first checked against what the pipeline can reach: the slowest unit at its fastest
 folding. A target below that cannot be met; the units are then folded for the reachable rate, not
@@ -18,9 +21,9 @@ limiting unit (`report.json` `target`) and the build warns.
 
 `target_cycles=None` asks for the fastest folding that fits `part` by the units' estimates: the
 smallest cycle count whose cheapest folding keeps the compute units within `part` (LUTs within
-`MAX_LUT_SHARE` of the part, the rest left to FIFOs, width converters and routing; BRAM and DSP
-within the part). Cost only falls as the target rises, so a bisection over the cycle counts the
-units can take finds it.
+`MAX_LUT_SHARE` of the part, the rest left to FIFOs, width converters and routing; BRAM within
+`MAX_BRAM_SHARE` of it and DSPs within the part). Cost only falls as the target rises,
+so a bisection over the cycle counts the units can take finds it.
 
 A window generator feeding a matrix-vector unit then takes, of its foldings that meet the target,
 the one that is cheapest together with the width converter between them (none where its beats
@@ -42,6 +45,11 @@ from hwgen.units.dwc import DataWidthConverter
 
 #: share of a part's LUTs that the compute units may take when folding for the fastest rate
 MAX_LUT_SHARE = 0.85
+#: share of a part's 18 Kb BRAMs that the compute units may take: all (the FIFOs that plumbing
+#: adds are mostly shallow, in LUTs; a build that does not fit says so in its parts table)
+MAX_BRAM_SHARE = 1.0
+#: prices of an 18 Kb BRAM in LUTs that folding tries, the least first (see the module doc)
+BRAM_PRICES = (0.0, *(float(2 ** k) for k in range(11)))
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,6 @@ class Option:
     unit: Unit
     cycles: int
     resources: tuple[int, int, int]  # (LUTs, BRAM18, DSPs)
-    cost: float  # in LUTs of the part
 
 
 class SetFolding(Transformation):
@@ -67,15 +74,14 @@ class SetFolding(Transformation):
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
         if not nodes:
             return model, False
-        prices = (1.0, self.part.luts / self.part.bram18, self.part.luts / self.part.dsp)
-        options = {n.name: _options(model, n, prices) for n in nodes}
+        options = {n.name: _options(model, n) for n in nodes}
         reachable = max(min(o.cycles for o in opts) for opts in options.values())
         if self.target_cycles is None:
             cycles = self._fastest_fitting(options, reachable)
         else:
             cycles = max(self.target_cycles, reachable)
-        chosen = {name: _cheapest(opts, cycles) for name, opts in options.items()}
-        _match_window_beats(model, nodes, options, chosen, cycles)
+        chosen, prices = self._fold(options, cycles)
+        _match_window_beats(model, nodes, options, chosen, cycles, prices)
 
         changed = False
         for node in nodes:
@@ -86,6 +92,19 @@ class SetFolding(Transformation):
                     changed = True
         return model, changed
 
+    def _fold(self, options: dict[str, list[Option]], cycles: int) -> tuple[dict[str, Option], tuple]:
+        """The cheapest option of every unit within `cycles` at the least BRAM price of
+        `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part
+        (at the highest price if none does), and the prices used."""
+        budget = MAX_BRAM_SHARE * self.part.bram18
+        for bram_price in BRAM_PRICES:
+            prices = (1.0, bram_price, self.part.luts / self.part.dsp)
+            chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
+            if sum(o.resources[1] for o in chosen.values()) <= budget:
+                break
+        _spend_block_ram(chosen, options, cycles, budget)
+        return chosen, prices
+
     def _fastest_fitting(self, options: dict[str, list[Option]], reachable: int) -> int:
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
         folding fits the part; the slowest folding of all if none does."""
@@ -93,9 +112,10 @@ class SetFolding(Transformation):
         candidates = sorted({o.cycles for opts in options.values() for o in opts if o.cycles >= reachable})
 
         def fits(cycles: int) -> bool:
-            picks = [_cheapest(opts, cycles) for opts in options.values()]
+            picks = self._fold(options, cycles)[0].values()
             luts, brams, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
-            return luts <= MAX_LUT_SHARE * part.luts and brams <= part.bram18 and dsps <= part.dsp
+            return (luts <= MAX_LUT_SHARE * part.luts and brams <= MAX_BRAM_SHARE * part.bram18
+                    and dsps <= part.dsp)
 
         lo, hi = 0, len(candidates) - 1
         if not fits(candidates[hi]):
@@ -109,13 +129,13 @@ class SetFolding(Transformation):
         return candidates[lo]
 
 
-def _options(model: ModelWrapper, node, prices: tuple[float, float, float]) -> list[Option]:
+def _options(model: ModelWrapper, node) -> list[Option]:
     base = unit_of(model, node)  # its arrays read and checked once
     options = []
     for knobs in base.folding_space():
         unit = base.refolded(**knobs)
         resources = (int(unit.est_luts()), int(unit.est_brams()), int(unit.est_dsps()))
-        options.append(Option(knobs, unit, int(unit.est_cycles()), resources, _price(resources, prices)))
+        options.append(Option(knobs, unit, int(unit.est_cycles()), resources))
     return options
 
 
@@ -123,15 +143,40 @@ def _price(resources: tuple[int, int, int], prices: tuple[float, float, float]) 
     return sum(r * p for r, p in zip(resources, prices))
 
 
-def _cheapest(options: list[Option], cycles: int) -> Option:
-    """The least costly option within `cycles`; the fastest one if none is."""
+def _cheapest(options: list[Option], cycles: int, prices: tuple[float, float, float]) -> Option:
+    """The least costly option within `cycles` (of equal cost, the one with the fewest block
+    RAMs, then the slowest); the fastest one if none is."""
     meeting = [o for o in options if o.cycles <= cycles]
     if meeting:
-        return min(meeting, key=lambda o: (o.cost, o.cycles))
-    return min(options, key=lambda o: (o.cycles, o.cost))
+        return min(meeting, key=lambda o: (_price(o.resources, prices), o.resources[1], o.cycles))
+    return min(options, key=lambda o: (o.cycles, _price(o.resources, prices)))
 
 
-def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int) -> None:
+def _spend_block_ram(chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int,
+                     budget: float) -> None:
+    """Spend the block RAM that the price left unused: while some unit has an option within
+    `cycles` with fewer LUTs whose extra BRAMs fit in what is left, take the one that saves the
+    most LUTs per extra BRAM. A single price moves memories of a like shape together (two
+    shallow weight ROMs that save about the same LUTs per BRAM go to LUTs at the same price, though
+    one of them would fit in block RAM); this takes back what fits."""
+    while True:
+        left = budget - sum(o.resources[1] for o in chosen.values())
+        best, best_gain = None, 0.0
+        for name, opts in options.items():
+            now = chosen[name]
+            for o in opts:
+                saved, extra = now.resources[0] - o.resources[0], o.resources[1] - now.resources[1]
+                if o.cycles > cycles or saved <= 0 or extra > left or o.resources[2] > now.resources[2]:
+                    continue
+                gain = saved / max(extra, 0.5)
+                if gain > best_gain:
+                    best, best_gain = (name, o), gain
+        if best is None:
+            return
+        chosen[best[0]] = best[1]
+
+
+def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int, prices) -> None:
     """A window generator whose reader is an MVU: of its foldings within `cycles`, the one that
     costs least together with the width converter its beats need to reach the MVU's SIMD (none
     where they match)."""
@@ -144,13 +189,14 @@ def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int
         simd = chosen[readers[0].name].unit.SIMD
         meeting = [o for o in options[node.name] if o.cycles <= cycles]
         if meeting:
-            chosen[node.name] = min(meeting, key=lambda o: (_with_converter(o, simd), o.cycles))
+            chosen[node.name] = min(meeting, key=lambda o: (_with_converter(o, simd, prices), o.cycles))
 
 
-def _with_converter(option: Option, elems: int) -> float:
+def _with_converter(option: Option, elems: int, prices: tuple[float, float, float]) -> float:
     """The cost of `option` and of a width converter from its output beats to `elems` per beat
     (its LUTs: a converter holds no memory)."""
     out = option.unit.outputs[0]
+    cost = _price(option.resources, prices)
     if out.elems_per_beat == elems:
-        return option.cost
-    return option.cost + DataWidthConverter(out.dtype, out.elems_per_beat, elems, out.elems_per_frame).est_luts()
+        return cost
+    return cost + DataWidthConverter(out.dtype, out.elems_per_beat, elems, out.elems_per_frame).est_luts()
