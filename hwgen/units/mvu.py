@@ -316,6 +316,13 @@ class MVU(Unit):
                 weight_rom = 0
         elif self.est_dsps():
             datapath = self.PE * self.SIMD * (ib + wb)  # the products are in DSPs; adder tree only
+        elif _signed_weights(self):
+            # per lane an adder tree of picks, once the beat's sum (Yosys, CNV's first layer at
+            # PE 2 to 16: within 1 % up to PE 8, 14 % over at 16); a ROM of at most four words
+            # goes into the picks' first adders (two address bits beside the pixel bits)
+            datapath = math.ceil(self.PE * self.SIMD * (ib + 5.5)) + self.SIMD * (ib + 7)
+            if memories[0][0] <= 4:
+                weight_rom = 0
         else:
             prod = max(ib, wb) if min(ib, wb) == 1 else ib * wb
             datapath = self.PE * self.SIMD * (prod + ib + wb)

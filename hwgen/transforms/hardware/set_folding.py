@@ -81,7 +81,8 @@ class SetFolding(Transformation):
         else:
             cycles = max(self.target_cycles, reachable)
         chosen, prices = self._fold(options, cycles)
-        _match_window_beats(model, nodes, options, chosen, cycles, prices)
+        _match_window_beats(model, nodes, options, chosen, cycles, prices,
+                            MAX_BRAM_SHARE * self.part.bram18 - sum(o.resources[1] for o in chosen.values()))
 
         changed = False
         for node in nodes:
@@ -176,10 +177,11 @@ def _spend_block_ram(chosen: dict[str, Option], options: dict[str, list[Option]]
         chosen[best[0]] = best[1]
 
 
-def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int, prices) -> None:
-    """A window generator whose reader is an MVU: of its foldings within `cycles`, the one that
-    costs least together with the width converter its beats need to reach the MVU's SIMD (none
-    where they match)."""
+def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int, prices,
+                        bram_left: float) -> None:
+    """A window generator whose reader is an MVU: of its foldings within `cycles` whose extra
+    block RAM fits in `bram_left`, the one that costs least together with the width converter
+    its beats need to reach the MVU's SIMD (none where they match)."""
     for node in nodes:
         if node.op_type != "SlidingWindow":
             continue
@@ -187,9 +189,12 @@ def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int
         if len(readers) != 1 or readers[0].op_type != "MVU" or readers[0].name not in chosen:
             continue
         simd = chosen[readers[0].name].unit.SIMD
-        meeting = [o for o in options[node.name] if o.cycles <= cycles]
+        now = chosen[node.name]
+        meeting = [o for o in options[node.name]
+                   if o.cycles <= cycles and o.resources[1] - now.resources[1] <= bram_left]
         if meeting:
             chosen[node.name] = min(meeting, key=lambda o: (_with_converter(o, simd, prices), o.cycles))
+            bram_left -= chosen[node.name].resources[1] - now.resources[1]
 
 
 def _with_converter(option: Option, elems: int, prices: tuple[float, float, float]) -> float:
