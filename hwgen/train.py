@@ -3,8 +3,13 @@ Brevitas on real data and export it for `hwgen build`; see `hwgen.models.trainin
 written and how a run resumes.
 
     hwgen train NAME [--size small|imagenet] [--data mnist5k|DIR] [--epochs N] [--batch-size B]
-                [--lr LR] [--seed S] [--max-steps K] [--resume] [--threads T] [--quiet]
-                [--eval-hw [--eval-frames N]] -o DIR
+                [--lr LR] [--recipe R] [--without SWITCH] [--teacher FILE] [--seed S] [--max-steps K]
+                [--resume] [--threads T] [--quiet]
+                [--nproc N] [--eval-hw [--eval-frames N]] -o DIR
+    torchrun --nproc-per-node N -m hwgen.train NAME ... -o DIR
+
+`--nproc N` (or torchrun) trains data-parallel in N processes that together compute what one
+computes with the same global batch (`hwgen.models.distributed`); one of them writes the files.
 
 `--eval-hw` then builds the exported model (`DIR/hardware/`) and runs the test images through its
 RTL in Verilator, printing the model's and the accelerator's accuracy side by side and how many
@@ -14,6 +19,8 @@ images they agree on; exit status 1 unless they agree on every one.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,12 +34,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k",
                    help="mnist5k (bundled, the default) or a folder: MNIST IDX files, CIFAR-10 batches, or ImageFolder (train/<class>/, val/<class>/)")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam's initial learning rate (decays linearly to 0)")
+    p.add_argument("--batch-size", type=int, help="the global batch (default: the recipe's)")
+    p.add_argument("--lr", type=float, help="Adam's initial learning rate (default: the recipe's)")
+    p.add_argument("--recipe", help="reactnet, bireal, ste, abcnet or bnn-pynq (default: the family's paper's)")
+    p.add_argument("--without", action="append", default=[], metavar="SWITCH",
+                   help="turn a recipe switch off: rsign, rprelu, distillation or two-step; repeatable")
+    p.add_argument("--teacher", help="the distributional loss' real-valued teacher (a teacher.pt of an earlier run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel training processes on this machine (torch.distributed: gloo on CPU, NCCL on GPUs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the epoch lines")
     p.add_argument("--eval-hw", action="store_true",
                    help="build the exported model and run the test images through its RTL (Verilator)")
@@ -40,18 +53,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hwgen.models.training import Trainer, TrainConfig
+    from hwgen.models.distributed import SINGLE, Process, from_torchrun, spawn
+    from hwgen.models.training import METRICS, Trainer, TrainConfig
 
     if args.eval_frames is not None and args.eval_frames < 1:
         raise HwgenError(f"must be a positive integer, not {args.eval_frames}", where="--eval-frames")
+    if args.nproc < 1:
+        raise HwgenError(f"must be a positive integer, not {args.nproc}", where="--nproc")
     config = TrainConfig(network=args.name, output=Path(args.output), size=args.size, data=args.data,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         max_steps=args.max_steps, resume=args.resume, threads=args.threads)
-    if args.quiet:
-        trainer = Trainer(config, log=print)
-        metrics = trainer.run()
+                         max_steps=args.max_steps, resume=args.resume, threads=args.threads, recipe=args.recipe,
+                         without=tuple(args.without), teacher=Path(args.teacher) if args.teacher else None)
+    launched = from_torchrun(dict(os.environ)) or SINGLE  # a process that torchrun started
+    if args.nproc > 1:
+        if launched.distributed:
+            raise HwgenError("torchrun already starts the processes: leave --nproc out", where="--nproc")
+        # settings, data and a checkpoint to resume are checked here, before any process starts
+        Trainer(config, log=lambda _: None, process=Process(0, args.nproc))
+        spawn(args.nproc, train_process, config, args.quiet)
+        metrics = json.loads((config.output / METRICS).read_text())
     else:
-        metrics = _run_with_progress(Trainer, config)
+        metrics = train_process(launched, config, args.quiet)
+        if not launched.leader:
+            return 0
     last = metrics["epochs"][-1] if metrics["epochs"] else None
     summary = f"test accuracy {100 * last['test_accuracy']:.2f} % on {metrics['test_images']} images" if last else "no epoch run"
     print(f"trained {config.network} ({config.size}, {metrics['data']}, {metrics['steps']} steps): {summary}; "
@@ -68,7 +92,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if hw["agreeing_images"] == hw["images"] and hw["passed"] else 1
 
 
-def _run_with_progress(trainer_class, config) -> dict:
+def train_process(process, config, quiet: bool) -> dict:
+    """One process' part of the run (all of it, alone): epoch lines, and a progress bar unless
+    `quiet`, from the leading process only."""
+    from hwgen.models.training import Trainer
+
+    if quiet or not process.leader:
+        return Trainer(config, log=print, process=process).run()
+    return _run_with_progress(Trainer, config, process)
+
+
+def _run_with_progress(trainer_class, config, process) -> dict:
     """The run with a progress bar per epoch (loss, accuracy, images/s) on stderr."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -77,7 +111,7 @@ def _run_with_progress(trainer_class, config) -> dict:
     with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  {task.fields[rate]:.0f} img/s"),
                   TimeRemainingColumn(), console=console, transient=True) as progress:
-        trainer = trainer_class(config, log=progress.console.print)
+        trainer = trainer_class(config, log=progress.console.print, process=process)
         task = progress.add_task("train", total=trainer.steps_per_epoch, epoch=0, loss=0.0, acc=0.0, rate=0.0)
         shown = {"epoch": 0}
 

@@ -24,11 +24,13 @@ from hwgen.models.blocks import BiRealBlock, BiRealDownsampleBlock
 from hwgen.models.heads import Classifier, input_shape, resnet_layout
 
 BASIC_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+#: channels of the small config's stem and first stage (the second has twice as many)
+SMALL_WIDTH = 8
 
 
 class BiRealNet(nn.Sequential):
     def __init__(self, depth: int = 18, size: str = "imagenet", image: tuple[int, int, int] = (3, 32, 32)) -> None:
-        stem, widths, blocks, classes = resnet_layout(size, BASIC_BLOCKS[depth], image[0])
+        stem, widths, blocks, classes = resnet_layout(size, BASIC_BLOCKS[depth], image[0], SMALL_WIDTH)
         layers: list[nn.Module] = [stem]
         c = widths[0]
         for stage, (width, count) in enumerate(zip(widths, blocks)):

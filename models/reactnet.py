@@ -24,13 +24,14 @@ from hwgen.models.heads import Classifier, Stem, input_shape
 #: (out channels, stride) of ReActNet-A's blocks after the 32-channel stem
 IMAGENET_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1),
                    (512, 1), (512, 1), (1024, 2), (1024, 1))
+SMALL_WIDTH = 8
 SMALL_BLOCKS = ((16, 1), (32, 2), (32, 1))
 
 
 class ReActNetA(nn.Sequential):
     def __init__(self, size: str = "imagenet", image: tuple[int, int, int] = (3, 32, 32)) -> None:
         imagenet = size == "imagenet"
-        width, plan, classes = (32, IMAGENET_BLOCKS, 1000) if imagenet else (8, SMALL_BLOCKS, 10)
+        width, plan, classes = (32, IMAGENET_BLOCKS, 1000) if imagenet else (SMALL_WIDTH, SMALL_BLOCKS, 10)
         layers: list[nn.Module] = [Stem(3 if imagenet else image[0], width, 3, 2 if imagenet else 1)]
         c = width
         for out, stride in plan:

@@ -5,9 +5,11 @@
         DIR/metrics.json    per epoch: loss, train and test accuracy, seconds, images/s
         DIR/model.onnx      at the end: QONNX of the trained network, ready for `hwgen build`
 
-The recipe is the straight-through estimator that Brevitas' binary quantizers provide, Adam with a
-linear learning-rate decay to zero over the run and no weight decay (binary weights have no
-magnitude to decay). A small config takes the data set's image shape (1 x 28 x 28 for MNIST).
+The recipe is the family's paper's (`hwgen.models.recipes`: two-step training and the distributional
+loss for ReActNet, ApproxSign and magnitude-aware weights for Bi-Real Net, ...), or `--recipe NAME`.
+After every epoch BatchNorm's statistics are re-estimated under the epoch's final weights
+(`recalibrate_batchnorm`), so the test accuracy and the export are of the network as trained. A
+small config takes the data set's image shape (1 x 28 x 28 for MNIST).
 
 A run is a function of its configuration: the network's initial parameters come from `seed`, and
 every random draw of training (the order of the images, the augmentation) from one generator whose
@@ -32,13 +34,19 @@ from torch import nn
 
 from hwgen.errors import HwgenError
 from hwgen.report import write_json_atomically
+from hwgen.models import recipes
+from hwgen.models import teacher as teacher_module
 from hwgen.models.datasets import Dataset, augment, load
+from hwgen.models.distributed import (
+    SINGLE, Process, all_sum, average_gradients, plain_batchnorm, synchronize_batchnorm,
+)
 from hwgen.models.zoo import entry, untrained
 
 CHECKPOINT, METRICS, MODEL = "checkpoint.pt", "metrics.json", "model.onnx"
-RECIPE = "ste-adam-linear"
 #: test-set images evaluated per forward pass
 EVAL_BATCH = 1000
+#: training images (evenly spaced over the set) that re-estimate BatchNorm's statistics after each epoch
+RECALIBRATION_IMAGES = 2000
 
 
 @dataclass(frozen=True)
@@ -48,22 +56,27 @@ class TrainConfig:
     size: str = "small"
     data: str = "mnist5k"
     epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
+    batch_size: int | None = None  # None: the recipe's
+    lr: float | None = None  # None: the recipe's
     seed: int = 0
     max_steps: int | None = None  # stop after this many optimiser steps (a short run, a smoke test)
     resume: bool = False
     threads: int | None = None  # torch intra-op threads; None: torch's default
+    recipe: str | None = None  # None: the family's paper's (hwgen.models.recipes)
+    without: tuple[str, ...] = ()  # recipe switches turned off (the ablation)
+    teacher: Path | None = None  # the distributional loss' teacher; None: train one first
 
     def check(self) -> None:
         entry(self.network)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
+            if value is None and name == "batch_size":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise HwgenError(f"must be a positive integer, not {value!r}", where=f"--{name.replace('_', '-')}")
         if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
             raise HwgenError(f"must be a positive integer, not {self.max_steps!r}", where="--max-steps")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise HwgenError(f"must be a positive number, not {self.lr!r}", where="--lr")
         if self.output.exists() and not self.output.is_dir():
             raise HwgenError("exists and is not a folder", where=str(self.output))
@@ -98,41 +111,91 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         partial.unlink(missing_ok=True)
 
 
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device = torch.device("cpu")) -> float:
     was = model.training
     model.eval()
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), EVAL_BATCH):
-            correct += int((model(torch.from_numpy(x[i:i + EVAL_BATCH])).argmax(1).numpy() == y[i:i + EVAL_BATCH]).sum())
+            predicted = model(torch.from_numpy(x[i:i + EVAL_BATCH]).to(device)).argmax(1).cpu().numpy()
+            correct += int((predicted == y[i:i + EVAL_BATCH]).sum())
     model.train(was)
     return correct / max(1, len(x))
 
 
-class Trainer:
-    """One training run of `config` on `data` (loaded from `config.data` if not given)."""
+def recalibrate_batchnorm(model: nn.Module, x: np.ndarray, process: Process = SINGLE) -> None:
+    """Replace every BatchNorm's running mean and variance by their average over `x` under the
+    network's present weights ("precise BN").
 
-    def __init__(self, config: TrainConfig, data: Dataset | None = None, log: Callable[[str], None] = print) -> None:
+    The running statistics are an exponential average over the last few dozen steps, taken while
+    the weights moved; a binary network is sensitive to them (a shifted mean moves every sign's
+    threshold), so after a run they can cost several points of test accuracy that the network has
+    in training mode. Averaging over fixed images with the weights frozen removes that lag; it
+    draws nothing random, so a resumed run stays identical to an uninterrupted one. In a
+    distributed run every process passes the same `x` and forwards its share of each batch (the
+    statistics are the global batch's)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(x) == 0:
+        return
+    images = x[::max(1, len(x) // RECALIBRATION_IMAGES)][:RECALIBRATION_IMAGES]
+    momenta = [m.momentum for m in norms]
+    was = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    model.train()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(images), EVAL_BATCH):
+                chunk = images[i:i + EVAL_BATCH][process.rank::process.world]
+                model(torch.from_numpy(np.ascontiguousarray(chunk)).to(process.device()))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was)
+
+
+class Trainer:
+    """One training run of `config` on `data` (loaded from `config.data` if not given), as
+    `process` of a data-parallel run (models/distributed.py) or alone."""
+
+    def __init__(self, config: TrainConfig, data: Dataset | None = None, log: Callable[[str], None] = print,
+                 process: Process = SINGLE) -> None:
         config.check()
-        self.config, self.log = config, log
+        self.recipe = recipes.recipe(config.recipe, entry(config.network).family, config.without)
+        self.batch_size = config.batch_size or self.recipe.batch_size
+        self.lr = config.lr or self.recipe.lr
+        if self.batch_size % process.world:
+            raise HwgenError(f"{self.batch_size} does not split over {process.world} processes: "
+                             "take a multiple of their number", where="--batch-size")
+        self.config, self.process = config, process
+        self.log = log if process.leader else (lambda _: None)
+        self.device = process.device()
         self.data = data if data is not None else load(config.data)
         if config.size == "imagenet" and self.data.image != (3, 224, 224):
             raise HwgenError(f"the ImageNet config takes 3 x 224 x 224 images, the data has {self.data.image}",
                              where=f"--data {config.data}")
         torch.manual_seed(config.seed)
         self.model = untrained(config.network, config.size, config.seed, image=self.data.image).train()
+        recipes.prepare(self.recipe, self.model, config.seed)
+        self.binary_layers = recipes.binary_weight_layers(self.model)
+        if process.distributed:
+            synchronize_batchnorm(self.model)
+        self.model.to(self.device)
         if self.data.classes > _classes(self.model):
             raise HwgenError(f"the data has {self.data.classes} classes, the network {_classes(self.model)}",
                              where=f"--data {config.data}")
-        self.steps_per_epoch = len(self.data.x_train) // config.batch_size
+        self.steps_per_epoch = len(self.data.x_train) // self.batch_size
         if self.steps_per_epoch == 0:
             raise HwgenError(f"is larger than the {len(self.data.x_train)} training images", where="--batch-size")
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        total = self.total_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: max(0.0, 1.0 - s / total))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        total, per_epoch, r = self.total_steps, self.steps_per_epoch, self.recipe
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: recipes.lr_factor(r, s, total, per_epoch))
+        self.teacher: nn.Module | None = None
         self.generator = torch.Generator().manual_seed(config.seed)
         self.state = RunState()
         if config.resume:
@@ -152,24 +215,26 @@ class Trainer:
         if not path.is_file():
             raise HwgenError(f"nothing to resume: no {CHECKPOINT}", where=str(self.config.output))
         try:  # weights_only: a checkpoint is data; loading it must never run code from the file
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            saved = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
-            self.generator.set_state(saved["generator"])
-            torch.set_rng_state(saved["torch_rng"])
+            self.generator.set_state(saved["generator"].cpu())
+            torch.set_rng_state(saved["torch_rng"].cpu())
             epoch, step, history = int(saved["epoch"]), int(saved["step"]), saved["history"]
             before = saved["config"]
         except Exception as exc:  # torch's unpickler, a missing key, a state of another network
             raise HwgenError(f"is not a checkpoint of this run ({type(exc).__name__}: {str(exc)[:120]})",
                              where=str(path)) from None
-        for key in ("network", "size", "data", "batch_size", "lr", "seed", "epochs"):
-            if before.get(key) != getattr(self.config, key):
+        for key in ("network", "size", "data", "batch_size", "lr", "seed", "epochs", "recipe", "without"):
+            if _plain(before.get(key)) != _plain(getattr(self.config, key)):
                 raise HwgenError(f"was written with {key} = {before.get(key)!r}, not {getattr(self.config, key)!r}: "
                                  "resume with the same settings", where=str(path))
         self.state = RunState(epoch, step, [EpochMetrics(**m) for m in history])
 
     def _save(self) -> None:
+        if not self.process.leader:
+            return
         out = self.config.output
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / CHECKPOINT, lambda p: torch.save(self._checkpoint(), p))
@@ -177,10 +242,11 @@ class Trainer:
 
     def metrics(self) -> dict:
         d = self.data
-        return {"network": self.config.network, "size": self.config.size, "data": d.name, "recipe": RECIPE,
+        return {"network": self.config.network, "size": self.config.size, "data": d.name,
+                "recipe": asdict(self.recipe),
                 "image": list(d.image), "train_images": len(d.x_train), "test_images": len(d.x_test),
-                "test_source": d.test_source, "batch_size": self.config.batch_size, "lr": self.config.lr,
-                "seed": self.config.seed, "steps": self.state.step,
+                "test_source": d.test_source, "batch_size": self.batch_size, "lr": self.lr,
+                "seed": self.config.seed, "processes": self.process.world, "steps": self.state.step,
                 "epochs": [asdict(m) for m in self.state.history]}
 
     # -- training
@@ -191,11 +257,14 @@ class Trainer:
         export the network; return the metrics. `progress(epoch, step_in_epoch, loss, accuracy,
         images_per_second)` is called after every step. `until_epoch` stops after that epoch, as
         an interrupted run would (no export), to be resumed."""
-        cfg, d = self.config, self.data
+        cfg, d, process = self.config, self.data, self.process
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
+        elif process.distributed and self.device.type == "cpu":  # the cores shared among the processes
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // process.world))
+        rows, batch, r = process.shard(self.batch_size), self.batch_size, self.recipe
+        self._prepare_teacher()
         x_all, y_all = torch.from_numpy(d.x_train), torch.from_numpy(d.y_train)
-        loss_fn = nn.CrossEntropyLoss()
         last = cfg.epochs if until_epoch is None else min(cfg.epochs, until_epoch)
         while self.state.epoch < last and self.state.step < self.total_steps:
             self.model.train()
@@ -204,26 +273,38 @@ class Trainer:
             for i in range(self.steps_per_epoch):
                 if self.state.step >= self.total_steps:
                     break
-                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                idx = order[i * batch:(i + 1) * batch]
                 x, y = x_all[idx], y_all[idx]
-                if d.augmented:
+                if d.augmented:  # the whole global batch, so that every process draws the same
                     x = augment(x, self.generator)
+                x, y = x[rows].to(self.device), y[rows].to(self.device)
+                self._enter_step(self.state.step)
                 self.optimizer.zero_grad()
-                logits = self.model(x)
-                loss = loss_fn(logits, y)
+                with recipes.TrainingHooks(r, self.model, self.binary_layers):
+                    logits = self.model(x)
+                teacher_logits = None
+                if self.teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = self.teacher(x)
+                loss = recipes.loss(r, logits, y, teacher_logits)
                 loss.backward()
+                average_gradients(list(self.model.parameters()), process)
                 self.optimizer.step()
+                if r.clip_weights:
+                    recipes.clip_latent_weights(self.binary_layers)
                 self.scheduler.step()
                 self.state.step += 1
                 seen += len(y)
                 loss_sum += float(loss.detach()) * len(y)
                 correct += int((logits.detach().argmax(1) == y).sum())
-                if progress is not None:
+                if progress is not None and process.leader:
                     rate = seen / max(1e-9, time.perf_counter() - start)
                     progress(self.state.epoch + 1, i + 1, loss_sum / seen, correct / seen, rate)
             seconds = time.perf_counter() - start
             self.state.epoch += 1
-            test = accuracy(self.model, d.x_test, d.y_test)
+            loss_sum, correct, seen = all_sum([loss_sum, correct, seen], process)
+            recalibrate_batchnorm(self.model, d.x_train, process)
+            test = accuracy(self.model, d.x_test, d.y_test, self.device) if process.leader else 0.0
             m = EpochMetrics(self.state.epoch, self.state.step, round(loss_sum / max(1, seen), 5),
                              round(correct / max(1, seen), 5), round(test, 5), round(seconds, 2),
                              round(seen / max(1e-9, seconds), 1))
@@ -231,17 +312,53 @@ class Trainer:
             self._save()
             self.log(f"epoch {m.epoch}/{cfg.epochs}: loss {m.loss:.4f}, train {100 * m.train_accuracy:.2f} %, "
                      f"test {100 * m.test_accuracy:.2f} % ({m.images_per_second:.0f} images/s)")
-        if self.state.epoch >= cfg.epochs or self.state.step >= self.total_steps:
+        if (self.state.epoch >= cfg.epochs or self.state.step >= self.total_steps) and process.leader:
             self._export()
         return self.metrics()
+
+    def _enter_step(self, step: int) -> None:
+        """Two-step training: step 1 computes with real-valued weights; at the start of step 2
+        the optimiser's moments are dropped, as a second run initialised from the first's weights
+        starts."""
+        first = recipes.in_first_step(self.recipe, step, self.total_steps)
+        recipes.set_real_weights(self.binary_layers, first)
+        if self.recipe.two_step and step == self.total_steps // 2 and step > 0:
+            self.optimizer.state.clear()
+
+    def _prepare_teacher(self) -> None:
+        """The distributional loss' teacher: `--teacher FILE`, the one this run trained before
+        (OUT/teacher.pt, when resuming), or a new one, trained now and written there."""
+        if not self.recipe.distillation or self.teacher is not None:
+            return
+        cfg, d = self.config, self.data
+        written = cfg.output / teacher_module.TEACHER
+        if cfg.teacher is not None:
+            self.teacher = teacher_module.load_teacher(cfg.teacher, d.image[0], _classes(self.model), self.device)
+        elif cfg.resume and written.is_file():
+            self.teacher = teacher_module.load_teacher(written, d.image[0], _classes(self.model), self.device)
+        else:
+            self.log(f"training the real-valued teacher ({teacher_module.EPOCHS} epochs)")
+            self.teacher = teacher_module.train_teacher(d.x_train, d.y_train, _classes(self.model), cfg.seed,
+                                                        self.device, augment if d.augmented else None)
+            if self.process.leader:
+                cfg.output.mkdir(parents=True, exist_ok=True)
+                teacher_module.save_teacher(self.teacher, written)
+        test = accuracy(self.teacher, d.x_test, d.y_test, self.device) if self.process.leader else 0.0
+        self.log(f"teacher: test {100 * test:.2f} %")
 
     def _export(self) -> None:
         from hwgen.frontend.load import export_brevitas
 
-        self.model.eval()
+        recipes.set_real_weights(self.binary_layers, False)
+        plain_batchnorm(self.model).cpu().eval()
         out = self.config.output
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / MODEL, lambda p: export_brevitas(self.model, tuple(self.model.input_shape)).save(str(p)))
+
+
+def _plain(value: object) -> object:
+    """A setting as a checkpoint keeps it (a tuple comes back as a tuple or a list)."""
+    return list(value) if isinstance(value, (tuple, list)) else value
 
 
 def _classes(model: nn.Module) -> int:
