@@ -3,7 +3,7 @@ Brevitas on real data and export it for `hwgen build`; see `hwgen.models.trainin
 written and how a run resumes.
 
     hwgen train NAME [--size small|imagenet] [--data mnist5k|DIR] [--epochs N] [--batch-size B]
-                [--lr LR] [--recipe R] [--without SWITCH] [--teacher FILE] [--seed S] [--max-steps K]
+                [--lr LR] [--recipe R] [--without|--with SWITCH] [--teacher FILE] [--seed S] [--max-steps K]
                 [--resume] [--threads T] [--quiet]
                 [--nproc N] [--eval-hw [--eval-frames N]] -o DIR
     torchrun --nproc-per-node N -m hwgen.train NAME ... -o DIR
@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="Adam's initial learning rate (default: the recipe's)")
     p.add_argument("--recipe", help="reactnet, bireal, ste, abcnet or bnn-pynq (default: the family's paper's)")
     p.add_argument("--without", action="append", default=[], metavar="SWITCH",
-                   help="turn a recipe switch off: rsign, rprelu, distillation or two-step; repeatable")
+                   help="turn a recipe switch off: rsign, rprelu, distillation, two-step or pretrain; repeatable")
+    p.add_argument("--with", dest="adding", action="append", default=[], metavar="SWITCH",
+                   help="turn a recipe switch on (the same switches); repeatable")
     p.add_argument("--teacher", help="the distributional loss' real-valued teacher (a teacher.pt of an earlier run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
@@ -63,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(network=args.name, output=Path(args.output), size=args.size, data=args.data,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          max_steps=args.max_steps, resume=args.resume, threads=args.threads, recipe=args.recipe,
-                         without=tuple(args.without), teacher=Path(args.teacher) if args.teacher else None)
+                         without=tuple(args.without), adding=tuple(args.adding), teacher=Path(args.teacher) if args.teacher else None)
     launched = from_torchrun(dict(os.environ)) or SINGLE  # a process that torchrun started
     if args.nproc > 1:
         if launched.distributed:

@@ -9,8 +9,8 @@ ECCV 2018; 56.4 % / 62.2 % ImageNet top-1): ResNet with an identity shortcut aro
         (18: 2, 2, 2, 2 basic blocks; 34: 3, 4, 6, 3)
     Classifier: global average pool, 8-bit linear 512 -> 1000
 
-The small config: a 3x3 stem (8 channels) with the 3x3 max pool, two stages of one basic block
-(8 and 16 channels), 32 x 32 images, 10 classes.
+The small config: a 3x3 stem (32 channels) with the 3x3 max pool, two stages of one basic block
+(32 and 64 channels), 32 x 32 images (or the data's), 10 classes.
 
 `image` is the small config's input (channels, height, width): CIFAR-style (3, 32, 32) by default,
 (1, 28, 28) for MNIST; the ImageNet config is always (3, 224, 224).
@@ -25,7 +25,7 @@ from hwgen.models.heads import Classifier, input_shape, resnet_layout
 
 BASIC_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 #: channels of the small config's stem and first stage (the second has twice as many)
-SMALL_WIDTH = 8
+SMALL_WIDTH = 32
 
 
 class BiRealNet(nn.Sequential):

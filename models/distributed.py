@@ -13,7 +13,10 @@ What makes N processes equal one:
 - the gradients are summed over the processes and divided by N: each process' loss is the mean
   over its B/N rows, so that is the gradient of the mean over all B.
 What is left is the order of floating-point sums (an all-reduce adds the processes' partial sums,
-one process adds the rows in one go): weights agree to float32 rounding, not bit for bit.
+one process adds the rows in one go): weights agree to float32 rounding, not bit for bit. Adam
+magnifies one case: a parameter whose gradient is zero but for rounding moves by +-lr with the
+rounding's sign, so runs whose first steps have such gradients (real-valued weights before
+BatchNorm: two-step training's step 1, Bi-Real's pre-training) part by 2 lr in those parameters.
 
 torch's own `nn.SyncBatchNorm` runs on GPUs only; `SyncBatchNorm1d`/`2d` are BatchNorm1d/2d with the
 same parameters and buffers (a checkpoint loads into either) that synchronize on any backend.

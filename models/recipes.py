@@ -7,7 +7,9 @@ family's own recipe by default.
                teacher's softmax to the network's (models/teacher.py)
     bireal     Adam, lr 5e-3 linear; ApproxSign: sign's gradient is the piecewise polynomial's,
                2 - 2|x| on |x| < 1; magnitude-aware weights: a binary convolution computes with
-               mean(|W|) sign(W) per output channel, so W's gradient carries its magnitude
+               mean(|W|) sign(W) per output channel, so W's gradient carries its magnitude; the
+               first half of the run pre-trains the real-valued network (clip(x, -1, 1) for
+               sign, real weights) as the binary one's initialisation (the schedule restarted)
     ste        BinaryDenseNet: from scratch, Adam, lr 5e-3 linear, the plain straight-through
                estimator, no scaling factors
     abcnet     ABC-Net: weight bases initialised from real weights' mean and standard deviation
@@ -22,7 +24,9 @@ training mode (which normalizes a per-channel positive scale away), and they are
 BatchNorm's statistics are re-estimated, before every evaluation and before the export.
 
 The switches `rsign` and `rprelu` (ReActNet's learnable shifts; off: plain sign and PReLU, shifts
-fixed at zero), `distillation` and `two_step` exist for the ablation (benchmarks/bench_train.py).
+fixed at zero), `distillation`, `two_step` and `pretrain` exist for the ablation
+(benchmarks/bench_train.py); `--without` turns them off, `--with` on (the distributional loss in
+another family's recipe, say).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Recipe:
     sign_gradient: str = "ste"  # Brevitas' clipped straight-through estimator, or "approx-sign"
     magnitude_aware: bool = False
     two_step: bool = False
+    pretrain: bool = False  # Bi-Real's real-valued clip-activation pre-training, the first half of the run
     distillation: bool = False
     clip_weights: bool = False
     abc_init: bool = False
@@ -54,7 +59,7 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("reactnet", lr=5e-3, batch_size=64, two_step=True, distillation=True),
-    Recipe("bireal", lr=5e-3, batch_size=64, sign_gradient="approx-sign", magnitude_aware=True),
+    Recipe("bireal", lr=5e-3, batch_size=64, sign_gradient="approx-sign", magnitude_aware=True, pretrain=True),
     Recipe("ste", lr=5e-3, batch_size=64),
     Recipe("abcnet", lr=5e-3, batch_size=64, abc_init=True),
     Recipe("bnn-pynq", lr=0.02, batch_size=100, schedule="halve-40", loss="squared-hinge", clip_weights=True),
@@ -63,19 +68,21 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 #: the paper's recipe of each zoo family
 FAMILY_RECIPE = {"ReActNet": "reactnet", "Bi-Real Net": "bireal", "BinaryDenseNet": "ste", "ABC-Net": "abcnet"}
 #: switches that `--without` turns off
-SWITCHES = ("rsign", "rprelu", "distillation", "two-step")
+SWITCHES = ("rsign", "rprelu", "distillation", "two-step", "pretrain")
 
 
-def recipe(name: str | None, family: str, without: tuple[str, ...] = ()) -> Recipe:
-    """The recipe `name` (the family's own when None) with the switches in `without` off."""
+def recipe(name: str | None, family: str, without: tuple[str, ...] = (), adding: tuple[str, ...] = ()) -> Recipe:
+    """The recipe `name` (the family's own when None) with the switches in `without` off and
+    those in `adding` on."""
     chosen = name if name is not None else FAMILY_RECIPE.get(family, "bnn-pynq")
     if chosen not in RECIPES:
         raise HwgenError(f"is not a recipe: one of {', '.join(RECIPES)}", where=f"--recipe {chosen}")
     r = RECIPES[chosen]
-    for switch in without:
-        if switch not in SWITCHES:
-            raise HwgenError(f"is not a switch: one of {', '.join(SWITCHES)}", where=f"--without {switch}")
-        r = replace(r, **{switch.replace("-", "_"): False})
+    for option, switches, on in (("--without", without, False), ("--with", adding, True)):
+        for switch in switches:
+            if switch not in SWITCHES:
+                raise HwgenError(f"is not a switch: one of {', '.join(SWITCHES)}", where=f"{option} {switch}")
+            r = replace(r, **{switch.replace("-", "_"): on})
     return r
 
 
@@ -83,15 +90,16 @@ def lr_factor(r: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
     """The learning rate at optimiser step `step` of `total`, relative to the initial one."""
     if r.schedule == "halve-40":
         return 0.5 ** ((step // max(1, steps_per_epoch)) // 40)
-    if r.two_step:
+    if r.two_step or r.pretrain:
         first = total // 2
         step, total = (step, first) if step < first else (step - first, total - first)
     return max(0.0, 1.0 - step / max(1, total))
 
 
 def in_first_step(r: Recipe, step: int, total: int) -> bool:
-    """Whether optimiser step `step` belongs to step 1 of two-step training."""
-    return r.two_step and step < total // 2
+    """Whether optimiser step `step` belongs to the first half of two-step training or of
+    pre-training then training."""
+    return (r.two_step or r.pretrain) and step < total // 2
 
 
 # --------------------------------------------------------------------------- the model's side
@@ -190,6 +198,23 @@ def set_real_weights(binary: list[nn.Module], real: bool) -> None:
     """Two-step training's step 1: the binary layers compute with their latent real weights."""
     for layer in binary:
         layer.weight_quant.disable_quant = real
+
+
+class ClipActivations:
+    """Pre-training's activations: every sign quantizer outputs clip(x, -1, 1) instead, while on."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.quantizers = sign_quantizers(model)
+        self._handles: list = []
+
+    def set(self, on: bool) -> None:
+        if on and not self._handles:
+            self._handles = [q.register_forward_hook(lambda _m, args, _out: torch.clamp(args[0], -1.0, 1.0))
+                             for q in self.quantizers]
+        elif not on:
+            for h in self._handles:
+                h.remove()
+            self._handles = []
 
 
 def clip_latent_weights(binary: list[nn.Module]) -> None:

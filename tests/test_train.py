@@ -264,16 +264,25 @@ def test_eval_hw_runs_the_test_images_through_the_rtl(tmp_path, capsys, verilato
 def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, capsys):
     """`--nproc 2` (gloo, SyncBatchNorm) ends a few steps with the weights of one process on the
     same global batches: equal to float32 rounding (the processes' partial sums are added in
-    another order), the same sign for every binary weight, and the same metrics."""
+    another order), the same sign for every binary weight, and the same metrics.
+
+    The recipe is the plain straight-through one. Adam divides each gradient by its running RMS,
+    so a parameter whose gradient is zero but for rounding moves by +-lr with the rounding's
+    sign; with real-valued weights in front of BatchNorm (the first half of two-step training or
+    pre-training) such gradients exist, and the two runs then part by 2 lr in those parameters."""
     data = _mnist_folder(tmp_path / "data", 256, 32)
-    common = ["train", "bireal-18", "--data", str(data), "--epochs", "1", "--batch-size", "32", "--max-steps", "4",
-              "--threads", "1", "--quiet"]
+    common = ["train", "bireal-18", "--recipe", "ste", "--data", str(data), "--epochs", "1", "--batch-size", "32",
+              "--max-steps", "4", "--threads", "1", "--quiet"]
     assert main([*common, "-o", str(tmp_path / "one")]) == 0
     assert main([*common, "--nproc", "2", "-o", str(tmp_path / "two")]) == 0
     a, b = (torch.load(tmp_path / run / CHECKPOINT, weights_only=True) for run in ("one", "two"))
     assert a["step"] == b["step"] == 4
-    worst = max(float((a["model"][k].double() - b["model"][k].double()).abs().max()) for k in a["model"])
-    assert worst < 1e-4, worst
+    # to 1e-3 (Adam's step is lr times the gradient over its RMS: a small gradient's rounding
+    # moves its parameter by a fraction of lr = 5e-3), or 1e-5 relative for the large values
+    # (BatchNorm's running variance of a binary convolution's sums is in the hundreds)
+    apart = [k for k in a["model"] if not torch.allclose(a["model"][k].double(), b["model"][k].double(),
+                                                         rtol=1e-5, atol=1e-3)]
+    assert not apart, apart
     latent = [k for k in a["model"] if k.endswith("conv.weight")]
     assert latent and all(torch.equal(a["model"][k].sign(), b["model"][k].sign()) for k in latent)
     one, two = (json.loads((tmp_path / run / METRICS).read_text()) for run in ("one", "two"))

@@ -2,7 +2,7 @@
 run in Verilator bit for bit against Brevitas (32 images, with random stalls too), stall-free within
 5 % of the slowest unit's estimate.
 
-ABC-Net (3, 3) runs by default; the other families' small configs take 1-3 minutes each and run
+ABC-Net (3, 3) runs by default; the other families' small configs take several minutes each and run
 with `-m slow` (their blocks are in the default run, `tests/test_blocks.py`), and so does one block
 of each type at the channel widths of the ImageNet configs.
 """
