@@ -42,7 +42,7 @@ def build_and_synthesize(model, shape, tmp_path, cycles: int, cache) -> dict:
     return synthesize(tmp_path / "build", jobs=2)
 
 
-@pytest.mark.parametrize("cycles", [64, 1024])
+@pytest.mark.parametrize("cycles", [pytest.param(64, marks=pytest.mark.slow), 1024])  # PE 64: 3 minutes of Yosys
 def test_tfc_estimates_match_yosys(cycles, tmp_path, verilator_cache):
     report = build_and_synthesize(bnn_pynq_model("TFC_1W1A").eval(), (1, 1, 28, 28), tmp_path, cycles, verilator_cache)
     assert misses(report) == []
