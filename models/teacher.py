@@ -10,7 +10,6 @@ its own generator (seeded by the run's seed), so a run and its resumption use th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -64,9 +63,8 @@ def train_teacher(x: np.ndarray, y: np.ndarray, classes: int, seed: int, device:
 
 
 def save_teacher(teacher: Teacher, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save({"channels": teacher.channels, "classes": teacher.classes, "model": teacher.state_dict()}, partial)
-    os.replace(partial, path)
+    """The teacher as `load_teacher` reads it (the trainer writes it atomically)."""
+    torch.save({"channels": teacher.channels, "classes": teacher.classes, "model": teacher.state_dict()}, path)
 
 
 def load_teacher(path: Path, channels: int, classes: int, device: torch.device) -> Teacher:

@@ -353,7 +353,7 @@ class Trainer:
                                                         self.device, augment if d.augmented else None)
             if self.process.leader:
                 cfg.output.mkdir(parents=True, exist_ok=True)
-                teacher_module.save_teacher(self.teacher, written)
+                _atomic_write(written, lambda p: teacher_module.save_teacher(self.teacher, p))
         test = accuracy(self.teacher, d.x_test, d.y_test, self.device) if self.process.leader else 0.0
         self.log(f"teacher: test {100 * test:.2f} %")
 
