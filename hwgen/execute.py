@@ -2,7 +2,9 @@
 
 Exported models often fix the batch dimension to 1 (also inside Reshape constants); running them
 one frame at a time through onnxruntime's per-node sessions would be slow, so the graph is re-shaped
-to the batch instead.
+to the batch instead. A large batch runs in slices of `SLICE_FRAMES`: QONNX's MultiThreshold
+compares every value with every threshold at once (frames x channels x pixels x thresholds
+booleans), so 10,000 frames of a network with 8-bit activations would need tens of gigabytes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.infer_shapes import InferShapes
+
+#: frames per QONNX execution of a large batch (a slice's MultiThreshold holds
+#: SLICE_FRAMES x channels x pixels x thresholds booleans: 0.6 GB for 32 x 28 x 28 x 255)
+SLICE_FRAMES = 100
 
 
 def with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
@@ -61,16 +67,30 @@ def execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     if not model.graph.node:  # nothing to run: only the element type of the output to honour
         elem = model.graph.output[0].type.tensor_type.elem_type
         return np.asarray(x).astype(helper.tensor_dtype_to_np_dtype(elem))
-    runnable = with_batch(model, x.shape[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return execute_onnx(runnable, {inp: np.asarray(x, dtype=np.float32)})[out]
+    x = np.asarray(x, dtype=np.float32)
+    runnable: dict[int, ModelWrapper] = {}
+    parts = []
+    for start in range(0, max(1, x.shape[0]), SLICE_FRAMES):  # (an empty batch: one empty run)
+        part = x[start:start + SLICE_FRAMES]
+        if part.shape[0] not in runnable:  # the full slices share one graph, the last its own
+            runnable[part.shape[0]] = with_batch(model, part.shape[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parts.append(execute_onnx(runnable[part.shape[0]], {inp: part})[out])
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def execute_context(model: ModelWrapper, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Like `execute`, but every tensor of the run (inputs, intermediates, output) by name."""
+    """Like `execute`, but every tensor of the run (inputs, intermediates, output) by name, in one
+    piece: the caller slices a large batch (`slices`), since every intermediate is kept."""
     inp = model.graph.input[0].name
     runnable = with_batch(model, x.shape[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return execute_onnx(runnable, {inp: np.asarray(x, dtype=np.float32)}, return_full_exec_context=True)
+
+
+def slices(frames: int) -> list[slice]:
+    """`frames` in the pieces `execute` runs them in: for a caller that keeps more of a run than
+    its output (`execute_context`)."""
+    return [slice(start, min(frames, start + SLICE_FRAMES)) for start in range(0, max(1, frames), SLICE_FRAMES)]
