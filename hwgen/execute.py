@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from onnx import helper
@@ -63,26 +64,35 @@ def _with_shapes(model: ModelWrapper) -> ModelWrapper:
 
 def execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     """Run a one-input, one-output graph on a batch `x` (first axis = batch)."""
-    inp, out = model.graph.input[0].name, model.graph.output[0].name
+    out = model.graph.output[0].name
     if not model.graph.node:  # nothing to run: only the element type of the output to honour
         elem = model.graph.output[0].type.tensor_type.elem_type
         return np.asarray(x).astype(helper.tensor_dtype_to_np_dtype(elem))
+    parts = [context[out] for _, context in execute_in_slices(model, x, full_context=False)]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def execute_in_slices(model: ModelWrapper, x: np.ndarray, full_context: bool = True
+                      ) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    """The run of `x` in `slices`, each slice's frames and the tensors of its run by name (every
+    one with `full_context`, else the output): for a caller that needs more of a large run than
+    its output. The full slices share one re-batched graph, the last its own."""
+    inp = model.graph.input[0].name
     x = np.asarray(x, dtype=np.float32)
     runnable: dict[int, ModelWrapper] = {}
-    parts = []
-    for start in range(0, max(1, x.shape[0]), SLICE_FRAMES):  # (an empty batch: one empty run)
-        part = x[start:start + SLICE_FRAMES]
-        if part.shape[0] not in runnable:  # the full slices share one graph, the last its own
-            runnable[part.shape[0]] = with_batch(model, part.shape[0])
+    for part in slices(x.shape[0]):
+        piece = x[part]
+        if piece.shape[0] not in runnable:
+            runnable[piece.shape[0]] = with_batch(model, piece.shape[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            parts.append(execute_onnx(runnable[part.shape[0]], {inp: part})[out])
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+            context = execute_onnx(runnable[piece.shape[0]], {inp: piece}, return_full_exec_context=full_context)
+        yield part, context
 
 
 def execute_context(model: ModelWrapper, x: np.ndarray) -> dict[str, np.ndarray]:
     """Like `execute`, but every tensor of the run (inputs, intermediates, output) by name, in one
-    piece: the caller slices a large batch (`slices`), since every intermediate is kept."""
+    piece (a large batch: `execute_in_slices`, since every intermediate is kept)."""
     inp = model.graph.input[0].name
     runnable = with_batch(model, x.shape[0])
     with warnings.catch_warnings():
@@ -91,6 +101,5 @@ def execute_context(model: ModelWrapper, x: np.ndarray) -> dict[str, np.ndarray]
 
 
 def slices(frames: int) -> list[slice]:
-    """`frames` in the pieces `execute` runs them in: for a caller that keeps more of a run than
-    its output (`execute_context`)."""
+    """`frames` in the pieces `execute` runs them in (an empty batch: one empty piece)."""
     return [slice(start, min(frames, start + SLICE_FRAMES)) for start in range(0, max(1, frames), SLICE_FRAMES)]

@@ -18,7 +18,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.config import default_cache_dir
 from hwgen.errors import HwgenError
-from hwgen.execute import execute, execute_context, slices
+from hwgen.execute import execute, execute_in_slices
 from hwgen.frontend.load import prepare_for_execution
 from hwgen.frontend.support import check_known_ops
 from hwgen.host import HostIO, load_build_graph
@@ -307,11 +307,11 @@ def _integer_reference(build_dir: Path, host: HostIO, x: np.ndarray) -> tuple[np
     ints = host.to_integers(x).reshape([n, *host.input.shape[1:]]).astype(np.float32)
     if not float_tie_nodes(model):
         return np.rint(execute(model, ints)).astype(np.int64).reshape(n, -1), np.zeros(n, bool)
-    outputs, tied = [], []
-    for part in slices(n):
-        context = execute_context(model, ints[part])
-        outputs.append(np.rint(context[model.graph.output[0].name]).astype(np.int64).reshape(len(ints[part]), -1))
-        tied.append(tie_frames(model, context, len(ints[part])))
+    out, outputs, tied = model.graph.output[0].name, [], []
+    for part, context in execute_in_slices(model, ints):
+        frames = len(ints[part])
+        outputs.append(np.rint(context[out]).astype(np.int64).reshape(frames, -1))
+        tied.append(tie_frames(model, context, frames))
     return np.concatenate(outputs), np.concatenate(tied)
 
 
