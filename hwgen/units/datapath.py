@@ -173,26 +173,36 @@ def _counter_sizes(bits: int, size: int) -> list[int]:
     return sizes
 
 
-def bit_heap_luts(column_bits: list[int]) -> int:
-    """LUTs of `bit_heap_sum` on columns of these sizes, replaying its levels: a LUT per output
-    bit of a counter, one more per first-level counter (Yosys maps a counter of three XNORs as
-    one LUT2 for the first and a LUT5 per output bit, which Vivado packs in pairs), and a LUT
-    per bit of the final adder. Within 7 % of Yosys on lanes of 36 to 288 bits."""
-    sizes, luts, level = list(column_bits), 0, 0
+def heap_plan(column_bits: list[int]) -> tuple[list[list[list[int]]], list[int]]:
+    """How `bit_heap_sum` reduces columns of these sizes (column k weighing 2**k): for every level,
+    the sizes of each column's counters, and the column sizes left for the final adder (two bits
+    at most each). The LUT model replays the same plan that the hardware is built from."""
+    sizes, levels = list(column_bits), []
     while max(sizes, default=0) > 2:
-        size = FIRST_COUNTER_INPUTS if level == 0 else COUNTER_INPUTS
+        size = FIRST_COUNTER_INPUTS if not levels else COUNTER_INPUTS
+        cut = [_counter_sizes(bits, size) for bits in sizes]
         reduced = [0] * (len(sizes) + size.bit_length())
-        for weight, bits in enumerate(sizes):
-            counters = _counter_sizes(bits, size)
+        for weight, (bits, counters) in enumerate(zip(sizes, cut)):
             for group in counters:
-                luts += group.bit_length() + (level == 0)
                 for k in range(group.bit_length()):
                     reduced[weight + k] += 1
             reduced[weight] += bits - sum(counters)
         while not reduced[-1]:
             reduced.pop()
-        sizes, level = reduced, level + 1
-    return luts + len(sizes)
+        levels.append(cut)
+        sizes = reduced
+    return levels, sizes
+
+
+def bit_heap_luts(column_bits: list[int]) -> int:
+    """LUTs of `bit_heap_sum` on columns of these sizes (its `heap_plan`): a LUT per output bit of
+    a counter, one more per first-level counter (Yosys maps a counter of three XNORs as one LUT2
+    for the first and a LUT5 per output bit, which Vivado packs in pairs), and a LUT per bit of the
+    final adder. Within 7 % of Yosys on lanes of 36 to 288 bits."""
+    levels, final = heap_plan(column_bits)
+    counters = sum(group.bit_length() + (level == 0)
+                   for level, cut in enumerate(levels) for column in cut for group in column)
+    return counters + len(final)
 
 
 def _counter(m: Module, group: list[Value], name: str) -> Signal:
@@ -222,17 +232,15 @@ def bit_heap_sum(m: Module, columns: list[list[Value]], name: str = "heap",
     Each counter is a signal of `m` (named `name` and a number). Returns the sum and the number of
     registers on its way (the same for every heap of one shape)."""
     columns = [list(col) for col in columns]
-    if max((len(col) for col in columns), default=0) <= 2:
-        rows = [Cat(*[col[r] if len(col) > r else Const(0, 1) for col in columns]) for r in range(2)]
-        return (rows[0] + rows[1]) if columns else Const(0, 1), 0
-    counters = stages = levels = 0
-    while max(len(col) for col in columns) > 2:
-        size = FIRST_COUNTER_INPUTS if levels == 0 else COUNTER_INPUTS
-        levels += 1
-        reduced: list[list[Value]] = [[] for _ in range(len(columns) + size.bit_length())]
-        for weight, col in enumerate(columns):
+    if not columns:
+        return Const(0, 1), 0
+    levels, _ = heap_plan([len(col) for col in columns])
+    counters = stages = 0
+    for level, cut in enumerate(levels):
+        reduced: list[list[Value]] = [[] for _ in range(len(columns) + COUNTER_INPUTS.bit_length())]
+        for weight, (col, sizes) in enumerate(zip(columns, cut)):
             i = 0
-            for bits in _counter_sizes(len(col), size):
+            for bits in sizes:
                 count = _counter(m, col[i:i + bits], f"{name}{counters}")
                 i, counters = i + bits, counters + 1
                 for k in range(len(count)):
@@ -241,7 +249,7 @@ def bit_heap_sum(m: Module, columns: list[list[Value]], name: str = "heap",
         while not reduced[-1]:
             reduced.pop()
         columns = reduced
-        if register is not None and max(len(col) for col in columns) > 2:
+        if register is not None and level < len(levels) - 1:
             flat = register(Cat(*[b for col in columns for b in col]))
             at = 0
             for col in columns:
