@@ -41,7 +41,7 @@ MIN_ACCURACY = 0.97
 #: evaluates the hardware again without training again
 TRAINED = "bench_train.json"
 #: epochs of each network's run (each within the 15 minutes on two cores)
-EPOCHS = {"reactnet-a": 15, "bireal-18": 15}
+EPOCHS = {"reactnet-a": 15, "bireal-18": 20}
 ABLATION = (("full recipe", ()), ("without RSign (plain sign)", ("rsign",)),
             ("without RPReLU (plain PReLU)", ("rprelu",)),
             ("without the distributional loss (cross-entropy)", ("distillation",)),

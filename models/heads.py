@@ -58,14 +58,14 @@ class Classifier(nn.Module):
         return self.fc(self.quant(self.pool(x)).flatten(1))
 
 
-def resnet_layout(size: str, imagenet_blocks: tuple[int, ...], in_channels: int = 3, small_width: int = 8
-                  ) -> tuple[Stem, tuple[int, ...], tuple[int, ...], int]:
+def resnet_layout(size: str, imagenet_blocks: tuple[int, ...], in_channels: int = 3, small_width: int = 8,
+                  small_blocks: tuple[int, int] = (1, 1)) -> tuple[Stem, tuple[int, ...], tuple[int, ...], int]:
     """(stem, stage widths, basic blocks per stage, classes) of a ResNet-shaped zoo network: at
     ImageNet size the 7x7 stride-2 stem with 3x3 max pool, stages of 64, 128, 256 and 512 channels
     and 1000 classes; the small config a 3x3 stem of `small_width` channels with the max pool, two
-    stages of one block (`small_width` and twice that channels) and 10 classes, on images of
-    `in_channels` channels."""
+    stages of `small_blocks` basic blocks (`small_width` and twice that channels) and 10 classes,
+    on images of `in_channels` channels."""
     if size == "imagenet":
         return Stem(3, 64, 7, 2, max_pool=True), (64, 128, 256, 512), imagenet_blocks, 1000
     w = small_width
-    return Stem(in_channels, w, 3, 1, max_pool=True), (w, 2 * w), (1, 1), 10
+    return Stem(in_channels, w, 3, 1, max_pool=True), (w, 2 * w), small_blocks, 10

@@ -278,10 +278,16 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, capsys)
     a, b = (torch.load(tmp_path / run / CHECKPOINT, weights_only=True) for run in ("one", "two"))
     assert a["step"] == b["step"] == 4
     # to 1e-3 (Adam's step is lr times the gradient over its RMS: a small gradient's rounding
-    # moves its parameter by a fraction of lr = 5e-3), or 1e-5 relative for the large values
-    # (BatchNorm's running variance of a binary convolution's sums is in the hundreds)
-    apart = [k for k in a["model"] if not torch.allclose(a["model"][k].double(), b["model"][k].double(),
-                                                         rtol=1e-5, atol=1e-3)]
+    # moves its parameter by a fraction of lr = 5e-3), or 1e-5 relative for the large values.
+    # BatchNorm's running statistics to 1e-4 relative: Bi-Real's real-valued shortcut sum feeds
+    # every later sign, and where it lies within rounding of zero the two runs take opposite
+    # signs, moving the next binary convolution's batch statistics by one +-1 input (measured:
+    # 5e-5 relative in the running variance of the eighth block, whose values are in the hundreds)
+    def close(key: str) -> bool:
+        rtol = 1e-4 if ".running_" in key else 1e-5
+        return torch.allclose(a["model"][key].double(), b["model"][key].double(), rtol=rtol, atol=1e-3)
+
+    apart = [k for k in a["model"] if not close(k)]
     assert not apart, apart
     latent = [k for k in a["model"] if k.endswith("conv.weight")]
     assert latent and all(torch.equal(a["model"][k].sign(), b["model"][k].sign()) for k in latent)
