@@ -97,7 +97,7 @@ def test_abc_conv_is_the_papers_double_sum(m, n):
 
 
 class BelowEstimatedRate(AssertionError):
-    """rtlsim of a build ran more than 5 % slower than its slowest unit's estimate (or faster)."""
+    """rtlsim of a build without stalls ran outside 5 % of its slowest unit's estimated cycles."""
 
 
 def assert_rtlsim_is_brevitas(net, out, report: dict, x: np.ndarray, cache) -> None:
@@ -106,13 +106,13 @@ def assert_rtlsim_is_brevitas(net, out, report: dict, x: np.ndarray, cache) -> N
     with torch.no_grad():
         brevitas = net(torch.from_numpy(x)).numpy()
     slowest = report["totals"]["max_est_cycles"]
-    cycles = {}
     for stall in (0.0, 0.3):
         y, stats = simulate_build(out, x, stall_prob=stall, seed=4, cache_dir=cache)
         assert np.array_equal(y, brevitas), f"rtlsim differs from Brevitas (stall {stall})"
-        cycles[stall] = stats["cycles_per_frame"]
-    if not slowest <= cycles[0.0] <= 1.05 * slowest:
-        raise BelowEstimatedRate(f"{cycles[0.0]} cycles per frame, the slowest unit {slowest}")
+        if stall == 0.0:
+            free_running = stats["cycles_per_frame"]
+    if not slowest <= free_running <= 1.05 * slowest:  # after both bit-exact checks
+        raise BelowEstimatedRate(f"{free_running} cycles per frame, the slowest unit {slowest}")
 
 
 def family_case(name: str, slow: bool, *marks):
@@ -120,15 +120,16 @@ def family_case(name: str, slow: bool, *marks):
 
 
 #: the small Bi-Real-18's chains of units that all take 18,432 cycles per frame run at 19,968
-#: with depth-2 FIFOs between them (a window generator's bursts at each row's end); with every
-#: chain FIFO at depth 4 they run at 18,432. Bit-exactness (with and without stalls) is checked first.
+#: with depth-2 FIFOs between them; with every chain FIFO at depth 4 they run at 18,432.
+#: Bit-exactness (with and without stalls) is checked first.
 CHAIN_FIFOS_TOO_SHALLOW = pytest.mark.xfail(reason="balanced chains need FIFOs deeper than 2", strict=True,
                                             raises=BelowEstimatedRate)
 
 
-@pytest.mark.parametrize("name", [family_case("abcnet-18-m3n3", False)] + [
-    family_case(name, True, *((CHAIN_FIFOS_TOO_SHALLOW,) if name == "bireal-18" else ()))
-    for name in ("reactnet-a", "bireal-18", "binarydensenet-28", "abcnet-18-m1n1")])
+@pytest.mark.parametrize("name", [
+    family_case("abcnet-18-m3n3", False), family_case("reactnet-a", True),
+    family_case("bireal-18", True, CHAIN_FIFOS_TOO_SHALLOW), family_case("binarydensenet-28", True),
+    family_case("abcnet-18-m1n1", True)])
 def test_small_config_bit_exact_with_brevitas(name, tmp_path, verilator_cache):
     net = network(name, "small", seed=0)
     path = export(name, tmp_path / f"{name}.onnx", "small", seed=0)
