@@ -9,6 +9,10 @@ benchmarks need nothing downloaded. Each reproduces the graph pattern of the ori
 - `finn_onnx_tfc`: FINN's `build_dataflow` test model, a FINN-ONNX graph. `MultiThreshold`s of
   domain `finn.custom_op.general` with `out_scale` / `out_bias`, BIPOLAR-annotated weights, a scalar
   Mul after each MatMul and a 1-D BatchNorm written as Unsqueeze -> BatchNormalization -> Squeeze.
+- `finn_build_dataflow_tfc`: the same graph as FINN's `build_dataflow` example ships it: a UINT8
+  pixel input (0..255) thresholded by a first `MultiThreshold`, and the classifier's output going
+  through `Div -> Mul -> Add -> TopK`, the graph's output being the TopK index (int64, annotated
+  UINT32).
 """
 
 from __future__ import annotations
@@ -49,11 +53,13 @@ def sign_activation_tfc(model) -> onnx.ModelProto:
 
 
 def finn_onnx_tfc(model, act_bits=(1, 1, 1), weight_scale: float = 0.0371,
-                  bipolar_input: bool = False) -> onnx.ModelProto:
+                  bipolar_input: bool = False, uint8_topk: bool = False) -> onnx.ModelProto:
     """A BNN-PYNQ TFC written as FINN-ONNX: thresholds as MultiThreshold (bipolar: out_scale 2,
     out_bias -1; 2-bit: out_scale 0.5, out_bias -1), BIPOLAR-annotated weights, a scalar Mul after
     each MatMul, 1-D BatchNorm between Unsqueeze and Squeeze. With `bipolar_input` the graph starts
-    at the first MatMul and declares its (1, 784) input BIPOLAR."""
+    at the first MatMul and declares its (1, 784) input BIPOLAR. With `uint8_topk` (FINN's
+    `build_dataflow` example) the input is the UINT8 pixel, thresholded at 128 into +-1, and the
+    last layer ends in Div, Mul, Add and a TopK whose index is the graph's output."""
     nodes, inits, bipolar = [], [], []
 
     def const(name: str, value, dtype=np.float32) -> str:
@@ -70,6 +76,12 @@ def finn_onnx_tfc(model, act_bits=(1, 1, 1), weight_scale: float = 0.0371,
 
     if bipolar_input:
         x, in_shape = "global_in", [1, 784]
+    elif uint8_topk:
+        x, in_shape = "a0", [1, 1, 28, 28]
+        nodes.append(helper.make_node("Reshape", ["global_in", const("flat", [1, -1], np.int64)], ["v"], name="Reshape_0"))
+        nodes.append(helper.make_node("MultiThreshold", ["v", const("thr0", np.full((1, 1), 127.5))], ["a0"],
+                                      domain=FINN_DOMAIN, name="MultiThreshold_0", out_dtype="BIPOLAR",
+                                      out_scale=2.0, out_bias=-1.0))
     else:
         x, in_shape = "a0", [1, 1, 28, 28]
         nodes.append(helper.make_node("Reshape", ["global_in", const("flat", [1, -1], np.int64)], ["v"], name="Reshape_0"))
@@ -83,25 +95,46 @@ def finn_onnx_tfc(model, act_bits=(1, 1, 1), weight_scale: float = 0.0371,
         bipolar.append(const(f"W{i}", w))
         nodes.append(helper.make_node("MatMul", [x, f"W{i}"], [f"acc{i}"], name=f"MatMul_{i}"))
         nodes.append(helper.make_node("Mul", [f"acc{i}", const(f"scale{i}", weight_scale)], [f"s{i}"], name=f"Mul_{i + 1}"))
+        last = i == len(linears) - 1
+        if last and uint8_topk:
+            # BNN-PYNQ's TensorNorm, one scalar affine for all classes, then the class index
+            std = float(np.sqrt(bn.running_var.mean().item() + bn.eps))
+            nodes.append(helper.make_node("Div", [f"s{i}", const("norm_std", std)], ["d"], name="Div_0"))
+            nodes.append(helper.make_node("Mul", ["d", const("norm_weight", float(bn.weight.mean()))], ["m"],
+                                          name=f"Mul_{i + 2}"))
+            nodes.append(helper.make_node("Add", ["m", const("norm_bias", float(bn.bias.mean()))], ["b"],
+                                          name="Add_1"))
+            nodes.append(helper.make_node("TopK", ["b", const("k", [1], np.int64)], ["values", "global_out"],
+                                          axis=-1, name="TopK_0"))
+            break
         nodes.append(helper.make_node("Unsqueeze", [f"s{i}"], [f"u{i}"], axes=[2], name=f"Unsqueeze_{i}"))
         params = [const(f"bn{i}_{k}", getattr(bn, k).detach().numpy())
                   for k in ("weight", "bias", "running_mean", "running_var")]
         nodes.append(helper.make_node("BatchNormalization", [f"u{i}", *params], [f"n{i}"], epsilon=bn.eps,
                                       name=f"BatchNormalization_{i}"))
-        last = i == len(linears) - 1
         out = "global_out" if last else f"q{i}"
         nodes.append(helper.make_node("Squeeze", [f"n{i}"], [out], axes=[2], name=f"Squeeze_{i}"))
         if not last:
             x = f"a{i + 1}"
             threshold(out, x, w.shape[1], act_bits[i], i + 1)
+    out_info = helper.make_tensor_value_info("global_out", TensorProto.INT64 if uint8_topk else TensorProto.FLOAT,
+                                             [1, 1] if uint8_topk else [1, 10])
     graph = helper.make_graph(nodes, "tfc_w1a1_finn",
                               [helper.make_tensor_value_info("global_in", TensorProto.FLOAT, in_shape)],
-                              [helper.make_tensor_value_info("global_out", TensorProto.FLOAT, [1, 10])],
-                              initializer=inits)
-    for tensor in bipolar + (["global_in"] if bipolar_input else []):
+                              [out_info], initializer=inits)
+    annotated = [(t, "BIPOLAR") for t in bipolar + (["global_in"] if bipolar_input else [])]
+    if uint8_topk:
+        annotated += [("global_in", "UINT8"), ("global_out", "UINT32")]
+    for tensor, dtype in annotated:
         annotation = onnx.TensorAnnotation(tensor_name=tensor)
-        annotation.quant_parameter_tensor_names.append(onnx.StringStringEntryProto(key="finn_datatype", value="BIPOLAR"))
+        annotation.quant_parameter_tensor_names.append(onnx.StringStringEntryProto(key="finn_datatype", value=dtype))
         graph.quantization_annotation.append(annotation)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11), helper.make_opsetid(FINN_DOMAIN, 1)])
     proto.ir_version = 6
     return proto
+
+
+def finn_build_dataflow_tfc(model) -> onnx.ModelProto:
+    """FINN's `build_dataflow` example model: UINT8 pixels in, the TopK class index out. The
+    checkpoint's binary weights are +-1 (scale 1), so it classifies as the Brevitas model does."""
+    return finn_onnx_tfc(model, weight_scale=1.0, uint8_topk=True)

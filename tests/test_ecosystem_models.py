@@ -7,7 +7,9 @@ downloaded): each builds, and `hwgen verify` is bit-exact on MNIST test images.
   weights binarized by a `Sign`), IR 4, opset 9;
 - FINN's `build_dataflow` test model: a FINN-ONNX graph, `MultiThreshold`s of domain
   `finn.custom_op.general` with `out_scale` / `out_bias`, bipolar MatMuls, scalar Muls and a 1-D
-  BatchNorm written as Unsqueeze -> BatchNormalization -> Squeeze;
+  BatchNorm written as Unsqueeze -> BatchNormalization -> Squeeze; and as that example ships it,
+  UINT8 pixels in and `Div, Mul, Add, TopK` out, the class index (int64, annotated UINT32) being
+  the graph's output;
 - and every IR version from 3 to 13 and opset from 7 to 20, through all checkpoints.
 """
 
@@ -27,7 +29,7 @@ from hwgen.config import BuildConfig
 from hwgen.ops import unit_of
 from hwgen.simulate import check_checkpoints, run_input_model, simulate_build
 from hwgen.models.bnn_pynq import load_checkpoint
-from hwgen.models.ecosystem import FINN_DOMAIN, finn_onnx_tfc, qonnx_zoo_tfc, sign_activation_tfc, torchscript_export
+from hwgen.models.ecosystem import FINN_DOMAIN, finn_build_dataflow_tfc, finn_onnx_tfc, qonnx_zoo_tfc, sign_activation_tfc, torchscript_export
 from hwgen.models.data import mnist_test
 from hwgen.models.mlp import BnnMlp, randomize
 
@@ -98,6 +100,20 @@ def test_finn_onnx_tfc(tfc, images, act_bits, tmp_path, verilator_cache):
     assert {n.domain for n in proto.graph.node if n.op_type == "MultiThreshold"} == {FINN_DOMAIN}
     assert {"Unsqueeze", "Squeeze", "BatchNormalization", "Mul"} <= ops(proto)
     build_and_verify(proto, images, tmp_path, verilator_cache)
+
+
+def test_finn_build_dataflow_tfc(tfc, images, tmp_path, verilator_cache):
+    """The class index needs no float transform: an output annotated UINT32 is judged by the values
+    TopK can give (0..9), not by its annotation's width, and the top-k runs in hardware."""
+    proto = finn_build_dataflow_tfc(tfc)
+    assert [n.op_type for n in proto.graph.node][-4:] == ["Div", "Mul", "Add", "TopK"]
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    pixels = np.round(images * 255).astype(np.float32)
+    out = build_and_verify(proto, pixels, tmp_path, verilator_cache)
+    y, _ = simulate_build(out, pixels[:4], cache_dir=verilator_cache)
+    assert y.ravel().tolist() == [7, 2, 1, 0]
+    accel = ModelWrapper(str(out / "graphs" / "05_fold.onnx"))
+    assert "LabelSelect" in {n.op_type for n in accel.graph.node}
 
 
 def test_input_outside_the_declared_datatype(tfc, tmp_path, verilator_cache, capsys):

@@ -21,11 +21,12 @@ from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.util.basic import get_by_name
 
 from hwgen.errors import HwgenError
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.graph import const, fresh_name, single_consumer
-from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import FLOAT32_EXACT
+from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import FLOAT32_EXACT, accumulator_range
 
 LAYER_OPS = ("MatMul", "XnorPopcountMatMul", "Conv")
 #: ops that hardware runs when their inputs are integer (a flatten folds into the next layer's weights)
@@ -49,6 +50,23 @@ def _is_hardware(model: ModelWrapper, node) -> bool:
     if node.op_type in INTEGER_OPS or node.domain == INTEGER_DOMAIN:
         return integer
     return node.domain == "hwgen.ops"
+
+
+def _value_range(model: ModelWrapper, tensor: str) -> tuple[int, int] | None:
+    """The least and most value an integer tensor can take, judged from what produces it rather
+    than from its annotation: a class index out of TopK / ArgMax lies in [0, classes - 1] whatever
+    integer type its file declares, a layer's accumulator within its weights' reach. None for a
+    float tensor."""
+    producer = model.find_producer(tensor)
+    if producer is not None and producer.op_type in ("TopK", "ArgMax") and tensor == producer.output[-1]:
+        shape = model.get_tensor_shape(producer.input[0])
+        axis = get_by_name(producer.attribute, "axis")
+        axis = (axis.i if axis is not None else (-1 if producer.op_type == "TopK" else 0))
+        return 0, int(shape[axis]) - 1
+    found = accumulator_range(model, tensor)
+    if found is None:
+        return None
+    return int(found[0].min()), int(found[1].max())
 
 
 def _downstream(model: ModelWrapper, tensors: set[str]) -> set[str]:
@@ -144,10 +162,10 @@ def split_host_and_accelerator(model: ModelWrapper) -> Partition:
     if len(outputs) != 1:
         raise HwgenError(f"the accelerator needs one output stream, found {outputs}")
     (out,) = outputs
-    odt = model.get_tensor_datatype(out)
-    if odt.is_integer() and max(-int(odt.min()), int(odt.max())) > FLOAT32_EXACT:
-        raise HwgenError(f"the accelerator's output ({odt.name}) exceeds +-2^24, beyond which the host's "
-                         "float32 output transform is not exact", where=f"tensor {out}")
+    found = _value_range(model, out)
+    if found is not None and max(-found[0], found[1]) > FLOAT32_EXACT:
+        raise HwgenError(f"the accelerator's output takes values in [{found[0]}, {found[1]}], beyond +-2^24, "
+                         "where the host's float32 output transform is not exact", where=f"tensor {out}")
     pre_names = {n.name for n in nodes} - region - post_names
     for n in nodes:
         if n.name in pre_names and any(t in available for t in n.input):
