@@ -19,7 +19,7 @@ from typing import Callable
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.general import GiveUniqueNodeNames
 
-from hwgen.config import BuildConfig
+from hwgen.config import BuildConfig, ModelReference, file_sha256
 from hwgen.deploy.boards import lookup_board
 from hwgen.deploy.package import write_deploy
 from hwgen.deploy.vivado import write_flow
@@ -35,6 +35,10 @@ from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import (
     FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, RewriteFailure, apply_all, check_stage,
 )
+
+
+#: the model as given, the first checkpoint of every build
+INPUT_CHECKPOINT = "graphs/00_input.onnx"
 
 
 @dataclass
@@ -142,7 +146,8 @@ def build(model: str | Path | ModelWrapper, out: str | Path, cfg: BuildConfig | 
             shutil.copytree(out, work, ignore=shutil.ignore_patterns(
                 "report.json", "report.html", "sim.json", "verify.json", "synth", "deploy", "vivado",
                 "folding_in.json"))
-        report = _build_into(loaded, work, cfg, start, progress)
+        source = ModelReference.of_file(Path(model), out) if not isinstance(model, ModelWrapper) else None
+        report = _build_into(loaded, work, cfg, start, progress, source)
         _swap_in(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -157,7 +162,7 @@ def _resume_point(out: Path, loaded: ModelWrapper, from_step: str) -> int:
                          where="--from-step")
     if not (out / "report.json").is_file():
         raise HwgenError("--from-step needs a finished build here", where=str(out))
-    given = ModelWrapper(str(out / "graphs" / "00_input.onnx"))
+    given = ModelWrapper(str(out / INPUT_CHECKPOINT))
     if given.model.SerializeToString() != loaded.model.SerializeToString():
         raise HwgenError("was built from another model: --from-step restarts a build of the same model",
                          where=str(out))
@@ -184,14 +189,15 @@ def _swap_in(work: Path, out: Path) -> None:
 
 
 def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig, start: int = 0,
-                progress: Progress = NO_PROGRESS) -> dict:
+                progress: Progress = NO_PROGRESS, source: ModelReference | None = None) -> dict:
     """Run the steps from `STEPS[start]` in `out`; from 0 a whole build, else from the checkpoint
-    of the step before `start`, which `out` holds."""
+    of the step before `start`, which `out` holds. `source` is the model file as build.toml names
+    it; a model given in memory (no file) is named by its copy in the build, `graphs/00_input.onnx`."""
     graphs = out / "graphs"
     if start == 0:
         graphs.mkdir()
         progress.begin("ingest")
-        loaded.save(str(graphs / "00_input.onnx"))
+        loaded.save(str(out / INPUT_CHECKPOINT))
         prepared = prepare(loaded).transform(GiveUniqueNodeNames())
         prepared.save(str(graphs / "01_ingest.onnx"))
         progress.end("ingest")
@@ -222,7 +228,9 @@ def _build_into(loaded: ModelWrapper, out: Path, cfg: BuildConfig, start: int = 
         write_deploy(out, lookup_board(cfg.board))
         write_flow(out, lookup_board(cfg.board))
         progress.end("deploy")
-    (out / "build.toml").write_text(cfg.to_toml("folding_in.json" if cfg.folding is not None else None))
+    if source is None:
+        source = ModelReference(INPUT_CHECKPOINT, file_sha256(out / INPUT_CHECKPOINT))
+    (out / "build.toml").write_text(cfg.to_toml("folding_in.json" if cfg.folding is not None else None, source))
     if cfg.folding is not None:
         (out / "folding_in.json").write_text(json.dumps(cfg.folding, indent=2) + "\n")
     write_json_atomically(out / "report.json", state.report)

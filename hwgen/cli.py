@@ -1,6 +1,6 @@
 """The `hwgen` command line: build, sim, verify, synth, report, demo, zoo, train.
 
-    hwgen build MODEL.onnx -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
+    hwgen build [MODEL.onnx] -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
                                 [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded]
                                 [--board NAME [--bitstream]]
                                 [--config OUT/build.toml] [--from-step STEP] [--json] [--quiet]
@@ -70,6 +70,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from hwgen.config import BuildConfig
 
     _apply_config(args)
+    if args.model is None:
+        raise HwgenError("give the MODEL to build, or --config OUT/build.toml of an earlier build", where="hwgen build")
     if args.bitstream and not args.board:
         raise HwgenError("needs --board (the bitstream is for a board)", where="--bitstream")
     clock = args.clock_mhz
@@ -139,6 +141,11 @@ def _apply_config(args: argparse.Namespace) -> None:
     from hwgen.config import read_config
 
     options = read_config(args.config)
+    reference = options.pop("model", None)
+    if args.model is None:
+        if reference is None:
+            raise HwgenError("names no model: give the MODEL on the command line", where=str(args.config))
+        args.model = str(reference.check(where=str(args.config)))
     if args.target_cycles is not None or args.target_fps is not None:
         options.pop("target_cycles", None)
         options.pop("target_fps", None)
@@ -276,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="build an accelerator from a QONNX model")
-    b.add_argument("model")
+    b.add_argument("model", nargs="?", help="the QONNX file (default: the one --config names)")
     b.add_argument("-o", "--output", required=True, help="build folder")
     target = b.add_mutually_exclusive_group()
     target.add_argument("--target-cycles", type=int, help="cycles per frame to fold for")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,18 +117,51 @@ class BuildConfig:
 
         return DEFAULT_PART
 
-    def to_toml(self, folding_file: str | None = None) -> str:
-        """`OUT/build.toml`: the build's command-line options (`CONFIG_KEYS`), the folding as the
-        name of its JSON file beside it; `hwgen build --config` reads it back."""
+    def to_toml(self, folding_file: str | None = None, model: ModelReference | None = None) -> str:
+        """`OUT/build.toml`: the model it was built from (`model`, a path relative to the file's
+        folder, and `model_sha256`), the build's command-line options (`CONFIG_KEYS`), the folding
+        as the name of its JSON file beside it; `hwgen build --config` reads it back."""
         aim = "the fastest folding that fits" if self.cycles_target is None else f"{self.cycles_target} cycles per frame"
-        lines = ["# hwgen build options: hwgen build MODEL --config build.toml -o OUT builds the same",
-                 f"# (folding aims for {aim})"]
+        lines = ["# hwgen build options: hwgen build --config build.toml -o OUT builds the same",
+                 f"# (folding aims for {aim}; a MODEL on the command line replaces the file's)"]
+        if model is not None:
+            lines += [f"model = {json.dumps(model.path)}", f"model_sha256 = {json.dumps(model.sha256)}"]
         for key in CONFIG_KEYS:
             value = folding_file if key == "folding" else getattr(self, key)
             if value is None:
                 continue
             lines.append(f"{key} = {value}" if isinstance(value, (int, float)) else f"{key} = {json.dumps(str(value))}")
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """The model a build was made from, as its build.toml names it: the file's path (relative to
+    the TOML's folder when written, resolved against it when read) and the sha256 of its bytes."""
+
+    path: str
+    sha256: str
+
+    @classmethod
+    def of_file(cls, model: Path, folder: Path) -> ModelReference:
+        """`model` as seen from `folder` (where the build.toml will lie)."""
+        return cls(os.path.relpath(model.resolve(), folder.resolve()), file_sha256(model))
+
+    def check(self, where: str) -> Path:
+        """The model file, which must be the one the build was made from."""
+        path = Path(self.path)
+        if not path.is_file():
+            raise HwgenError(f"names model {self.path}, which is not there (give the MODEL on the command line)",
+                             where=where)
+        found = file_sha256(path)
+        if found != self.sha256:
+            raise HwgenError(f"model {self.path} has changed since the build: its sha256 is {found}, the build's "
+                             f"was {self.sha256} (give the MODEL on the command line to build it anyway)", where=where)
+        return path
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 #: the options a build.toml holds: exactly those of `hwgen build` (with their TOML types)
@@ -136,9 +171,15 @@ CONFIG_KEYS: dict[str, tuple[type, ...]] = {
 }
 
 
+#: what a build.toml holds beside the options: the model it was built from
+MODEL_KEYS: dict[str, tuple[type, ...]] = {"model": (str,), "model_sha256": (str,)}
+
+
 def read_config(path: str | Path) -> dict:
     """The options of a build.toml (`CONFIG_KEYS`), the folding file's path made relative to the
-    TOML's folder; an unknown key or a value of the wrong type is an error naming it."""
+    TOML's folder, and its model as a `ModelReference` (key `model`, the path resolved against
+    the TOML's folder) where it names one; an unknown key or a value of the wrong type is an error
+    naming it."""
     import tomllib
 
     p = Path(path)
@@ -148,11 +189,16 @@ def read_config(path: str | Path) -> dict:
         raise HwgenError("no such file", where=str(p)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise HwgenError(f"not valid TOML ({exc})", where=str(p)) from None
+    known = CONFIG_KEYS | MODEL_KEYS
     for key, value in data.items():
-        if key not in CONFIG_KEYS:
-            raise HwgenError(f"unknown option (known: {', '.join(CONFIG_KEYS)})", where=f"{p}: '{key}'")
-        if isinstance(value, bool) or not isinstance(value, CONFIG_KEYS[key]):
+        if key not in known:
+            raise HwgenError(f"unknown option (known: {', '.join(known)})", where=f"{p}: '{key}'")
+        if isinstance(value, bool) or not isinstance(value, known[key]):
             raise HwgenError(f"has the wrong type ({type(value).__name__})", where=f"{p}: '{key}'")
     if "folding" in data:
         data["folding"] = str(p.parent / data["folding"])
+    if ("model" in data) != ("model_sha256" in data):
+        raise HwgenError("names a model without its sha256, or the other way round (both or neither)", where=str(p))
+    if "model" in data:
+        data["model"] = ModelReference(str(p.parent / data["model"]), data.pop("model_sha256"))
     return data

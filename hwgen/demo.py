@@ -14,7 +14,8 @@ import torch
 from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
-from hwgen.simulate import simulate_build
+from hwgen.reportpage import write_report_page
+from hwgen.simulate import verify_build
 
 
 def run_demo(out: Path, *, epochs: int = 3, frames: int = 500, cache_dir: Path | None = None,
@@ -39,18 +40,22 @@ def run_demo(out: Path, *, epochs: int = 3, frames: int = 500, cache_dir: Path |
 
     x, y = data.x_test[:frames], data.y_test[:frames]
     t0 = time.time()
-    out_sim, stats = simulate_build(out / "build", x, cache_dir=cache_dir)
+    # rtlsim beside the exported model, with the labels: sim.json and verify.json for the page
+    result = verify_build(out / "build", x, labels=y, cache_dir=cache_dir)
     sim_s = time.time() - t0
+    write_report_page(out / "build")
+    stats = json.loads((out / "build" / "sim.json").read_text())
     acc_model = accuracy(model, x, y)
-    acc_accel = float((out_sim.argmax(1) == y).mean())
-    with torch.no_grad():
-        agree = float((model(torch.from_numpy(x)).argmax(1).numpy() == out_sim.argmax(1)).mean())
+    acc_accel = result.accelerator_accuracy
+    agree = result.agreeing_frames / result.frames
     fps = report["clock_mhz"] * 1e6 / stats["cycles_per_frame"]
     summary = {
         "images": int(len(x)),
         "accuracy_brevitas": acc_model,
         "accuracy_accelerator": acc_accel,
+        "accuracy_exported_model": result.model_accuracy,
         "prediction_agreement": agree,
+        "verification": result.summary(),
         "cycles_per_frame": stats["cycles_per_frame"],
         "latency_cycles": stats["latency_cycles"],
         "fps_at_clock": fps,
@@ -59,9 +64,11 @@ def run_demo(out: Path, *, epochs: int = 3, frames: int = 500, cache_dir: Path |
         "rtlsim_seconds": round(sim_s, 1),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log(f"rtlsim of {len(x)} held-out images in {sim_s:.1f} s (Verilator build included)")
+    log(f"rtlsim of {len(x)} held-out images beside the exported model in {sim_s:.1f} s (Verilator build "
+        f"included): {result.summary()}")
     log(f"accuracy: Brevitas model {100 * acc_model:.2f} %, accelerator {100 * acc_accel:.2f} % "
-        f"(same prediction on {100 * agree:.2f} % of images)")
+        f"(same prediction as the exported model on {100 * agree:.2f} % of images)")
+    log(f"report: {out / 'build' / 'report.html'}")
     log(f"{stats['cycles_per_frame']:.0f} cycles/frame, latency {stats['latency_cycles']} cycles: "
         f"{fps:,.0f} FPS at {report['clock_mhz']:g} MHz")
     return summary

@@ -35,6 +35,59 @@ def test_config_reproduces_the_build(tiny_mlp_onnx, tmp_path, capsys, verilator_
     assert "target_cycles" not in (third / "build.toml").read_text()
 
 
+def test_config_alone_rebuilds_its_model(tiny_mlp_onnx, tmp_path, capsys, verilator_cache):
+    """build.toml names its model (relative to the file, with its sha256): `--config` alone
+    rebuilds it; a changed model file is one error naming both hashes; a MODEL given wins."""
+    import hashlib
+    import shutil
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(tiny_mlp_onnx, model)
+    cache = ["--cache-dir", str(verilator_cache)]
+    first, second = tmp_path / "builds" / "first", tmp_path / "builds" / "second"
+    assert main(["build", str(model), "-o", str(first), "--target-cycles", "2048", *cache]) == 0
+    toml = (first / "build.toml").read_text()
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert 'model = "../../model.onnx"' in toml and f'model_sha256 = "{digest}"' in toml
+    assert main(["build", "--config", str(first / "build.toml"), "-o", str(second), *cache]) == 0
+    assert rtl_files(first) == rtl_files(second)
+    assert json.loads((first / "report.json").read_text()) == json.loads((second / "report.json").read_text())
+    assert (second / "build.toml").read_text() == toml
+    capsys.readouterr()
+
+    import onnx
+    changed = onnx.load(str(model))
+    changed.doc_string = "retrained"
+    onnx.save(changed, str(model))
+    third = tmp_path / "builds" / "third"
+    assert main(["build", "--config", str(first / "build.toml"), "-o", str(third), *cache]) == 2
+    err = capsys.readouterr().err
+    new_digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert err.count("\n") == 1 and "has changed since the build" in err, err
+    assert digest in err and new_digest in err and not third.exists()
+    # the model on the command line wins over the file's
+    assert main(["build", str(tiny_mlp_onnx), "--config", str(first / "build.toml"), "-o", str(third), *cache]) == 0
+    assert rtl_files(first) == rtl_files(third)
+    assert main(["build", "-o", str(tmp_path / "none")]) == 2
+    assert "give the MODEL to build" in capsys.readouterr().err
+
+
+def test_in_memory_model_is_named_by_its_copy(tiny_mlp_onnx, tmp_path, verilator_cache):
+    """A model built from memory (a ModelWrapper, a torch module) has no file of its own: build.toml
+    names the build's copy of it, and `--config` alone rebuilds it."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hwgen.builder import build
+    from hwgen.config import BuildConfig
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    build(ModelWrapper(str(tiny_mlp_onnx)), first, BuildConfig(target_cycles=2048, cache_dir=verilator_cache))
+    assert 'model = "graphs/00_input.onnx"' in (first / "build.toml").read_text()
+    assert main(["build", "--config", str(first / "build.toml"), "-o", str(second),
+                 "--cache-dir", str(verilator_cache)]) == 0
+    assert rtl_files(first) == rtl_files(second)
+
+
 @pytest.mark.parametrize("text, problem", [
     ("pe = 4", "'pe': unknown option (known: target_cycles"),
     ("target_cycles = \"many\"", "'target_cycles': has the wrong type (str)"),

@@ -17,4 +17,11 @@ def test_demo_agrees_with_the_model_on_every_image(tmp_path, verilator_cache, ca
     assert summary["accuracy_accelerator"] == summary["accuracy_brevitas"] > 0.5
     assert (out / "build" / "report.json").is_file() and (out / "model.onnx").is_file()
     printed = capsys.readouterr().out
-    assert "same prediction on 100.00 % of images" in printed
+    assert "same prediction as the exported model on 100.00 % of images" in printed
+    assert summary["verification"].startswith("bit-exact: 64/64 frames")
+    # the page shows what the demo simulated and both accuracies
+    page = (out / "build" / "report.html").read_text()
+    assert "not yet: hwgen sim" not in page
+    assert f"{summary['cycles_per_frame']:,.1f} cycles per frame" in page and "64 frames" in page
+    model, accel = (f"{100 * summary[k]:.2f} %" for k in ("accuracy_exported_model", "accuracy_accelerator"))
+    assert f"model {model}, accelerator {accel}" in page
