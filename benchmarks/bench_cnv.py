@@ -109,7 +109,7 @@ def goals(rows: list[dict]) -> dict:
                                        "fps": r["fps_at_100mhz"]} for r in fast), key=lambda d: d["luts"], default=None),
         },
         "finn_paper_rate_on_xc7z020": {
-            "goal": f">= 21,900 FPS at 100 MHz within the xc7z020 (Yosys)",
+            "goal": ">= 21,900 FPS at 100 MHz within the xc7z020 (Yosys)",
             "met": best is not None and best["fps_at_100mhz"] >= 21900,
             "highest_fitting_fps": None if best is None else best["fps_at_100mhz"],
         },

@@ -3,6 +3,7 @@
     import hwgen
     b = hwgen.build("model.onnx", "build/model", target_fps=3000)   # a `hwgen.Build`
     b.sim(x); b.verify(x, labels); b.synth(); b.show()
+    hwgen.export(brevitas_module).save("model.onnx")                # QONNX of a Brevitas module
 
 (`hwgen.api`; the command line is `hwgen.cli`.)
 """
@@ -13,13 +14,13 @@ from typing import Any
 
 from hwgen.errors import HwgenError
 
-__all__ = ["Build", "HwgenError", "build"]
+__all__ = ["Build", "HwgenError", "build", "export"]
 
 
 def __getattr__(name: str) -> Any:
-    """`build` and `Build` from `hwgen.api`, imported when first used: the command line and the
-    driver-side modules import `hwgen` without needing QONNX."""
-    if name in ("build", "Build"):
+    """`build`, `Build` and `export` from `hwgen.api`, imported when first used: the command line
+    and the driver-side modules import `hwgen` without needing QONNX."""
+    if name in ("build", "Build", "export"):
         from hwgen import api
 
         return getattr(api, name)

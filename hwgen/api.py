@@ -2,6 +2,7 @@
 
     b = hwgen.build("cnv.onnx", "build/cnv", target_fps=3000)     # or a Brevitas nn.Module
     b.report["est_fps"]; y = b.sim(x); b.verify(x, labels=y_true); b.synth("xc7z020"); b.show()
+    hwgen.export(module).save("model.onnx")                         # a Brevitas module as QONNX
 
 The same steps as the command line (`hwgen build`, `sim`, `verify`, `synth`, `report`), on the
 same build folder, so a build made here can be simulated from the shell and the other way round.
@@ -62,13 +63,21 @@ def _as_model(model: Any, input_shape: tuple[int, ...] | None) -> str | Path | M
     if not isinstance(model, torch.nn.Module):
         raise HwgenError(f"must be an ONNX file, a ModelWrapper or a torch.nn.Module, not {type(model).__name__}",
                          where="model")
-    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    return export(model, input_shape)
+
+
+def export(module: Any, input_shape: tuple[int, ...] | None = None, **export_options: Any) -> ModelWrapper:
+    """A Brevitas `torch.nn.Module` as the QONNX graph `build` takes, exported in eval mode with an
+    input of `input_shape` (batch first; default: the module's own `input_shape` attribute).
+    `export_options` go to Brevitas' QONNX export (`torch.onnx.export`'s: `dynamo=False`,
+    `opset_version`, `dynamic_axes`, ...). `.save(path)` writes it as a file."""
+    from hwgen.frontend.load import export_brevitas
+
+    shape = input_shape if input_shape is not None else getattr(module, "input_shape", None)
     if shape is None:
         raise HwgenError("a torch module needs input_shape=(1, C, H, W) (it has no input_shape attribute)",
                          where="input_shape")
-    from hwgen.frontend.load import export_brevitas
-
-    return export_brevitas(model, tuple(shape))
+    return export_brevitas(module, tuple(shape), **export_options)
 
 
 class Build:
@@ -117,22 +126,10 @@ class Build:
     def synth(self, part: str | None = None, jobs: int = 2) -> dict:
         """Yosys synthesis for `part` (default: the build's part, else xc7z020); the `synth` block
         it adds to the report."""
-        from hwgen.parts import DEFAULT_PART
+        from hwgen.config import build_part
         from hwgen.synth import synthesize
 
-        return synthesize(self.out, part=part or self._part() or DEFAULT_PART, jobs=jobs)["synth"]
-
-    def _part(self) -> str | None:
-        from hwgen.config import read_config
-
-        options = read_config(self.out / "build.toml")
-        if options.get("part"):
-            return options["part"]
-        if options.get("board"):
-            from hwgen.deploy.boards import lookup_board
-
-            return lookup_board(options["board"]).part
-        return None
+        return synthesize(self.out, part=part or build_part(self.out), jobs=jobs)["synth"]
 
     def show(self) -> ReportView:
         """The report page (`report.html`, written again with what has run since), shown inline by

@@ -26,6 +26,7 @@ from hwgen.deploy.vivado import write_flow
 from hwgen.errors import HwgenError
 from hwgen.frontend import check_known_ops, load_onnx, prepare
 from hwgen.host import StreamInfo, write_accelerator_json
+from hwgen.parts import lookup_part
 from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import build_report, write_json_atomically
 from hwgen.reportpage import write_report_page
@@ -106,7 +107,7 @@ def step_rtl(s: BuildState) -> BuildState:
 
 
 def step_report(s: BuildState) -> BuildState:
-    s.report = build_report(s.model, s.cfg.clock_mhz, s.cfg.cycles_target)
+    s.report = build_report(s.model, s.cfg.clock_mhz, s.cfg.cycles_target, lookup_part(s.cfg.fit_part))
     return s
 
 

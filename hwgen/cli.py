@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from hwgen.config import FIFO_SIZING_MODES, WEIGHT_MEMORY_MODES
-from hwgen.errors import HwgenError, ToolError
+from hwgen.dispatch import run_command
+from hwgen.errors import HwgenError
 
 
 def _load_npy(path: str) -> np.ndarray:
@@ -93,12 +93,16 @@ def cmd_build(args: argparse.Namespace) -> int:
             progress.end("vivado")
     t = report["totals"]
     target = report["target"]
-    if not target["met"]:
-        mhz = report["clock_mhz"]
+    mhz = report["clock_mhz"]
+    if target["cycles"] is not None and target["reached_cycles"] > target["cycles"]:
         print(f"warning: target of {target['cycles']} cycles/frame ({mhz * 1e6 / target['cycles']:.0f} FPS) not "
               f"reachable: {target['limited_by']} needs {target['reached_cycles']} cycles/frame "
               f"({mhz * 1e6 / target['reached_cycles']:.0f} FPS) at its fastest; folded for that rate",
               file=sys.stderr)
+    if not target["fits"]:
+        needs = ", ".join(f"{o['needed']:,} {name} of its {o['part']:,}" for name, o in target["over"].items())
+        print(f"warning: the design does not fit the {target['part']} by the estimates: it needs {needs} "
+              f"(at {target['reached_cycles']:,} cycles/frame); target not met", file=sys.stderr)
     if args.json:
         extra = {"deploy": str(Path(args.output) / "deploy")} if args.board else {}
         if args.bitstream:
@@ -197,23 +201,21 @@ def _load_labels(path: str) -> np.ndarray:
         raise HwgenError(str(exc), where="--labels") from None
 
 
-def _refresh_page(build: str) -> None:
+def _refresh_page(build: str) -> Path:
     """Rewrite OUT/report.html with what a command has just added to the build folder (sim.json,
     verify.json); `hwgen synth` does it inside `synthesize`."""
     from hwgen.reportpage import write_report_page
 
-    write_report_page(Path(build))
+    return write_report_page(Path(build))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hwgen.reportpage import write_report_page
-
-    print(f"wrote {write_report_page(Path(args.build))}")
+    print(f"wrote {_refresh_page(args.build)}")
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from hwgen.parts import DEFAULT_PART
+    from hwgen.config import build_part
     from hwgen.synth import synthesize
 
     part = args.part
@@ -222,7 +224,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
         part = lookup_board(args.board).part
     with _progress(args, "synth") as progress:
-        report = synthesize(Path(args.build), part=part or DEFAULT_PART, jobs=args.jobs, progress=progress)
+        report = synthesize(Path(args.build), part=part or build_part(args.build), jobs=args.jobs, progress=progress)
     r = report["synth"]
     if args.json:
         _print_json({"build": str(args.build), **r})
@@ -302,8 +304,6 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--weight-memory", choices=WEIGHT_MEMORY_MODES, default=None,
                    help="MVU weights in the bitstream (rom), loaded after reset from OUT/rtl/weights.bin (loaded), "
                         "or auto: loaded into UltraRAM where --part has it and that saves block RAM")
-    b.add_argument("--json", action="store_true", help="print the results as one JSON object (the report) on stdout")
-    b.add_argument("--quiet", action="store_true", help="no progress on stderr")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sim", help="simulate a build in Verilator")
@@ -325,11 +325,10 @@ def parser() -> argparse.ArgumentParser:
     y = sub.add_parser("synth", help="Yosys synth_xilinx of a build: LUT/FF/BRAM/DSP into report.json")
     y.add_argument("build")
     part = y.add_mutually_exclusive_group()
-    part.add_argument("--part", help="FPGA part (xc7z010, xc7z020, xczu3eg, xczu7ev, xck26...); default xc7z020clg400-1")
+    part.add_argument("--part", help="FPGA part (xc7z010, xc7z020, xczu3eg, xczu7ev, xck26...); default: the build's "
+                      "(its --part, else its board's), else xc7z020clg400-1")
     part.add_argument("--board", help="the part of this board (see `hwgen boards`)")
     y.add_argument("--jobs", type=int, default=2, help="Yosys processes at a time")
-    y.add_argument("--json", action="store_true", help="print the synthesis results as one JSON object on stdout")
-    y.add_argument("--quiet", action="store_true", help="no progress on stderr")
     y.set_defaults(func=cmd_synth)
 
     r = sub.add_parser("report", help="rewrite OUT/report.html from the build folder (after sim, verify, synth)")
@@ -367,34 +366,15 @@ def parser() -> argparse.ArgumentParser:
 
     for sp in (b, s, v, d):
         sp.add_argument("--cache-dir", help="Verilator build cache (default ~/.cache/hwgen)")
-    for sp in (s, v):
-        sp.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
+    for sp, results in ((b, "the report"), (s, "sim.json's figures"), (v, "verify.json's figures"),
+                        (y, "the synthesis totals")):
+        sp.add_argument("--json", action="store_true", help=f"print the results ({results}) as one JSON object on stdout")
         sp.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(parser().parse_args(argv))
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command: a user's mistake one line and exit status 2, a tool's failure one
-    line and 1."""
-    warnings.filterwarnings("ignore", category=UserWarning)  # optional-package notes from brevitas
-    try:
-        return args.func(args)
-    except HwgenError as exc:
-        print(f"hwgen: error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    except ToolError as exc:
-        print(f"hwgen: tool error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
-
-
-def one_line(message: str) -> str:
-    """`message` with every line break and other control character escaped: names from the
-    user's files may hold anything, and the error must stay one line."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
 
 
 if __name__ == "__main__":

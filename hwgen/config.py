@@ -202,3 +202,11 @@ def read_config(path: str | Path) -> dict:
     if "model" in data:
         data["model"] = ModelReference(str(p.parent / data["model"]), data.pop("model_sha256"))
     return data
+
+
+def build_part(build_dir: str | Path) -> str:
+    """The part a build folder was made for, as `BuildConfig.fit_part` gives it: its build.toml's
+    `part`, else its board's, else the default part."""
+    path = Path(build_dir) / "build.toml"
+    options = read_config(path) if path.is_file() else {}
+    return BuildConfig(part=options.get("part"), board=options.get("board")).fit_part

@@ -47,8 +47,7 @@ def part_fit(units: list[Unit], max_cycles: int, part: Part) -> dict:
     dsps = sum(int(u.est_dsps()) for u in units)
     # block RAM as if every weight were in block RAM, then the part's UltraRAM choice (of the
     # weight memories not held in LUTs)
-    weights = [(d, w) for unit in units if not getattr(unit, "weights_in_luts", False)
-               for d, w, role in unit.parameter_memories() if role == "weights"]
+    weights = [memory for unit in units for memory in unit.ram_weight_memories()]
     bram18 = sum(int(u.est_brams()) for u in units) + sum(
         memory_bram18(d, w) for u in units if u.est_urams() for d, w, role in u.parameter_memories()
         if role == "weights")
@@ -69,3 +68,12 @@ def part_fit(units: list[Unit], max_cycles: int, part: Part) -> dict:
         "fits": fits,
         "fps": part.default_clock_mhz * 1e6 / max_cycles,
     }
+
+
+def overuse(fit: dict) -> dict[str, tuple[int, int]]:
+    """The resources a `part_fit` entry needs beyond its part: {name: (needed, the part's)}, the
+    most overused first."""
+    pairs = {"LUTs": (fit["est_luts"], fit["luts"]), "BRAM18": (fit["est_bram18"], fit["bram18"]),
+             "URAM": (fit["est_uram"], fit["uram"]), "DSPs": (fit["est_dsps"], fit["dsp"])}
+    over = {name: need for name, need in pairs.items() if need[0] > need[1]}
+    return dict(sorted(over.items(), key=lambda item: -item[1][0] / max(item[1][1], 1)))

@@ -21,7 +21,7 @@ from hwgen.errors import HwgenError
 from hwgen.execute import execute
 from hwgen.streams import beat_bytes, from_wire, pack_beats, to_wire, unpack_beats
 from hwgen.units.base import StreamSpec
-from hwgen.units.weight_stream import WEIGHT_BEAT_BITS, WEIGHTS_FILE
+from hwgen.units.weight_stream import read_weight_stream
 
 
 @dataclass(frozen=True)
@@ -123,17 +123,7 @@ class HostIO:
     def weight_stream(self) -> np.ndarray | None:
         """The weight stream (uint8 (beats, 8)) of a build whose weights are loaded after reset,
         checked against the beat count the build recorded; None when every weight is in the RTL."""
-        if not self.weight_beats:
-            return None
-        path = self.build_dir / "rtl" / WEIGHTS_FILE
-        try:
-            data = np.fromfile(path, dtype=np.uint8)
-        except FileNotFoundError:
-            raise HwgenError("no such file: the build loads its weights from it", where=str(path)) from None
-        if data.size != self.weight_beats * WEIGHT_BEAT_BITS // 8:
-            raise HwgenError(f"holds {data.size} bytes, the design takes {self.weight_beats} beats of "
-                             f"{WEIGHT_BEAT_BITS // 8}", where=str(path))
-        return data.reshape(-1, WEIGHT_BEAT_BITS // 8)
+        return read_weight_stream(self.build_dir / "rtl", self.weight_beats)
 
     def check_input(self, x: np.ndarray) -> None:
         want = list(self.model_input_shape[1:])

@@ -6,11 +6,13 @@ Keys (exactly): `clock_mhz`, `est_fps`, `fifo_sizing`, `layers` (each: `name`, `
 xczu7ev, xck26: `part`, `clock_mhz`, capacities `luts`, `bram18`, `uram`, `dsp`, needs
 `weight_bits`, `threshold_bits`, `est_luts`, `est_bram18`, `est_uram`, `est_dsps`, `fits` and
 `fps` at that clock; `hwgen.fit`) and `target` (`cycles`: the cycles per frame asked for, null for
-the fastest folding that fits; `reached_cycles`: the slowest unit's; `met`; `limited_by`: that
-unit). `est_brams` counts 18 Kb block RAMs. Each layer
+the fastest folding that fits; `reached_cycles`: the slowest unit's; `limited_by`: that unit;
+`part`: the part folded for; `fits`: the design within it by the estimates; `over`: each resource
+it needs beyond the part, `needed` and the `part`'s; `met`: the rate reached and the design
+fitting). `est_brams` counts 18 Kb block RAMs. Each layer
 also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise). `fifo_sizing`
-says how the FIFOs at joins got their depths ("measured", "modelled", or null for a chain, where
-none needed sizing). `hwgen synth` adds `synth` blocks.
+says how the FIFOs at joins got their depths ("measured" or "modelled"; a chain's FIFOs are
+always modelled: two beats, more behind a unit that sends in bursts). `hwgen synth` adds `synth` blocks.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from pathlib import Path
 
 from qonnx.core.modelwrapper import ModelWrapper
 
-from hwgen.fit import parts_table
+from hwgen.fit import overuse, part_fit, parts_table
 from hwgen.ops import PLUMBING_OPS, unit_of
+from hwgen.parts import Part
 from hwgen.transforms.hardware.size_fifos import SIZING_KEY
 
 
-def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | None = None) -> dict:
+def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | None, part: Part) -> dict:
+    """The report of the folded, plumbed accelerator graph `model`; `target_cycles` as folding
+    aimed (None: the fastest that fits), `part` the one it was folded for (`BuildConfig.fit_part`):
+    the target is met only where the rate is reached and the design fits it."""
     layers, units = [], []
     for node in model.graph.node:
         unit = unit_of(model, node)
@@ -52,6 +58,8 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
     slowest = next((layer["name"] for layer in layers if layer["est_cycles"] == max_cycles
                     and layer["op"] not in PLUMBING_OPS), layers[0]["name"])
     sizing = model.get_metadata_prop(SIZING_KEY)
+    fit = part_fit(units, max_cycles, part)
+    over = overuse(fit)
     return {
         "clock_mhz": clock_mhz,
         "est_fps": clock_mhz * 1e6 / max_cycles,
@@ -66,7 +74,9 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
         },
         "parts": parts_table(units, max_cycles),
         "target": {"cycles": target_cycles, "reached_cycles": max_cycles,
-                   "met": target_cycles is None or max_cycles <= target_cycles, "limited_by": slowest},
+                   "met": (target_cycles is None or max_cycles <= target_cycles) and not over,
+                   "limited_by": slowest, "part": part.device, "fits": not over,
+                   "over": {name: {"needed": need, "part": have} for name, (need, have) in over.items()}},
     }
 
 

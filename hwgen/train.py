@@ -55,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from hwgen.models.datasets import load
     from hwgen.models.distributed import SINGLE, Process, from_torchrun, spawn
     from hwgen.models.training import METRICS, Trainer, TrainConfig
 
@@ -67,15 +68,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                          max_steps=args.max_steps, resume=args.resume, threads=args.threads, recipe=args.recipe,
                          without=tuple(args.without), adding=tuple(args.adding), teacher=Path(args.teacher) if args.teacher else None)
     launched = from_torchrun(dict(os.environ)) or SINGLE  # a process that torchrun started
+    config.check()
+    data = load(config.data)  # once: for training here and for --eval-hw
     if args.nproc > 1:
         if launched.distributed:
             raise HwgenError("torchrun already starts the processes: leave --nproc out", where="--nproc")
         # settings, data and a checkpoint to resume are checked here, before any process starts
-        Trainer(config, log=lambda _: None, process=Process(0, args.nproc))
+        Trainer(config, log=lambda _: None, process=Process(0, args.nproc), data=data)
         spawn(args.nproc, train_process, config, args.quiet)
         metrics = json.loads((config.output / METRICS).read_text())
     else:
-        metrics = train_process(launched, config, args.quiet)
+        metrics = train_process(launched, config, args.quiet, data)
         if not launched.leader:
             return 0
     last = metrics["epochs"][-1] if metrics["epochs"] else None
@@ -84,27 +87,27 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"wrote {config.output}/model.onnx")
     if not args.eval_hw:
         return 0
-    from hwgen.models.datasets import load
     from hwgen.models.training import evaluate_on_hardware
 
-    hw = evaluate_on_hardware(config.output, load(config.data), args.eval_frames)
+    hw = evaluate_on_hardware(config.output, data, args.eval_frames)
     print(f"on {hw['images']} test images: model {100 * hw['model_accuracy']:.2f} %, accelerator (rtlsim) "
           f"{100 * hw['accelerator_accuracy']:.2f} %, the same class on {hw['agreeing_images']}/{hw['images']}, "
           f"bit-exact on {hw['bit_exact_images']}; build in {hw['build']}")
     return 0 if hw["agreeing_images"] == hw["images"] and hw["passed"] else 1
 
 
-def train_process(process, config, quiet: bool) -> dict:
+def train_process(process, config, quiet: bool, data=None) -> dict:
     """One process' part of the run (all of it, alone): epoch lines, and a progress bar unless
-    `quiet`, from the leading process only."""
+    `quiet`, from the leading process only. `data`: the data set, if loaded already (else each
+    process loads its own)."""
     from hwgen.models.training import Trainer
 
     if quiet or not process.leader:
-        return Trainer(config, log=print, process=process).run()
-    return _run_with_progress(Trainer, config, process)
+        return Trainer(config, log=print, process=process, data=data).run()
+    return _run_with_progress(Trainer, config, process, data)
 
 
-def _run_with_progress(trainer_class, config, process) -> dict:
+def _run_with_progress(trainer_class, config, process, data) -> dict:
     """The run with a progress bar per epoch (loss, accuracy, images/s) on stderr."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -113,7 +116,7 @@ def _run_with_progress(trainer_class, config, process) -> dict:
     with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.2%}  {task.fields[rate]:.0f} img/s"),
                   TimeRemainingColumn(), console=console, transient=True) as progress:
-        trainer = trainer_class(config, log=progress.console.print, process=process)
+        trainer = trainer_class(config, log=progress.console.print, process=process, data=data)
         task = progress.add_task("train", total=trainer.steps_per_epoch, epoch=0, loss=0.0, acc=0.0, rate=0.0)
         shown = {"epoch": 0}
 
@@ -127,7 +130,7 @@ def _run_with_progress(trainer_class, config, process) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hwgen.cli import run_command
+    from hwgen.dispatch import run_command
 
     p = argparse.ArgumentParser(prog="python -m hwgen.train", description=__doc__.splitlines()[0])
     add_arguments(p)

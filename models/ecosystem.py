@@ -23,14 +23,14 @@ import torch
 from brevitas.nn import QuantLinear
 from onnx import TensorProto, helper, numpy_helper
 
-from hwgen.frontend import export_brevitas
+import hwgen
 
 FINN_DOMAIN = "finn.custom_op.general"
 
 
 def torchscript_export(model, opset: int) -> onnx.ModelProto:
     """The TorchScript exporter with a dynamic batch axis: the flatten stays shape arithmetic."""
-    return export_brevitas(model, (1, 1, 28, 28), dynamo=False, opset_version=opset, input_names=["inp"],
+    return hwgen.export(model, (1, 1, 28, 28), dynamo=False, opset_version=opset, input_names=["inp"],
                            dynamic_axes={"inp": {0: "batch"}}).model
 
 

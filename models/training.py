@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+import hwgen
 from hwgen.errors import HwgenError
-from hwgen.report import write_json_atomically
 from hwgen.models import recipes
 from hwgen.models import teacher as teacher_module
 from hwgen.models.datasets import Dataset, augment, load
@@ -114,6 +114,10 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device = torch.device("cpu")) -> float:
@@ -246,7 +250,7 @@ class Trainer:
         out = self.config.output
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / CHECKPOINT, lambda p: torch.save(self._checkpoint(), p))
-        write_json_atomically(out / METRICS, self.metrics())
+        _write_json(out / METRICS, self.metrics())
 
     def metrics(self) -> dict:
         d = self.data
@@ -358,14 +362,13 @@ class Trainer:
         self.log(f"teacher: test {100 * test:.2f} %")
 
     def _export(self) -> None:
-        from hwgen.frontend.load import export_brevitas
 
         recipes.set_real_weights(self.binary_layers, False)
         self.clip_activations.set(False)
         plain_batchnorm(self.model).cpu().eval()
         out = self.config.output
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / MODEL, lambda p: export_brevitas(self.model, tuple(self.model.input_shape)).save(str(p)))
+        _atomic_write(out / MODEL, lambda p: hwgen.export(self.model).save(str(p)))
 
 
 def _plain(value: object) -> object:
@@ -387,8 +390,6 @@ def evaluate_on_hardware(output: Path, data: Dataset, frames: int | None = None,
     through its RTL (Verilator) beside the exported model, with their labels. Returns (and adds to
     metrics.json as `hardware`) both accuracies and how many images got the same class from both;
     they agree image for image when the accelerator is exact, which `verify` checks too."""
-    import hwgen
-
     options = {"cache_dir": cache_dir} if cache_dir is not None else {}
     build = hwgen.build(output / MODEL, output / HARDWARE, **options)
     n = len(data.x_test) if frames is None else min(frames, len(data.x_test))
@@ -399,5 +400,5 @@ def evaluate_on_hardware(output: Path, data: Dataset, frames: int | None = None,
                "cycles_per_frame": result.cycles_per_frame, "build": str(output / HARDWARE)}
     path = output / METRICS
     metrics = json.loads(path.read_text()) if path.is_file() else {}
-    write_json_atomically(path, {**metrics, "hardware": figures})
+    _write_json(path, {**metrics, "hardware": figures})
     return figures

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+import hwgen
 from hwgen.errors import HwgenError
 
 SIZES = ("small", "imagenet")
@@ -135,8 +136,6 @@ def export(name: str, path: str | Path, size: str = "small", seed: int = 0,
            checkpoint: str | Path | None = None) -> Path:
     """The zoo's `name` as a QONNX file at `path`, ready for `hwgen build`. Written atomically:
     a failed export leaves no file, and an earlier one at `path` as it was."""
-    from hwgen.frontend.load import export_brevitas
-
     model = network(name, size, seed, checkpoint)
     path = Path(path)
     if path.suffix != ".onnx":
@@ -144,7 +143,7 @@ def export(name: str, path: str | Path, size: str = "small", seed: int = 0,
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     try:
-        export_brevitas(model, tuple(model.input_shape)).save(str(partial))
+        hwgen.export(model).save(str(partial))
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)

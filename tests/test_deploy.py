@@ -1,7 +1,7 @@
 """Boards as data, the deploy folder, and the board driver run against the simulated fabric.
 
 The driver's whole code path (host programs in numpy, packing, DMA buffers and channels, unpacking)
-runs with `target="sim"`, whose PYNQ-shaped overlay is backed by Verilator: the outputs come from
+runs through `simulated_accelerator`, which hands it a PYNQ-shaped overlay backed by Verilator: the outputs come from
 the simulated RTL. What cannot run here: a real board, `pynq`, and a bitstream (no Vivado).
 """
 
@@ -22,6 +22,7 @@ from hwgen.builder import build
 from hwgen.cli import main
 from hwgen.config import BuildConfig
 from hwgen.deploy.boards import BOARDS, lookup_board, parse_board
+from hwgen.deploy.sim_pynq import simulated_accelerator
 from hwgen.driver import Accelerator, DriverError
 from hwgen.errors import HwgenError
 from hwgen.frontend import export_brevitas
@@ -112,7 +113,7 @@ def test_deploy_folder_contents(tfc_deploy):
 def test_driver_on_simulated_fabric_is_the_model(tfc_deploy, shared_data, verilator_cache):
     x, _ = mnist_test(shared_data)
     x = x[:200]
-    acc = Accelerator(tfc_deploy / "deploy", target="sim", batch_size=50, cache_dir=verilator_cache)
+    acc = simulated_accelerator(tfc_deploy / "deploy", batch_size=50, cache_dir=verilator_cache)
     y = acc.execute(x)
     assert np.array_equal(y, run_input_model(tfc_deploy, x))  # exactly the model's outputs
     result = acc.throughput_test()
@@ -126,7 +127,7 @@ def test_driver_on_simulated_fabric_is_the_model(tfc_deploy, shared_data, verila
 
 
 def test_driver_refuses_bad_input(tfc_deploy, verilator_cache):
-    acc = Accelerator(tfc_deploy / "deploy", target="sim", cache_dir=verilator_cache)
+    acc = simulated_accelerator(tfc_deploy / "deploy", cache_dir=verilator_cache)
     x = np.zeros((2, 1, 28, 28), np.float32)
     with pytest.raises(DriverError, match=r"has shape \[2, 784\], the model takes \[N, 1, 28, 28\]"):
         acc.execute(x.reshape(2, 784))
@@ -143,14 +144,14 @@ def test_deploy_folder_of_another_build_is_refused(tfc_deploy, tiny_mlp_onnx, tm
     other = tmp_path / "other"
     build(tiny_mlp_onnx, other, BuildConfig(board="pynq-z1", cache_dir=verilator_cache))
     with pytest.raises(DriverError, match="the deploy folder is not of the build in"):
-        Accelerator(tfc_deploy / "deploy", target="sim", build_dir=other, cache_dir=verilator_cache)
+        simulated_accelerator(tfc_deploy / "deploy", build_dir=other, cache_dir=verilator_cache)
 
 
 def test_no_bitfile_on_a_board(tfc_deploy):
     with pytest.raises(DriverError, match="accelerator.bit: no bitfile"):
-        Accelerator(tfc_deploy / "deploy", target="pynq")
+        Accelerator(tfc_deploy / "deploy")
     with pytest.raises(DriverError, match="not a hwgen deploy description"):
-        Accelerator(tfc_deploy, target="sim")  # the build folder itself
+        simulated_accelerator(tfc_deploy)  # the build folder itself
 
 
 def test_copied_driver_needs_numpy_only(tfc_deploy, tmp_path):
@@ -179,14 +180,14 @@ def test_cnv_on_pynq_z1_through_the_driver(shared_data, tmp_path, verilator_cach
     build_for_board(tmp_path / "cnv.onnx", out, "pynq-z1", verilator_cache, "--target-fps", "3050")
     data = np.load(shared_data / "cifar10" / "cifar10_test_first1017.npz")
     x = (data["images"][:24] / 255.0).astype(np.float32)
-    acc = Accelerator(out / "deploy", target="sim", batch_size=8, cache_dir=verilator_cache)
+    acc = simulated_accelerator(out / "deploy", batch_size=8, cache_dir=verilator_cache)
     assert np.array_equal(acc.execute(x), run_input_model(out, x))
     result = acc.throughput_test()
     assert result["fclk[mhz]"] == 100.0 and 0 < result["throughput[images/s]"] <= 100e6 / 32_768 * 1.0001
 
 
 def test_a_dma_that_never_finishes_is_an_error_not_a_hang(tfc_deploy, verilator_cache):
-    acc = Accelerator(tfc_deploy / "deploy", target="sim", timeout_s=0.2, cache_dir=verilator_cache)
+    acc = simulated_accelerator(tfc_deploy / "deploy", timeout_s=0.2, cache_dir=verilator_cache)
     acc._dma.recvchannel.transfer = lambda buffer: None  # the S2MM channel never starts: the stream stalls
     with pytest.raises(DriverError, match=r"axi_dma_0: the DMA's send \(MM2S\) channel did not finish within 0.2 s"):
         acc.execute(np.zeros((1, 1, 28, 28), np.float32))
@@ -201,7 +202,7 @@ def test_deploy_description_runs_no_code(tfc_deploy, tmp_path, verilator_cache):
     info = json.loads(path.read_text())
     info["host_pre"]["ops"][0]["op"] = "__import__('os').system('touch pwned')"
     path.write_text(json.dumps(info))
-    acc = Accelerator(copy / "deploy", target="sim", cache_dir=verilator_cache)
+    acc = simulated_accelerator(copy / "deploy", cache_dir=verilator_cache)
     with pytest.raises(HwgenError, match="is not one the host program runs"):
         acc.execute(np.zeros((1, 1, 28, 28), np.float32))
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
@@ -233,7 +234,7 @@ def test_driver_returns_topk_indices_as_the_model(per_class, tmp_path, verilator
     report = build(tmp_path / "m.onnx", tmp_path / "b", BuildConfig(board="pynq-z1", cache_dir=verilator_cache))
     assert ("LabelSelect" in [layer["op"] for layer in report["layers"]]) != per_class
     x = np.random.default_rng(4).random((20, 1, 8, 8)).astype(np.float32)
-    y = Accelerator(tmp_path / "b" / "deploy", target="sim", batch_size=5, cache_dir=verilator_cache).execute(x)
+    y = simulated_accelerator(tmp_path / "b" / "deploy", batch_size=5, cache_dir=verilator_cache).execute(x)
     expected = run_input_model(tmp_path / "b", x)
     assert y.dtype == expected.dtype == np.int64 and np.array_equal(y, expected)
 
@@ -249,7 +250,7 @@ def test_driver_checks_a_declared_input_datatype(shared_data, tmp_path, verilato
     onnx.save(finn_onnx_tfc(model, bipolar_input=True), str(tmp_path / "finn.onnx"))
     build(tmp_path / "finn.onnx", tmp_path / "b", BuildConfig(target_cycles=1024, board="pynq-z2",
                                                               cache_dir=verilator_cache))
-    acc = Accelerator(tmp_path / "b" / "deploy", target="sim", cache_dir=verilator_cache)
+    acc = simulated_accelerator(tmp_path / "b" / "deploy", cache_dir=verilator_cache)
     x = np.where(np.random.default_rng(0).random((2, 784)) < 0.5, -1.0, 1.0).astype(np.float32)
     assert np.array_equal(acc.execute(x), run_input_model(tmp_path / "b", x))
     x[1, 17] = 0.0
@@ -258,7 +259,7 @@ def test_driver_checks_a_declared_input_datatype(shared_data, tmp_path, verilato
 
 
 def test_a_batch_beyond_one_dma_transfer_is_refused(tfc_deploy, verilator_cache):
-    acc = Accelerator(tfc_deploy / "deploy", target="sim", batch_size=1 << 16, cache_dir=verilator_cache)
+    acc = simulated_accelerator(tfc_deploy / "deploy", batch_size=1 << 16, cache_dir=verilator_cache)
     with pytest.raises(DriverError, match=r"batch_size: a batch of 65536 frames moves \d+ bytes, more than one DMA "
                                           r"transfer takes \(8388607\)"):
         acc.throughput_test()

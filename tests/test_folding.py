@@ -42,7 +42,8 @@ def test_several_window_pieces_per_clock_exact_at_the_input_rate(conv_onnx, tmp_
     first = layer(report, "SlidingWindow_0")
     assert (first["SIMD"], first["MMV"]) == (3, 9)  # a whole window per beat: 64 beats, 100 in
     assert first["est_cycles"] == 100
-    assert report["target"] == {"cycles": 100, "reached_cycles": 100, "met": True, "limited_by": "SlidingWindow_0"}
+    assert report["target"] == {"cycles": 100, "reached_cycles": 100, "met": True, "limited_by": "SlidingWindow_0",
+                                "part": "xc7z020", "fits": True, "over": {}}
     x = np.random.default_rng(0).random((6, 3, 10, 10)).astype(np.float32)
     expected = run_input_model(out, x)
     for stall in (0.0, 0.3):
@@ -60,7 +61,8 @@ def test_unreachable_target_is_said_and_folded_for_the_reachable_rate(conv_onnx,
     assert len(warning) == 1, err
     assert "10 cycles/frame" in warning[0] and "SlidingWindow_0 needs 100 cycles/frame" in warning[0]
     report = json.loads((tmp_path / "fast" / "report.json").read_text())
-    assert report["target"] == {"cycles": 10, "reached_cycles": 100, "met": False, "limited_by": "SlidingWindow_0"}
+    assert report["target"] == {"cycles": 10, "reached_cycles": 100, "met": False, "limited_by": "SlidingWindow_0",
+                                "part": "xc7z020", "fits": True, "over": {}}
     # the same hardware as asked for the reachable rate, not more
     assert main(["build", str(conv_onnx), "-o", str(tmp_path / "reachable"), "--target-cycles", "100"]) == 0
     reachable = json.loads((tmp_path / "reachable" / "report.json").read_text())
@@ -83,6 +85,40 @@ def test_fastest_folding_that_fits_the_part(tmp_path, capsys):
     assert 1 < report["target"]["reached_cycles"] < 64  # faster than finn-examples' folding
     toml = (tmp_path / "b" / "build.toml").read_text()
     assert 'target_fps = "max"' in toml and 'part = "xc7z010"' in toml
+
+
+@pytest.fixture(scope="module")
+def too_big_onnx(tmp_path_factory):
+    """784-2048-2048-10 binary weights: 5.8 Mbit, where the xc7z010 has 2.2 Mbit of block RAM and
+    17,600 LUTs (a LUT holds 64 bits of ROM): no folding of it fits."""
+    from hwgen.models.mlp import BnnMlp, randomize
+
+    path = tmp_path_factory.mktemp("big") / "big.onnx"
+    export_brevitas(randomize(BnnMlp(hidden=(2048, 2048)), seed=2), (1, 1, 28, 28)).save(str(path))
+    return path
+
+
+def test_fastest_folding_when_nothing_fits_is_one_error(too_big_onnx, tmp_path, capsys):
+    """`--target-fps max` on a part no folding fits: one line naming the resource that binds, what
+    the slowest folding needs of it and what the part has; exit 2 and no build folder."""
+    out = tmp_path / "b"
+    assert main(["build", str(too_big_onnx), "-o", str(out), "--target-fps", "max", "--part", "xc7z010"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--target-fps max: no folding fits the xc7z010" in err, err
+    assert "needs" in err and "LUTs" in err and "where the part has 14,960" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".b.building-*"))
+
+
+def test_a_target_that_does_not_fit_is_not_met(too_big_onnx, tmp_path, capsys):
+    """A rate asked for that does not fit the part: built (its estimates are what the user asked
+    for), one warning naming what it needs beyond the part, and `met` false."""
+    out = tmp_path / "b"
+    assert main(["build", str(too_big_onnx), "-o", str(out), "--target-cycles", "100000", "--part", "xc7z010"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "does not fit the xc7z010" in warnings[0], warnings
+    target = json.loads((out / "report.json").read_text())["target"]
+    assert (target["met"], target["fits"], target["part"]) == (False, False, "xc7z010")
+    assert target["over"] and all(o["needed"] > o["part"] for o in target["over"].values())
 
 
 def test_bad_target_fps_is_one_line(tmp_path, capsys):

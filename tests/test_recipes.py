@@ -3,7 +3,6 @@ says and leaves the exported function alone, and the switches of the ablation do
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

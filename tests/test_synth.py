@@ -20,7 +20,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.rtl.emit import MEMINIT_CHUNK_BITS, to_rtlil, to_verilog, to_verilog_and_rtlil
-from hwgen.synth import PARTS, _sources, count_resources, lookup_part, synthesize
+from hwgen.synth import PARTS, _sources, count_resources, lookup_part
 from hwgen.synth.yosys import SynthRun, find_yosys, verilog_for_synthesis
 from hwgen.units.datapath import in_bram
 from hwgen.units.fifo import StreamingFifo

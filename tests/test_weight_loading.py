@@ -153,7 +153,7 @@ def test_deploy_with_loaded_weights_sends_them_first(tmp_path, verilator_cache):
     the shell synthesizes with the accelerator (Yosys, the KV260's part)."""
     from hwgen.deploy.boards import lookup_board
     from hwgen.deploy.checks import run_tcl_skeleton, shell_ports, synthesize_shell
-    from hwgen.deploy.sim_pynq import Overlay
+    from hwgen.deploy.sim_pynq import Overlay, simulated_accelerator
     from hwgen.driver.accelerator import Accelerator, DriverError
     from hwgen.simulate import run_input_model
 
@@ -167,7 +167,7 @@ def test_deploy_with_loaded_weights_sends_them_first(tmp_path, verilator_cache):
     assert (deploy / "weights.bin").read_bytes() == (out / "rtl" / "weights.bin").read_bytes()
 
     x = np.random.default_rng(3).standard_normal((24, 64)).astype(np.float32)
-    acc = Accelerator(deploy, target="sim", batch_size=8, cache_dir=verilator_cache)
+    acc = simulated_accelerator(deploy, batch_size=8, cache_dir=verilator_cache)
     assert np.array_equal(acc.execute(x), run_input_model(out, x))
     # the batch's cycles, without the loading the board does once
     _, stats = simulate_build(out, x[:8], cache_dir=verilator_cache)
@@ -176,7 +176,7 @@ def test_deploy_with_loaded_weights_sends_them_first(tmp_path, verilator_cache):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Accelerator, "load_weights", lambda self: None)
-        idle = Accelerator(deploy, target="sim", timeout_s=0.05, cache_dir=verilator_cache)
+        idle = simulated_accelerator(deploy, timeout_s=0.05, cache_dir=verilator_cache)
         with pytest.raises(DriverError, match="axi_dma_0: the DMA's send \\(MM2S\\) channel did not finish"):
             idle.execute(x[:1])
     assert not Overlay(deploy, cache_dir=verilator_cache).ready_to_run

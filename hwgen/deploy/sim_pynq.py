@@ -1,5 +1,5 @@
 """A PYNQ-shaped stand-in for a board, backed by the Verilator model of a build's RTL, so that the
-driver's real code path runs in CI: `Overlay(deploy_dir)` has the AXI DMA the deploy description
+driver's real code path runs in CI (`simulated_accelerator(deploy_dir)` hands it to the driver): `Overlay(deploy_dir)` has the AXI DMA the deploy description
 names, whose `sendchannel` / `recvchannel` take `transfer(buffer)` and report `idle` as PYNQ's do,
 and `allocate(shape, dtype)` gives the buffers.
 
@@ -24,9 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from hwgen.deploy.package import rtl_digest
-from hwgen.driver.accelerator import DriverError, load_description
+from hwgen.driver.accelerator import Accelerator, DriverError, load_description
 from hwgen.sim import run as run_sim
 from hwgen.simulate import build_simulator
+
+
+def simulated_accelerator(deploy_dir: str | Path, batch_size: int = 1, timeout_s: float = 10.0,
+                          **fabric) -> Accelerator:
+    """The board driver on the simulated fabric of `deploy_dir` (`fabric`: `Overlay`'s options,
+    `build_dir`, `cache_dir`, `stall_prob`, `seed`)."""
+    overlay = Overlay(deploy_dir, **fabric)
+    return Accelerator(deploy_dir, batch_size, timeout_s, overlay=overlay, allocate=allocate)
 
 
 def allocate(shape, dtype=np.uint8) -> np.ndarray:

@@ -28,7 +28,7 @@ from pathlib import Path
 from hwgen.deploy.boards import Board
 from hwgen.deploy.package import BITFILE, DMA_NAME, HWH, WEIGHTS_DMA_NAME
 from hwgen.deploy.shell import SHELL_NAME, WEIGHT_TDATA_BITS, DmaShell
-from hwgen.deploy.tcl import Raw, Script, config, sub, var
+from hwgen.deploy.tcl import Raw, Script, config, sub
 from hwgen.driver.wire import dma_bytes
 from hwgen.errors import HwgenError, ToolError
 from hwgen.rtl.emit import to_verilog
@@ -61,7 +61,6 @@ def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out
                 weights: bool = False) -> Script:
     """The whole flow as a Tcl script, paths relative to the script's folder (`here`); `weights`:
     the accelerator loads its weights after reset from a second DMA."""
-    here = var("here")
     s_in, s_out = 8 * dma_bytes(in_width), 8 * dma_bytes(out_width)
     ps = PS[board.ps]
     t = Script()

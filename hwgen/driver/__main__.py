@@ -25,7 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds a DMA transfer may take")
     args = p.parse_args(argv)
     try:
-        acc = Accelerator(args.deploy_dir, target=args.target, batch_size=args.batch_size, timeout_s=args.timeout)
+        if args.target == "sim":  # the simulated fabric: hwgen installed, not the driver copied to a board
+            try:
+                from hwgen.deploy.sim_pynq import simulated_accelerator
+            except ImportError:
+                raise DriverError("target 'sim' needs hwgen installed (its Verilator simulation)",
+                                  where="--target") from None
+            acc = simulated_accelerator(args.deploy_dir, args.batch_size, args.timeout)
+        else:
+            acc = Accelerator(args.deploy_dir, args.batch_size, args.timeout)
         if args.exec_mode == "throughput_test":
             print(json.dumps(acc.throughput_test(), indent=1))
             return 0

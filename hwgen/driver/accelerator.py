@@ -1,7 +1,7 @@
 """The board driver: one class that reads a deploy folder's `accelerator.json` and runs inference.
 
     acc = Accelerator("deploy/")                 # on the board: PYNQ overlay + AXI DMA
-    acc = Accelerator("OUT/deploy", target="sim")  # anywhere: the same code against Verilator
+    acc = simulated_accelerator("OUT/deploy")    # anywhere (hwgen.deploy.sim_pynq): the same code against Verilator
     y = acc.execute(x)                           # x as the ONNX model takes it, y as it returns
     acc.throughput_test()                        # FINN's keys
 
@@ -10,10 +10,11 @@ A build whose weights are loaded after reset (UltraRAM has no contents in the bi
 second DMA (`load_weights`), before any frame.
 
 On the board it needs numpy and `pynq` only: the host's float ends run as numpy programs
-(`host_ops`) and the stream packing is `wire`, the code the simulator uses. With `target="sim"`
-the same calls go to a PYNQ-shaped stand-in (`hwgen.deploy.sim_pynq`: `Overlay`, `allocate`, the
-DMA's send and receive channels) backed by the Verilator model of the build's RTL. A DMA that does
-not finish within `timeout_s` raises `DriverError` naming the channel; nothing waits forever.
+(`host_ops`) and the stream packing is `wire`, the code the simulator uses. The class drives
+whatever overlay and buffer allocator it is given: by default PYNQ's (`pynq.Overlay` of the deploy
+folder's bitfile, `pynq.allocate`); `hwgen.deploy.sim_pynq` passes its PYNQ-shaped stand-in
+backed by the Verilator model of the build's RTL, which the driver knows nothing of. A DMA that
+does not finish within `timeout_s` raises `DriverError` naming the channel; nothing waits forever.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -29,7 +31,6 @@ from hwgen.driver.wire import dma_bytes, first_outside, from_wire, pack_beats, p
 from hwgen.errors import HwgenError
 
 DEPLOY_FORMAT = "hwgen-deploy-1"
-TARGETS = ("pynq", "sim")
 
 
 class DriverError(HwgenError):
@@ -52,24 +53,21 @@ def load_description(deploy_dir: Path) -> dict:
 class Accelerator:
     """Inference on the accelerator of one deploy folder."""
 
-    def __init__(self, deploy_dir: str | Path, target: str = "pynq", batch_size: int = 1,
-                 timeout_s: float = 10.0, **target_options) -> None:
+    def __init__(self, deploy_dir: str | Path, batch_size: int = 1, timeout_s: float = 10.0, *,
+                 overlay: object | None = None, allocate: Callable | None = None) -> None:
+        """`overlay` and `allocate`: the fabric (an object with the DMAs the description names as
+        attributes, PYNQ's shape) and its buffer allocator; by default PYNQ's on the bitfile."""
         self.deploy_dir = Path(deploy_dir)
         self.info = load_description(self.deploy_dir)
-        if target not in TARGETS:
-            raise DriverError(f"must be one of {', '.join(TARGETS)}, got {target!r}", where="target")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise DriverError(f"must be a positive integer, got {batch_size!r}", where="batch_size")
-        self.target, self.batch_size, self.timeout_s = target, batch_size, float(timeout_s)
+        self.batch_size, self.timeout_s = batch_size, float(timeout_s)
         self.fclk_mhz = float(self.info["fclk_mhz"])
-        if target == "pynq":
-            self._overlay, self._allocate = self._pynq_overlay()
-        else:
-            try:  # hwgen's simulator: installed hwgen, not the driver copied to a board
-                from hwgen.deploy.sim_pynq import Overlay, allocate
-            except ImportError:
-                raise DriverError("target 'sim' needs hwgen installed (its Verilator simulation)", where="target") from None
-            self._overlay, self._allocate = Overlay(self.deploy_dir, **target_options), allocate
+        if overlay is None:
+            overlay, allocate = self._pynq_overlay()
+        elif allocate is None:
+            raise DriverError("an overlay needs the allocator of its buffers too", where="allocate")
+        self._overlay, self._allocate = overlay, allocate
         self._dma = getattr(self._overlay, self.info["dma"])
         if "weights" in self.info:
             self.load_weights()

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 
+from hwgen.config import build_part
 from hwgen.errors import HwgenError
-from hwgen.parts import DEFAULT_PART, lookup_part
+from hwgen.parts import lookup_part
 from hwgen.reportpage.plots import Capacity
 
 __all__ = ["write_report_page", "PAGE_NAME"]
@@ -45,20 +45,8 @@ def _read_json(path: Path) -> dict | None:
 def part_capacity(build_dir: Path, report: dict) -> Capacity:
     """The part the design is measured against: the one synthesis ran for, else the build's
     (`--part`, else its board's), else the default part."""
-    name = (report.get("synth") or {}).get("part")
-    if name is None:
-        options: dict = {}
-        if (build_dir / "build.toml").is_file():
-            try:
-                options = tomllib.loads((build_dir / "build.toml").read_text())
-            except tomllib.TOMLDecodeError:
-                options = {}
-        name = options.get("part")
-        if name is None and options.get("board"):
-            from hwgen.deploy.boards import lookup_board
-
-            name = lookup_board(str(options["board"])).part
-    part = lookup_part(str(name or DEFAULT_PART))
+    name = (report.get("synth") or {}).get("part") or build_part(build_dir)
+    part = lookup_part(str(name))
     return Capacity(part=part.device, luts=part.luts, ffs=part.ffs, bram18=part.bram18, dsp=part.dsp, uram=part.uram)
 
 

@@ -136,7 +136,7 @@ def summary_rows(d: BuildData) -> list[list]:
             ["target", "the fastest folding that fits" if target.get("cycles") is None else
              f"{target['cycles']:,} cycles per frame ({'met' if target.get('met') else 'NOT met'})"],
             ["bottleneck", f"{target.get('limited_by')} ({target.get('reached_cycles', 0):,} cycles per frame)"],
-            ["FIFO sizing at joins", r.get("fifo_sizing") or "none needed (no joins)"]]
+            ["FIFO sizing", r.get("fifo_sizing") or "none"]]
     if d.sim:
         fps = r["clock_mhz"] * 1e6 / d.sim["cycles_per_frame"] if d.sim.get("cycles_per_frame") else None
         rows.append(["simulated (rtlsim)", f"{d.sim['cycles_per_frame']:,.1f} cycles per frame"
@@ -270,8 +270,9 @@ def fifo_section(body: ET.Element, d: BuildData) -> None:
                      f"{into.get('producer') or 'input'} \u2192 {out.get('consumer') or 'output'}",
                      layer["est_luts"], layer["est_brams"]])
     sizing = d.report.get("fifo_sizing")
-    _caption(section, "Depth in beats. A chain of smooth units needs 2 per edge; FIFOs in front of a join are "
-                      + (f"sized ({sizing})." if sizing else "sized where there are joins; this design has none."))
+    _caption(section, "Depth in beats. A chain of units that send evenly needs 2 per edge, the FIFO after a unit "
+                      "that sends in bursts (a pool) holds its burst, and a FIFO in front of a join holds what its "
+                      f"path can lead the others by: sized {sizing or 'by model'}.")
     _table(section, ["FIFO", "depth (beats)", "width (bits)", "between", "est. LUTs", "est. BRAM18"], rows)
 
 

@@ -129,14 +129,6 @@ class AcceleratorTop(wiring.Component):
         return m
 
 
-def read_weight_stream(rtl_dir: Path) -> np.ndarray | None:
-    """A design's weight stream (uint8 (beats, 8)) from beside its RTL; None if it has none."""
-    path = Path(rtl_dir) / WEIGHTS_FILE
-    if not path.is_file():
-        return None
-    return np.fromfile(path, dtype=np.uint8).reshape(-1, WEIGHT_BEAT_BITS // 8)
-
-
 def _any(bits: list) -> object:
     out = bits[0]
     for bit in bits[1:]:

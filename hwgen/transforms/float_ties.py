@@ -59,8 +59,10 @@ def note_inexact_scale(model: ModelWrapper, mul_name: str) -> None:
     _add_name(model, INEXACT_SCALES, mul_name)
 
 
-def is_inexact_scale(model: ModelWrapper, node_name: str) -> bool:
-    return node_name in _names(model, INEXACT_SCALES)
+def inexact_scales(model: ModelWrapper) -> frozenset[str]:
+    """The Mul nodes recorded by `note_inexact_scale` (the metadata parsed once per call: ask
+    once, then test names against the set)."""
+    return frozenset(_names(model, INEXACT_SCALES))
 
 
 def note_float_ties(model: ModelWrapper, threshold_name: str) -> None:

@@ -122,6 +122,11 @@ class Unit(ABC):
         without parameters has none."""
         return []
 
+    def ram_weight_memories(self) -> list[tuple[int, int]]:
+        """(depth, width) of each weight memory held in block RAM or UltraRAM (not in LUTs): the
+        memories a part's UltraRAM may take instead (`hwgen.fit.uram_choice`)."""
+        return [(depth, width) for depth, width, role in self.parameter_memories() if role == "weights"]
+
     def weight_stream(self) -> np.ndarray | None:
         """The unit's share of the weight stream (uint8 (beats, 8), `hwgen.units.weight_stream`)
         when it loads its parameters after reset through a `wload` port; None for a unit whose
@@ -144,6 +149,13 @@ class Unit(ABC):
         window generator the first window's rows, a matrix-vector unit one vector): with
         `held_fraction` it brackets how far a path's output lags its input. A unit that passes
         beats through needs none."""
+        return 0.0
+
+    def output_burst(self) -> float:
+        """The most beats the unit sends ahead of an even spread of its frame's output over its
+        frame's cycles (a pool sends a row of results on the last image row of its windows, then
+        nothing for the rows before the next): what the FIFO after it must hold so that a reader
+        taking beats evenly at the same rate never stalls it. A unit that sends evenly: none."""
         return 0.0
 
     def turn_beats(self, stream: int) -> int:

@@ -134,6 +134,9 @@ class MaxPool(Unit):
         """The first row of windows: `kernel` image rows less the last row's tail."""
         return ((self.kernel - 1) * self.in_w + self.kernel) / (self.in_h * self.in_w)
 
+    def output_burst(self) -> float:
+        return pool_output_burst(self.out_w, self.folds, self.kernel)
+
     def est_cycles(self) -> int:
         return self.inputs[0].beats_per_frame
 
@@ -146,6 +149,13 @@ class MaxPool(Unit):
 
     def est_brams(self) -> int:
         return memory_bram18(*self._acc_shape())
+
+
+def pool_output_burst(out_w: int, folds: int, pool_h: int) -> float:
+    """A pool's results of one row of windows (`out_w * folds` beats) leave during the last of its
+    `pool_h` image rows, and nothing during the others: that many beats less the share an even
+    reader takes meanwhile."""
+    return out_w * folds * (1 - 1 / pool_h)
 
 
 def pool_control_luts(in_h: int, in_w: int, folds: int) -> int:

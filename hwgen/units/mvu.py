@@ -271,6 +271,10 @@ class MVU(Unit):
         mems = self._memories()
         return [(*mems[0], "weights")] + ([(*mems[1], "thresholds")] if self.thresholds is not None else [])
 
+    def ram_weight_memories(self) -> list[tuple[int, int]]:
+        """The weight memory, unless folding put it in LUTs."""
+        return [] if self.weights_in_luts else [self._memories()[0]]
+
     def weight_stream(self) -> np.ndarray | None:
         """This unit's share of the weight stream (uint8 (beats, 8)), None unless its weights are
         loaded at start-up."""

@@ -27,7 +27,7 @@ from hwgen.units.datapath import (
     memory_luts,
     smallest_int_dtype,
 )
-from hwgen.units.maxpool import PoolComponent, pool_control_luts
+from hwgen.units.maxpool import PoolComponent, pool_control_luts, pool_output_burst
 
 _WHERE = "SumPool"
 
@@ -125,6 +125,11 @@ class SumPool(Unit):
         """The first window: its rows but the last one's tail (all of it for a global pool)."""
         kh, kw = self.window
         return ((kh - 1) * self.in_w + kw) / self.pixels
+
+    def output_burst(self) -> float:
+        """A row of windows' results (a global pool: the frame's, at its end)."""
+        kh, kw = self.window
+        return pool_output_burst(self.in_w // kw, self.folds, kh)
 
     def est_cycles(self) -> int:
         return self.inputs[0].beats_per_frame

@@ -13,14 +13,33 @@ zero-padded): a 288-bit word is five beats.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Signal, Value
+
+from hwgen.errors import HwgenError
 
 #: bits per beat of the weight stream: a 64-bit AXI DMA moves one per clock
 WEIGHT_BEAT_BITS = 64
 #: the weight stream of a build whose weights are loaded after reset, in its `rtl/` folder
 WEIGHTS_FILE = "weights.bin"
+
+
+def read_weight_stream(rtl_dir: Path, beats: int) -> np.ndarray | None:
+    """A design's weight stream (uint8 (beats, 8)) from `weights.bin` beside its RTL, which must
+    hold `beats` beats; None when the design takes none (`beats` 0: every weight in the RTL)."""
+    if not beats:
+        return None
+    path = Path(rtl_dir) / WEIGHTS_FILE
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise HwgenError("no such file: the build loads its weights from it", where=str(path)) from None
+    if data.size != beats * WEIGHT_BEAT_BITS // 8:
+        raise HwgenError(f"holds {data.size} bytes, the design takes {beats} beats of {WEIGHT_BEAT_BITS // 8}",
+                         where=str(path))
+    return data.reshape(-1, WEIGHT_BEAT_BITS // 8)
 
 
 def beats_per_word(width: int) -> int:

@@ -73,6 +73,10 @@ class WindowMax(Unit):
         """One window."""
         return 1 / self.out_pixels
 
+    def output_burst(self) -> float:
+        """A window's result leaves on its last position, one beat per channel fold, back to back."""
+        return self.folds * (1 - 1 / self.positions)
+
     def est_cycles(self) -> int:
         return self.inputs[0].beats_per_frame
 

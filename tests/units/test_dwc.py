@@ -20,6 +20,9 @@ CASES = [
     ("INT4", 5, 5, 10),  # nothing to do
     ("INT4", 20, 12, 60),  # narrowing, not a multiple, 80-bit input beats
     ("BIPOLAR", 13, 130, 130),  # 130-bit output beats
+    ("INT8", 64, 1, 128),  # narrowing by 64: the shift-register form
+    ("UINT3", 1, 16, 64),  # widening by 16: the slot form
+    ("INT4", 6, 2, 24),  # narrowing by 3 in chunks of 2 elements
 ]
 
 

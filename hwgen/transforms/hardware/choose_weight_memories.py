@@ -41,8 +41,8 @@ class ChooseWeightMemories(Transformation):
         units = [unit_of(model, n) for n in nodes]
         in_uram = [False] * len(nodes)
         if self.part.uram and self.mode != "rom":  # weights that folding put in LUTs stay there
-            candidates = [i for i, u in enumerate(units) if not u.weights_in_luts]
-            chosen = uram_choice([units[i].parameter_memories()[0][:2] for i in candidates], self.part.uram)
+            candidates = [i for i, u in enumerate(units) if u.ram_weight_memories()]
+            chosen = uram_choice([units[i].ram_weight_memories()[0] for i in candidates], self.part.uram)
             for i, c in zip(candidates, chosen):
                 in_uram[i] = c
         loaded = [True] * len(nodes) if self.mode == "loaded" else in_uram

@@ -23,7 +23,9 @@ limiting unit (`report.json` `target`) and the build warns.
 smallest cycle count whose cheapest folding keeps the compute units within `part` (LUTs within
 `MAX_LUT_SHARE` of the part, the rest left to FIFOs, width converters and routing; BRAM within
 `MAX_BRAM_SHARE` of it and DSPs within the part). Cost only falls as the target rises,
-so a bisection over the cycle counts the units can take finds it.
+so a bisection over the cycle counts the units can take finds it. Where even the slowest folding
+does not fit, that is an error naming the resource that binds, what the design needs of it and
+what the part has.
 
 A window generator feeding a matrix-vector unit then takes, of its foldings that meet the target,
 the one that is cheapest together with the width converter between them (none where its beats
@@ -38,6 +40,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
+from hwgen.errors import HwgenError
 from hwgen.ops import FOLDING, unit_of
 from hwgen.parts import Part
 from hwgen.units.base import Unit
@@ -111,16 +114,24 @@ class SetFolding(Transformation):
         folding fits the part; the slowest folding of all if none does."""
         part = self.part
         candidates = sorted({o.cycles for opts in options.values() for o in opts if o.cycles >= reachable})
+        limits = {"LUTs": MAX_LUT_SHARE * part.luts, "BRAM18": MAX_BRAM_SHARE * part.bram18, "DSPs": part.dsp}
+
+        def needs(cycles: int) -> dict[str, int]:
+            picks = self._fold(options, cycles)[0].values()
+            return dict(zip(limits, (sum(p.resources[i] for p in picks) for i in range(3))))
 
         def fits(cycles: int) -> bool:
-            picks = self._fold(options, cycles)[0].values()
-            luts, brams, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
-            return (luts <= MAX_LUT_SHARE * part.luts and brams <= MAX_BRAM_SHARE * part.bram18
-                    and dsps <= part.dsp)
+            return all(need <= limits[name] for name, need in needs(cycles).items())
 
         lo, hi = 0, len(candidates) - 1
         if not fits(candidates[hi]):
-            return candidates[hi]
+            need = needs(candidates[hi])
+            name = max(limits, key=lambda r: need[r] / max(limits[r], 1))
+            raise HwgenError(
+                f"no folding fits the {part.device}: even the slowest ({candidates[hi]:,} cycles per frame) needs "
+                f"{need[name]:,} {name} for its compute units, where the part has {limits[name]:,.0f} "
+                f"({f'{MAX_LUT_SHARE:.0%} of its LUTs, the rest left to plumbing' if name == 'LUTs' else 'all of them'})",
+                where="--target-fps max")
         while lo < hi:
             mid = (lo + hi) // 2
             if fits(candidates[mid]):

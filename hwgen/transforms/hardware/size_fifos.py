@@ -2,33 +2,43 @@
 
     StreamingFifo(depth=2) on every edge     =>     StreamingFifo(depth=d_e)
 
-A chain of smooth units never holds more than two beats per edge. A fork that meets its own
-branch again at a join does: while a branch's window generator fills the rows it needs, the
-shortcut beside it must hold everything the fork has sent. Too little there and the fork stalls,
-the branch starves and the join waits forever (a deadlock); a little too little and the join
-stalls. Two ways to the depths, chosen by `mode` ("auto": measured where the design is small
-enough to simulate quickly, modelled otherwise):
+Two beats per edge keep a chain of units that send and take beats evenly at full rate. Two
+things need more:
+
+- a unit that sends in bursts (`Unit.output_burst`: a pool sends a row of window results on the
+  last image row of its windows and nothing on the others; a window maximum a window's result, one
+  beat per channel fold, on its last position): the FIFO after it holds the burst, 2 + burst
+  beats, or the pool stalls and with it every unit before it, though each runs at the same rate
+  on average (a balanced Bi-Real stem lost 8 % there at depth 2);
+- a fork that meets its own branch again at a join: while a branch's window generator fills the
+  rows it needs, the shortcut beside it must hold everything the fork has sent. Too little there
+  and the fork stalls, the branch starves and the join waits forever (a deadlock); a little too
+  little and the join stalls.
+
+Two ways to the join depths, chosen by `mode` ("auto": measured where the design has joins and
+is small enough to simulate quickly, modelled otherwise):
 
 - measured: the design is stitched with every FIFO at a join's input deep (a frame, or twice the
   modelled depth), three frames of random input run through it in Verilator without stalls, each
   frame offered over the cycles the slowest unit takes for one (so that no FIFO fills with a
   backlog of frames the source sent early), and each such FIFO gets the most beats it held plus
-  one. With that depth it never fills, so the
-  sized design runs the measured schedule exactly, at the rate of its slowest unit; and since the
-  measured occupancy is at least the structural lag of each path, no stall pattern can deadlock
-  it. FIFOs along a chain stay as they are: a chain runs at full rate through depth 2.
+  one. With that depth it never fills, so the sized design runs the measured schedule exactly;
+  and since the measured occupancy is at least the structural lag of each path, no stall pattern
+  can deadlock it. The FIFOs along chains keep their modelled depths (a producer faster than its
+  reader fills any FIFO, so their occupancy says nothing of their need); the run checks the rate
+  too, and should it fall short, the chain FIFOs found full are doubled and the run repeated.
 - modelled: each unit says the most and the least of an input frame it holds before it answers
   (`Unit.held_fraction`, `Unit.least_held_fraction`: a window generator its buffer or its first
   window, a matrix-vector unit three vectors or one); summed along each path from where the
   join's inputs part, they bracket how far each input lags that point, and the FIFO at each input
   gets the most it can lead the join's other inputs (their most lag less its least), an eighth
   more, the beats the join takes from its other inputs while this one waits its turn
-  (`Unit.turn_beats`: a concat's other parts of a pixel), and 8 beats more. No
-  simulation, and never short of what a run measures (checked by the tests); for networks too
-  large to simulate at build time.
+  (`Unit.turn_beats`: a concat's other parts of a pixel), the burst of the unit before it and 8
+  beats more. No simulation, and never short of what a run measures (checked by the tests); for
+  networks too large to simulate at build time.
 
-Only graphs with a fork are sized (chains keep the depth they have); a hand depth from the
-folding file is applied after this.
+The stall-free cycles per frame then equal the slowest unit's estimate, at any folding target
+(`tests/test_rates.py` sweeps them). A hand depth from the folding file is applied after this.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
 from hwgen.sim.stimulus import random_frames
 from hwgen.streams import beat_bytes, pack_beats, to_wire
+from hwgen.units.weight_stream import read_weight_stream
 
 FIFO = "StreamingFifo"
 #: frames run while measuring: the first fills the pipeline, the later ones are steady state
@@ -59,6 +70,8 @@ AUTO_MAX_CYCLES = 3_000_000
 MODEL_MARGIN = 1.125
 MODEL_SLACK_BEATS = 8
 AUTO_MAX_UNITS = 400
+#: a FIFO along a chain of units that send evenly: two beats keep it at full rate
+CHAIN_DEPTH = 2
 AUTO_MAX_BRAMS = 300
 
 
@@ -79,10 +92,12 @@ class SizeFifos(Transformation):
         self._sized: set[str] = set()
 
     def apply(self, model: ModelWrapper):
-        if _fingerprint(model) in self._sized or not any(n.op_type == "DuplicateStreams" for n in model.graph.node):
+        if _fingerprint(model) in self._sized:
             return model, False
         modelled = modelled_depths(model)
-        mode = self.mode if self.mode != "auto" else ("measured" if small_enough(model) else "modelled")
+        # "auto" measures a small design with joins; a chain has nothing but bursts to size
+        joins = bool(join_fifos(model))
+        mode = self.mode if self.mode != "auto" else ("measured" if joins and small_enough(model) else "modelled")
         depths = measured_depths(model, modelled, self.cache_dir, self.top) if mode == "measured" else modelled
         model.set_metadata_prop(SIZING_KEY, mode)
         changed = False
@@ -123,10 +138,12 @@ def modelled_depths(model: ModelWrapper) -> dict[str, int]:
         if node.op_type != FIFO:
             continue
         depth = getCustomOp(node).get_nodeattr("depth")
+        producer = model.find_producer(node.input[0])
+        burst = math.ceil(unit_of(model, producer).output_burst()) if producer is not None else 0
         if node.output[0] in lead:
             need = lead[node.output[0]] * unit_of(model, node).beats_per_frame
-            depth = max(depth, math.ceil(need * MODEL_MARGIN) + waits[node.output[0]] + MODEL_SLACK_BEATS)
-        depths[node.name] = depth
+            depth = max(depth, math.ceil(need * MODEL_MARGIN) + waits[node.output[0]] + MODEL_SLACK_BEATS + burst)
+        depths[node.name] = max(depth, CHAIN_DEPTH + burst)
     return depths
 
 
@@ -173,32 +190,41 @@ def join_fifos(model: ModelWrapper) -> list[str]:
 
 
 def measured_depths(model: ModelWrapper, modelled: dict[str, int], cache_dir: Path, top: str) -> dict[str, int]:
-    """Each join FIFO's depth from a Verilator run in which it is deep (a frame, or twice the
-    modelled depth if that is more; a FIFO that the run filled is measured again twice as deep)
-    and every other FIFO keeps its depth."""
-    depths = {n.name: getCustomOp(n).get_nodeattr("depth") for n in model.graph.node if n.op_type == FIFO}
+    """Every FIFO's depth from Verilator runs paced at the slowest unit's rate. The join FIFOs are
+    deep (a frame, or twice the modelled depth if that is more; one that the run filled is
+    measured again twice as deep) and get the most they held, plus one. The FIFOs along chains
+    keep their modelled depth (a producer faster than its reader fills any depth, so how full they
+    got says nothing of what they need), unless the run fell short of the rate: then each that was
+    full is doubled and the run repeated."""
+    depths = dict(modelled)
     joins = join_fifos(model)
     probe = dict(depths)
     for name in joins:
         node = model.get_node_from_name(name)
         probe[name] = max(2 * modelled[name] + 16, unit_of(model, node).beats_per_frame + 2)
+    period = max(unit_of(model, n).est_cycles() for n in model.graph.node)
     for _ in range(MEASURE_TRIES):
-        levels = measure_levels(model, cache_dir, top, probe)
+        levels, cycles = measure_levels(model, cache_dir, top, probe)
         full = [name for name in joins if levels[name] >= probe[name] - 1]
+        slow = cycles > period + 1
+        if slow and not full:  # a chain FIFO too shallow for a burst: the ones found full grow
+            full = [name for name in depths if name not in joins and levels[name] >= probe[name]]
         if not full:
             break
         for name in full:
             probe[name] *= 2
     else:
-        raise HwgenError(f"still full at {probe[full[0]]} beats after {MEASURE_TRIES} runs; size it by hand in "
-                         "the folding file or build with fifo_sizing='modelled'", where=f"FIFO '{full[0]}'")
-    return {name: max(depths[name], levels[name] + 1) if name in joins else depths[name] for name in depths}
+        raise HwgenError(f"still full at {probe[full[0]]} beats after {MEASURE_TRIES} runs"
+                         f"{f' and the design short of {period} cycles per frame' if slow else ''}; size it by "
+                         "hand in the folding file or build with fifo_sizing='modelled'", where=f"FIFO '{full[0]}'")
+    return {name: max(depths[name], levels[name] + 1) if name in joins else probe[name] for name in depths}
 
 
-def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[str, int]) -> dict[str, int]:
+def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[str, int]) -> tuple[dict[str, int], float]:
     """The most beats each FIFO of `model` holds in a Verilator run without stalls, each FIFO
-    `probe[name]` deep."""
-    from hwgen.rtl.stitch import read_weight_stream, stitch
+    `probe[name]` deep, the input paced at the slowest unit's rate; and the cycles per frame the
+    run gave."""
+    from hwgen.rtl.stitch import stitch
     from hwgen.sim import build as build_sim
     from hwgen.sim import run as run_sim
 
@@ -211,7 +237,7 @@ def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[s
         config = "\n".join(["`verilator_config", f'public_flat_rd -module "{top}" -var "edge*_tvalid"',
                             f'public_flat_rd -module "{top}" -var "edge*_tready"']) + "\n"
         exe = build_sim(Path(tmp) / "rtl", top, cache_dir, config=config, quick=True)
-        weights = read_weight_stream(Path(tmp) / "rtl")
+        weights = read_weight_stream(Path(tmp) / "rtl", design.weight_beats)
     edge_of = {e.tensor: e.name for e in design.edges}
     levels = {n.name: (f"TOP.{top}.{edge_of[n.input[0]]}", f"TOP.{top}.{edge_of[n.output[0]]}")
               for n in deep.graph.node if n.op_type == FIFO}
@@ -221,4 +247,4 @@ def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[s
     period = max(unit_of(deep, n).est_cycles() for n in deep.graph.node)
     result = run_sim(exe, beats, spec_out.beats_per_frame, beat_bytes(spec_out.width), levels=levels, pace=period,
                      weights=weights)
-    return result.max_levels
+    return result.max_levels, result.cycles_per_frame

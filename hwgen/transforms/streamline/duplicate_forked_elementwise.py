@@ -17,7 +17,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
 from hwgen.transforms.chain import is_elementwise
-from hwgen.transforms.float_ties import is_inexact_scale, note_inexact_scale
+from hwgen.transforms.float_ties import inexact_scales, note_inexact_scale
 from hwgen.transforms.graph import new_tensor
 
 
@@ -31,10 +31,11 @@ class DuplicateForkedElementwise(Transformation):
             if len(readers) < 2 or node.output[0] in graph_outputs:
                 continue
             index = list(model.graph.node).index(node)
+            inexact = node.name in inexact_scales(model)
             for n, reader in enumerate(readers[1:], start=1):
                 twin = copy.deepcopy(node)
                 twin.name = f"{node.name}_fork{n}"
-                if is_inexact_scale(model, node.name):
+                if inexact:
                     note_inexact_scale(model, twin.name)
                 twin.output[0] = new_tensor(model, node.output[0], dtype=model.get_tensor_datatype(node.output[0]))
                 reader.input[:] = [twin.output[0] if i == node.output[0] else i for i in reader.input]

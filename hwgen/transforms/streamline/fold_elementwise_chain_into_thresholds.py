@@ -28,7 +28,7 @@ from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
 from hwgen.transforms.chain import ElementwiseChain, walk_back
-from hwgen.transforms.float_ties import is_inexact_scale, note_float_ties
+from hwgen.transforms.float_ties import inexact_scales, note_float_ties
 from hwgen.transforms.quant import dtype_for_levels, quant_levels
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer
@@ -206,7 +206,8 @@ def _lookup_instead(model: ModelWrapper, tensor: str, chain: _Chain, lo: np.ndar
 def _note_ties(model: ModelWrapper, chain_nodes: list, threshold_name: str) -> None:
     """The new thresholds compare a sum the model rounded (a scale moved out of its dot product
     that is not a power of two): `verify` needs to know where ties can be the model's rounding."""
-    if any(is_inexact_scale(model, n.name) for n in chain_nodes):
+    scales = inexact_scales(model)
+    if any(n.name in scales for n in chain_nodes):
         note_float_ties(model, threshold_name)
 
 
