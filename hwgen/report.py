@@ -1,6 +1,8 @@
 """`report.json`: per-layer folding and estimates, the contract other tools read.
 
-Keys (exactly): `clock_mhz`, `est_fps`, `fifo_sizing`, `layers` (each: `name`, `op`, `PE`, `SIMD`, `MW`, `MH`,
+Keys (exactly): `clock_mhz`, `est_fps`, `fifo_sizing`, `requantization` (how many units requantize
+by `arithmetic`, by `thresholds` and by a `table`, and in `kept` why each table or large threshold
+set could not be arithmetic), `layers` (each: `name`, `op`, `PE`, `SIMD`, `MW`, `MH`,
 `est_cycles`, `est_luts`, `est_brams`, `est_dsps`; null where a key does not apply), `totals`
 (`est_luts`, `est_brams`, `est_dsps`, `max_est_cycles`) and `parts` (per part of xc7z020, xczu3eg,
 xczu7ev, xck26: `part`, `clock_mhz`, capacities `luts`, `bram18`, `uram`, `dsp`, needs
@@ -26,6 +28,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from hwgen.fit import overuse, part_fit, parts_table
 from hwgen.ops import PLUMBING_OPS, unit_of
 from hwgen.parts import Part
+from hwgen.transforms.hardware.requantization import requantization_counts
 from hwgen.transforms.hardware.size_fifos import SIZING_KEY
 
 
@@ -73,6 +76,7 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
             "max_est_cycles": max_cycles,
         },
         "parts": parts_table(units, max_cycles),
+        "requantization": requantization_counts(model),
         "target": {"cycles": target_cycles, "reached_cycles": max_cycles,
                    "met": (target_cycles is None or max_cycles <= target_cycles) and not over,
                    "limited_by": slowest, "part": part.device, "fits": not over,

@@ -20,7 +20,7 @@ from hwgen.errors import HwgenError
 from hwgen.units.base import Unit
 
 #: dataclass fields that travel as node inputs (initializers), in this order after the streams
-ARRAY_FIELDS = ("weights", "thresholds", "table")
+ARRAY_FIELDS = ("weights", "thresholds", "table", "coefficients")
 
 
 @lru_cache(maxsize=None)

@@ -14,12 +14,13 @@ from hwgen.units.label_select import LabelSelect
 from hwgen.units.lookup import ChannelwiseLookup
 from hwgen.units.maxpool import MaxPool
 from hwgen.units.mvu import MVU
+from hwgen.units.requantize import Requantize
 from hwgen.units.sliding_window import SlidingWindow
 from hwgen.units.sum_pool import SumPool
 from hwgen.units.thresholding import Thresholding
 from hwgen.units.window_max import WindowMax
 
-UNITS: tuple[type[Unit], ...] = (MVU, Thresholding, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
+UNITS: tuple[type[Unit], ...] = (MVU, Thresholding, Requantize, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
                                  WindowMax, SumPool, AddStreams, ConcatStreams,
                                  StreamingFifo, DataWidthConverter, DuplicateStreams)
 

@@ -75,6 +75,14 @@ def add_const(model: ModelWrapper, value: np.ndarray | float, dtype: BaseDataTyp
     return name
 
 
+def add_int_const(model: ModelWrapper, value: np.ndarray) -> str:
+    """A fresh int64 initializer: integers beyond float32's 2^24 (a requantization's offsets) kept
+    exactly."""
+    name = fresh_name(model, "c")
+    model.set_initializer(name, np.asarray(value, dtype=np.int64))
+    return name
+
+
 def add_shape(model: ModelWrapper, shape: list[int]) -> str:
     """A fresh int64 initializer holding a shape (a Reshape's second input)."""
     name = fresh_name(model, "shape")

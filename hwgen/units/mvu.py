@@ -84,19 +84,28 @@ def is_xnor(input_dtype: BaseDataType, weight_dtype: BaseDataType) -> bool:
     return is_binary(input_dtype) and is_binary(weight_dtype)
 
 
+def accumulator_bounds(
+    input_dtype: BaseDataType, weight_dtype: BaseDataType, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (min, max) of each column's accumulator over all inputs of `input_dtype`, weights
+    (MW, MH): the values a requantization after the layer can see. XNOR mode: [0, MW]."""
+    w = np.asarray(weights, dtype=np.int64)
+    mw, mh = w.shape
+    if is_xnor(input_dtype, weight_dtype):
+        return np.zeros(mh, np.int64), np.full(mh, mw, np.int64)
+    xlo, xhi = _value_range(input_dtype)
+    # x*w is least at x = xlo where w > 0 and at x = xhi where w < 0 (xlo <= xhi), most the other way
+    pos, neg = np.maximum(w, 0).sum(axis=0), np.minimum(w, 0).sum(axis=0)
+    return xlo * pos + xhi * neg, xhi * pos + xlo * neg
+
+
 def accumulator_range(
     input_dtype: BaseDataType, weight_dtype: BaseDataType, weights: np.ndarray
 ) -> tuple[int, int]:
     """Exact (min, max) of the accumulator over all inputs of `input_dtype`, worst column of
     `weights` (MW, MH). XNOR mode: [0, MW]."""
-    w = np.asarray(weights, dtype=np.int64)
-    mw = w.shape[0]
-    if is_xnor(input_dtype, weight_dtype):
-        return 0, mw
-    xlo, xhi = _value_range(input_dtype)
-    # x*w is least at x = xlo where w > 0 and at x = xhi where w < 0 (xlo <= xhi), most the other way
-    pos, neg = np.maximum(w, 0).sum(axis=0), np.minimum(w, 0).sum(axis=0)
-    return int((xlo * pos + xhi * neg).min()), int((xhi * pos + xlo * neg).max())
+    lo, hi = accumulator_bounds(input_dtype, weight_dtype, weights)
+    return int(lo.min()), int(hi.max())
 
 
 def accumulator_dtype(

@@ -24,7 +24,6 @@ from amaranth.lib.memory import Memory
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
-from hwgen.units.affine_thresholds import AffineThresholdingComponent, affine_fit, coefficient_shapes
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
     check_dtype,
@@ -92,13 +91,6 @@ def clamp_thresholds(thresholds: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(thresholds, lo, hi + 1)
 
 
-def has_affine_form(thresholds: np.ndarray, input_dtype: BaseDataType) -> bool:
-    """Whether thresholds (float or int, as a graph holds them) are an affine function of every
-    input of `input_dtype` (`affine_fit`), as `Thresholding(affine=True)` needs them."""
-    lo, hi = int(input_dtype.min()), int(input_dtype.max())
-    return affine_fit(clamp_thresholds(np.ceil(np.asarray(thresholds)).astype(np.int64), lo, hi), lo, hi) is not None
-
-
 def threshold_lane(
     value: Value, thr_word: Value, steps: int, tbits: int, tsigned: bool,
     output_dtype: BaseDataType, out_bias: int,
@@ -144,14 +136,12 @@ class Thresholding(Unit):
     thresholds: int array (channels, T), ascending per row; values outside the input range are
     allowed (always / never true).
 
-    Three gateware forms of the same function: all T comparisons at once (`binary_search` False:
+    Two gateware forms of the same function: all T comparisons at once (`binary_search` False:
     T comparators per lane, one pipeline stage), or a binary search over the sorted thresholds
     (`binary_search` True: ceil(log2(T+1)) stages of one comparator per lane, each reading the
-    threshold its path has reached from a memory of its own), the cheap form of an 8-bit
-    requantization (255 thresholds: 8 comparators per lane instead of 255); or, where the
-    thresholds are evenly spaced as a BatchNorm and rounding make them (`affine` True,
-    `hwgen.units.affine_thresholds`), clamp((m x + b) >> S, 0, T): a multiplier per lane and two
-    numbers per channel in place of T thresholds.
+    threshold its path has reached from a memory of its own), the form of an 8-bit requantization
+    that no arithmetic reproduces (255 thresholds: 8 comparators per lane instead of 255; where
+    one or two affine pieces do, `Requantize` takes it instead).
     """
 
     FOLDING = (("PE", "channels"),)
@@ -164,9 +154,7 @@ class Thresholding(Unit):
     out_bias: int = 0
     pixels: int = 1
     binary_search: bool = False
-    affine: bool = False
     _hw_thresholds: np.ndarray = field(init=False, repr=False)
-    _affine: tuple | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         where = "Thresholding"
@@ -181,14 +169,6 @@ class Thresholding(Unit):
         hw = clamp_thresholds(thr, lo, hi)
         hw.setflags(write=False)
         object.__setattr__(self, "_hw_thresholds", hw)
-        if self.affine:
-            if is_bipolar(self.output_dtype) or self.binary_search:
-                raise HwgenError("the affine form needs a multi-bit output and no binary search", where=where)
-            fit = affine_fit(hw, lo, hi)
-            if fit is None:
-                raise HwgenError("its thresholds are not an affine function of the input (use thresholds)",
-                                 where=where)
-            object.__setattr__(self, "_affine", fit)
 
     # -- interface
 
@@ -213,8 +193,6 @@ class Thresholding(Unit):
         return y.reshape(n, self.pixels * self.channels)
 
     def component(self) -> wiring.Component:
-        if self.affine:
-            return AffineThresholdingComponent(self)
         return SearchThresholdingComponent(self) if self.binary_search else ThresholdingComponent(self)
 
     # -- estimates
@@ -243,37 +221,17 @@ class Thresholding(Unit):
         ROM if it is not in block RAM. Binary search: per lane and stage a comparator and an
         address adder (~2 LUTs per bit) and its ROM if not in block RAM. ~8 LUTs of control."""
         tbits = self._cmp_bits()[0]
-        if self.affine:
-            # with a DSP: the offset add, the clamp and the output register; without: the product too
-            ibits, (mbits, (bbits, _)) = self.input_dtype.bitwidth(), coefficient_shapes(*self._affine[:2])
-            product = 0 if self.est_dsps() else ibits * mbits
-            return self.PE * (product + bbits + 2 * self.output_dtype.bitwidth()) + memory_luts(*self._coefficient_rom()) + 8
         if self.binary_search:
             roms = sum(memory_luts(d, w) for d, w in self._search_roms())
             return self.PE * (self.search_stages * 2 * tbits + roms) + 8
         return threshold_luts(self.PE, self.steps, tbits) + memory_luts(*self._rom_shape()) + 8
 
-    def _coefficient_rom(self) -> tuple[int, int]:
-        mbits, (bbits, _) = coefficient_shapes(*self._affine[:2])
-        return self.channels // self.PE, self.PE * (mbits + bbits)
-
-    def est_dsps(self) -> int:
-        """The affine form: a DSP48 per lane where the product has 9 bits or more (as MVU)."""
-        if not self.affine:
-            return 0
-        mbits = coefficient_shapes(*self._affine[:2])[0]
-        return self.PE if self.input_dtype.bitwidth() + mbits >= 9 else 0
-
     def parameter_memories(self) -> list[tuple[int, int, str]]:
-        if self.affine:
-            return [(*self._coefficient_rom(), "thresholds")]
         if self.binary_search:
             return [(d, w, "thresholds") for d, w in self._search_roms() for _ in range(self.PE)]
         return [(*self._rom_shape(), "thresholds")]
 
     def est_brams(self) -> int:
-        if self.affine:
-            return memory_bram18(*self._coefficient_rom())
         if self.binary_search:
             return self.PE * sum(memory_bram18(d, w) for d, w in self._search_roms())
         return memory_bram18(*self._rom_shape())
