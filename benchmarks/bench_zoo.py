@@ -10,10 +10,16 @@ taken as it is at every folding (its memory is the same bits in other shapes), s
 part (`hwgen.fit`); the best frame rate per part is the fastest folding that fits, at the part's
 default clock.
 
+Each build also gives its requantizations by kind (arithmetic, thresholds, table: `report.json`
+`requantization`) and the bits of threshold and table memory (`threshold_bits`), beside those of
+`--baseline`, a committed earlier run (`benchmarks/results/zoo_imagenet_tables.json`: every 8-bit
+requantization a threshold set or a table, before `Requantize`).
+
 Prints one JSON object and writes the Markdown table to `--table` (committed as
 `benchmarks/results/zoo_imagenet.md`, with the command that made it).
 
     .venv/bin/python benchmarks/bench_zoo.py [--fps 100] [--names reactnet-a bireal-18 ...] [--table FILE]
+                                             [--baseline benchmarks/results/zoo_imagenet_tables.json]
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ def phase_build(name: str, fps: float, work: Path) -> dict:
     return {"export_seconds": round(exported, 1), "build_seconds": round(time.perf_counter() - t - exported, 1),
             "peak_mib": round(self_kib / 1024), "largest_child_peak_mib": round(child_kib / 1024),
             "units": len(report["layers"]), "max_est_cycles": report["totals"]["max_est_cycles"],
-            "parts": report["parts"]}
+            "parts": report["parts"], "requantization": report["requantization"]}
 
 
 def sweep(build_dir: Path) -> dict[str, dict]:
@@ -58,6 +64,7 @@ def sweep(build_dir: Path) -> dict[str, dict]:
     from hwgen.config import BuildConfig
     from hwgen.fit import parts_table
     from hwgen.ops import unit_of
+    from hwgen.parts import FIT_PARTS
     from hwgen.transforms.pipeline import FOLD, apply_all
 
     report = json.loads((build_dir / "report.json").read_text())
@@ -66,21 +73,26 @@ def sweep(build_dir: Path) -> dict[str, dict]:
     plumbed = ModelWrapper(str(build_dir / "graphs" / "06_plumbing.onnx"))
     plumbing = [unit_of(plumbed, n) for n in plumbed.graph.node if n.name not in compute]
     best: dict[str, dict] = {}
-    for cycles in sorted(set(SWEEP_CYCLES + [report["totals"]["max_est_cycles"]]), reverse=True):
-        folded = apply_all(hardware, FOLD(BuildConfig(target_cycles=cycles)))
-        units = [unit_of(folded, n) for n in folded.graph.node] + plumbing
-        reached = max(u.est_cycles() for u in units)
-        for row in parts_table(units, reached):
-            if row["fits"] and row["fps"] > best.get(row["part"], {}).get("fps", 0):
-                best[row["part"]] = {"fps": row["fps"], "cycles": reached, "est_luts": row["est_luts"],
-                                     "est_bram18": row["est_bram18"], "est_uram": row["est_uram"]}
+    for part in FIT_PARTS:  # folded for each part: block RAM and DSPs priced on it
+        for cycles in sorted(set(SWEEP_CYCLES + [report["totals"]["max_est_cycles"]]), reverse=True):
+            folded = apply_all(hardware, FOLD(BuildConfig(target_cycles=cycles, part=part)))
+            units = [unit_of(folded, n) for n in folded.graph.node] + plumbing
+            reached = max(u.est_cycles() for u in units)
+            row = next(r for r in parts_table(units, reached) if r["part"] == part)
+            if not row["fits"]:
+                break  # faster foldings only grow
+            if row["fps"] > best.get(part, {}).get("fps", 0):
+                best[part] = {"fps": row["fps"], "cycles": reached, "est_luts": row["est_luts"],
+                              "est_bram18": row["est_bram18"], "est_uram": row["est_uram"],
+                              "est_dsps": row["est_dsps"]}
     return best
 
 
 def markdown(results: dict, command: str) -> str:
     from hwgen.parts import FIT_PARTS
 
-    head = ["network", "binary MACs / frame", "weight bits", f"LUT / BRAM18 / URAM (at {results['fps']:g} FPS)"]
+    head = ["network", "binary MACs / frame", "weight bits", "threshold + table bits (before -> after)",
+            "requantizations: arithmetic / thresholds / table", f"LUT / BRAM18 / URAM / DSP (at {results['fps']:g} FPS)"]
     head += [f"best FPS {p}" for p in FIT_PARTS]
     lines = [f"`{command}`", "",
              f"Estimates of hwgen's resource model at {results['fps']:g} FPS (100 MHz), URAM as counted on the "
@@ -89,10 +101,27 @@ def markdown(results: dict, command: str) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results["networks"].items():
         zu7 = next(p for p in r["parts"] if p["part"] == "xczu7ev")
+        q = r["requantization"]
+        before = r.get("threshold_bits_before")
+        ratio = f" ({before / max(zu7['threshold_bits'], 1):.0f}x)" if before else ""
         cells = [name, f"{r['binary_macs']:,}", f"{zu7['weight_bits']:,}",
-                 f"{zu7['est_luts']:,} / {zu7['est_bram18']:,} / {zu7['est_uram']}"]
+                 f"{before or 0:,} -> {zu7['threshold_bits']:,}{ratio}",
+                 f"{q['arithmetic']} / {q['thresholds']} / {q['table']}",
+                 f"{zu7['est_luts']:,} / {zu7['est_bram18']:,} / {zu7['est_uram']} / {zu7['est_dsps']}"]
         cells += [f"{r['best'][p]['fps']:,.0f}" if p in r["best"] else "-" for p in FIT_PARTS]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "The fastest folding that fits each part (estimates, folded for that part: LUT / BRAM18 / URAM / "
+              "DSP, at the part's clock):", "", "| network | " + " | ".join(FIT_PARTS) + " |",
+              "|---|" + "---|" * len(FIT_PARTS)]
+    for name, r in results["networks"].items():
+        cells = [f"{b['fps']:,.0f} FPS: {b['est_luts']:,} / {b['est_bram18']:,} / {b['est_uram']} / {b['est_dsps']}"
+                 if (b := r["best"].get(p)) else "-" for p in FIT_PARTS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    kept = [(name, unit, why) for name, r in results["networks"].items()
+            for unit, why in r["requantization"]["kept"].items()]
+    if kept:
+        lines += ["", "Tables and threshold sets that stay, and why:", ""]
+        lines += [f"- {name} `{unit}`: {why}" for name, unit, why in kept]
     lines += ["", "Build time and peak memory (2 cores, without rtlsim):", "",
               "| network | export s | build s | peak MiB |", "|---|---|---|---|"]
     for name, r in results["networks"].items():
@@ -105,6 +134,8 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=100.0, help="--target-fps of the timed builds (at 100 MHz)")
     p.add_argument("--names", nargs="+", default=IMAGENET)
     p.add_argument("--table", type=Path, help="write the Markdown table here")
+    p.add_argument("--baseline", type=Path, help="an earlier run's JSON: its threshold bits are the 'before'")
+    p.add_argument("--json", type=Path, help="write the JSON here too")
     p.add_argument("--phase", nargs=3, metavar=("NAME", "FPS", "DIR"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase:
@@ -114,6 +145,7 @@ def main() -> None:
 
     from hwgen.models.zoo import binary_macs, network
 
+    baseline = json.loads(args.baseline.read_text())["networks"] if args.baseline else {}
     results: dict = {"fps": args.fps, "networks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.names:
@@ -121,10 +153,15 @@ def main() -> None:
                                   capture_output=True, text=True, check=True)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             r["binary_macs"] = binary_macs(network(name, "imagenet"))
+            if name in baseline:
+                r["threshold_bits_before"] = next(p["threshold_bits"] for p in baseline[name]["parts"]
+                                                  if p["part"] == "xczu7ev")
             r["best"] = sweep(Path(tmp) / name)
             results["networks"][name] = r
             print(f"{name}: built in {r['build_seconds']} s, peak {r['peak_mib']} MiB", file=sys.stderr, flush=True)
     print(json.dumps(results, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
     if args.table:
         command = "python benchmarks/bench_zoo.py " + " ".join(sys.argv[1:])
         args.table.parent.mkdir(parents=True, exist_ok=True)

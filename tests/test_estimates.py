@@ -54,3 +54,62 @@ def test_cnv_estimates_match_yosys(cycles, tmp_path, verilator_cache):
     model = with_fixed_batchnorm_statistics(cnv_w1a1(), seed=0)
     report = build_and_synthesize(model, (1, 3, 32, 32), tmp_path, cycles, verilator_cache)
     assert misses(report) == []
+
+
+def requantize_units() -> dict[str, object]:
+    """Requantize units of the three kinds lowering makes, at several foldings: RPReLU between
+    8-bit quantizers (two pieces), BatchNorm into an 8-bit quantizer on a wide accumulator (one
+    piece, a DSP per lane, two where the slope is wide), a join's halving (every channel alike: a
+    shift, no ROM)."""
+    import numpy as np
+    from qonnx.core.datatype import DataType
+
+    from hwgen.units.piecewise import fit_table, fit_thresholds
+    from hwgen.units.requantize import Requantize, coefficients_of
+
+    rng = np.random.default_rng(0)
+    x = np.arange(-128, 128)
+    units = {}
+    for channels, pe in ((64, 1), (64, 4), (128, 8), (32, 2)):
+        shift1, shift2 = rng.uniform(-0.5, 0.5, (2, channels)).astype(np.float32)
+        slope = rng.choice([-0.4, 0.1, 0.25, 0.9], channels).astype(np.float32)
+        u = x[:, None].astype(np.float32) * np.float32(0.043) + shift1
+        table = np.clip(np.round((np.where(u >= 0, u, slope * u) + shift2) / np.float32(0.051)), -128, 127).T
+        form = fit_table(table.astype(np.int64), -128, -128, 127).form
+        units[f"rprelu-c{channels}-pe{pe}"] = Requantize(channels, pe, 4, DataType["INT8"], DataType["INT8"],
+                                                         coefficients_of(form), form.shift)
+    for channels, pe, idt in ((64, 1, "INT12"), (64, 8, "INT16"), (32, 4, "INT10"), (128, 2, "INT14")):
+        lo, hi = int(DataType[idt].min()), int(DataType[idt].max())
+        scale = rng.uniform(0.002, 0.02, channels).astype(np.float32)
+        bias = rng.uniform(-1, 1, channels).astype(np.float32)
+        acc = np.arange(lo, hi + 1)
+        y = np.clip(np.round((acc[:, None].astype(np.float32) * scale + bias) / np.float32(0.05)), -128, 127)
+        thresholds = np.array([[lo + int(np.searchsorted(y[:, c], k)) for k in range(-127, 128)] for c in range(channels)])
+        form = fit_thresholds(thresholds, lo, hi, -128, -128, 127)
+        units[f"bn-{idt}-c{channels}-pe{pe}"] = Requantize(channels, pe, 4, DataType[idt], DataType["INT8"],
+                                                           coefficients_of(form), form.shift)
+    z = np.arange(-512, 512)
+    form = fit_table(np.clip(np.round(z / 2.0), -128, 127).astype(np.int64)[None, :].repeat(32, 0), -512, -128, 127).form
+    units["join-pe4"] = Requantize(32, 4, 4, DataType["INT10"], DataType["INT8"], coefficients_of(form), form.shift)
+    return units
+
+
+REQUANTIZE_DEFAULT = ("rprelu-c64-pe4", "bn-INT16-c64-pe8", "join-pe4")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in REQUANTIZE_DEFAULT else pytest.mark.slow)
+                                  for n in requantize_units()])
+def test_requantize_estimates_match_yosys(name, tmp_path):
+    """Each Requantize unit alone through Yosys (xc7): LUTs, block RAM and DSPs as the other units'."""
+    from hwgen.rtl.emit import to_verilog
+    from hwgen.synth.yosys import SynthRun, find_yosys
+
+    unit = requantize_units()[name]
+    (tmp_path / "rtl").mkdir()
+    (tmp_path / "synth").mkdir()
+    (tmp_path / "rtl" / "m.v").write_text(to_verilog(unit.component(), "m"))
+    synth = SynthRun("m", ("rtl/m.v",)).run(find_yosys(), tmp_path, "xc7")
+    layer = {"name": name, "est_luts": unit.est_luts(), "est_brams": unit.est_brams(), "est_dsps": unit.est_dsps(),
+             "synth": synth}
+    assert misses({"layers": [layer]}) == []
+    assert synth["logic_levels"] <= 8 or unit.est_dsps() > unit.PE  # a slope wider than one DSP adds an adder

@@ -40,7 +40,8 @@ from qonnx.core.datatype import BaseDataType
 from hwgen.errors import HwgenError
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
-    check_dtype, check_positive, check_values, decode, int_array, memory_attrs, memory_bram18, memory_luts, wrap_inc,
+    check_dtype, check_positive, check_values, decode, in_bram, int_array, memory_attrs, memory_bram18, memory_luts,
+    wrap_inc,
 )
 from hwgen.units.piecewise import Piecewise
 
@@ -205,35 +206,64 @@ class Requantize(Unit):
         return None
 
     def est_dsps(self) -> int:
-        """A DSP48 per lane where the product has 9 bits or more (as MVU), unless every slope is
-        the same power of two (a shift)."""
+        """DSP48s per lane for the product where it has 9 bits or more (as MVU): one holds 25 x 18
+        signed bits, a wider slope takes more; none where every slope is one power of two (a
+        shift)."""
         mbits = _bits(self.coefficients[:, [0, 4]])
-        if self.slope_shift() is not None:
+        xbits = self.input_dtype.bitwidth() + (0 if self.input_dtype.signed() else 1)
+        if self.slope_shift() is not None or xbits + mbits < 9 + 1:
             return 0
-        return self.PE if self.input_dtype.bitwidth() + mbits >= 9 else 0
+        return self.PE * -(-mbits // 25) * -(-xbits // 18)
 
     def est_luts(self) -> int:
-        """Per lane (Yosys, xc7): with two pieces the knee comparison and a 2:1 mux per bit of the
-        slope, the offset and one clamp bound; the shift's rounding and clamp, about 1.5 LUTs per
-        bit of the quotient and of the output (the offset's adder goes into the DSP with the
-        product); the product in LUTs where no DSP takes it; the ROM where it is not in block
-        RAM; ~12 of control."""
+        """Per lane (Yosys, xc7): the quotient's clamp and rounding, about a LUT per quotient bit
+        (the offset's adder goes into the DSP with the product); with two pieces, a 2:1 mux per
+        bit of the slope and the offset (and of clamp bounds of its own) and the knee's comparison;
+        the product in LUTs where no DSP takes it. The ROM: nothing in block RAM but its read mux;
+        in LUTs, a LUT6 per 64 words of each bit that is not the same in every word (ROM bits
+        equal throughout are constants). ~12 of control."""
         product, total, quotient = self.widths()
-        obits = self.output_dtype.bitwidth()
         mbits = _bits(self.coefficients[:, [0, 4]])
-        bbits = _bits(self.coefficients[:, [1, 5]])
-        select = mbits + bbits + obits + 1 if self.pieces == 2 else 0
-        multiply = 0 if self.est_dsps() else total + (0 if self.slope_shift() is not None else product * max(1, mbits // 2))
-        lane = select + multiply + (3 * (quotient + obits)) // 2 + 3
+        lane = quotient + 3
+        if self.pieces == 2:
+            own = sum(b for n, b, rom in self.fields() if rom and n in ("lo1", "hi1"))
+            lane += mbits + _bits(self.coefficients[:, [1, 5]]) + 2 * own + self.input_dtype.bitwidth() // 2
+        dsps = self.est_dsps() // self.PE
+        if not dsps and self.slope_shift() is None:
+            lane += product * max(1, mbits // 2)
+        if dsps > 1:  # the partial products of a wide slope meet in an adder in LUTs
+            lane += product
+        depth, width = self._rom_shape()
+        if in_bram(depth, width):
+            rom = memory_luts(depth, width)
+        else:  # Yosys builds a small ROM from logic: about depth / 16 LUTs per bit that varies (xc7)
+            rom = -(-self._rom_varying_bits() * max(depth, 8) // 16)
         tables = sum(memory_luts(d, w) + self.output_dtype.bitwidth() for d, w in self._table_roms())
-        return self.PE * lane + memory_luts(*self._rom_shape()) + tables + 12
+        return self.PE * lane + rom + tables + 12
+
+    def _rom_varying_bits(self) -> int:
+        """Bits of a ROM word that differ between its words (the others are constants)."""
+        stored = [(n, b) for n, b, rom in self.fields() if rom]
+        varying = 0
+        lanes = self.lane_rows() if any(n == "row" for n, _ in stored) else None
+        for name, bits in stored:
+            column = lanes if name == "row" else self.coefficients[:, COLUMNS.index(name)]
+            codes = (column & ((1 << bits) - 1)).reshape(self.channels // self.PE, self.PE)
+            for bit in range(bits):
+                plane = (codes >> bit) & 1
+                varying += int(np.sum(plane.min(axis=0) != plane.max(axis=0)))
+        return varying
 
     def _table_roms(self) -> list[tuple[int, int]]:
         """(depth, width) of each lane's table ROM (none where a lane's channels all compute)."""
         return [(t.size, self.output_dtype.bitwidth()) for t in self._lane_tables() if t.size]
 
     def est_brams(self) -> int:
-        return memory_bram18(*self._rom_shape()) + sum(memory_bram18(d, w) for d, w in self._table_roms())
+        """The coefficient ROM in block RAM (its bits equal in every word are constants, which
+        synthesis leaves out) and the lanes' table rows."""
+        depth, width = self._rom_shape()
+        rom = memory_bram18(depth, self._rom_varying_bits()) if in_bram(depth, width) else 0
+        return rom + sum(memory_bram18(d, w) for d, w in self._table_roms())
 
     def rom_shape(self) -> tuple[int, int]:
         """(depth, width) of the coefficient ROM."""

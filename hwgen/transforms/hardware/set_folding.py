@@ -8,7 +8,8 @@ also with its weights in block RAM or in LUTs), so each unit gets the cheapest o
 estimates that meets the target: the least total of the whole design for that target (the
 units' costs add up, no unit is faster than the target asks, so the pipeline is balanced), not
 a greedy doubling. Cost is LUTs; block RAM is a constraint: the design's 18 Kb BRAMs stay
-within `MAX_BRAM_SHARE` of the part's. An 18 Kb BRAM is priced at the least of `BRAM_PRICES`
+within `MAX_BRAM_SHARE` of the part's, less the weight memories its UltraRAM will take
+(`hwgen.fit.uram_choice`, as `ChooseWeightMemories` places them). An 18 Kb BRAM is priced at the least of `BRAM_PRICES`
 (LUTs) for which the cheapest foldings keep within that (a Lagrangian price: from nothing, where
 block RAM is plentiful, so that it takes whatever it saves LUTs on, up to several times the
 part's LUTs per BRAM, where it is scarce and a shallow, wide weight ROM goes to LUTs). A DSP is
@@ -41,9 +42,11 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
+from hwgen.fit import uram_choice
 from hwgen.ops import FOLDING, unit_of
 from hwgen.parts import Part
 from hwgen.units.base import Unit
+from hwgen.units.datapath import memory_bram18
 from hwgen.units.dwc import DataWidthConverter
 
 #: share of a part's LUTs that the compute units may take when folding for the fastest rate
@@ -85,7 +88,7 @@ class SetFolding(Transformation):
             cycles = max(self.target_cycles, reachable)
         chosen, prices = self._fold(options, cycles)
         _match_window_beats(model, nodes, options, chosen, cycles, prices,
-                            MAX_BRAM_SHARE * self.part.bram18 - sum(o.resources[1] for o in chosen.values()))
+                            MAX_BRAM_SHARE * self.part.bram18 - self._block_ram(chosen))
 
         changed = False
         for node in nodes:
@@ -98,16 +101,33 @@ class SetFolding(Transformation):
 
     def _fold(self, options: dict[str, list[Option]], cycles: int) -> tuple[dict[str, Option], tuple]:
         """The cheapest option of every unit within `cycles` at the least BRAM price of
-        `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part
-        (at the highest price if none does), and the prices used."""
+        `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part, and
+        the prices used. Where no price does (the design cannot fit), the price whose design
+        comes nearest to fitting: the least of its largest share of the part's LUTs and BRAM
+        (the highest price would move every memory to LUTs, tens of times the part's)."""
         budget = MAX_BRAM_SHARE * self.part.bram18
         for bram_price in BRAM_PRICES:
             prices = (1.0, bram_price, self.part.luts / self.part.dsp)
             chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
-            if sum(o.resources[1] for o in chosen.values()) <= budget:
+            if self._block_ram(chosen) <= budget:
                 break
-        _spend_block_ram(chosen, options, cycles, budget)
+        else:  # no price fits the part: the design as cheap in LUTs as it comes (memories stay put)
+            prices = (1.0, BRAM_PRICES[0], self.part.luts / self.part.dsp)
+            chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
+        _spend_block_ram(chosen, options, cycles, budget + self._uram_relief(chosen))
         return chosen, prices
+
+    def _uram_relief(self, chosen: dict[str, Option]) -> int:
+        """The BRAM18s that the part's UltraRAM takes off the chosen units (their weight memories
+        that `ChooseWeightMemories` will place there)."""
+        if not self.part.uram:
+            return 0
+        weights = [memory for o in chosen.values() for memory in o.unit.ram_weight_memories()]
+        return sum(memory_bram18(d, w) for (d, w), u in zip(weights, uram_choice(weights, self.part.uram)) if u)
+
+    def _block_ram(self, chosen: dict[str, Option]) -> int:
+        """The chosen units' BRAM18s on the part, UltraRAM taking what it will."""
+        return sum(o.resources[1] for o in chosen.values()) - self._uram_relief(chosen)
 
     def _fastest_fitting(self, options: dict[str, list[Option]], reachable: int) -> int:
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
@@ -117,8 +137,10 @@ class SetFolding(Transformation):
         limits = {"LUTs": MAX_LUT_SHARE * part.luts, "BRAM18": MAX_BRAM_SHARE * part.bram18, "DSPs": part.dsp}
 
         def needs(cycles: int) -> dict[str, int]:
-            picks = self._fold(options, cycles)[0].values()
-            return dict(zip(limits, (sum(p.resources[i] for p in picks) for i in range(3))))
+            chosen = self._fold(options, cycles)[0]
+            picks = chosen.values()
+            luts, _, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
+            return {"LUTs": luts, "BRAM18": self._block_ram(chosen), "DSPs": dsps}
 
         def fits(cycles: int) -> bool:
             return all(need <= limits[name] for name, need in needs(cycles).items())
