@@ -101,15 +101,15 @@ class SetFolding(Transformation):
 
     def _fold(self, options: dict[str, list[Option]], cycles: int) -> tuple[dict[str, Option], tuple]:
         """The cheapest option of every unit within `cycles` at the least BRAM price of
-        `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part, and
-        the prices used. Where no price does (the design cannot fit), the price whose design
-        comes nearest to fitting: the least of its largest share of the part's LUTs and BRAM
-        (the highest price would move every memory to LUTs, tens of times the part's)."""
+        `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part (and
+        its LUTs within the part), and the prices used. Where no price does (the design cannot
+        fit), price 0: the design as cheap in LUTs as it comes (the highest price would move every
+        memory to LUTs, tens of times the part's, and fit no better)."""
         budget = MAX_BRAM_SHARE * self.part.bram18
         for bram_price in BRAM_PRICES:
             prices = (1.0, bram_price, self.part.luts / self.part.dsp)
             chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
-            if self._block_ram(chosen) <= budget:
+            if self._block_ram(chosen) <= budget and sum(o.resources[0] for o in chosen.values()) <= self.part.luts:
                 break
         else:  # no price fits the part: the design as cheap in LUTs as it comes (memories stay put)
             prices = (1.0, BRAM_PRICES[0], self.part.luts / self.part.dsp)
