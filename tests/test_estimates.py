@@ -11,7 +11,8 @@ import pytest
 from hwgen.builder import build
 from hwgen.config import BuildConfig
 from hwgen.frontend import export_brevitas
-from hwgen.synth import synthesize
+from hwgen.synth import MAX_LOGIC_LEVELS, synthesize, synthesize_unit
+from hwgen.units.sliding_window import SlidingWindow
 from hwgen.models.bnn_pynq import bnn_pynq_model
 from hwgen.models.cnv import cnv_w1a1, with_fixed_batchnorm_statistics
 
@@ -101,15 +102,40 @@ REQUANTIZE_DEFAULT = ("rprelu-c64-pe4", "bn-INT16-c64-pe8", "join-pe4")
                                   for n in requantize_units()])
 def test_requantize_estimates_match_yosys(name, tmp_path):
     """Each Requantize unit alone through Yosys (xc7): LUTs, block RAM and DSPs as the other units'."""
-    from hwgen.rtl.emit import to_verilog
-    from hwgen.synth.yosys import SynthRun, find_yosys
-
     unit = requantize_units()[name]
-    (tmp_path / "rtl").mkdir()
-    (tmp_path / "synth").mkdir()
-    (tmp_path / "rtl" / "m.v").write_text(to_verilog(unit.component(), "m"))
-    synth = SynthRun("m", ("rtl/m.v",)).run(find_yosys(), tmp_path, "xc7")
+    synth = synthesize_unit(unit, tmp_path)
     layer = {"name": name, "est_luts": unit.est_luts(), "est_brams": unit.est_brams(), "est_dsps": unit.est_dsps(),
              "synth": synth}
     assert misses({"layers": [layer]}) == []
-    assert synth["logic_levels"] <= 8 or unit.est_dsps() > unit.PE  # a slope wider than one DSP adds an adder
+    assert synth["logic_levels"] <= MAX_LOGIC_LEVELS or unit.est_dsps() > unit.PE  # a slope wider than one DSP adds an adder
+
+
+def window_generators() -> dict[str, SlidingWindow]:
+    """Window generators of the shapes the zoo makes beyond CNV's (padding, stride 2, several pieces
+    per beat, positions of 16 to 18 bits, one window per frame)."""
+    from qonnx.core.datatype import DataType
+
+    bipolar, int8 = DataType["BIPOLAR"], DataType["INT8"]
+    pad1 = (1, 1, 1, 1)
+    # (in_h, in_w, channels, kernel, stride, pads (t, l, b, r), SIMD, in = out type, pad value, MMV)
+    shapes = {
+        "cnv-first": (32, 32, 3, 3, 1, (0, 0, 0, 0), 3, int8, 0, 1),  # 11 levels before pipelining
+        "rgb-stem": (224, 224, 3, 3, 2, pad1, 3, int8, 0, 3),  # a kernel row per beat
+        "padded-112": (112, 112, 32, 3, 1, pad1, 32, bipolar, -1, 1),
+        "stride2-folds": (56, 56, 128, 3, 2, pad1, 16, bipolar, -1, 1),
+        "stride2-rows": (28, 28, 64, 3, 2, pad1, 64, bipolar, -1, 3),
+        "one-window": (3, 3, 256, 3, 1, (0, 0, 0, 0), 8, bipolar, -1, 1),  # the 3x3 on a 3x3 map
+    }
+    return {name: SlidingWindow(h, w, c, k, k, s, s, *pads, simd, dt, dt, pad, mmv)
+            for name, (h, w, c, k, s, pads, simd, dt, pad, mmv) in shapes.items()}
+
+
+@pytest.mark.parametrize("name", list(window_generators()))
+def test_window_generator_estimates_and_levels(name, tmp_path):
+    """Each alone through Yosys (xc7): its estimates as the others', and at most `MAX_LOGIC_LEVELS`."""
+    unit = window_generators()[name]
+    synth = synthesize_unit(unit, tmp_path)
+    layer = {"name": name, "est_luts": unit.est_luts(), "est_brams": unit.est_brams(), "est_dsps": unit.est_dsps(),
+             "synth": synth}
+    assert misses({"layers": [layer]}) == []
+    assert synth["logic_levels"] <= MAX_LOGIC_LEVELS

@@ -40,8 +40,11 @@ from pathlib import Path
 from hwgen.errors import HwgenError
 from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import write_json_atomically
+from hwgen.rtl.emit import to_verilog
 from hwgen.parts import DEFAULT_PART, PARTS, Part, lookup_part
+from hwgen.units.base import Unit
 from hwgen.synth.yosys import (
+    MAX_LOGIC_LEVELS,
     RESOURCES,
     SynthRun,
     count_resources,
@@ -49,7 +52,7 @@ from hwgen.synth.yosys import (
     verilog_for_synthesis,
 )
 
-__all__ = ["PARTS", "Part", "count_resources", "lookup_part", "synthesize"]
+__all__ = ["MAX_LOGIC_LEVELS", "PARTS", "Part", "count_resources", "lookup_part", "synthesize", "synthesize_unit"]
 
 
 def _read_build(build_dir: Path) -> tuple[dict, dict]:
@@ -146,3 +149,13 @@ def synthesize(build_dir: Path, part: str = DEFAULT_PART, jobs: int = 2, progres
     write_report_page(build_dir)
     return report
 
+
+def synthesize_unit(unit: Unit, work_dir: Path, family: str = "xc7") -> dict:
+    """One unit alone through `synth_xilinx` in `work_dir` (its Verilog in `rtl/`, Yosys's files
+    in `synth/`): {"seconds", "cells", **resources, "logic_levels"}. What the estimates and the
+    timing of a unit are checked against without building a design around it."""
+    work_dir = Path(work_dir)
+    (work_dir / "rtl").mkdir(parents=True, exist_ok=True)
+    (work_dir / "synth").mkdir(exist_ok=True)
+    (work_dir / "rtl" / "unit.v").write_text(to_verilog(unit.component(), "unit"))
+    return SynthRun("unit", ("rtl/unit.v",)).run(find_yosys(), work_dir, family)

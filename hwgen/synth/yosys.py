@@ -81,6 +81,11 @@ def find_yosys() -> Path:
                      where="yosys")
 
 
+#: The levels of logic (`ltp`) every unit keeps to between registers: what 100 MHz on a 7-series
+#: -1 part and 200 MHz on UltraScale+ leave room for (docs/architecture.md, "Timing").
+MAX_LOGIC_LEVELS = 8
+
+
 @dataclass(frozen=True)
 class SynthRun:
     """One `synth_xilinx` run: Verilog files (relative to the build folder) under top module `top`;

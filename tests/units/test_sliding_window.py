@@ -117,8 +117,9 @@ def test_shapes_and_estimates():
     assert u.est_cycles() == 288  # output-bound
     assert make((6, 5), 2, (1, 1), stride=(2, 2)).est_cycles() == 30  # input-bound: 30 pixels in, 9 out
     # The frame's last window starts at pixel (3, 3) = beat 42; the next frame's first window
-    # ends at its pixel (2, 2) = beat 72 + 29: the buffer holds beats 42..101.
-    assert u.buffer_beats == 60
+    # ends at its pixel (2, 2) = beat 72 + 29: the buffer holds beats 42..101, and one more for the
+    # writer's registered view of where the reader stands.
+    assert u.buffer_beats == 60 + 1
     assert u.est_brams() == 0 and u.est_luts() > 0
     # A CIFAR-sized layer, one channel per beat: the buffer needs block RAM.
     big = make((32, 32), 64, (3, 3), SIMD=1, idt=BIPOLAR, odt=BIPOLAR, pad_value=1)
