@@ -23,10 +23,15 @@ from hwgen.units.datapath import memory_bram18, uram_count
 URAM_MIN_SAVING = 4
 
 
+def uram_eligible(depth: int, width: int) -> bool:
+    """Whether a weight memory saves enough block RAM in UltraRAM to go there (`URAM_MIN_SAVING`)."""
+    return memory_bram18(depth, width) >= URAM_MIN_SAVING * uram_count(depth, width)
+
+
 def uram_choice(memories: list[tuple[int, int]], urams_left: int) -> list[bool]:
     """Which of the weight memories (depth, width) go to UltraRAM on a part with `urams_left`."""
     costs = [(memory_bram18(d, w), uram_count(d, w)) for d, w in memories]
-    order = sorted((i for i, (brams, urams) in enumerate(costs) if brams >= URAM_MIN_SAVING * urams),
+    order = sorted((i for i, (d, w) in enumerate(memories) if uram_eligible(d, w)),
                    key=lambda i: (-costs[i][0] / costs[i][1], i))
     chosen = [False] * len(memories)
     for i in order:

@@ -148,3 +148,34 @@ def test_block_ram_is_a_constraint_not_a_price():
     roomy = Part("test", "xc7", luts=53200, ffs=106400, bram36=140, dsp=220)
     chosen, _ = SetFolding(100, roomy)._fold(options, 100)
     assert chosen["a"].knobs == chosen["b"].knobs == {"weights_in_luts": 0}  # block RAM is free
+
+
+def test_deep_narrow_weights_take_a_shape_that_ultraram_holds():
+    """On a part with UltraRAM whose block RAM the rest of the design fills, a classifier's 8-bit
+    weights (1024 x 1000, 8.2 Mbit) folded one MAC per clock would be 1,024,000 words of 8 bits:
+    501 BRAM18, or 250 URAM288 (a URAM is 72 bits wide whatever the words), too few BRAMs saved
+    per URAM to go there. Folding prices URAMs too: the weights take a wider shape that UltraRAM
+    holds in few URAMs, and the block RAM fits."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.fit import uram_choice
+    from hwgen.parts import PARTS
+    from hwgen.transforms.hardware.set_folding import SetFolding, options_of
+    from hwgen.units.datapath import memory_bram18, uram_count
+    from hwgen.units.mvu import MVU
+
+    rng = np.random.default_rng(0)
+    int8, binary = DataType["INT8"], DataType["BINARY"]
+    classifier = MVU(1024, 1000, 1, 1, int8, int8, rng.integers(-128, 128, (1024, 1000)), None, DataType["INT32"])
+    # a binary layer whose shallow, wide weights UltraRAM would hold no better (144 BRAM18 each)
+    wide = MVU(4608, 512, 8, 576, binary, binary, rng.integers(0, 2, (4608, 512)), None, DataType["INT16"])
+    fixed = [o for o in options_of(wide) if o.knobs == {"PE": 8, "SIMD": 576, "weights_in_luts": 0}]
+    options = {"classifier": options_of(classifier), **{f"wide{i}": fixed for i in range(3)}}
+    part = PARTS["xczu7ev"]
+    folding = SetFolding(1_024_000, part)
+    chosen, _ = folding._fold(options, 1_024_000)
+    memory = chosen["classifier"].unit.ram_weight_memories()[0]
+    assert memory[1] >= 32 and uram_count(*memory) <= 63
+    assert uram_choice([memory], part.uram) == [True]
+    in_block_ram = 3 * 144 + chosen["classifier"].resources[1] - memory_bram18(*memory)
+    assert folding._block_ram(chosen) == in_block_ram <= part.bram18

@@ -14,6 +14,12 @@ within `MAX_BRAM_SHARE` of the part's, less the weight memories its UltraRAM wil
 block RAM is plentiful, so that it takes whatever it saves LUTs on, up to several times the
 part's LUTs per BRAM, where it is scarce and a shallow, wide weight ROM goes to LUTs). A DSP is
 priced at the LUTs it stands for on the part (its LUTs over its DSPs: 242 on the xc7z020).
+On a part with UltraRAM a URAM288 has a price of its own (`URAM_PRICES`, tried from nothing up,
+the BRAM prices within each): a weight memory that UltraRAM may take costs the lesser of its
+BRAMs and its URAMs at their prices, so where block RAM runs short a deep, narrow weight memory
+(a URAM is 72 bits wide whatever its words) takes a wider shape that UltraRAM holds in few URAMs.
+The design's block RAM is always counted with UltraRAM taking what `ChooseWeightMemories` will
+give it.
 
 The target is first checked against what the pipeline can reach: the slowest unit at its fastest
 folding. A target below that cannot be met; the units are then folded for the reachable rate, not
@@ -35,6 +41,7 @@ carry exactly the MVU's SIMD elements).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from qonnx.core.modelwrapper import ModelWrapper
@@ -42,11 +49,11 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
-from hwgen.fit import uram_choice
+from hwgen.fit import uram_choice, uram_eligible
 from hwgen.ops import FOLDING, unit_of
 from hwgen.parts import Part
 from hwgen.units.base import Unit
-from hwgen.units.datapath import memory_bram18
+from hwgen.units.datapath import memory_bram18, uram_count
 from hwgen.units.dwc import DataWidthConverter
 
 #: share of a part's LUTs that the compute units may take when folding for the fastest rate
@@ -56,6 +63,8 @@ MAX_LUT_SHARE = 0.85
 MAX_BRAM_SHARE = 1.0
 #: prices of an 18 Kb BRAM in LUTs that folding tries, the least first (see the module doc)
 BRAM_PRICES = (0.0, *(float(2 ** k) for k in range(11)))
+#: prices of a URAM288 in LUTs that folding tries on a part with UltraRAM, the least first
+URAM_PRICES = (0.0, *(float(4 ** k) for k in range(8)))
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,8 @@ class Option:
     unit: Unit
     cycles: int
     resources: tuple[int, int, int]  # (LUTs, BRAM18, DSPs)
+    #: per weight memory UltraRAM may take (`hwgen.fit.uram_eligible`): (its BRAM18, its URAMs)
+    weights: tuple[tuple[int, int], ...] = ()
 
 
 class SetFolding(Transformation):
@@ -106,15 +117,21 @@ class SetFolding(Transformation):
         fit), price 0: the design as cheap in LUTs as it comes (the highest price would move every
         memory to LUTs, tens of times the part's, and fit no better)."""
         budget = MAX_BRAM_SHARE * self.part.bram18
-        for bram_price in BRAM_PRICES:
-            prices = (1.0, bram_price, self.part.luts / self.part.dsp)
-            chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
-            if self._block_ram(chosen) <= budget and sum(o.resources[0] for o in chosen.values()) <= self.part.luts:
-                break
+        dsp_price = self.part.luts / self.part.dsp
+        for uram_price in URAM_PRICES if self.part.uram else (0.0,):
+            for bram_price in BRAM_PRICES:
+                prices = (1.0, bram_price, dsp_price, uram_price)
+                chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
+                if (self._block_ram(chosen) <= budget
+                        and sum(o.resources[0] for o in chosen.values()) <= self.part.luts):
+                    break
+            else:
+                continue
+            break
         else:  # no price fits the part: the design as cheap in LUTs as it comes (memories stay put)
-            prices = (1.0, BRAM_PRICES[0], self.part.luts / self.part.dsp)
+            prices = (1.0, BRAM_PRICES[0], dsp_price, URAM_PRICES[0])
             chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
-        _spend_block_ram(chosen, options, cycles, budget + self._uram_relief(chosen))
+        _spend_block_ram(chosen, options, cycles, budget, self._block_ram)
         return chosen, prices
 
     def _uram_relief(self, chosen: dict[str, Option]) -> int:
@@ -164,17 +181,35 @@ class SetFolding(Transformation):
 
 
 def _options(model: ModelWrapper, node) -> list[Option]:
-    base = unit_of(model, node)  # its arrays read and checked once
+    return options_of(unit_of(model, node))  # its arrays read and checked once
+
+
+def options_of(base: Unit) -> list[Option]:
+    """Every folding of `base` (`Unit.folding_space`) with its estimates."""
     options = []
     for knobs in base.folding_space():
         unit = base.refolded(**knobs)
         resources = (int(unit.est_luts()), int(unit.est_brams()), int(unit.est_dsps()))
-        options.append(Option(knobs, unit, int(unit.est_cycles()), resources))
+        weights = tuple((memory_bram18(d, w), uram_count(d, w)) for d, w in unit.ram_weight_memories()
+                        if uram_eligible(d, w))
+        options.append(Option(knobs, unit, int(unit.est_cycles()), resources, weights))
     return options
 
 
-def _price(resources: tuple[int, int, int], prices: tuple[float, float, float]) -> float:
+def _price(resources: tuple[int, int, int], prices: tuple[float, ...]) -> float:
     return sum(r * p for r, p in zip(resources, prices))
+
+
+def _cost(option: Option, prices: tuple[float, ...]) -> float:
+    """The option's LUTs, BRAM18 and DSPs at `prices`, each weight memory that UltraRAM may take
+    priced in URAMs where that costs less than its block RAM (`prices[3]` a URAM's price): so on
+    a part with UltraRAM, once URAMs grow dear, a deep weight memory takes the shape that wastes
+    the least of them (a classifier's 8-bit weights 1,024,000 deep and 8 wide take 250 URAMs for
+    8 Mbit; 128 wide, 32)."""
+    cost = _price(option.resources, prices)
+    if len(prices) > 3 and prices[1]:
+        cost -= sum(max(0.0, prices[1] * brams - prices[3] * urams) for brams, urams in option.weights)
+    return cost
 
 
 def _cheapest(options: list[Option], cycles: int, prices: tuple[float, float, float]) -> Option:
@@ -182,32 +217,34 @@ def _cheapest(options: list[Option], cycles: int, prices: tuple[float, float, fl
     RAMs, then the slowest); the fastest one if none is."""
     meeting = [o for o in options if o.cycles <= cycles]
     if meeting:
-        return min(meeting, key=lambda o: (_price(o.resources, prices), o.resources[1], o.cycles))
-    return min(options, key=lambda o: (o.cycles, _price(o.resources, prices)))
+        return min(meeting, key=lambda o: (_cost(o, prices), o.resources[1], o.cycles))
+    return min(options, key=lambda o: (o.cycles, _cost(o, prices)))
 
 
 def _spend_block_ram(chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int,
-                     budget: float) -> None:
+                     budget: float, block_ram: Callable[[dict[str, Option]], float]) -> None:
     """Spend the block RAM that the price left unused: while some unit has an option within
-    `cycles` with fewer LUTs whose extra BRAMs fit in what is left, take the one that saves the
-    most LUTs per extra BRAM. A single price moves memories of a like shape together (two
-    shallow weight ROMs that save about the same LUTs per BRAM go to LUTs at the same price, though
-    one of them would fit in block RAM); this takes back what fits."""
+    `cycles` with fewer LUTs after which the design's block RAM (`block_ram`: UltraRAM taking
+    what it will) stays within `budget`, take the one that saves the most LUTs per extra BRAM. A
+    single price moves memories of a like shape together (two shallow weight ROMs that save about
+    the same LUTs per BRAM go to LUTs at the same price, though one of them would fit in block
+    RAM); this takes back what fits."""
     while True:
-        left = budget - sum(o.resources[1] for o in chosen.values())
-        best, best_gain = None, 0.0
+        swaps = []
         for name, opts in options.items():
             now = chosen[name]
             for o in opts:
                 saved, extra = now.resources[0] - o.resources[0], o.resources[1] - now.resources[1]
-                if o.cycles > cycles or saved <= 0 or extra > left or o.resources[2] > now.resources[2]:
+                if o.cycles > cycles or saved <= 0 or o.resources[2] > now.resources[2]:
                     continue
-                gain = saved / max(extra, 0.5)
-                if gain > best_gain:
-                    best, best_gain = (name, o), gain
-        if best is None:
+                swaps.append((saved / max(extra, 0.5), name, o))
+        swaps.sort(key=lambda s: -s[0])
+        for _, name, o in swaps:
+            if block_ram({**chosen, name: o}) <= budget:
+                chosen[name] = o
+                break
+        else:
             return
-        chosen[best[0]] = best[1]
 
 
 def _match_window_beats(model: ModelWrapper, nodes, options, chosen, cycles: int, prices,
@@ -234,7 +271,7 @@ def _with_converter(option: Option, elems: int, prices: tuple[float, float, floa
     """The cost of `option` and of a width converter from its output beats to `elems` per beat
     (its LUTs: a converter holds no memory)."""
     out = option.unit.outputs[0]
-    cost = _price(option.resources, prices)
+    cost = _cost(option, prices)
     if out.elems_per_beat == elems:
         return cost
     return cost + DataWidthConverter(out.dtype, out.elems_per_beat, elems, out.elems_per_frame).est_luts()
