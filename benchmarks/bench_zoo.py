@@ -67,6 +67,7 @@ def sweep(build_dir: Path) -> dict[str, dict]:
     from hwgen.fit import parts_table
     from hwgen.ops import unit_of
     from hwgen.parts import FIT_PARTS
+    from hwgen.transforms.hardware.set_folding import fold_options
     from hwgen.transforms.pipeline import FOLD, apply_all
 
     report = json.loads((build_dir / "report.json").read_text())
@@ -74,12 +75,16 @@ def sweep(build_dir: Path) -> dict[str, dict]:
     compute = {n.name for n in hardware.graph.node}
     plumbed = ModelWrapper(str(build_dir / "graphs" / "06_plumbing.onnx"))
     plumbing = [unit_of(plumbed, n) for n in plumbed.graph.node if n.name not in compute]
+    options = fold_options(hardware)  # listed once for all the targets and parts
     best: dict[str, dict] = {}
     for part in FIT_PARTS:  # folded for each part: block RAM and DSPs priced on it
         for cycles in sorted(set(SWEEP_CYCLES + [report["totals"]["max_est_cycles"]]), reverse=True):
-            folded = apply_all(hardware, FOLD(BuildConfig(target_cycles=cycles, part=part)))
-            units = [unit_of(folded, n) for n in folded.graph.node] + plumbing
-            reached = max(u.est_cycles() for u in units)
+            folded = apply_all(hardware, FOLD(BuildConfig(target_cycles=cycles, part=part), options))
+            compute_units = [unit_of(folded, n) for n in folded.graph.node]
+            units = compute_units + plumbing
+            # the rate is the compute units': the plumbing, as the build at --fps made it, would
+            # widen with a faster folding (a width converter's cycles follow its widths)
+            reached = max(u.est_cycles() for u in compute_units)
             row = next(r for r in parts_table(units, reached) if r["part"] == part)
             # every target is tried: a slow folding can need more memory than a faster one (deep,
             # narrow weight memories that block RAM and UltraRAM hold in more of their blocks)

@@ -136,10 +136,11 @@ TO_HARDWARE: list[Transformation] = [
 ]
 
 
-def FOLD(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802 - a stage list, like the others
+def FOLD(cfg: BuildConfig, options: dict | None = None) -> list[Transformation]:  # noqa: N802 - a stage list
     """Automatic folding for the target, then the hand folding on top of it; then where the
-    weights live (ROM, or loaded after reset, in UltraRAM where the part has it)."""
-    steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part))]
+    weights live (ROM, or loaded after reset, in UltraRAM where the part has it). `options`: the
+    units' foldings listed once (`fold_options`) where one graph is folded for many targets."""
+    steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part), options)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
     steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part)))

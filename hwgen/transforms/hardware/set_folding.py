@@ -82,16 +82,20 @@ class Option:
 class SetFolding(Transformation):
     """Fold for `target_cycles` (None: the fastest that fits), pricing block RAM and DSPs on `part`."""
 
-    def __init__(self, target_cycles: int | None, part: Part) -> None:
+    def __init__(self, target_cycles: int | None, part: Part,
+                 options: dict[str, list[Option]] | None = None) -> None:
+        """`options`: the units' foldings as `fold_options` gives them for this model, where one
+        model is folded for many targets (they take seconds to list for an ImageNet network)."""
         super().__init__()
         self.target_cycles = None if target_cycles is None else int(target_cycles)
         self.part = part
+        self.options = options
 
     def apply(self, model: ModelWrapper):
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
         if not nodes:
             return model, False
-        options = {n.name: _options(model, n) for n in nodes}
+        options = self.options if self.options is not None else fold_options(model)
         reachable = max(min(o.cycles for o in opts) for opts in options.values())
         if self.target_cycles is None:
             cycles = self._fastest_fitting(options, reachable)
@@ -118,18 +122,23 @@ class SetFolding(Transformation):
         memory to LUTs, tens of times the part's, and fit no better)."""
         budget = MAX_BRAM_SHARE * self.part.bram18
         dsp_price = self.part.luts / self.part.dsp
+        nearest = None  # (block RAM beyond the part, prices) of the nearest miss within the LUTs
         for uram_price in URAM_PRICES if self.part.uram else (0.0,):
             for bram_price in BRAM_PRICES:
                 prices = (1.0, bram_price, dsp_price, uram_price)
                 chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
-                if (self._block_ram(chosen) <= budget
-                        and sum(o.resources[0] for o in chosen.values()) <= self.part.luts):
+                within_luts = sum(o.resources[0] for o in chosen.values()) <= self.part.luts
+                beyond = self._block_ram(chosen) - budget
+                if beyond <= 0 and within_luts:
                     break
+                if within_luts and (nearest is None or beyond < nearest[0]):
+                    nearest = (beyond, prices)
             else:
                 continue
             break
-        else:  # no price fits the part: the design as cheap in LUTs as it comes (memories stay put)
-            prices = (1.0, BRAM_PRICES[0], dsp_price, URAM_PRICES[0])
+        else:  # no price fits the part: the nearest miss whose LUTs fit (UltraRAM priced so that it
+            # takes the most), else the design as cheap in LUTs as it comes (memories stay put)
+            prices = nearest[1] if nearest else (1.0, BRAM_PRICES[0], dsp_price, URAM_PRICES[0])
             chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
         _spend_block_ram(chosen, options, cycles, budget, self._block_ram)
         return chosen, prices
@@ -178,6 +187,11 @@ class SetFolding(Transformation):
             else:
                 lo = mid + 1
         return candidates[lo]
+
+
+def fold_options(model: ModelWrapper) -> dict[str, list[Option]]:
+    """Every folding of every unit that folding chooses for, by node name."""
+    return {n.name: _options(model, n) for n in model.graph.node if n.op_type in FOLDING}
 
 
 def _options(model: ModelWrapper, node) -> list[Option]:
