@@ -117,9 +117,11 @@ class SetFolding(Transformation):
     def _fold(self, options: dict[str, list[Option]], cycles: int) -> tuple[dict[str, Option], tuple]:
         """The cheapest option of every unit within `cycles` at the least BRAM price of
         `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part (and
-        its LUTs within the part), and the prices used. Where no price does (the design cannot
-        fit), price 0: the design as cheap in LUTs as it comes (the highest price would move every
-        memory to LUTs, tens of times the part's, and fit no better)."""
+        its LUTs within the part), and the prices used (on a part with UltraRAM, the least URAM
+        price of `URAM_PRICES` with which some BRAM price does). Where none does (the design
+        cannot fit), the prices of the nearest miss whose LUTs fit the part, else price 0: the
+        design as cheap in LUTs as it comes (the highest price would move every memory to LUTs,
+        tens of times the part's, and fit no better)."""
         budget = MAX_BRAM_SHARE * self.part.bram18
         dsp_price = self.part.luts / self.part.dsp
         nearest = None  # (block RAM beyond the part, prices) of the nearest miss within the LUTs
