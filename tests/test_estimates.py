@@ -36,6 +36,16 @@ def misses(report: dict) -> list[str]:
     return off
 
 
+def assert_alone_within_estimates_and_levels(name: str, unit, tmp_path) -> None:
+    """`unit` alone through Yosys (xc7): its estimates within the shares `misses` holds, and at
+    most `MAX_LOGIC_LEVELS` levels of logic."""
+    synth = synthesize_unit(unit, tmp_path)
+    layer = {"name": name, "est_luts": unit.est_luts(), "est_brams": unit.est_brams(), "est_dsps": unit.est_dsps(),
+             "synth": synth}
+    assert misses({"layers": [layer]}) == []
+    assert synth["logic_levels"] <= MAX_LOGIC_LEVELS, synth["logic_levels"]
+
+
 def build_and_synthesize(model, shape, tmp_path, cycles: int, cache) -> dict:
     path = tmp_path / "model.onnx"
     export_brevitas(model, shape).save(str(path))
@@ -102,12 +112,7 @@ REQUANTIZE_DEFAULT = ("rprelu-c64-pe4", "bn-INT16-c64-pe8", "join-pe4")
                                   for n in requantize_units()])
 def test_requantize_estimates_match_yosys(name, tmp_path):
     """Each Requantize unit alone through Yosys (xc7): LUTs, block RAM and DSPs as the other units'."""
-    unit = requantize_units()[name]
-    synth = synthesize_unit(unit, tmp_path)
-    layer = {"name": name, "est_luts": unit.est_luts(), "est_brams": unit.est_brams(), "est_dsps": unit.est_dsps(),
-             "synth": synth}
-    assert misses({"layers": [layer]}) == []
-    assert synth["logic_levels"] <= MAX_LOGIC_LEVELS, synth["logic_levels"]
+    assert_alone_within_estimates_and_levels(name, requantize_units()[name], tmp_path)
 
 
 def window_generators() -> dict[str, SlidingWindow]:
@@ -133,9 +138,4 @@ def window_generators() -> dict[str, SlidingWindow]:
 @pytest.mark.parametrize("name", list(window_generators()))
 def test_window_generator_estimates_and_levels(name, tmp_path):
     """Each alone through Yosys (xc7): its estimates as the others', and at most `MAX_LOGIC_LEVELS`."""
-    unit = window_generators()[name]
-    synth = synthesize_unit(unit, tmp_path)
-    layer = {"name": name, "est_luts": unit.est_luts(), "est_brams": unit.est_brams(), "est_dsps": unit.est_dsps(),
-             "synth": synth}
-    assert misses({"layers": [layer]}) == []
-    assert synth["logic_levels"] <= MAX_LOGIC_LEVELS
+    assert_alone_within_estimates_and_levels(name, window_generators()[name], tmp_path)
