@@ -41,7 +41,8 @@ SWEEP_CYCLES = [10_000_000, 5_000_000, 2_000_000, 1_000_000, 500_000, 200_000, 1
 
 
 def phase_build(name: str, fps: float, work: Path) -> dict:
-    """Export and build `name` at ImageNet size; seconds and peak memory (run in its own process)."""
+    """Export and build `name` at ImageNet size, seconds and peak memory, then sweep its foldings
+    (run in a process of its own: `--jobs` builds run side by side)."""
     from hwgen.builder import build
     from hwgen.config import BuildConfig
     from hwgen.models.zoo import export
@@ -55,7 +56,8 @@ def phase_build(name: str, fps: float, work: Path) -> dict:
     return {"export_seconds": round(exported, 1), "build_seconds": round(time.perf_counter() - t - exported, 1),
             "peak_mib": round(self_kib / 1024), "largest_child_peak_mib": round(child_kib / 1024),
             "units": len(report["layers"]), "max_est_cycles": report["totals"]["max_est_cycles"],
-            "parts": report["parts"], "requantization": report["requantization"]}
+            "parts": report["parts"], "requantization": report["requantization"],
+            "best": sweep(work / name)}
 
 
 def sweep(build_dir: Path) -> dict[str, dict]:
@@ -63,29 +65,30 @@ def sweep(build_dir: Path) -> dict[str, dict]:
     tried)."""
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from hwgen.config import BuildConfig
-    from hwgen.fit import parts_table
+    from hwgen.fit import part_fit
     from hwgen.ops import unit_of
-    from hwgen.parts import FIT_PARTS
-    from hwgen.transforms.hardware.set_folding import fold_options
-    from hwgen.transforms.pipeline import FOLD, apply_all
+    from hwgen.parts import FIT_PARTS, PARTS
+    from hwgen.transforms.hardware.choose_weight_memories import placed
+    from hwgen.transforms.hardware.set_folding import SetFolding, fold_options
 
     report = json.loads((build_dir / "report.json").read_text())
     hardware = ModelWrapper(str(build_dir / "graphs" / "04_to_hardware.onnx"))
+    options = fold_options(hardware)  # listed once for all the targets and parts
+    fixed = [unit_of(hardware, n) for n in hardware.graph.node if n.name not in options]  # nothing to fold
     compute = {n.name for n in hardware.graph.node}
     plumbed = ModelWrapper(str(build_dir / "graphs" / "06_plumbing.onnx"))
     plumbing = [unit_of(plumbed, n) for n in plumbed.graph.node if n.name not in compute]
-    options = fold_options(hardware)  # listed once for all the targets and parts
     best: dict[str, dict] = {}
     for part in FIT_PARTS:  # folded for each part: block RAM and DSPs priced on it
         for cycles in sorted(set(SWEEP_CYCLES + [report["totals"]["max_est_cycles"]]), reverse=True):
-            folded = apply_all(hardware, FOLD(BuildConfig(target_cycles=cycles, part=part), options))
-            compute_units = [unit_of(folded, n) for n in folded.graph.node]
-            units = compute_units + plumbing
+            # the units as the build folds them and places their weights (FOLD without rewriting
+            # the graph)
+            chosen = SetFolding(cycles, PARTS[part], options).choose(hardware)
+            compute_units = placed([o.unit for o in chosen.values()] + fixed, "auto", PARTS[part])
             # the rate is the compute units': the plumbing, as the build at --fps made it, would
             # widen with a faster folding (a width converter's cycles follow its widths)
             reached = max(u.est_cycles() for u in compute_units)
-            row = next(r for r in parts_table(units, reached) if r["part"] == part)
+            row = part_fit(compute_units + plumbing, reached, PARTS[part])
             # every target is tried: a slow folding can need more memory than a faster one (deep,
             # narrow weight memories that block RAM and UltraRAM hold in more of their blocks)
             if row["fits"] and row["fps"] > best.get(part, {}).get("fps", 0):
@@ -157,7 +160,7 @@ def main() -> None:
     results: dict = {"fps": args.fps, "networks": {}}
 
     def one(name: str, tmp: str) -> dict:
-        """Build `name` in a process of its own (its time and memory alone), then sweep its foldings."""
+        """Build `name` and sweep its foldings in a process of its own (its time and memory alone)."""
         proc = subprocess.run([sys.executable, __file__, "--phase", name, str(args.fps), tmp],
                               capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -165,12 +168,10 @@ def main() -> None:
         if name in baseline:
             r["threshold_bits_before"] = next(p["threshold_bits"] for p in baseline[name]["parts"]
                                               if p["part"] == "xczu7ev")
-        r["best"] = sweep(Path(tmp) / name)
         print(f"{name}: built in {r['build_seconds']} s, peak {r['peak_mib']} MiB", file=sys.stderr, flush=True)
         return r
 
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        # the sweeps are Python in this process; with --jobs > 1 the builds overlap them
         done = dict(zip(args.names, pool.map(lambda name: one(name, tmp), args.names)))
     results["networks"] = {name: done[name] for name in args.names}
     print(json.dumps(results, indent=1))

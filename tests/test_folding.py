@@ -179,3 +179,38 @@ def test_deep_narrow_weights_take_a_shape_that_ultraram_holds():
     assert uram_choice([memory], part.uram) == [True]
     in_block_ram = 3 * 144 + chosen["classifier"].resources[1] - memory_bram18(*memory)
     assert folding._block_ram(chosen) == in_block_ram <= part.bram18
+
+
+def test_choosing_a_folding_without_rewriting_the_graph_gives_the_built_units(tmp_path):
+    """A sweep over targets reads `SetFolding.choose` and `placed` instead of rewriting a graph per
+    target: the same units, estimate for estimate, as FOLD's rewritten graph, on a part with
+    UltraRAM and one without, with the weights where each mode puts them."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hwgen.ops import unit_of
+    from hwgen.transforms.hardware.choose_weight_memories import placed
+    from hwgen.transforms.hardware.set_folding import SetFolding, fold_options
+    from hwgen.transforms.pipeline import FOLD, apply_all
+
+    path = tmp_path / "tfc.onnx"
+    export_brevitas(bnn_pynq_model("TFC_1W1A").eval(), (1, 1, 28, 28)).save(str(path))
+    build(path, tmp_path / "b", BuildConfig(target_fps=1000))
+    hardware = ModelWrapper(str(tmp_path / "b" / "graphs" / "04_to_hardware.onnx"))
+    options = fold_options(hardware)
+
+    def estimates(units):
+        return [(type(u).__name__, u.est_cycles(), u.est_luts(), u.est_brams(), u.est_urams(), u.est_dsps(),
+                 bool(getattr(u, "weights_loaded", False))) for u in units]
+
+    loaded = set()
+    for part, mode in (("xczu7ev", "auto"), ("xczu7ev", "loaded"), ("xc7z020", "auto")):
+        for cycles in (16, 400, 20_000):
+            cfg = BuildConfig(target_cycles=cycles, part=part, weight_memory=mode)
+            folded = apply_all(hardware, FOLD(cfg, options))
+            built = [unit_of(folded, n) for n in folded.graph.node]
+            chosen = SetFolding(cycles, lookup_part(part), options).choose(hardware)
+            units = placed([chosen[n.name].unit if n.name in chosen else unit_of(hardware, n)
+                            for n in hardware.graph.node], mode, lookup_part(part))
+            assert estimates(units) == estimates(built), (part, mode, cycles)
+            loaded |= {e[-1] for e in estimates(built)}
+    assert loaded == {True, False}

@@ -38,19 +38,35 @@ class ChooseWeightMemories(Transformation):
         if self.mode != "loaded" and not self.part.uram:
             return model, False  # ROMs, as lowering made them: nothing to choose
         nodes = [n for n in model.graph.node if n.op_type in LOADING_OPS]
-        units = [unit_of(model, n) for n in nodes]
-        in_uram = [False] * len(nodes)
-        if self.part.uram and self.mode != "rom":  # weights that folding put in LUTs stay there
-            candidates = [i for i, u in enumerate(units) if u.ram_weight_memories()]
-            chosen = uram_choice([units[i].ram_weight_memories()[0] for i in candidates], self.part.uram)
-            for i, c in zip(candidates, chosen):
-                in_uram[i] = c
-        loaded = [True] * len(nodes) if self.mode == "loaded" else in_uram
         changed = False
-        for node, load, uram in zip(nodes, loaded, in_uram):
+        for node, (load, uram) in zip(nodes, placements([unit_of(model, n) for n in nodes], self.mode, self.part)):
             op = getCustomOp(node)
             for name, value in (("weights_loaded", int(load)), ("weights_in_uram", int(uram))):
                 if op.get_nodeattr(name) != value:
                     op.set_nodeattr(name, value)
                     changed = True
         return model, changed
+
+
+def placements(units: list, mode: str, part: Part) -> list[tuple[bool, bool]]:
+    """(loaded after reset, in UltraRAM) for each of `units` (of `LOADING_OPS`), by `mode` on `part`."""
+    in_uram = [False] * len(units)
+    if part.uram and mode != "rom":  # weights that folding put in LUTs stay there
+        candidates = [i for i, u in enumerate(units) if u.ram_weight_memories()]
+        chosen = uram_choice([units[i].ram_weight_memories()[0] for i in candidates], part.uram)
+        for i, c in zip(candidates, chosen):
+            in_uram[i] = c
+    loaded = [True] * len(units) if mode == "loaded" else in_uram
+    return list(zip(loaded, in_uram))
+
+
+def placed(units: list, mode: str, part: Part) -> list:
+    """`units` with their weights where `ChooseWeightMemories` puts them (units of other ops as
+    they are): the estimates of a folding without rewriting its graph."""
+    loading = [i for i, u in enumerate(units) if "weights_loaded" in {f.name for f in dataclasses.fields(u)}]
+    if mode != "loaded" and not part.uram:
+        return list(units)
+    out = list(units)
+    for i, (load, uram) in zip(loading, placements([units[i] for i in loading], mode, part)):
+        out[i] = dataclasses.replace(units[i], weights_loaded=bool(load), weights_in_uram=bool(uram))
+    return out

@@ -95,6 +95,20 @@ class SetFolding(Transformation):
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
         if not nodes:
             return model, False
+        chosen = self.choose(model)
+        changed = False
+        for node in nodes:
+            op = getCustomOp(node)
+            for knob, value in chosen[node.name].knobs.items():
+                if op.get_nodeattr(knob) != value:
+                    op.set_nodeattr(knob, value)
+                    changed = True
+        return model, changed
+
+    def choose(self, model: ModelWrapper) -> dict[str, Option]:
+        """The folding of every unit that folding chooses for, by node name, the graph left as it
+        is (a sweep over targets reads the chosen units' estimates without rewriting the graph)."""
+        nodes = [n for n in model.graph.node if n.op_type in FOLDING]
         options = self.options if self.options is not None else fold_options(model)
         reachable = max(min(o.cycles for o in opts) for opts in options.values())
         if self.target_cycles is None:
@@ -104,15 +118,7 @@ class SetFolding(Transformation):
         chosen, prices = self._fold(options, cycles)
         _match_window_beats(model, nodes, options, chosen, cycles, prices,
                             MAX_BRAM_SHARE * self.part.bram18 - self._block_ram(chosen))
-
-        changed = False
-        for node in nodes:
-            op = getCustomOp(node)
-            for knob, value in chosen[node.name].knobs.items():
-                if op.get_nodeattr(knob) != value:
-                    op.set_nodeattr(knob, value)
-                    changed = True
-        return model, changed
+        return chosen
 
     def _fold(self, options: dict[str, list[Option]], cycles: int) -> tuple[dict[str, Option], tuple]:
         """The cheapest option of every unit within `cycles` at the least BRAM price of
