@@ -107,7 +107,12 @@ def step_rtl(s: BuildState) -> BuildState:
 
 
 def step_report(s: BuildState) -> BuildState:
-    s.report = build_report(s.model, s.cfg.clock_mhz, s.cfg.cycles_target, lookup_part(s.cfg.fit_part))
+    board = None
+    if s.cfg.board is not None:
+        from hwgen.deploy.boards import lookup_board
+
+        board = lookup_board(s.cfg.board)
+    s.report = build_report(s.model, s.cfg.clock_mhz, s.cfg.cycles_target, lookup_part(s.cfg.fit_part), board)
     return s
 
 

@@ -245,9 +245,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_boards(args: argparse.Namespace) -> int:
     from hwgen.deploy.boards import BOARDS
 
-    print(f"{'board':<12}{'part':<24}{'PS':<5}{'fabric clock':>13}  description")
+    print(f"{'board':<12}{'part':<24}{'PS':<5}{'fabric clock':>13}{'DRAM':>13}  description")
     for b in BOARDS.values():
-        print(f"{b.name:<12}{b.part:<24}{b.ps:<5}{b.fclk_mhz:>9g} MHz  {b.description}")
+        print(f"{b.name:<12}{b.part:<24}{b.ps:<5}{b.fclk_mhz:>9g} MHz{b.dram_mbytes_per_s:>8,.0f} MB/s  {b.description}")
     return 0
 
 

@@ -11,11 +11,17 @@ the memories that save the most per URAM first, while URAMs are left. A build fo
 does the same (`--weight-memory auto`): those MVUs' weights are loaded after reset from the weight
 stream, since URAM has no contents in the bitstream. Thresholds and lookup tables stay in block
 RAM (they are ROMs).
+
+DRAM. A unit that streams its weights from DRAM reads `dram_bytes_per_frame` each frame; at the
+part's frame rate that is `est_dram_mbytes_per_s`, against `dram_mbytes_per_s`, the bandwidth a
+design on the part may plan on: the least of the boards that carry the part (`hwgen.deploy.boards`,
+each board's `[dram]`), so a design that fits one of them fits each.
 """
 
 from __future__ import annotations
 
-from hwgen.parts import FIT_PARTS, PARTS, Part
+from hwgen.deploy.boards import BOARDS
+from hwgen.parts import FIT_PARTS, PARTS, Part, lookup_part
 from hwgen.units.base import Unit
 from hwgen.units.datapath import memory_bram18, uram_count
 
@@ -41,6 +47,13 @@ def uram_choice(memories: list[tuple[int, int]], urams_left: int) -> list[bool]:
     return chosen
 
 
+def dram_mbytes_per_s(part: Part) -> float:
+    """The DRAM bandwidth a design on `part` may plan on: the least of the boards that carry it
+    (0 where none does: no DRAM to stream from)."""
+    return min((b.dram_mbytes_per_s for b in BOARDS.values() if lookup_part(b.part).device == part.device),
+               default=0.0)
+
+
 def parts_table(units: list[Unit], max_cycles: int) -> list[dict]:
     """One entry per part of `FIT_PARTS`, as `report.json` holds them."""
     return [part_fit(units, max_cycles, PARTS[name]) for name in FIT_PARTS]
@@ -62,16 +75,22 @@ def part_fit(units: list[Unit], max_cycles: int, part: Part) -> dict:
             if chosen:
                 uram += uram_count(d, w)
                 bram18 -= memory_bram18(d, w)
-    fits = luts <= part.luts and bram18 <= part.bram18 and uram <= part.uram and dsps <= part.dsp
+    fps = part.default_clock_mhz * 1e6 / max_cycles
+    dram_need = sum(u.dram_bytes_per_frame() for u in units) * fps / 1e6
+    dram_have = dram_mbytes_per_s(part)
+    fits = (luts <= part.luts and bram18 <= part.bram18 and uram <= part.uram and dsps <= part.dsp
+            and dram_need <= dram_have)
     return {
         "part": part.device,
         "clock_mhz": part.default_clock_mhz,
         "luts": part.luts, "bram18": part.bram18, "uram": part.uram, "dsp": part.dsp,
+        "dram_mbytes_per_s": round(dram_have, 1),
         "weight_bits": sum(d * w for d, w, role in memories if role == "weights"),
         "threshold_bits": sum(d * w for d, w, role in memories if role != "weights"),
         "est_luts": luts, "est_bram18": bram18, "est_uram": uram, "est_dsps": dsps,
+        "est_dram_mbytes_per_s": round(dram_need, 1),
         "fits": fits,
-        "fps": part.default_clock_mhz * 1e6 / max_cycles,
+        "fps": fps,
     }
 
 
@@ -79,6 +98,7 @@ def overuse(fit: dict) -> dict[str, tuple[int, int]]:
     """The resources a `part_fit` entry needs beyond its part: {name: (needed, the part's)}, the
     most overused first."""
     pairs = {"LUTs": (fit["est_luts"], fit["luts"]), "BRAM18": (fit["est_bram18"], fit["bram18"]),
-             "URAM": (fit["est_uram"], fit["uram"]), "DSPs": (fit["est_dsps"], fit["dsp"])}
+             "URAM": (fit["est_uram"], fit["uram"]), "DSPs": (fit["est_dsps"], fit["dsp"]),
+             "DRAM MB/s": (fit["est_dram_mbytes_per_s"], fit["dram_mbytes_per_s"])}
     over = {name: need for name, need in pairs.items() if need[0] > need[1]}
     return dict(sorted(over.items(), key=lambda item: -item[1][0] / max(item[1][1], 1)))

@@ -1,12 +1,15 @@
 """`report.json`: per-layer folding and estimates, the contract other tools read.
 
-Keys (exactly): `clock_mhz`, `est_fps`, `fifo_sizing`, `requantization` (how many units requantize
+Keys (exactly): `clock_mhz`, `est_fps`, `fifo_sizing`, `dram` (`bytes_per_frame` the units read
+from DRAM, `mbytes_per_s` at `est_fps`, `available_mbytes_per_s`: the board's, else the part's),
+`requantization` (how many units requantize
 by `arithmetic`, by `thresholds` and by a `table`, and in `kept` why each table or large threshold
 set could not be arithmetic), `layers` (each: `name`, `op`, `PE`, `SIMD`, `MW`, `MH`,
 `est_cycles`, `est_luts`, `est_brams`, `est_dsps`; null where a key does not apply), `totals`
 (`est_luts`, `est_brams`, `est_dsps`, `max_est_cycles`) and `parts` (per part of xc7z020, xczu3eg,
-xczu7ev, xck26: `part`, `clock_mhz`, capacities `luts`, `bram18`, `uram`, `dsp`, needs
-`weight_bits`, `threshold_bits`, `est_luts`, `est_bram18`, `est_uram`, `est_dsps`, `fits` and
+xczu7ev, xck26: `part`, `clock_mhz`, capacities `luts`, `bram18`, `uram`, `dsp`,
+`dram_mbytes_per_s`, needs `weight_bits`, `threshold_bits`, `est_luts`, `est_bram18`, `est_uram`,
+`est_dsps`, `est_dram_mbytes_per_s`, `fits` and
 `fps` at that clock; `hwgen.fit`) and `target` (`cycles`: the cycles per frame asked for, null for
 the fastest folding that fits; `reached_cycles`: the slowest unit's; `limited_by`: that unit;
 `part`: the part folded for; `fits`: the design within it by the estimates; `over`: each resource
@@ -25,17 +28,20 @@ from pathlib import Path
 
 from qonnx.core.modelwrapper import ModelWrapper
 
-from hwgen.fit import overuse, part_fit, parts_table
+from hwgen.deploy.boards import Board
+from hwgen.fit import dram_mbytes_per_s, overuse, part_fit, parts_table
 from hwgen.ops import PLUMBING_OPS, unit_of
 from hwgen.parts import Part
 from hwgen.transforms.hardware.requantization import requantization_counts
 from hwgen.transforms.hardware.size_fifos import SIZING_KEY
 
 
-def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | None, part: Part) -> dict:
+def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | None, part: Part,
+                 board: Board | None = None) -> dict:
     """The report of the folded, plumbed accelerator graph `model`; `target_cycles` as folding
     aimed (None: the fastest that fits), `part` the one it was folded for (`BuildConfig.fit_part`):
-    the target is met only where the rate is reached and the design fits it."""
+    the target is met only where the rate is reached and the design fits it. `board`: the one
+    built for, whose DRAM bandwidth the `dram` entry counts (else the part's, `hwgen.fit`)."""
     layers, units = [], []
     for node in model.graph.node:
         unit = unit_of(model, node)
@@ -63,6 +69,7 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
     sizing = model.get_metadata_prop(SIZING_KEY)
     fit = part_fit(units, max_cycles, part)
     over = overuse(fit)
+    dram_bytes = sum(u.dram_bytes_per_frame() for u in units)
     return {
         "clock_mhz": clock_mhz,
         "est_fps": clock_mhz * 1e6 / max_cycles,
@@ -75,6 +82,9 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
             "est_urams": sum(layer["est_urams"] for layer in layers),
             "max_est_cycles": max_cycles,
         },
+        "dram": {"bytes_per_frame": dram_bytes,
+                 "mbytes_per_s": round(dram_bytes * clock_mhz / max_cycles, 1),
+                 "available_mbytes_per_s": round(board.dram_mbytes_per_s if board else dram_mbytes_per_s(part), 1)},
         "parts": parts_table(units, max_cycles),
         "requantization": requantization_counts(model),
         "target": {"cycles": target_cycles, "reached_cycles": max_cycles,

@@ -50,13 +50,33 @@ def test_the_five_boards(capsys):
     assert all(name in out and part in out for name, part in BOARD_PARTS.items())
 
 
+def _board(ps: str = "ps7", part: str = "xc7z020", dram: str = 'mt_per_s = 1066\nbus_bits = 16\nports = ["HP1"]\n'
+           'source = "manual"') -> str:
+    return (f'name = "b"\ndescription = "d"\npart = "{part}"\nps = "{ps}"\nboard_part = ""\nfclk_mhz = 100\n'
+            f'[hp_port]\nname = "HP0"\ndata_width = 64\n[dma]\nmax_burst_len = 16\nbuffer_length_width = 23\n'
+            f'[dram]\n{dram}')
+
+
+def test_dram_bandwidth_of_each_board_with_its_source():
+    """What a design may plan on: 70 % of the DRAM's peak, or what the reader ports carry at the
+    fabric clock where that is less."""
+    bandwidth = {name: round(b.dram_mbytes_per_s) for name, b in BOARDS.items()}
+    assert bandwidth == {"pynq-z1": 1470, "pynq-z2": 1492, "ultra96-v2": 5972, "zcu104": 9600, "kv260": 9600}
+    z2 = lookup_board("pynq-z2")
+    assert z2.dram_peak_mbytes_per_s == 1066 * 2 and "16-bit" in z2.dram_source
+    assert lookup_board("zcu104").dram_port_mbytes_per_s == 3 * 16 * 200  # three 128-bit ports
+    assert all(b.hp_port not in b.dram_ports for b in BOARDS.values())
+
+
 @pytest.mark.parametrize("text, problem", [
     ("name = 3", "'name' must be a str"),
-    ('name = "b"\ndescription = "d"\npart = "xc7z020"\nps = "ps9"\nboard_part = ""\nfclk_mhz = 100\n'
-     '[hp_port]\nname = "HP0"\ndata_width = 64\n[dma]\nmax_burst_len = 16\nbuffer_length_width = 23', "'ps' must be one of"),
-    ('name = "b"\ndescription = "d"\npart = "xc9"\nps = "ps7"\nboard_part = ""\nfclk_mhz = 100\n'
-     '[hp_port]\nname = "HP0"\ndata_width = 64\n[dma]\nmax_burst_len = 16\nbuffer_length_width = 23', "unknown part"),
+    (_board(ps="ps9"), "'ps' must be one of"),
+    (_board(part="xc9"), "unknown part"),
     ("name = [", "not valid TOML"),
+    (_board(dram='mt_per_s = 1066\nbus_bits = 16\nsource = "m"'), "'dram.ports' must be a list"),
+    (_board(dram='mt_per_s = 1066\nbus_bits = 12\nports = ["HP1"]\nsource = "m"'), "'dram.bus_bits' 16, 32 or 64"),
+    (_board(dram='mt_per_s = 1066\nbus_bits = 16\nports = ["HP0"]\nsource = "m"'), "must not name HP0"),
+    (_board(dram='mt_per_s = 1066\nbus_bits = 16\nports = ["HP1"]'), "'dram.source' must be a str"),
 ])
 def test_bad_board_files_are_named(text, problem):
     with pytest.raises(HwgenError, match=problem) as info:
@@ -97,6 +117,10 @@ def tfc_deploy(shared_data, tmp_path_factory, verilator_cache):
 
 
 def test_deploy_folder_contents(tfc_deploy):
+    report = json.loads((tfc_deploy / "report.json").read_text())
+    # weights on chip: no DRAM read, against the PYNQ-Z2's DDR3 (not the part's least board)
+    assert report["dram"] == {"bytes_per_frame": 0, "mbytes_per_s": 0.0, "available_mbytes_per_s": 1492.4}
+    assert [row["dram_mbytes_per_s"] for row in report["parts"]] == [1470.0, 5972.4, 9600.0, 9600.0]
     deploy = tfc_deploy / "deploy"
     info = json.loads((deploy / "accelerator.json").read_text())
     assert (info["board"], info["part"], info["fclk_mhz"], info["dma"]) == ("pynq-z2", "xc7z020clg400-1", 100.0, "axi_dma_0")

@@ -54,3 +54,27 @@ def test_shallow_memories_stay_in_block_ram():
     small = MVU(64, 64, 8, 8, BINARY, BINARY, np.zeros((64, 64), int), None, DataType["INT8"])
     row = part_fit([small], 1, PARTS["xczu7ev"])
     assert row["est_uram"] == 0 and row["est_bram18"] == small.est_brams()
+
+
+def test_dram_bandwidth_is_a_resource_of_each_part():
+    """A unit that reads its weights from DRAM needs its bytes per frame times the part's frame
+    rate; the part offers the least of its boards' bandwidth (xc7z020: the PYNQ-Z1's), and a
+    design that needs more does not fit, naming DRAM as what it overuses."""
+    from dataclasses import dataclass
+
+    from hwgen.fit import dram_mbytes_per_s, overuse
+
+    @dataclass(frozen=True, eq=False)
+    class Streamed(MVU):
+        def dram_bytes_per_frame(self) -> int:
+            return 1_000_000
+
+    mvu = Streamed(64, 64, 8, 8, BINARY, BINARY, np.zeros((64, 64), int), None, DataType["INT8"])
+    assert dram_mbytes_per_s(PARTS["xc7z020"]) == 0.7 * 2100  # PYNQ-Z1: DDR3 x16 at 1,050 MT/s
+    assert dram_mbytes_per_s(PARTS["xc7z010"]) == 0  # no board of ours: no DRAM to plan on
+    row = part_fit([mvu], 100_000, PARTS["xc7z020"])  # 1,000 FPS at 100 MHz: 1,000 MB/s
+    assert (row["est_dram_mbytes_per_s"], row["dram_mbytes_per_s"], row["fits"]) == (1000.0, 1470.0, True)
+    row = part_fit([mvu], 50_000, PARTS["xc7z020"])
+    assert not row["fits"] and overuse(row) == {"DRAM MB/s": (2000.0, 1470.0)}
+    assert part_fit([mvu.__class__.__mro__[1](64, 64, 8, 8, BINARY, BINARY, np.zeros((64, 64), int), None,
+                                               DataType["INT8"])], 1, PARTS["xc7z020"])["est_dram_mbytes_per_s"] == 0

@@ -137,6 +137,12 @@ class Unit(ABC):
         """UltraRAMs (URAM288) the unit's memories take: none unless placed there."""
         return 0
 
+    def dram_bytes_per_frame(self) -> int:
+        """Bytes the unit reads from DRAM per frame (weights streamed from there): none for a
+        unit whose parameters are on chip. With the frame rate, the DRAM bandwidth it needs
+        (`hwgen.fit`)."""
+        return 0
+
     def held_fraction(self) -> float:
         """The most of one input frame the unit takes in before it has given out what it owes
         for it (a window generator holds rows, a matrix-vector unit a vector or two): what a
