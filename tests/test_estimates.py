@@ -6,6 +6,7 @@ of its units takes minutes)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from hwgen.builder import build
@@ -139,3 +140,13 @@ def window_generators() -> dict[str, SlidingWindow]:
 def test_window_generator_estimates_and_levels(name, tmp_path):
     """Each alone through Yosys (xc7): its estimates as the others', and at most `MAX_LOGIC_LEVELS`."""
     assert_alone_within_estimates_and_levels(name, window_generators()[name], tmp_path)
+
+
+@pytest.mark.parametrize("data_bits, words", [(64, 32768), (128, 37)])
+def test_dram_reader_estimates_and_levels(data_bits, words, tmp_path):
+    """The DRAM reader of a deep image on a Zynq-7000's 64-bit port and a short one on an
+    UltraScale+'s 128-bit port: LUT RAM FIFO, the address in registered halves."""
+    from hwgen.units.dram_reader import DramReader
+
+    unit = DramReader(np.zeros(words * data_bits // 8, np.uint8), data_bits, 4096)
+    assert_alone_within_estimates_and_levels(f"DramReader_{data_bits}", unit, tmp_path)

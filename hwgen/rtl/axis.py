@@ -22,6 +22,7 @@ from amaranth import ClockDomain, ClockSignal, Module, ResetSignal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hwgen.rtl.axi import dram_member_names, top_name
 from hwgen.streams import beat_bytes
 
 #: the weight stream of a design whose weights are loaded at start-up
@@ -84,6 +85,11 @@ class AxisWrapper(wiring.Component):
         for name, width in zip(self.m_names, self.out_widths):
             members.update({f"{name}_tdata": Out(8 * beat_bytes(width)), f"{name}_tvalid": Out(1),
                             f"{name}_tready": In(1)})
+        # a unit that reads DRAM: its AXI read master as master 0, and the DRAM base address
+        self.dram_members = dram_member_names(inner)
+        for name in self.dram_members:
+            member = inner.signature.members[name]
+            members[top_name(name, 0)] = (In if member.flow == wiring.In else Out)(member.shape)
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
@@ -108,4 +114,7 @@ class AxisWrapper(wiring.Component):
                 getattr(self, f"{name}_tvalid").eq(stream_out.valid),
                 stream_out.ready.eq(getattr(self, f"{name}_tready")),
             ]
+        for name in self.dram_members:
+            inside, outside = getattr(inner, name), getattr(self, top_name(name, 0))
+            m.d.comb += inside.eq(outside) if inner.signature.members[name].flow == wiring.In else outside.eq(inside)
         return m

@@ -108,6 +108,18 @@ class DeadlockError(SimulationError):
 
 
 @dataclass(frozen=True)
+class DramImage:
+    """The bench's DRAM: `image` (uint8 bytes) at address `base`, answering each read burst after
+    `latency` cycles (a DDR controller behind the PS interconnect takes some 20 to 40 fabric
+    cycles), or never (`silent`: what a design whose DRAM does not answer must report)."""
+
+    image: np.ndarray
+    base: int = 0x1000_0000
+    latency: int = 24
+    silent: bool = False
+
+
+@dataclass(frozen=True)
 class SimResult:
     """What one simulation run produced, in cycles of `ap_clk` counted from the end of reset.
     The per-frame cycle marks are those of the first input and the first output port."""
@@ -317,9 +329,14 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
     harness = _harness_source()
     # a design with weights loaded at start-up has the weight stream port (hwgen.rtl.axis)
     weights = any(re.search(r"\b" + WEIGHT_PORT + r"_tdata\b", text) for text in sources.values())
+    # a design that reads DRAM has read masters m_axi0_*, m_axi1_*, ... (hwgen.rtl.axi)
+    masters = max((int(k) + 1 for text in sources.values() for k in re.findall(r"\bm_axi(\d+)_araddr\b", text)),
+                  default=0)
+    if masters > 4:
+        raise HwgenError(f"the bench's DRAM answers 1 to 4 read masters, the design has {masters}")
     make_settings = _QUICK_MAKE_VARS if quick else _MAKE_VARS
     flags = VERILATOR_FLAGS + (("--threads", str(threads)) if threads > 1 else ())
-    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr((ports, weights)).encode(), config.encode(),
+    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr((ports, weights, masters)).encode(), config.encode(),
                           repr(make_settings).encode(), repr(flags).encode()]
     for name, text in sources.items():
         parts += [name.encode(), text.encode()]
@@ -372,7 +389,8 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
         runtime = _Runtime(cache_dir, obj_dir)
         had_runtime = runtime.complete()
         make_vars = [f"{k}={v}" for k, v in make_settings] + [f"PYTHON3={sys.executable}"]
-        defines = f"-DHWGEN_IN={ports[0]} -DHWGEN_OUT={ports[1]}" + (" -DHWGEN_WEIGHTS" if weights else "")
+        defines = (f"-DHWGEN_IN={ports[0]} -DHWGEN_OUT={ports[1]} -DHWGEN_DRAM={masters}"
+                   + (" -DHWGEN_WEIGHTS" if weights else ""))
         _run_tool(
             ["make", "-f", "Vtop.mk", f"-j{jobs}", *make_vars, *runtime.make_args(obj_dir, defines)],
             obj_dir,
@@ -476,6 +494,7 @@ def run_streams(
     levels: Mapping[str, tuple[str, str]] | None = None,
     pace: int = 0,
     weights: np.ndarray | None = None,
+    dram: DramImage | None = None,
 ) -> SimResult:
     """Stream each input port's beats (uint8, (frames, beats_per_frame, bytes)) through a built
     design and collect `outputs`, given per output port as (beats_per_frame, bytes).
@@ -489,6 +508,8 @@ def run_streams(
     source no faster than the design's slowest unit) instead of as fast as it is taken.
     `weights` (uint8, (beats, bytes)) is sent once on the weight stream of a design whose weights
     are loaded at start-up (`hwgen.rtl.axis`), alongside the first frames, which wait for it.
+    `dram`: what the bench's DRAM holds for a design with read masters (`hwgen.rtl.axi`); its
+    answers stall at `stall_prob` too.
     """
     if not inputs or not outputs:
         raise HwgenError("a run needs at least one input and one output stream")
@@ -524,6 +545,10 @@ def run_streams(
             lines.append(f"in {work / 'weights.bin'} {w.shape[1]} {w.shape[0]} once")
         for o, (bpf, nbytes) in enumerate(outputs):
             lines.append(f"out {work / f'out{o}.bin'} {nbytes} {bpf}")
+        if dram is not None:
+            (work / "dram.bin").write_bytes(np.ascontiguousarray(dram.image, dtype=np.uint8).tobytes())
+            lines += [f"dram {work / 'dram.bin'} {dram.base}", f"dram_latency {dram.latency}"]
+            lines += ["dram_silent"] if dram.silent else []
         lines += [f"frames {frames}", f"stall {float(stall_prob)!r}", f"seed {seed}", f"max_idle {max_idle}",
                   f"pace {int(pace)}",
                   f"stats {work / 'stats.json'}", *(f"watch {name}" for name in watch),
@@ -534,6 +559,8 @@ def run_streams(
             msg = proc.stderr.strip() or f"exit status {proc.returncode}"
             if proc.returncode == 3:
                 raise _deadlock(msg)
+            if proc.returncode == 5:
+                raise SimulationError(msg.removeprefix("harness: "))
             raise SimulationError(f"simulation of {exe} failed: {msg}")
         raws = [np.frombuffer((work / f"out{o}.bin").read_bytes(), dtype=np.uint8) for o in range(len(outputs))]
         stats = json.loads((work / "stats.json").read_text())
@@ -607,9 +634,12 @@ def simulate_unit(
     seed: int = 0,
     cache_dir: Path,
     max_idle: int = DEFAULT_MAX_IDLE,
+    dram: DramImage | None = None,
 ) -> tuple[np.ndarray | tuple[np.ndarray, ...], SimResult]:
     """Run integer frames (N, elems per frame), one array per input port, through `unit` in
     Verilator.
+
+    `dram`: the bench's DRAM for a unit that reads it.
 
     Returns the output values (N, elems per output frame) decoded to the output datatype exactly
     as `unit.reference` returns them (a tuple for a unit with several outputs), and the run's
@@ -628,7 +658,7 @@ def simulate_unit(
         beats.append(pack_beats(to_wire(f, spec_in.dtype), spec_in.elem_bits, spec_in.elems_per_beat))
     exe = build_unit(unit, cache_dir)
     result = run_streams(exe, beats, [(s.beats_per_frame, beat_bytes(s.width)) for s in unit.outputs],
-                         stall_prob, seed, max_idle=max_idle)
+                         stall_prob, seed, max_idle=max_idle, dram=dram)
     values = tuple(from_wire(unpack_beats(raw, s.elem_bits, s.elems_per_beat), s.dtype)
                    for raw, s in zip(result.outputs, unit.outputs))
     return (values[0] if len(values) == 1 else values), result

@@ -9,11 +9,20 @@
 // start-up), the last input port: its `in` line ends with `once`, since it is sent one time only;
 // the other inputs offer nothing until every `once` stream is in (weights first, as a driver does).
 //
+// Compiled with -DHWGEN_DRAM=K (up to 4), the design also has K AXI4 read masters `m_axi0_*`..
+// (araddr, arlen, arvalid/arready; rdata, rlast, rvalid/rready) and the input `dram_base`: the
+// bench holds a DRAM image at that base and answers every read burst after a latency, one beat
+// per cycle, with random back-pressure on arready and gaps in rvalid at the stall probability. A
+// read outside the image is an error (exit 5) naming the master; a DRAM told to stay silent never
+// answers, and the deadlock report names the masters whose reads wait.
+//
 // Usage: harness CONFIG_FILE, a text file of lines
 //   in PATH BYTES BEATS_PER_FRAME [once]  one per input stream, in port order; `once`: the file
 //                                      holds BEATS_PER_FRAME beats, sent one time, not per frame
 //   out PATH BYTES BEATS_PER_FRAME     one per output stream, in port order
 //   frames N | stall P | seed S | max_idle M | stats PATH
+//   dram PATH BASE                     the DRAM image (bytes) and its base address (decimal)
+//   dram_latency CYCLES | dram_silent  cycles from a read request to its first beat; never answer
 //   pace CYCLES                        spread each input frame evenly over CYCLES cycles: beat i
 //                                      of a port is offered no earlier than cycle i*CYCLES/BEATS
 //   watch NAME                         a stream inside the design: NAME_tvalid and NAME_tready,
@@ -295,6 +304,86 @@ void tick(Vtop* top) {
     top->eval();
 }
 
+
+// ---- DRAM: AXI4 read slaves ------------------------------------------------------------------
+
+#ifndef HWGEN_DRAM
+#define HWGEN_DRAM 0
+#endif
+
+// One read master of the design and the bench's DRAM behind it.
+struct Master {
+    std::string name;
+    std::function<void(const uint8_t*, std::size_t)> put_rdata;
+    std::size_t data_bytes;
+    IData* araddr;
+    CData* arlen;
+    CData* arvalid;
+    CData* arready;
+    CData* rlast;
+    CData* rvalid;
+    CData* rready;
+    struct Burst {
+        uint64_t addr, beats, due, requested;
+    };
+    std::vector<Burst> queue;  // accepted, not yet wholly answered (front first)
+    uint64_t beat = 0;         // of the front burst
+    bool presenting = false;
+};
+
+#define HWGEN_MASTER(K)                                                                                  \
+    Master{"m_axi" #K, [top](const uint8_t* b, std::size_t n) { put_beat(top->m_axi##K##_rdata, b, n); }, \
+           port_bytes(top->m_axi##K##_rdata), &top->m_axi##K##_araddr, &top->m_axi##K##_arlen,          \
+           &top->m_axi##K##_arvalid, &top->m_axi##K##_arready, &top->m_axi##K##_rlast,                   \
+           &top->m_axi##K##_rvalid, &top->m_axi##K##_rready}
+
+std::vector<Master> dram_masters(Vtop* top) {
+    std::vector<Master> m;
+#if HWGEN_DRAM > 0
+    m.push_back(HWGEN_MASTER(0));
+#endif
+#if HWGEN_DRAM > 1
+    m.push_back(HWGEN_MASTER(1));
+#endif
+#if HWGEN_DRAM > 2
+    m.push_back(HWGEN_MASTER(2));
+#endif
+#if HWGEN_DRAM > 3
+    m.push_back(HWGEN_MASTER(3));
+#endif
+    return m;
+}
+
+void set_dram_base(Vtop* top, uint64_t base) {
+#if HWGEN_DRAM > 0
+    top->dram_base = static_cast<IData>(base);
+#else
+    (void)top;
+    (void)base;
+#endif
+}
+
+std::string hex(uint64_t v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+std::string waiting_reads(const std::vector<Master>& masters, uint64_t cycle) {
+    std::string s;
+    for (const Master& m : masters) {
+        if (!m.queue.empty()) {
+            s += "; DRAM master " + m.name + " waits for " + std::to_string(m.queue.size()) +
+                 " read bursts, the first at " + hex(m.queue.front().addr) + " requested at cycle " +
+                 std::to_string(m.queue.front().requested) + " (" +
+                 std::to_string(cycle - m.queue.front().requested) + " cycles ago)";
+        } else if (*m.arvalid && !*m.arready) {
+            s += "; DRAM master " + m.name + ": its read request at " + hex(*m.araddr) + " is not taken";
+        }
+    }
+    return s;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -306,6 +395,10 @@ int main(int argc, char** argv) {
     std::vector<Level> levels;
 
     uint64_t frames = 0, seed = 0, max_idle = 0, pace = 0;
+    std::vector<Master> masters = dram_masters(top.get());
+    std::vector<uint8_t> dram;
+    uint64_t dram_base = 0, dram_latency = 1;
+    bool dram_silent = false, dram_given = false;
     double stall = 0.0;
     std::string stats_path;
     std::size_t n_in = 0, n_out = 0;
@@ -338,6 +431,15 @@ int main(int argc, char** argv) {
             seed = parse_u64(a, "seed");
         } else if (key == "max_idle") {
             max_idle = parse_u64(a, "max idle");
+        } else if (key == "dram") {
+            dram = read_file(a);
+            dram_base = parse_u64(b, "dram base");
+            dram_given = true;
+        } else if (key == "dram_latency") {
+            dram_latency = parse_u64(a, "dram latency");
+            if (dram_latency == 0) fail(2, "dram_latency must be at least 1");
+        } else if (key == "dram_silent") {
+            dram_silent = true;
         } else if (key == "stats") {
             stats_path = a;
         } else if (key == "level") {
@@ -355,6 +457,9 @@ int main(int argc, char** argv) {
     }
     if (n_in != ins.size() || n_out != outs.size()) fail(2, "config does not name every port");
     if (frames == 0 || max_idle == 0 || stats_path.empty()) fail(2, "config needs frames, max_idle, stats");
+    if (!masters.empty() && !dram_given) fail(2, "the design reads DRAM: the config needs a 'dram' line");
+    std::vector<Rng> dram_rng;
+    for (std::size_t k = 0; k < masters.size(); ++k) dram_rng.emplace_back((seed ^ 0x3333333333333333ull) + 15485863 * k);
 
     std::vector<Rng> in_rng, out_rng;
     for (std::size_t p = 0; p < ins.size(); ++p) {
@@ -379,6 +484,8 @@ int main(int argc, char** argv) {
     top->ap_rst_n = 0;
     for (Port& p : ins) *p.valid = 0;
     for (Port& p : outs) *p.ready = 0;
+    set_dram_base(top.get(), dram_base);
+    for (Master& m : masters) *m.arready = 0, *m.rvalid = 0, *m.rlast = 0;
     for (int i = 0; i < 4; ++i) tick(top.get());
     top->ap_rst_n = 1;
 
@@ -405,6 +512,18 @@ int main(int argc, char** argv) {
             *p.valid = p.presenting;
         }
         for (std::size_t o = 0; o < outs.size(); ++o) *outs[o].ready = !out_rng[o].chance(stall);
+        for (std::size_t k = 0; k < masters.size(); ++k) {
+            Master& m = masters[k];
+            *m.arready = !dram_silent && m.queue.size() < 4 && !dram_rng[k].chance(stall);
+            if (!m.presenting && !dram_silent && !m.queue.empty() && m.queue.front().due <= cycle &&
+                !dram_rng[k].chance(stall)) {
+                const Master::Burst& b = m.queue.front();
+                m.put_rdata(&dram[b.addr - dram_base + m.beat * m.data_bytes], m.data_bytes);
+                m.presenting = true;
+                *m.rlast = m.beat + 1 == b.beats;
+            }
+            *m.rvalid = m.presenting;
+        }
         top->eval();
         for (Level& l : levels) {  // the handshakes the coming edge takes
             l.level += read_bit(l.in_valid) & read_bit(l.in_ready);
@@ -430,6 +549,32 @@ int main(int argc, char** argv) {
                 fired = true;
             }
         }
+        for (Master& m : masters) {
+            if (*m.rvalid && *m.rready) {
+                ++m.beat;
+                m.presenting = false;
+                if (m.beat == m.queue.front().beats) {
+                    m.queue.erase(m.queue.begin());
+                    m.beat = 0;
+                }
+                fired = true;
+            }
+            if (*m.arvalid && *m.arready) {
+                const uint64_t addr = *m.araddr, beats = static_cast<uint64_t>(*m.arlen) + 1;
+                const uint64_t bytes = beats * m.data_bytes;
+                if (addr < dram_base || addr - dram_base + bytes > dram.size()) {
+                    fail(5, "DRAM master " + m.name + ": a read of " + std::to_string(bytes) + " bytes at " +
+                                hex(addr) + " lies outside the DRAM image [" + hex(dram_base) + ", " +
+                                hex(dram_base + dram.size()) + ")");
+                }
+                if (addr % m.data_bytes || addr / 4096 != (addr + bytes - 1) / 4096) {
+                    fail(5, "DRAM master " + m.name + ": the burst at " + hex(addr) + " of " + std::to_string(beats) +
+                                " beats is unaligned or crosses a 4 KB boundary");
+                }
+                m.queue.push_back({addr, beats, cycle + dram_latency, cycle});
+                fired = true;
+            }
+        }
         top->ap_clk = 1;
         top->eval();
 
@@ -443,7 +588,8 @@ int main(int argc, char** argv) {
                 progress += " " + p.name + " " + std::to_string(p.idx) + "/" + std::to_string(p.bpf * frames);
             }
             fail(3, "deadlock: no handshake for " + std::to_string(max_idle) + " cycles at cycle " +
-                        std::to_string(cycle) + "; beats:" + progress + list_stuck(ins, outs, watches));
+                        std::to_string(cycle) + "; beats:" + progress + list_stuck(ins, outs, watches) +
+                        waiting_reads(masters, cycle));
         }
         ++cycle;
     }
