@@ -36,8 +36,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-#: the largest shift tried: slopes of a BatchNorm-rounded requantization need up to ~2^-30
-MAX_SHIFT = 32
+#: the largest shift tried: slopes of a BatchNorm-rounded requantization need up to ~2^-30 on a
+#: 13-bit accumulator, ~2^-40 on a 22-bit one (the interval of exact slopes narrows with the span of
+#: the thresholds)
+MAX_SHIFT = 48
 #: split points tried on a valley's or a peak's plateau
 PLATEAU_SPLITS = 16
 #: products and sums stay below this (int64 has 63 bits)
@@ -63,6 +65,15 @@ class Piecewise:
     #: (C,) bool: the channel rounds a quotient that lands exactly on .5 to even, as the model's
     #: quantizer does (w = m x + b with its low `shift` bits zero and an odd quotient: one less)
     half_even: np.ndarray | None = None
+    #: (C, E) each: single inputs whose output the line misses (the model's float rounding put a
+    #: threshold one or two values off every line), and their outputs (`line_with_exceptions`);
+    #: an unused entry repeats a value the line gets right
+    except_x: np.ndarray | None = None
+    except_y: np.ndarray | None = None
+
+    @property
+    def exceptions(self) -> int:
+        return 0 if self.except_x is None else self.except_x.shape[1]
 
     @property
     def channels(self) -> int:
@@ -91,7 +102,10 @@ class Piecewise:
         y = w >> self.shift
         if self.half_even is not None:
             y = y - (self.half_even & ((w & ((1 << self.shift) - 1)) == 0) & (y & 1 == 1))
-        return np.clip(y, pick(self.lo), pick(self.hi))
+        y = np.clip(y, pick(self.lo), pick(self.hi))
+        for e in range(self.exceptions):
+            y = np.where(x == self.except_x[:, e], self.except_y[:, e], y)
+        return y
 
 
 # ---- one increasing piece per channel, in count form ---------------------------------------------
@@ -165,17 +179,22 @@ def fit_counts(t: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     magnitude = int(max(np.abs(lo).max(), np.abs(hi).max() + 1)).bit_length()
     middle = np.where(np.isfinite(upper), (lower + upper) / 2, lower + 1.0)
     for shift in range(MAX_SHIFT + 1):
-        if t.shape[1].bit_length() + 2 + shift + magnitude >= _LIMIT_BITS:
+        # the levels (T << shift) and the products m * t (a slope of 2^-k needs k fewer bits than
+        # the shift) must stay within int64
+        if t.shape[1].bit_length() + 2 + shift >= _LIMIT_BITS:
             break
         for rounding in (np.floor, np.ceil):
             todo = np.flatnonzero(found == -1)
+            todo = todo[np.abs(middle[todo]) * float(1 << shift) < 2.0 ** (_LIMIT_BITS - 2 - magnitude)]
             if todo.size == 0:
-                return m, b, found
+                break
             cand = rounding(middle[todo] * float(1 << shift)).astype(np.int64)
             least, most = _offsets(cand, t[todo], valid[todo], lo[todo], hi[todo], shift,
                                    None if odd is None else odd[todo])
             ok = todo[least <= most]
             m[ok], b[ok], found[ok] = cand[least <= most], least[least <= most], shift
+        if not (found == -1).any():
+            break
     return m, b, found
 
 
@@ -376,16 +395,97 @@ def fit_thresholds(thresholds: np.ndarray, lo: int | np.ndarray, hi: int | np.nd
     lo = np.broadcast_to(np.asarray(lo, np.int64), (channels,)).copy()
     hi = np.broadcast_to(np.asarray(hi, np.int64), (channels,)).copy()
     pieces, ok = _increasing(t, np.ones(t.shape, bool), lo, hi, np.full(channels, base, np.int64), out_lo, out_hi)
-    form = pieces.form() if ok.all() else None
+    exceptions: dict[int, list[tuple[int, int]]] = {}
+    for c in np.flatnonzero(~ok):  # a line that misses a few single inputs, and those inputs
+        found = line_with_exceptions(t[c], int(lo[c]), int(hi[c]), base)
+        if found is None:
+            return None
+        line, exceptions[int(c)] = found
+        for p in (0, 1):
+            pieces.set_piece(np.array([c]), p, line)
+        pieces.knee[c] = lo[c]
+    form = pieces.form()
+    if form is not None and exceptions:
+        form = _with_exceptions(form, exceptions, lo, t, base)
     if form is not None:
-        # both are monotone step functions on each piece: equal where either can step, equal everywhere
+        # both are monotone step functions on each piece (but at the exceptions, checked with
+        # their neighbours): equal where either can step, equal everywhere
+        marks = form.except_x if form.except_x is not None else np.zeros((channels, 0), np.int64)
         steps = np.concatenate([t - 1, t, pieces.knee[:, None] - 1, pieces.knee[:, None],
-                                lo[:, None], hi[:, None]], axis=1)
+                                lo[:, None], hi[:, None], marks - 1, marks, marks + 1], axis=1)
         x = np.clip(steps, lo[:, None], hi[:, None])
         count = base + (x[:, :, None] >= t[:, None, :]).sum(axis=2)
         form = form.with_shared_clamps(count.min(axis=1), count.max(axis=1), lambda f: np.all(f(x.T).T == count, axis=1))
         assert np.array_equal(form(x.T).T, count), "piecewise fit differs from its thresholds"  # a bug
     return form
+
+
+#: single inputs per channel a line may miss (`line_with_exceptions`), and levels it may drop
+MAX_EXCEPTIONS = 4
+MAX_DROPPED_LEVELS = 3
+
+
+def line_with_exceptions(row: np.ndarray, lo: int, hi: int, base: int) -> tuple[_Line, list[tuple[int, int]]] | None:
+    """One channel's base + #{t : x >= t} on [lo, hi] as one line that misses at most
+    `MAX_EXCEPTIONS` single inputs, and those inputs with their outputs; None where none does.
+
+    BatchNorm folded into thresholds on a wide accumulator, in the model's float32, puts a
+    threshold now and then one value off the exact line (its float product rounds across the .5),
+    and then no line holds all of them. Dropping the levels whose pairs bound the slope interval
+    from either side (up to `MAX_DROPPED_LEVELS`, depth first) finds the line through the others;
+    where it crosses a dropped level a value or two away from its threshold, those inputs are
+    the exceptions."""
+    steps = row.size
+    t = np.clip(np.asarray(row, np.int64), lo, hi + 1)[None, :]
+    lo_a, hi_a = np.array([lo], np.int64), np.array([hi], np.int64)
+
+    def count(x: np.ndarray) -> np.ndarray:
+        return base + (x[:, None] >= t[0][None, :]).sum(axis=1)
+
+    def search(dropped: frozenset[int]):
+        valid = np.ones((1, steps), bool)
+        valid[0, list(dropped)] = False
+        lower, upper = _pair_bounds(t, valid, lo_a, hi_a)
+        if lower.max() < upper.min():
+            m, b, shift = fit_counts(t, valid, lo_a, hi_a)
+            if shift[0] < 0:
+                return None
+            line = _Line(m, b, shift, np.array([base]), np.array([base]), np.array([base + steps]), np.zeros(1, bool))
+            window = np.unique(np.clip(np.concatenate([t[0, list(dropped)] + d for d in range(-MAX_EXCEPTIONS - 1,
+                                                                                                 MAX_EXCEPTIONS + 2)]),
+                                       lo, hi))
+            got = np.clip(base + ((m[0] * window + b[0]) >> shift[0]), base, base + steps)
+            missed = window[got != count(window)]
+            if missed.size > MAX_EXCEPTIONS or (missed.size and missed.min() <= window.min() and missed.min() > lo) \
+                    or (missed.size and missed.max() >= window.max() and missed.max() < hi):
+                return None  # too many, or a run reaching the window's edge: more beyond it
+            return line, [(int(x), int(y)) for x, y in zip(missed, count(missed))]
+        if len(dropped) == MAX_DROPPED_LEVELS:
+            return None
+        k1 = np.unravel_index(int(lower[0].argmax()), lower[0].shape)
+        k2 = np.unravel_index(int(upper[0].argmin()), upper[0].shape)
+        for k in dict.fromkeys(int(k) for k in (*k1, *k2)):
+            if k not in dropped and (found := search(dropped | {k})) is not None:
+                return found
+        return None
+
+    return search(frozenset())
+
+
+def _with_exceptions(form: Piecewise, exceptions: dict[int, list[tuple[int, int]]], lo: np.ndarray, t: np.ndarray,
+                     base: int) -> Piecewise:
+    """`form` with the exceptions of the channels that have some; an unused entry repeats the
+    channel's first exception, or its value at `lo` (which its line gets right)."""
+    width = max(len(v) for v in exceptions.values())
+    if width == 0:
+        return form
+    xs = np.zeros((form.channels, width), np.int64)
+    ys = np.zeros((form.channels, width), np.int64)
+    for c in range(form.channels):
+        own = exceptions.get(c) or [(int(lo[c]), base + int((t[c] <= lo[c]).sum()))]
+        own = own + [own[0]] * (width - len(own))
+        xs[c], ys[c] = [x for x, _ in own], [y for _, y in own]
+    return replace(form, except_x=xs, except_y=ys)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ clamp), in one or two affine pieces per channel chosen by a comparison.
     q = w >> shift                        (floor)
     q = q - 1  if half_even[c], w's low `shift` bits are 0 and q is odd   (round half to even)
     y = clamp(q, lo[c, p], hi[c, p])
+    y = ex_y[c, e]  if x == ex_x[c, e] for an exception e of the channel
 
 `hwgen.units.piecewise` finds the coefficients from the function as the graph gives it (the
 thresholds of a MultiThreshold, the table of a Lookup) and checks them on every input the unit
@@ -13,18 +14,25 @@ can see. It replaces, per channel, 255 thresholds of an 8-bit requantization or 
 of a table (RPReLU's shift, PReLU, shift; a join's rescaling) by a handful of numbers and one
 multiplier (a DSP48 where the product is wide).
 
-`coefficients` (C, 11) int64 holds per channel m0, b0, lo0, hi0, m1, b1, lo1, hi1, knee,
-half_even and row. The ROM holds only the fields that differ between channels; the others are
-constants in the gateware (a one-piece layer has no knee, rounding the same way throughout no
-flag, pieces that share their clamp bounds one pair). A channel whose function no two pieces
-reproduce (the model's float rounding can put single values off every line) reads a row of
-`table` instead (over every value of the input type; its `row` names it): each lane holds the
-rows of its own channels, so a layer with a few such channels keeps a few rows, not a table.
+`coefficients` (C, 11 + 2E) int64 holds per channel m0, b0, lo0, hi0, m1, b1, lo1, hi1, knee,
+half_even and row, then E exceptions (input, output): single inputs whose output the line misses,
+where the model's float32 rounding put a threshold a value off every line (BatchNorm on a wide
+accumulator does, now and then; `piecewise.line_with_exceptions`). The ROM holds only the fields
+that differ between channels; the others are constants in the gateware (a one-piece layer has no
+knee, rounding the same way throughout no flag, pieces that share their clamp bounds one pair). A
+channel whose function no two pieces reproduce reads a row of `table` instead (over every value of
+the input type; its `row` names it): each lane holds the rows of its own channels, so a layer with
+a few such channels keeps a few rows, not a table.
 
-Gateware, five pipeline stages under one stall signal, one beat per clock: (1) take the beat,
-read the coefficient ROM (address: channel fold); (2) compare with the knee and pick the piece;
-(3) multiply; (4) add the offset; (5) shift, round and clamp into the output register. No stage
-holds more than an adder's carry chain or a comparison, for the clocks of the UltraScale+ parts.
+Gateware, one stall signal over all stages, one beat per clock: (1) take the beat, read the
+coefficient ROM (address: channel fold); (2) compare with the knee and pick the piece, compare
+with the exceptions; (3) multiply; (4) add the offset; (5) shift, round, clamp (or the exception's
+output) into the output register. Where the product fits one DSP and the sum its 48 bits, (4) is
+the DSP's post-adder. A wider slope (a narrow slope interval: BatchNorm over a 20-bit
+accumulator needs some 2^-33) is cut into 17-bit limbs, a DSP each, and the offset and each limb's
+product are added in chunks of at most `ADD_CHUNK_BITS`, one stage per chunk: a few cycles more
+latency, the same rate. No stage holds more than a 20-bit carry chain or a comparison, for the
+clocks of the UltraScale+ parts.
 """
 
 from __future__ import annotations
@@ -46,18 +54,29 @@ from hwgen.units.datapath import (
 from hwgen.units.piecewise import Piecewise
 
 _WHERE = "Requantize"
+#: the longest carry chain of one stage of the offset's add where no DSP takes it
+ADD_CHUNK_BITS = 20
+#: the unsigned limbs of a slope too wide for one DSP: its 18-bit port, less the sign
+LIMB_BITS = 17
 #: the columns of `coefficients`; `row`: 0 for arithmetic, r for row r - 1 of `table`
 COLUMNS = ("m0", "b0", "lo0", "hi0", "m1", "b1", "lo1", "hi1", "knee", "half_even", "row")
 
 
 def coefficients_of(form: Piecewise, rows: np.ndarray | None = None) -> np.ndarray:
-    """A fitted form as the unit's (C, 11) coefficient array; `rows` (C,): which channels read a
-    table row instead (0: none; r: row r - 1)."""
+    """A fitted form as the unit's (C, 11 + 2E) coefficient array (`COLUMNS`, then the E
+    exceptions' input and output, `exception_columns`); `rows` (C,): which channels read a table
+    row instead (0: none; r: row r - 1)."""
     half_even = form.half_even if form.half_even is not None else np.zeros(form.channels, bool)
     rows = np.zeros(form.channels, np.int64) if rows is None else rows
+    extra = [a[:, e] for e in range(form.exceptions) for a in (form.except_x, form.except_y)]
     return np.stack([form.m[:, 0], form.b[:, 0], form.lo[:, 0], form.hi[:, 0], form.m[:, 1], form.b[:, 1],
-                     form.lo[:, 1], form.hi[:, 1], form.knee, half_even.astype(np.int64), rows],
+                     form.lo[:, 1], form.hi[:, 1], form.knee, half_even.astype(np.int64), rows, *extra],
                     axis=1).astype(np.int64)
+
+
+def exception_columns(exceptions: int) -> tuple[str, ...]:
+    """The columns after `COLUMNS`: each exception's input and output."""
+    return tuple(f"{name}{e}" for e in range(exceptions) for name in ("ex_x", "ex_y"))
 
 
 def _bits(values: np.ndarray) -> int:
@@ -90,7 +109,12 @@ class Requantize(Unit):
         check_dtype(self.output_dtype, "output_dtype", _WHERE)
         if not isinstance(self.shift, (int, np.integer)) or not 0 <= self.shift <= 62:
             raise HwgenError(f"shift must be an integer in [0, 62], not {self.shift!r}", where=_WHERE)
-        coef = int_array(self.coefficients, "coefficients", (self.channels, len(COLUMNS)), _WHERE)
+        given = np.asarray(self.coefficients)
+        extra = given.shape[1] - len(COLUMNS) if given.ndim == 2 else -1
+        if extra < 0 or extra % 2:
+            raise HwgenError(f"coefficients must have {len(COLUMNS)} columns and two per exception, "
+                             f"got shape {given.shape}", where=_WHERE)
+        coef = int_array(self.coefficients, "coefficients", (self.channels, len(COLUMNS) + extra), _WHERE)
         object.__setattr__(self, "coefficients", coef)
         odt = self.output_dtype
         for p in (0, 1):
@@ -107,9 +131,14 @@ class Requantize(Unit):
             table = int_array(self.table, "table", (rows, entries), _WHERE, odt)
             object.__setattr__(self, "table", table)
         col = {name: coef[:, i] for i, name in enumerate(COLUMNS)}
+        exceptions = extra // 2
+        except_x = coef[:, len(COLUMNS)::2] if exceptions else None
+        except_y = coef[:, len(COLUMNS) + 1::2] if exceptions else None
+        if exceptions and (except_y.min() < odt.min() or except_y.max() > odt.max()):
+            raise HwgenError(f"an exception's output must lie within output_dtype {odt.name}", where=_WHERE)
         form = Piecewise(np.stack([col["m0"], col["m1"]], 1), np.stack([col["b0"], col["b1"]], 1),
                          np.stack([col["lo0"], col["lo1"]], 1), np.stack([col["hi0"], col["hi1"]], 1),
-                         col["knee"], int(self.shift), col["half_even"].astype(bool))
+                         col["knee"], int(self.shift), col["half_even"].astype(bool), except_x, except_y)
         object.__setattr__(self, "_form", form)
 
     # -- interface
@@ -149,15 +178,26 @@ class Requantize(Unit):
         used = ["m0", "b0", "lo0", "hi0", "half_even"]
         if self.pieces == 2:
             used += ["m1", "b1", "knee"] + [name for name in ("lo1", "hi1") if self.own_clamp(name)]
+        used += list(exception_columns(self.exceptions))
         out = []
         for name in used:
-            values = self.coefficients[:, COLUMNS.index(name)]
+            values = self.column(name)
             bits = 1 if name == "half_even" else _bits(values)
             out.append((name, bits, bool(np.any(values != values[0]))))
         local = self.lane_rows()
         if local.any():
             out.append(("row", max(1, int(local.max()).bit_length()), True))
         return out
+
+    @property
+    def exceptions(self) -> int:
+        """Single inputs per channel whose output the line misses (`Piecewise.except_x`)."""
+        return self._form.exceptions
+
+    def column(self, name: str) -> np.ndarray:
+        """The coefficients of column `name` (of `COLUMNS` or `exception_columns`), one per channel."""
+        names = COLUMNS + exception_columns(self.exceptions)
+        return self.coefficients[:, names.index(name)]
 
     def lane_rows(self) -> np.ndarray:
         """(C,) each channel's table row among its lane's rows (1-based; 0: arithmetic)."""
@@ -191,6 +231,31 @@ class Requantize(Unit):
         total = max(product, _bits(self.coefficients[:, [1, 5]])) + 1
         return product, total, max(total - self.shift, 2)
 
+    def slope_limbs(self) -> list[tuple[int, int, bool]]:
+        """The slope's bits as the DSPs take them: (lowest bit, bits, signed), one limb where the
+        product fits one DSP, else unsigned limbs of `LIMB_BITS` (a DSP's 18-bit port) under a
+        signed top limb."""
+        mbits = _bits(self.coefficients[:, [0, 4]])
+        if self.est_dsps() <= self.PE:
+            return [(0, mbits, True)]
+        limbs = [(low, LIMB_BITS, False) for low in range(0, mbits - 1 - LIMB_BITS + 1, LIMB_BITS)]
+        top = len(limbs) * LIMB_BITS
+        return limbs + [(top, mbits - top, True)]
+
+    def add_chunks(self) -> list[int]:
+        """Bits of each stage of one add of the offset: one stage where a DSP's post-adder takes
+        it (the product in one DSP and the sum within its 48 bits), else chunks of at most
+        `ADD_CHUNK_BITS` (a carry chain of that length and a LUT is within the levels of logic)."""
+        _, total, _ = self.widths()
+        if self.est_dsps() <= self.PE and total <= 48:
+            return [total]
+        return _cuts(total)
+
+    def add_stages(self) -> int:
+        """Pipeline stages of the product and the offset (stages 3 and 4)."""
+        chunks = self.add_chunks()
+        return 2 if len(chunks) == 1 else 1 + len(self.slope_limbs()) * len(chunks)
+
     def _rom_shape(self) -> tuple[int, int]:
         stored = sum(bits for _, bits, rom in self.fields() if rom)
         return self.channels // self.PE, self.PE * stored
@@ -207,13 +272,15 @@ class Requantize(Unit):
 
     def est_dsps(self) -> int:
         """DSP48s per lane for the product where it has 9 bits or more (as MVU): one holds 25 x 18
-        signed bits, a wider slope takes more; none where every slope is one power of two (a
-        shift)."""
+        signed bits; a wider slope takes one per limb of `LIMB_BITS` (`slope_limbs`); none where
+        every slope is one power of two (a shift)."""
         mbits = _bits(self.coefficients[:, [0, 4]])
         xbits = self.input_dtype.bitwidth() + (0 if self.input_dtype.signed() else 1)
         if self.slope_shift() is not None or xbits + mbits < 9 + 1:
             return 0
-        return self.PE * -(-mbits // 25) * -(-xbits // 18)
+        if mbits <= 25 and xbits <= 18 or mbits <= 18 and xbits <= 25:
+            return self.PE
+        return self.PE * -(-(mbits - 1) // LIMB_BITS) * -(-xbits // 25)
 
     def est_luts(self) -> int:
         """Per lane (Yosys, xc7): the quotient's clamp and rounding, about a LUT per quotient bit
@@ -221,7 +288,7 @@ class Requantize(Unit):
         bit of the slope and the offset (and of clamp bounds of its own) and the knee's comparison;
         the product in LUTs where no DSP takes it. The ROM: nothing in block RAM but its read mux;
         in LUTs, a LUT6 per 64 words of each bit that is not the same in every word (ROM bits
-        equal throughout are constants). ~12 of control."""
+        equal throughout are constants). ~12 of control. Per exception, its comparison and mux."""
         product, total, quotient = self.widths()
         mbits = _bits(self.coefficients[:, [0, 4]])
         lane = quotient + 3
@@ -233,6 +300,9 @@ class Requantize(Unit):
             lane += product * max(1, mbits // 2)
         if dsps > 1:  # the partial products of a wide slope meet in an adder in LUTs
             lane += product
+        # each exception: the input's equality (a LUT per two or three bits and their AND) and
+        # the 2:1 mux of its output
+        lane += self.exceptions * (self.input_dtype.bitwidth() // 2 + self.output_dtype.bitwidth() + 2)
         depth, width = self._rom_shape()
         if in_bram(depth, width):
             rom = memory_luts(depth, width)
@@ -247,7 +317,7 @@ class Requantize(Unit):
         varying = 0
         lanes = self.lane_rows() if any(n == "row" for n, _ in stored) else None
         for name, bits in stored:
-            column = lanes if name == "row" else self.coefficients[:, COLUMNS.index(name)]
+            column = lanes if name == "row" else self.column(name)
             codes = (column & ((1 << bits) - 1)).reshape(self.channels // self.PE, self.PE)
             for bit in range(bits):
                 plane = (codes >> bit) & 1
@@ -275,7 +345,7 @@ class Requantize(Unit):
 
 
 class RequantizeComponent(wiring.Component):
-    """See the module docstring: five stages under one stall signal; advance = output register
+    """See the module docstring: stages under one stall signal; advance = output register
     empty or taken, inp.ready = advance."""
 
     def __init__(self, unit: Requantize) -> None:
@@ -292,13 +362,14 @@ class RequantizeComponent(wiring.Component):
         word_bits = sum(b for _, b in stored)
         advance = Signal()
         m.d.comb += [advance.eq(~self.out.valid | self.out.ready), self.inp.ready.eq(advance)]
+        st = _Stager(m, advance)
         fold = Signal(range(folds))
         with m.If(self.inp.valid & advance):
             m.d.sync += fold.eq(wrap_inc(fold, folds))
 
         # stage 1: the beat, and the ROM word of its channel fold
         rd = None
-        columns = {name: u.coefficients[:, COLUMNS.index(name)] for name, _ in stored}
+        columns = {name: u.column(name) for name, _ in stored}
         if "row" in columns:
             columns["row"] = u.lane_rows()  # each lane numbers the rows it holds
         if word_bits:
@@ -330,7 +401,7 @@ class RequantizeComponent(wiring.Component):
                     offset += bits
                     coef[name] = raw.as_signed() if signed_field else raw
                 else:
-                    value = int(u.coefficients[0, COLUMNS.index(name)])
+                    value = int(u.column(name)[0])
                     coef[name] = Const(value, signed(bits) if signed_field else unsigned(1))
             for name in ("lo", "hi"):  # a clamp bound both pieces share is read once
                 coef.setdefault(f"{name}1", coef[f"{name}0"])
@@ -350,20 +421,37 @@ class RequantizeComponent(wiring.Component):
                 else:
                     for name in sel:
                         m.d.sync += sel[name].eq(coef[f"{name}0"])
-            # stage 3: the product
-            prod3 = Signal(signed(product_bits), name=f"prod3_{pe}")
-            b3, lo3, hi3 = (Signal.like(sel[n], name=f"{n}3_{pe}") for n in ("b", "lo", "hi"))
-            even3 = Signal(name=f"even3_{pe}")
-            product = x2 * sel["m"] if u.slope_shift() is None else x2 << u.slope_shift()
-            with m.If(advance):
-                m.d.sync += [prod3.eq(product), b3.eq(sel["b"]), lo3.eq(sel["lo"]), hi3.eq(sel["hi"]),
-                             even3.eq(even2)]
-            # stage 4: the offset
-            w4 = Signal(signed(total_bits), name=f"w4_{pe}")
-            lo4, hi4 = Signal.like(lo3, name=f"lo4_{pe}"), Signal.like(hi3, name=f"hi4_{pe}")
-            even4 = Signal(name=f"even4_{pe}")
-            with m.If(advance):
-                m.d.sync += [w4.eq(prod3 + b3), lo4.eq(lo3), hi4.eq(hi3), even4.eq(even3)]
+            # the exceptions: whether the input is one, and its output (carried to stage 5)
+            extras = []
+            if u.exceptions:
+                hits = [x1_lanes[pe] == coef[f"ex_x{e}"] for e in range(u.exceptions)]
+                given = coef[f"ex_y{u.exceptions - 1}"]
+                for e in reversed(range(u.exceptions - 1)):
+                    given = Mux(hits[e], coef[f"ex_y{e}"], given)
+                extras = [st.reg(Cat(*hits).any(), f"hit2_{pe}"), st.reg(given, f"given2_{pe}")]
+            # stage 3: the product; a slope wider than a DSP's port in limbs, a DSP each
+            limbs = u.slope_limbs()
+            b3, lo3, hi3 = (st.reg(sel[n], f"{n}3_{pe}") for n in ("b", "lo", "hi"))
+            even3 = st.reg(even2, f"even3_{pe}")
+            extras = [st.reg(v, f"extra3_{i}_{pe}") for i, v in enumerate(extras)]
+            if u.slope_shift() is not None:
+                products = [st.reg(x2 << u.slope_shift(), f"prod3_{pe}")]
+            else:
+                products = [st.reg(x2 * (sel["m"][low:low + bits].as_signed() if top else sel["m"][low:low + bits]),
+                                   f"prod3_{j}_{pe}") for j, (low, bits, top) in enumerate(limbs)]
+            # stage 4: the offset. One stage where a DSP's post-adder takes it; else each limb's
+            # product added in turn, in chunks of a short carry chain, one stage per chunk
+            if len(u.add_chunks()) == 1:
+                w4 = st.reg(products[0] + b3, f"w4_{pe}")
+                lo4, hi4, even4 = st.reg(lo3, f"lo4_{pe}"), st.reg(hi3, f"hi4_{pe}"), st.reg(even3, f"even4_{pe}")
+                extras = [st.reg(v, f"extra4_{i}_{pe}") for i, v in enumerate(extras)]
+            else:
+                acc, side = b3, [lo3, hi3, even3, *extras, *products]
+                first = 3 + len(extras)
+                for j, (low, _, _) in enumerate(limbs):
+                    term = side[first + j] << low
+                    acc, side = _chunked_add(st, acc, term, total_bits, side, f"w4_{j}_{pe}")
+                w4, (lo4, hi4, even4), extras = acc, side[:3], side[3:first]
             # stage 5: shift, round half to even, clamp
             q = Signal(signed(quotient_bits), name=f"q_{pe}")
             m.d.comb += q.eq(w4 >> u.shift)
@@ -374,6 +462,10 @@ class RequantizeComponent(wiring.Component):
             m.d.comb += [below.eq(q <= lo4), above.eq(q > hi4)]
             y = Signal(signed(obits + 1), name=f"y_{pe}")
             m.d.comb += y.eq(Mux(below, lo4, Mux(above, hi4, q - tie)))
+            if extras:  # an exception's own output
+                hit, given = extras
+                y_line, y = y, Signal(signed(obits + 1), name=f"yx_{pe}")
+                m.d.comb += y.eq(Mux(hit, given, y_line))
             lane_table = u._lane_tables()[pe]
             if lane_table.size:  # this lane's channels without a form read their row
                 entries = lane_table.shape[1]
@@ -385,15 +477,17 @@ class RequantizeComponent(wiring.Component):
                 read = table.read_port(domain="sync")
                 offset_code = x1_lanes[pe] - int(u.input_dtype.min())  # 0 .. entries - 1
                 m.d.comb += [read.addr.eq(Cat(offset_code[:code_bits], coef["row"] - 1)), read.en.eq(advance)]
-                use = [Signal(name=f"use{k}_{pe}") for k in (2, 3, 4)]
-                data = [Signal(obits, name=f"tab{k}_{pe}") for k in (3, 4)]
+                # the row's value waits beside the arithmetic: stages 2 to 4 (its read is stage 2)
+                use = [Signal(name=f"use{k}_{pe}") for k in range(1 + u.add_stages())]
+                data = [Signal(obits, name=f"tab{k}_{pe}") for k in range(u.add_stages())]
                 with m.If(advance):
-                    m.d.sync += [use[0].eq(coef["row"] != 0), use[1].eq(use[0]), use[2].eq(use[1]),
-                                 data[0].eq(read.data), data[1].eq(data[0])]
-                outs.append(Mux(use[2], data[1], y[:obits]))
+                    m.d.sync += [use[0].eq(coef["row"] != 0), data[0].eq(read.data)]
+                    m.d.sync += [a.eq(b) for a, b in zip(use[1:], use[:-1])]
+                    m.d.sync += [a.eq(b) for a, b in zip(data[1:], data[:-1])]
+                outs.append(Mux(use[-1], data[-1], y[:obits]))
             else:
                 outs.append(y[:obits])
-        for _ in range(3):
+        for _ in range(1 + u.add_stages()):
             nxt = Signal()
             with m.If(advance):
                 m.d.sync += nxt.eq(valid[-1])
@@ -402,3 +496,50 @@ class RequantizeComponent(wiring.Component):
             m.d.sync += [x1.eq(self.inp.payload), v1.eq(self.inp.valid),
                          self.out.valid.eq(valid[-1]), self.out.payload.eq(Cat(*outs))]
         return m
+
+
+class _Stager:
+    """Pipeline registers under one stall signal."""
+
+    def __init__(self, m: Module, advance: Signal) -> None:
+        self.m, self.advance = m, advance
+
+    def reg(self, value, name: str) -> Signal:
+        """A register of `value`, taken when the pipeline advances."""
+        out = Signal.like(value, name=name) if isinstance(value, Signal) else Signal(value.shape(), name=name)
+        with self.m.If(self.advance):
+            self.m.d.sync += out.eq(value)
+        return out
+
+
+def _cuts(total: int) -> list[int]:
+    """`total` bits in near-equal chunks of at most `ADD_CHUNK_BITS`."""
+    chunks = -(-total // ADD_CHUNK_BITS)
+    width = -(-total // chunks)
+    return [width] * (chunks - 1) + [total - width * (chunks - 1)]
+
+
+def _chunked_add(st: _Stager, a, b, total: int, side: list, name: str) -> tuple:
+    """a + b (signed, `total` bits) over one stage per chunk of `_cuts(total)`: chunk k added in
+    stage k with the carry of chunk k - 1, the chunks still to add and the ones done, and the
+    `side` values, carried along in registers. Returns (the sum, the side values as delayed)."""
+    a_all, b_all = Signal(signed(total), name=f"{name}_a"), Signal(signed(total), name=f"{name}_b")
+    st.m.d.comb += [a_all.eq(a), b_all.eq(b)]
+    cuts = _cuts(total)
+    done: list = []
+    carry = Const(0, 1)
+    rest_a, rest_b = a_all, b_all
+    for k, width in enumerate(cuts):
+        last = k == len(cuts) - 1
+        low_a, low_b = (rest_a, rest_b) if last else (rest_a[:width], rest_b[:width])
+        part = st.reg((low_a.as_signed() + low_b.as_signed() if last else low_a + low_b) + carry, f"{name}_s{k}")
+        done = [st.reg(d, f"{name}_d{k}_{i}") for i, d in enumerate(done)]
+        side = [st.reg(v, f"{name}_x{k}_{i}") for i, v in enumerate(side)]
+        if last:
+            total_sum = Signal(signed(total), name=name)
+            st.m.d.comb += total_sum.eq(Cat(*done, part[:width]))
+            return total_sum, side
+        rest_a, rest_b = st.reg(rest_a[width:], f"{name}_a{k}"), st.reg(rest_b[width:], f"{name}_b{k}")
+        carry = part[width]
+        done = done + [part[:width]]
+    raise AssertionError("unreachable")

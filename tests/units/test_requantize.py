@@ -9,6 +9,7 @@ import pytest
 from qonnx.core.datatype import DataType
 
 from hwgen.errors import HwgenError
+from hwgen.sim.verilator import simulate_unit
 from hwgen.units.piecewise import fit_table, fit_thresholds
 from hwgen.units.requantize import Requantize, coefficients_of
 
@@ -174,3 +175,44 @@ def test_a_channel_without_a_form_reads_a_table_row(pe, check_unit):
     assert np.array_equal(unit.reference(frames[:1]).reshape(256, 8), table.T)
     assert [r for _, _, r in unit.parameter_memories()].count("table") == 1  # one lane holds the row
     check_unit(unit, frames)
+
+
+#: BatchNorm-like scalings (accumulator scale, gamma, beta) of a wide accumulator whose float32
+#: rounding puts one to three thresholds a value off every line, and one that a line holds
+WIDE_BATCHNORM = ((0.0015957715222612023, 0.5979430079460144, -13.458263397216797),
+                  (0.001330378814600408, 0.5504688620567322, 1.6563993692398071),
+                  (0.001435374841094017, 0.49553003907203674, 9.372115135192871),
+                  (0.0011, 0.61, 3.25))
+
+
+def wide_batchnorm(x: np.ndarray) -> np.ndarray:
+    """The model's own ops in float32 on accumulator values x: scale, BatchNorm, round half to
+    even, clamp to 8 bits; (len(x), C)."""
+    s, a, b = (np.array(col, np.float32) for col in zip(*WIDE_BATCHNORM))
+    v = (x[:, None].astype(np.float32) * s) * a + b
+    return np.clip(np.round(v), -128, 127).astype(np.int64)
+
+
+def test_a_wide_accumulator_with_float_rounded_thresholds_is_arithmetic_with_exceptions(verilator_cache):
+    """A 22-bit accumulator's BatchNorm into 8 bits: the slope interval is narrow (a 23-bit slope
+    at a shift of 32; with a 23-bit input, two DSPs per lane and the offset added in 20-bit
+    chunks) and in three channels float32 puts thresholds off every line, where single inputs
+    become exceptions. On every input value (4 M per channel), in Verilator with and without
+    stalls, the unit gives the model's ops."""
+    x = np.arange(-2 ** 21, 2 ** 21, dtype=np.int64)
+    y = wide_batchnorm(x)
+    first = np.stack([np.searchsorted(col, np.arange(-127, 128)) for col in y.T])  # each column rises
+    thresholds = np.where(first < x.size, x[np.minimum(first, x.size - 1)], x[-1] + 1)
+    form = fit_thresholds(thresholds, x[0], x[-1], -128, -128, 127)
+    assert form is not None and form.exceptions == 3
+    assert [int((form.except_x[c] != form.except_x[c, 0]).sum() + 1) for c in range(3)] == [1, 3, 2]
+    assert np.array_equal(form(np.repeat(x[:, None], 4, axis=1)), y)
+    unit = Requantize(channels=4, PE=2, pixels=512, input_dtype=DataType["INT22"], output_dtype=DataType["INT8"],
+                      coefficients=coefficients_of(form), shift=form.shift)
+    assert unit.est_dsps() == 4 and len(unit.add_chunks()) > 1
+    frames = np.repeat(x.reshape(-1, 512, 1), 4, axis=2).reshape(-1, 512 * 4)
+    for stall in (0.0, 0.3):
+        out, result = simulate_unit(unit, frames, stall_prob=stall, seed=5, cache_dir=verilator_cache)
+        assert np.array_equal(out.reshape(-1, 4), y), stall
+        if stall == 0.0:
+            assert result.cycles_per_frame == unit.est_cycles() == 1024
