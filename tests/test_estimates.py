@@ -150,3 +150,21 @@ def test_dram_reader_estimates_and_levels(data_bits, words, tmp_path):
 
     unit = DramReader(np.zeros(words * data_bits // 8, np.uint8), data_bits, 4096)
     assert_alone_within_estimates_and_levels(f"DramReader_{data_bits}", unit, tmp_path)
+
+
+@pytest.mark.parametrize("shape", [pytest.param((512, 256, 8, 64, 49, 64), id="7x7-64bit"),
+                                   pytest.param((1152, 128, 4, 128, 196, 128), id="14x14-3x3-128bit",
+                                                marks=pytest.mark.slow)])
+def test_dram_mvu_estimates_and_levels(shape, tmp_path):
+    """A weight-stationary MVU of a 7x7 stage (a 1x1 convolution) and of a 14x14 one (a 3x3
+    convolution's windows): buffers in block RAM, the reader, the on-chip MVU's dot products."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.units.dram_mvu import DramMVU
+    from hwgen.units.mvu import accumulator_dtype
+
+    mw, mh, pe, simd, vectors, bus = shape
+    binary = DataType["BINARY"]
+    w = np.random.default_rng(0).integers(0, 2, (mw, mh))
+    unit = DramMVU(mw, mh, pe, simd, binary, binary, w, accumulator_dtype(binary, binary, w), vectors, bus, 4096)
+    assert_alone_within_estimates_and_levels(f"DramMVU_{mw}x{mh}", unit, tmp_path)

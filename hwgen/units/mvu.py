@@ -457,6 +457,37 @@ def _product(x: Value, xdt: BaseDataType, w: Value, wdt: BaseDataType) -> Value:
     return xv * wv
 
 
+def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[list[Value], int]:
+    """Per lane, the dot product of the input beat `x1` (SIMD elements) and the lane's part of
+    the weight word `wdata`: popcount(~(x ^ w)) or the sum of SIMD products, through a pipeline
+    register after every level of its counters (`register`); returns the lanes' values and the
+    registers on their way (the same for every lane)."""
+    hw = u._hw
+    ibits, wbits, SIMD = u.input_dtype.bitwidth(), u.weight_dtype.bitwidth(), u.SIMD
+    shared = _shared_sum(m, x1, u, register) if _signed_weights(u) else None
+    dot_values, depth = [], 0
+    for pe in range(u.PE):
+        lane_w = wdata[pe * SIMD * wbits : (pe + 1) * SIMD * wbits]
+        if hw.popcount:
+            agree = Signal(SIMD, name=f"agree{pe}")
+            m.d.comb += agree.eq(~(x1 ^ lane_w))
+            dot, depth = popcount(m, agree, name=f"pc{pe}_", register=register)
+        elif shared is not None:
+            # sum of x*(+-1) = 2 * (sum of x where w = +1) - sum of x
+            picked, depth = staged_tree_sum(
+                [Mux(lane_w[s], decode(x1[s * ibits:(s + 1) * ibits], u.input_dtype), 0) for s in range(SIMD)],
+                register)
+            dot = (picked << 1) - shared
+        else:
+            dot, depth = staged_tree_sum([
+                _product(x1[s * ibits : (s + 1) * ibits], u.input_dtype,
+                         lane_w[s * wbits : (s + 1) * wbits], u.weight_dtype)
+                for s in range(SIMD)
+            ], register)
+        dot_values.append(dot)
+    return dot_values, depth
+
+
 class MVUComponent(wiring.Component):
     """Pipeline, all compute stages under one global `advance` (= output register empty or being
     taken):
@@ -549,27 +580,7 @@ class MVUComponent(wiring.Component):
                 m.d.sync += held.eq(value)
             return held
 
-        shared = _shared_sum(m, x1, u, register) if _signed_weights(u) else None
-        dot_values, depth = [], 0
-        for pe in range(PE):
-            lane_w = wrd.data[pe * SIMD * wbits : (pe + 1) * SIMD * wbits]
-            if hw.popcount:
-                agree = Signal(SIMD, name=f"agree{pe}")
-                m.d.comb += agree.eq(~(x1 ^ lane_w))
-                dot, depth = popcount(m, agree, name=f"pc{pe}_", register=register)
-            elif shared is not None:
-                # sum of x*(+-1) = 2 * (sum of x where w = +1) - sum of x
-                picked, depth = staged_tree_sum(
-                    [Mux(lane_w[s], decode(x1[s * ibits:(s + 1) * ibits], u.input_dtype), 0) for s in range(SIMD)],
-                    register)
-                dot = (picked << 1) - shared
-            else:
-                dot, depth = staged_tree_sum([
-                    _product(x1[s * ibits : (s + 1) * ibits], u.input_dtype,
-                             lane_w[s * wbits : (s + 1) * wbits], u.weight_dtype)
-                    for s in range(SIMD)
-                ], register)
-            dot_values.append(dot)
+        dot_values, depth = lane_dots(m, u, x1, wrd.data, register)
         control = [v1, first1, last1, nf1]
         for _ in range(depth):
             control = [register(c) for c in control]

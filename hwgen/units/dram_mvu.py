@@ -1,0 +1,291 @@
+"""DramMVU: a matrix-vector unit whose weights stream from DRAM once per frame (weight-stationary).
+
+    input frame (V vectors)  ->  buffer  --+
+                                           +-> for each tile nf of PE outputs: for each vector v:
+    DRAM --AXI4--> DramReader -> tiles  ---+     for each fold sf: acc += W[nf, sf] . x[v, sf]
+                                                 -> output buffer [v, nf]  -> out, vector by vector
+
+A layer with a small feature map and many weights (ReActNet-A's 14x14 and 7x7 stages hold 34.7 of
+its 36.5 Mbit) keeps its weights in DRAM: an on-chip MVU re-reads every weight for every vector,
+which from DRAM would cost the weights times the vectors per frame in bandwidth. This unit turns
+the loops around: it holds the whole input frame (V x MW elements), takes the weights one tile
+(PE outputs x MW inputs, SF words of the on-chip MVU's weight ROM) at a time, computes that tile
+for every vector, and writes the results into an output buffer that it then sends out in the
+order an MVU sends (vector by vector, PE per beat). Each weight is read from DRAM once per frame:
+bandwidth = weight bits x frame rate.
+
+The tiles are double-buffered: while one is computed, the next arrives through `DramReader` (its
+bus words gathered into weight words, `word_bits / data_bits` each), so the DRAM keeps pace while
+a tile's compute (V x SF cycles) takes at least as long as its load (SF x bus words per weight
+word cycles). The input and output buffers are single: a frame is taken (V x SF beats), computed
+(NF x V x SF cycles), then sent while the next frame comes in (`est_cycles`). Within a frame the
+input and output buffers could be doubled to hide the taking and sending too; the unit is meant
+for layers with few vectors and many weights, where the tiles' compute is most of the frame. The dot products are
+the on-chip MVU's (`mvu.lane_dots`), so the arithmetic is the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from qonnx.core.datatype import BaseDataType
+
+from hwgen.errors import HwgenError
+from hwgen.rtl.axi import axi_read_members, dram_member_names
+from hwgen.units.base import StreamSpec, Unit, stream_ports
+from hwgen.units.datapath import memory_attrs, memory_bram18, memory_luts, wrap_inc
+from hwgen.units.dram_reader import DramReader, DramReaderComponent
+from hwgen.units.mvu import MVU, lane_dots, weight_words
+
+_WHERE = "DramMVU"
+#: cycles from a frame's last step to its output buffer's first read (the dot products' and the
+#: accumulator's registers)
+DRAIN_CYCLES = 6
+#: beats of the output side's FIFO (the output buffer's reads run ahead of the stream by this)
+OUT_FIFO = 4
+
+
+@dataclass(frozen=True, eq=False)
+class DramMVU(Unit):
+    """An MVU (`hwgen.units.mvu`, without thresholds) over `vectors_per_frame` vectors a frame,
+    its weights read from DRAM at `offset` bytes from the DRAM base over a `data_bits` bus."""
+
+    FOLDING = (("PE", "MH"), ("SIMD", "MW"))
+
+    MW: int
+    MH: int
+    PE: int
+    SIMD: int
+    input_dtype: BaseDataType
+    weight_dtype: BaseDataType
+    weights: np.ndarray
+    output_dtype: BaseDataType
+    vectors_per_frame: int = 1
+    data_bits: int = 64
+    offset: int = 0
+    _mvu: MVU = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # the on-chip MVU of the same layer checks the parameters and gives the arithmetic
+        mvu = MVU(self.MW, self.MH, self.PE, self.SIMD, self.input_dtype, self.weight_dtype, self.weights, None,
+                  self.output_dtype, vectors_per_frame=self.vectors_per_frame)
+        object.__setattr__(self, "_mvu", mvu)
+        object.__setattr__(self, "weights", mvu.weights)
+        if self.word_bits % self.data_bits:
+            raise HwgenError(f"a weight word (PE x SIMD x weight bits = {self.word_bits}) must be a whole number "
+                             f"of the DRAM bus's {self.data_bits}-bit words", where=_WHERE)
+        _ = self.reader  # checks data_bits and offset
+
+    @property
+    def NF(self) -> int:
+        return self.MH // self.PE
+
+    @property
+    def SF(self) -> int:
+        return self.MW // self.SIMD
+
+    @property
+    def word_bits(self) -> int:
+        return self.PE * self.SIMD * self.weight_dtype.bitwidth()
+
+    @cached_property
+    def reader(self) -> DramReader:
+        """The unit's DRAM reader: the weight words, tile by tile, as bytes."""
+        words = weight_words(self._mvu)
+        nbytes = self.word_bits // 8
+        image = np.frombuffer(b"".join(w.to_bytes(nbytes, "little") for w in words), np.uint8)
+        return DramReader(image, self.data_bits, self.offset)
+
+    def dram_image(self) -> np.ndarray:
+        """The bytes the DRAM holds at `offset` for this unit."""
+        return self.reader.image
+
+    # -- interface
+
+    @property
+    def inputs(self) -> tuple[StreamSpec, ...]:
+        return self._mvu.inputs
+
+    @property
+    def outputs(self) -> tuple[StreamSpec, ...]:
+        return self._mvu.outputs
+
+    def reference(self, *frames: np.ndarray) -> np.ndarray:
+        return self._mvu.reference(*frames)
+
+    def component(self) -> wiring.Component:
+        return DramMVUComponent(self)
+
+    def dram_bytes_per_frame(self) -> int:
+        return self.reader.dram_bytes_per_frame()
+
+    # -- estimates
+
+    def held_fraction(self) -> float:
+        return 1.0  # a whole frame before the first output
+
+    def est_cycles(self) -> int:
+        """The tiles' compute (NF x V x SF steps), then the longer of taking the next frame (V x SF
+        beats) and draining the pipeline and sending this one (V x NF beats); or, where the bus
+        is slower, its words (NF x SF weight words of `word_bits / data_bits` bus words each)."""
+        v, sf, nf = self.vectors_per_frame, self.SF, self.NF
+        compute = nf * v * sf + max(v * sf, DRAIN_CYCLES + v * nf)
+        return max(nf * sf * (self.word_bits // self.data_bits), compute) + 1
+
+    def _buffers(self) -> list[tuple[int, int]]:
+        """(depth, width) of the input frame, the two weight tiles and the output frame."""
+        v = self.vectors_per_frame
+        return [(v * self.SF, self.SIMD * self.input_dtype.bitwidth()), (2 * self.SF, self.word_bits),
+                (v * self.NF, self.PE * self.output_dtype.bitwidth())]
+
+    def parameter_memories(self) -> list[tuple[int, int, str]]:
+        return []  # the weights are in DRAM
+
+    def est_luts(self) -> int:
+        """The on-chip MVU's dot products and accumulators (its estimate without its weight ROM),
+        the buffers' read muxes, the reader, the counters (the word gathering is flip-flops)."""
+        mvu = self._mvu
+        compute = mvu.est_luts() - memory_luts(mvu.NF * mvu.SF, self.word_bits)
+        buffers = sum(memory_luts(d, w) for d, w in self._buffers())
+        return compute + buffers + self.reader.est_luts() + 30
+
+    def est_brams(self) -> int:
+        return sum(memory_bram18(d, w) for d, w in self._buffers())
+
+    def est_dsps(self) -> int:
+        return self._mvu.est_dsps()
+
+
+class DramMVUComponent(wiring.Component):
+    def __init__(self, unit: DramMVU) -> None:
+        self.unit = unit
+        ports = stream_ports(unit.inputs[0].width, unit.outputs[0].width)
+        super().__init__({**ports, **axi_read_members(unit.data_bits)})
+
+    def elaborate(self, platform: object) -> Module:
+        u, mvu = self.unit, self.unit._mvu
+        m = Module()
+        V, NF, SF, PE = u.vectors_per_frame, u.NF, u.SF, u.PE
+        obits = u.output_dtype.bitwidth()
+
+        m.submodules.reader = reader = DramReaderComponent(u.reader)
+        for name in dram_member_names(reader):
+            inside, outside = getattr(reader, name), getattr(self, name)
+            m.d.comb += inside.eq(outside) if reader.signature.members[name].flow == wiring.In else outside.eq(inside)
+        m.d.comb += [reader.inp.valid.eq(1), reader.inp.payload.eq(1)]  # frame after frame
+
+        # ---- the input frame
+        width_in = u.inputs[0].width
+        m.submodules.xbuf = xbuf = Memory(shape=unsigned(width_in), depth=V * SF, init=[],
+                                          attrs=memory_attrs(V * SF, width_in, rom=False))
+        xw, xr = xbuf.write_port(), xbuf.read_port(domain="sync")
+        waddr, in_full = Signal(range(V * SF)), Signal()
+        take = self.inp.valid & ~in_full
+        m.d.comb += [self.inp.ready.eq(~in_full), xw.addr.eq(waddr), xw.data.eq(self.inp.payload), xw.en.eq(take)]
+        with m.If(take):
+            m.d.sync += waddr.eq(wrap_inc(waddr, V * SF))
+            with m.If(waddr == V * SF - 1):
+                m.d.sync += in_full.eq(1)
+
+        # ---- weight tiles: bus words gathered into weight words, two tiles of SF words
+        ratio = u.word_bits // u.data_bits
+        m.submodules.tiles = tiles = Memory(shape=unsigned(u.word_bits), depth=2 * SF, init=[],
+                                            attrs=memory_attrs(2 * SF, u.word_bits, rom=False))
+        tw, tr = tiles.write_port(), tiles.read_port(domain="sync")
+        tile_full, lbank, lsf = Signal(2), Signal(), Signal(range(SF))
+        loading = ~tile_full.bit_select(lbank, 1)
+        m.d.comb += reader.out.ready.eq(loading)
+        got = reader.out.valid & loading
+        if ratio == 1:
+            word, word_done = reader.out.payload, got
+        else:
+            gathered, part = Signal((ratio - 1) * u.data_bits), Signal(range(ratio))
+            with m.If(got):
+                m.d.sync += [gathered.eq(Cat(gathered[u.data_bits:], reader.out.payload)),
+                             part.eq(wrap_inc(part, ratio))]
+            word, word_done = Cat(gathered, reader.out.payload), got & (part == ratio - 1)
+        m.d.comb += [tw.addr.eq(Mux(lbank, lsf + SF, lsf)), tw.data.eq(word), tw.en.eq(word_done)]
+        tile_loaded = word_done & (lsf == SF - 1)
+        with m.If(word_done):
+            m.d.sync += lsf.eq(wrap_inc(lsf, SF))
+        with m.If(tile_loaded):
+            m.d.sync += lbank.eq(~lbank)
+
+        # ---- compute: tile by tile, vector by vector, fold by fold
+        running, out_busy = Signal(), Signal()
+        nf, v, sf = Signal(range(NF)), Signal(range(V)), Signal(range(SF))
+        xaddr, cbank = Signal(range(V * SF)), Signal()
+        oaddr, obase = Signal(range(V * NF)), Signal(range(NF))  # the result's place: v * NF + nf
+        fire = Signal()
+        m.d.comb += fire.eq(running & tile_full.bit_select(cbank, 1))
+        m.d.comb += [xr.addr.eq(xaddr), xr.en.eq(1), tr.addr.eq(Mux(cbank, sf + SF, sf)), tr.en.eq(1)]
+        last_sf, last_v, last_nf = sf == SF - 1, v == V - 1, nf == NF - 1
+        tile_done = fire & last_sf & last_v
+        frame_done = tile_done & last_nf
+        with m.If(~running & in_full & ~out_busy):
+            m.d.sync += running.eq(1)
+        with m.If(fire):
+            m.d.sync += [sf.eq(wrap_inc(sf, SF)), xaddr.eq(wrap_inc(xaddr, V * SF))]
+            with m.If(last_sf):
+                m.d.sync += [v.eq(wrap_inc(v, V)), oaddr.eq(oaddr + NF)]
+                with m.If(last_v):
+                    m.d.sync += [nf.eq(wrap_inc(nf, NF)), cbank.eq(~cbank), obase.eq(wrap_inc(obase, NF)),
+                                 oaddr.eq(wrap_inc(obase, NF))]
+        with m.If(frame_done):
+            m.d.sync += [running.eq(0), in_full.eq(0)]
+        for b in range(2):  # a tile is loaded only while its bank is empty, computed only while full
+            with m.If(tile_loaded & (lbank == b)):
+                m.d.sync += tile_full[b].eq(1)
+            with m.If(tile_done & (cbank == b)):
+                m.d.sync += tile_full[b].eq(0)
+
+        # S1: the input beat and the weight word (the memories' reads), the step's control
+        def register(value: Value) -> Value:
+            held = Signal(value.shape())
+            m.d.sync += held.eq(value)
+            return held
+
+        control = [register(c) for c in (fire, sf == 0, last_sf, oaddr, frame_done)]
+        dots, depth = lane_dots(m, mvu, xr.data, tr.data, register)
+        for _ in range(depth):
+            control = [register(c) for c in control]
+        dots = [register(d) for d in dots]
+        valid2, first2, last2, oaddr2, final2 = (register(c) for c in control)
+        # S2: accumulate
+        hw = mvu._hw
+        accs = [Signal(hw.acc_shape, name=f"acc{pe}") for pe in range(PE)]
+        with m.If(valid2):
+            m.d.sync += [acc.eq(Mux(first2, 0, acc) + dot) for acc, dot in zip(accs, dots)]
+        write3, oaddr3, final3 = register(valid2 & last2), register(oaddr2), register(valid2 & final2)
+        # S3: the vector's PE results into the output frame
+        m.submodules.obuf = obuf = Memory(shape=unsigned(PE * obits), depth=V * NF, init=[],
+                                          attrs=memory_attrs(V * NF, PE * obits, rom=False))
+        ow, orp = obuf.write_port(), obuf.read_port(domain="sync")
+        lanes = [Signal(obits, name=f"lane{pe}") for pe in range(PE)]  # the output type holds the range
+        m.d.comb += [lane.eq(((acc << 1) - u.MW) if hw.bipolar_popcount else acc) for lane, acc in zip(lanes, accs)]
+        m.d.comb += [ow.addr.eq(oaddr3), ow.data.eq(Cat(*lanes)), ow.en.eq(write3)]
+
+        # ---- send the output frame: reads run ahead into a small FIFO, as far as it has room
+        out_full = Signal()
+        with m.If(frame_done):
+            m.d.sync += out_busy.eq(1)
+        with m.If(final3):
+            m.d.sync += out_full.eq(1)
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=PE * obits, depth=OUT_FIFO)
+        raddr, credits, pending = Signal(range(V * NF)), Signal(range(OUT_FIFO + 1), init=OUT_FIFO), Signal()
+        issue = out_full & (credits != 0)
+        sent = self.out.valid & self.out.ready
+        m.d.comb += [orp.addr.eq(raddr), orp.en.eq(issue), fifo.w_data.eq(orp.data), fifo.w_en.eq(pending),
+                     self.out.payload.eq(fifo.r_data), self.out.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.out.ready)]
+        m.d.sync += [pending.eq(issue), credits.eq(credits - issue + sent)]
+        with m.If(issue):
+            m.d.sync += raddr.eq(wrap_inc(raddr, V * NF))
+            with m.If(raddr == V * NF - 1):
+                m.d.sync += [out_full.eq(0), out_busy.eq(0)]
+        return m
