@@ -1,7 +1,7 @@
 """The `hwgen` command line: build, sim, verify, synth, report, demo, zoo, train.
 
     hwgen build [MODEL.onnx] -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
-                                [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded]
+                                [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded|dram]
                                 [--board NAME [--bitstream]]
                                 [--config OUT/build.toml] [--from-step STEP] [--json] [--quiet]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P] [--json] [--quiet]
@@ -303,6 +303,7 @@ def parser() -> argparse.ArgumentParser:
                    help="FIFO depths at joins: measured in Verilator, modelled from latencies, or auto (measured if small)")
     b.add_argument("--weight-memory", choices=WEIGHT_MEMORY_MODES, default=None,
                    help="MVU weights in the bitstream (rom), loaded after reset from OUT/rtl/weights.bin (loaded), "
+                        "read from DRAM once per frame (dram: OUT/rtl/dram.bin; rtlsim only so far), "
                         "or auto: loaded into UltraRAM where --part has it and that saves block RAM")
     b.set_defaults(func=cmd_build)
 

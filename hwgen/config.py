@@ -15,7 +15,7 @@ DEFAULT_TARGET_FPS = 100_000.0
 #: how FIFO depths are found where paths fork and join (see `hwgen.transforms.hardware.size_fifos`)
 FIFO_SIZING_MODES = ("auto", "measured", "modelled")
 #: where MVU weights live (see `hwgen.transforms.hardware.choose_weight_memories`)
-WEIGHT_MEMORY_MODES = ("auto", "rom", "loaded")
+WEIGHT_MEMORY_MODES = ("auto", "rom", "loaded", "dram")
 
 
 def default_cache_dir() -> Path:
@@ -49,8 +49,10 @@ class BuildConfig:
     With a `board` (a name of `hwgen boards`) the build also writes `OUT/deploy/` for it.
     `weight_memory` is where the MVUs' weights live: "rom" (initialised memories, in the
     bitstream), "loaded" (every weight memory written after reset from the weight stream,
-    `OUT/rtl/weights.bin`) or "auto" (loaded into UltraRAM where `fit_part` has UltraRAM and that
-    saves block RAM, else ROM).
+    `OUT/rtl/weights.bin`), "dram" (every MVU whose weight words fill whole words of the DRAM
+    bus reads its weights from DRAM once per frame, weight-stationary: `hwgen.units.dram_mvu`,
+    the image in `OUT/rtl/dram.bin`; simulated, the board flow is to come) or "auto" (loaded into
+    UltraRAM where `fit_part` has UltraRAM and that saves block RAM, else ROM).
     """
 
     clock_mhz: float = 100.0
@@ -83,6 +85,10 @@ class BuildConfig:
         if self.weight_memory not in WEIGHT_MEMORY_MODES:
             raise HwgenError(f"must be one of {', '.join(WEIGHT_MEMORY_MODES)}, got {self.weight_memory!r}",
                              where="weight_memory")
+        if self.weight_memory == "dram" and self.board is not None:
+            raise HwgenError("weights in DRAM are simulated (rtlsim with a DRAM model) but their board flow "
+                             "(the Vivado design's read ports, the driver's DRAM image) is not built yet: "
+                             "build without --board", where="weight_memory")
         if self.folding is not None:
             check_folding(self.folding)
         if self.board is not None:
@@ -93,6 +99,16 @@ class BuildConfig:
             from hwgen.parts import lookup_part
 
             lookup_part(self.part)
+
+    @property
+    def dram_bits(self) -> int:
+        """The DRAM bus's width for weight readers: the board's PS port, else 64 bits (a
+        Zynq-7000's HP port)."""
+        if self.board is None:
+            return 64
+        from hwgen.deploy.boards import lookup_board
+
+        return lookup_board(self.board).hp_data_width
 
     @property
     def cycles_target(self) -> int | None:

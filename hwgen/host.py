@@ -21,6 +21,7 @@ from hwgen.errors import HwgenError
 from hwgen.execute import execute
 from hwgen.streams import beat_bytes, from_wire, pack_beats, to_wire, unpack_beats
 from hwgen.units.base import StreamSpec
+from hwgen.rtl.axi import read_dram
 from hwgen.units.weight_stream import read_weight_stream
 
 
@@ -49,16 +50,17 @@ class StreamInfo:
 def write_accelerator_json(path: Path, top: str, model_input: list[int], model_output: list[int],
                            inp: StreamInfo, out: StreamInfo, model_input_name: str = "",
                            model_input_dtype: str = "FLOAT32", modules: dict[str, str] | None = None,
-                           streams: list[dict] | None = None, weight_beats: int = 0) -> None:
+                           streams: list[dict] | None = None, weight_beats: int = 0, dram_bytes: int = 0) -> None:
     """`accelerator.json`: the top module, the model's input and output, both streams, the
     module of each hardware node (for synthesis), every stream inside the design (for deadlock
-    reports) and the beats of the weight stream (`rtl/weights.bin`, 0 if the weights are all in
-    the bitstream), all that the host side and the tools read."""
+    reports), the beats of the weight stream (`rtl/weights.bin`, 0 if the weights are all in
+    the bitstream) and the bytes of the DRAM image (`rtl/dram.bin`, 0 if nothing is read from
+    DRAM), all that the host side and the tools read."""
     path.write_text(json.dumps({
         "top": top, "model_input_name": model_input_name, "model_input_shape": model_input,
         "model_input_dtype": model_input_dtype, "modules": modules or {}, "streams": streams or [],
         "model_output_shape": model_output, "input": asdict(inp), "output": asdict(out),
-        "weight_beats": weight_beats,
+        "weight_beats": weight_beats, "dram_bytes": dram_bytes,
     }, indent=2) + "\n")
 
 
@@ -112,6 +114,7 @@ class HostIO:
             self.model_input_name: str = info.get("model_input_name", "")
             self.streams: list[dict] = list(info.get("streams", []))
             self.weight_beats: int = int(info.get("weight_beats", 0))
+            self.dram_bytes: int = int(info.get("dram_bytes", 0))
         except FileNotFoundError:
             raise HwgenError("no such file: not a finished build", where=where) from None
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -124,6 +127,11 @@ class HostIO:
         """The weight stream (uint8 (beats, 8)) of a build whose weights are loaded after reset,
         checked against the beat count the build recorded; None when every weight is in the RTL."""
         return read_weight_stream(self.build_dir / "rtl", self.weight_beats)
+
+    def dram(self) -> np.ndarray | None:
+        """The DRAM image (uint8) of a build whose weights stream from DRAM, checked against the
+        size the build recorded; None when nothing is read from DRAM."""
+        return read_dram(self.build_dir / "rtl", self.dram_bytes)
 
     def check_input(self, x: np.ndarray) -> None:
         want = list(self.model_input_shape[1:])

@@ -24,7 +24,7 @@ from hwgen.frontend.support import check_known_ops
 from hwgen.host import HostIO, load_build_graph
 from hwgen.sim import build as build_sim
 from hwgen.sim import run as run_sim
-from hwgen.sim.verilator import DEFAULT_MAX_IDLE, DeadlockError
+from hwgen.sim.verilator import DEFAULT_MAX_IDLE, DeadlockError, DramImage
 from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import write_json_atomically
 from hwgen.transforms.float_ties import float_tie_nodes, tie_frames
@@ -82,6 +82,12 @@ def _deadlock_report(exc: DeadlockError, host: HostIO) -> str:
             "report.json layers[].depth)")
 
 
+def _dram_of(host: HostIO) -> DramImage | None:
+    """The bench's DRAM for a build whose weights stream from there."""
+    image = host.dram()
+    return None if image is None else DramImage(image)
+
+
 def simulate_build(build_dir: Path, x: np.ndarray, *, stall_prob: float = 0.0, seed: int = 0,
                    cache_dir: Path | None = None, max_idle: int = DEFAULT_MAX_IDLE,
                    progress: Progress = NO_PROGRESS) -> tuple[np.ndarray, dict]:
@@ -109,7 +115,7 @@ def _simulate(build_dir: Path, x: np.ndarray, *, stall_prob: float, seed: int, c
         result = run_sim(exe, beats, host.output.beats_per_frame, host.output.bytes_per_beat,
                          stall_prob=stall_prob, seed=seed, max_idle=max_idle,
                          watch=[f"TOP.{host.top}.{s['name']}" for s in host.streams],
-                         weights=host.weight_stream())
+                         weights=host.weight_stream(), dram=_dram_of(host))
     except DeadlockError as exc:
         raise HwgenError(_deadlock_report(exc, host), where=str(build_dir)) from None
     progress.end(f"rtlsim ({x.shape[0]} frames)")

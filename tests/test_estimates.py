@@ -166,5 +166,5 @@ def test_dram_mvu_estimates_and_levels(shape, tmp_path):
     mw, mh, pe, simd, vectors, bus = shape
     binary = DataType["BINARY"]
     w = np.random.default_rng(0).integers(0, 2, (mw, mh))
-    unit = DramMVU(mw, mh, pe, simd, binary, binary, w, accumulator_dtype(binary, binary, w), vectors, bus, 4096)
+    unit = DramMVU(mw, mh, pe, simd, binary, binary, w, None, accumulator_dtype(binary, binary, w), 0, vectors, bus, 4096)
     assert_alone_within_estimates_and_levels(f"DramMVU_{mw}x{mh}", unit, tmp_path)

@@ -10,6 +10,7 @@ from hwgen.units.dwc import DataWidthConverter
 from hwgen.units.fifo import StreamingFifo
 from hwgen.units.add_streams import AddStreams
 from hwgen.units.concat_streams import ConcatStreams
+from hwgen.units.dram_mvu import DramMVU
 from hwgen.units.label_select import LabelSelect
 from hwgen.units.lookup import ChannelwiseLookup
 from hwgen.units.maxpool import MaxPool
@@ -20,7 +21,7 @@ from hwgen.units.sum_pool import SumPool
 from hwgen.units.thresholding import Thresholding
 from hwgen.units.window_max import WindowMax
 
-UNITS: tuple[type[Unit], ...] = (MVU, Thresholding, Requantize, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
+UNITS: tuple[type[Unit], ...] = (MVU, DramMVU, Thresholding, Requantize, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
                                  WindowMax, SumPool, AddStreams, ConcatStreams,
                                  StreamingFifo, DataWidthConverter, DuplicateStreams)
 

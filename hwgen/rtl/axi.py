@@ -13,8 +13,14 @@ bits: the driver allocates the DRAM image in the low 4 GB, where the PS's contig
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+from amaranth.hdl import Array, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from hwgen.errors import HwgenError
 
 #: address bits of every read master
 ADDR_BITS = 32
@@ -23,6 +29,8 @@ ADDR_BITS = 32
 MAX_BURST = 16
 #: an INCR burst must not cross this boundary (bytes)
 BURST_BOUNDARY = 4096
+#: beside a build's RTL: what the DRAM holds from `dram_base` on (each reader's image at its offset)
+DRAM_FILE = "dram.bin"
 
 
 def axi_read_members(data_bits: int) -> dict[str, wiring.Member]:
@@ -43,3 +51,79 @@ def dram_member_names(component: wiring.Component) -> list[str]:
 def top_name(member: str, master: int) -> str:
     """`m_axi_araddr` of master k is `m_axi<k>_araddr` at the top; `dram_base` is shared."""
     return member if member == "dram_base" else f"m_axi{master}_" + member.removeprefix("m_axi_")
+
+
+def read_dram(rtl_dir: Path, nbytes: int) -> np.ndarray | None:
+    """A design's DRAM contents (uint8) from `dram.bin` beside its RTL, which must hold `nbytes`;
+    None for a design that reads no DRAM (`nbytes` 0)."""
+    if not nbytes:
+        return None
+    path = Path(rtl_dir) / DRAM_FILE
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise HwgenError("no such file: the design reads its weights from the DRAM image it holds",
+                         where=str(path)) from None
+    if data.size != nbytes:
+        raise HwgenError(f"holds {data.size} bytes, the design's DRAM image has {nbytes}", where=str(path))
+    return data
+
+
+#: read masters a design has at most: the PS ports its readers share (HP1-HP3 of a board)
+MAX_MASTERS = 3
+#: bursts the arbiter keeps in flight on its master (the order their data comes back in)
+ARBITER_BURSTS = 8
+
+
+class ReadArbiter(wiring.Component):
+    """Several readers' AXI4 read channels onto one master. Requests are granted one at a time,
+    the readers visited in turn (a pointer that moves on each cycle it grants nothing: at most
+    one cycle per reader between grants, against 16 cycles of data per burst); each grant's
+    reader goes into an order FIFO, and the data channel (in order: one AXI ID) is routed to the
+    reader at its head until `rlast`. Members: `s<k>_<signal>` for reader k (`m_axi_<signal>`
+    of the reader's side), `m_<signal>` for the master."""
+
+    def __init__(self, readers: int, data_bits: int) -> None:
+        self.readers, self.data_bits = readers, data_bits
+        members: dict[str, wiring.Member] = {}
+        flip = {wiring.In: Out, wiring.Out: In}
+        for name, member in axi_read_members(data_bits).items():
+            if name == "dram_base":
+                continue
+            signal = name.removeprefix("m_axi_")
+            members[f"m_{signal}"] = member  # as a reader has it: out toward the DRAM
+            for k in range(readers):
+                members[f"s{k}_{signal}"] = flip[member.flow](member.shape)
+        super().__init__(members)
+
+    def elaborate(self, platform: object) -> Module:
+        from amaranth.hdl import Signal
+        from amaranth.lib.fifo import SyncFIFO
+
+        m = Module()
+        n = self.readers
+        s = lambda k, name: getattr(self, f"s{k}_{name}")  # noqa: E731
+        m.submodules.order = order = SyncFIFO(width=max(1, (n - 1).bit_length()), depth=ARBITER_BURSTS)
+        pointer = Signal(range(n))
+        requesting = Signal()
+        m.d.comb += requesting.eq(Array(s(k, "arvalid") for k in range(n))[pointer])
+        grant = ~self.m_arvalid & requesting & order.w_rdy
+        with m.If(grant):
+            m.d.sync += [self.m_arvalid.eq(1), self.m_araddr.eq(Array(s(k, "araddr") for k in range(n))[pointer]),
+                         self.m_arlen.eq(Array(s(k, "arlen") for k in range(n))[pointer])]
+        with m.Elif(self.m_arvalid & self.m_arready):
+            m.d.sync += self.m_arvalid.eq(0)
+        with m.If(~grant):
+            m.d.sync += pointer.eq(Mux(pointer == n - 1, 0, pointer + 1))
+        m.d.comb += [order.w_data.eq(pointer), order.w_en.eq(grant)]
+        for k in range(n):
+            m.d.comb += s(k, "arready").eq(grant & (pointer == k))
+        # data: to the reader at the head of the order, until its burst's last beat
+        head = order.r_data
+        for k in range(n):
+            mine = order.r_rdy & (head == k)
+            m.d.comb += [s(k, "rdata").eq(self.m_rdata), s(k, "rlast").eq(self.m_rlast),
+                         s(k, "rvalid").eq(self.m_rvalid & mine)]
+        m.d.comb += [self.m_rready.eq(order.r_rdy & Array(s(k, "rready") for k in range(n))[head]),
+                     order.r_en.eq(self.m_rvalid & self.m_rready & self.m_rlast)]
+        return m

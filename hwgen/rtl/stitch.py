@@ -9,6 +9,11 @@ edges and each unit's stream widths, never a unit's insides.
 Units whose weights are loaded after reset (`Unit.weight_stream`) get their `wload` port from the
 top's weight stream (`s_axis_weights`), one unit after the other in graph order, each for exactly
 its share of beats; `weights.bin` beside the RTL is that stream.
+
+Units that read DRAM (`Unit.dram_bytes_per_frame`) share up to `MAX_MASTERS` read masters of the top,
+`m_axi<k>_*` (a `ReadArbiter` where a master has several readers), and the DRAM base `dram_base`
+(`hwgen.rtl.axi`); `dram.bin` beside the RTL is what the DRAM holds from that base (each unit's
+image at its offset).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
+from hwgen.rtl.axi import DRAM_FILE, MAX_MASTERS, ReadArbiter, axi_read_members, top_name
 from hwgen.rtl.axis import WEIGHT_PORT, port_names
 from hwgen.rtl.emit import rtlil_to_verilog_batch, to_rtlil, to_verilog_and_rtlil
 from hwgen.streams import beat_bytes
@@ -74,6 +80,11 @@ class AcceleratorTop(wiring.Component):
         if self.weight_beats:
             members.update({f"{WEIGHT_PORT}_tdata": In(WEIGHT_BEAT_BITS), f"{WEIGHT_PORT}_tvalid": In(1),
                             f"{WEIGHT_PORT}_tready": Out(1)})
+        #: the readers of each read master at the top (`share_masters`)
+        self.groups = share_masters([i for i in instances if i.unit.dram_bytes_per_frame()])
+        for g, group in enumerate(self.groups):
+            for name, member in axi_read_members(group[0].unit.data_bits).items():
+                members[top_name(name, g)] = member
         super().__init__(members)
 
     def _weight_router(self, m: Module) -> dict[str, dict[str, Signal]]:
@@ -100,11 +111,36 @@ class AcceleratorTop(wiring.Component):
                     m.d.sync += count.eq(count + 1)
         return ports
 
+    def _read_masters(self, m: Module) -> dict[str, dict[str, object]]:
+        """Each DRAM reader's AXI ports: straight to its master where it has one alone, else to
+        its slot of the master's `ReadArbiter`; `dram_base` to every reader."""
+        ports: dict[str, dict[str, object]] = {}
+        for g, group in enumerate(self.groups):
+            members = axi_read_members(group[0].unit.data_bits)
+            arbiter = None
+            if len(group) > 1:
+                arbiter = m.submodules[f"dram_arbiter{g}"] = ReadArbiter(len(group), group[0].unit.data_bits)
+                for name in members:
+                    if name != "dram_base":
+                        m.d.comb += _connect(getattr(arbiter, "m_" + name.removeprefix("m_axi_")),
+                                             getattr(self, top_name(name, g)), members[name].flow)
+            for k, inst in enumerate(group):
+                mine = {}
+                for name, member in members.items():
+                    direction = "i" if member.flow == wiring.In else "o"
+                    if arbiter is None or name == "dram_base":
+                        mine[f"{direction}_{name}"] = getattr(self, top_name(name, g))
+                    else:
+                        mine[f"{direction}_{name}"] = getattr(arbiter, f"s{k}_" + name.removeprefix("m_axi_"))
+                ports[inst.module] = mine
+        return ports
+
     def elaborate(self, platform: object) -> Module:
         m = Module()
         m.domains.sync = ClockDomain("sync")
         m.d.comb += [ClockSignal("sync").eq(self.ap_clk), ResetSignal("sync").eq(~self.ap_rst_n)]
         loads = self._weight_router(m) if self.weight_beats else {}
+        reader_ports = self._read_masters(m)
         wires = {e.tensor: (Signal(e.width, name=f"{e.name}_tdata"), Signal(name=f"{e.name}_tvalid"),
                             Signal(name=f"{e.name}_tready")) for e in self.edges}
         for inst in self.instances:
@@ -118,6 +154,7 @@ class AcceleratorTop(wiring.Component):
                 data, valid, ready = wires[tensor]
                 ports.update({f"o_{port}__payload": data, f"o_{port}__valid": valid, f"i_{port}__ready": ready})
             ports.update(loads.get(inst.module, {}))
+            ports.update(reader_ports.get(inst.module, {}))
             m.submodules[inst.module] = Instance(inst.module, i_clk=ClockSignal("sync"),
                                                  i_rst=ResetSignal("sync"), **ports)
         ip, iv, ir = wires[self.in_tensor]
@@ -127,6 +164,25 @@ class AcceleratorTop(wiring.Component):
             self.m_axis_tdata.eq(op), self.m_axis_tvalid.eq(ov), orr.eq(self.m_axis_tready),
         ]
         return m
+
+
+def _connect(inner, outer, flow) -> object:
+    """inner <- outer for a member the reader takes in, outer <- inner for one it drives."""
+    return inner.eq(outer) if flow == wiring.In else outer.eq(inner)
+
+
+def share_masters(readers: list[Instantiation]) -> list[list[Instantiation]]:
+    """The DRAM readers in at most `MAX_MASTERS` groups, one read master each (a PS port), the
+    most bytes per frame first onto the least loaded, each group in graph order."""
+    count = min(len(readers), MAX_MASTERS)
+    groups: list[list[Instantiation]] = [[] for _ in range(count)]
+    load = [0] * count
+    for inst in sorted(readers, key=lambda i: -i.unit.dram_bytes_per_frame()):
+        g = load.index(min(load))
+        groups[g].append(inst)
+        load[g] += inst.unit.dram_bytes_per_frame()
+    order = {inst.module: i for i, inst in enumerate(readers)}
+    return [sorted(group, key=lambda i: order[i.module]) for group in groups]
 
 
 def _any(bits: list) -> object:
@@ -150,6 +206,7 @@ class StitchedDesign:
     modules: dict[str, str]  # node name -> its module name (in accelerator.json, read by synthesis)
     edges: list[Edge]  # every stream of the top module (in accelerator.json, read by deadlock reports)
     weight_beats: int = 0  # beats of the weight stream (`weights.bin`); 0: every weight in the bitstream
+    dram_bytes: int = 0  # the DRAM's contents (`dram.bin`) for read masters m_axi0..; 0: no DRAM
 
 
 def _edges(model: ModelWrapper, specs: dict[str, tuple[list[StreamSpec], list[StreamSpec]]]) -> list[Edge]:
@@ -213,12 +270,21 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> Stit
         weights.write_bytes(np.concatenate([beats for _, beats in shares]).tobytes())
     elif weights.exists():
         weights.unlink()
+    readers = [unit for unit, _ in units if unit.dram_bytes_per_frame()]
+    dram = rtl_dir / DRAM_FILE
+    image = np.zeros(max((u.offset + u.dram_bytes_per_frame() for u in readers), default=0), np.uint8)
+    for u in readers:
+        image[u.offset:u.offset + u.dram_bytes_per_frame()] = u.dram_image()
+    if readers:
+        dram.write_bytes(image.tobytes())
+    elif dram.exists():
+        dram.unlink()
     _write(AcceleratorTop(instances, edges, in_tensor, out_tensor, {m: len(b) for m, b in shares}), top, rtl_dir,
            files, rtlil)
     first = next((i, k) for i in instances for k, t in enumerate(i.inputs) if t == in_tensor)
     last = next((i, k) for i in instances for k, t in enumerate(i.outputs) if t == out_tensor)
     return StitchedDesign(top, files, first[0].unit.inputs[first[1]], last[0].unit.outputs[last[1]], rtlil,
-                          modules, edges, sum(len(b) for _, b in shares))
+                          modules, edges, sum(len(b) for _, b in shares), image.size)
 
 
 #: Verilog and RTLIL already emitted in this process, by (unit parameters, module name): a build

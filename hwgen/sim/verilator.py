@@ -475,11 +475,12 @@ def run(
     levels: Mapping[str, tuple[str, str]] | None = None,
     pace: int = 0,
     weights: np.ndarray | None = None,
+    dram: DramImage | None = None,
 ) -> SimResult:
     """Stream `in_beats` (uint8, (frames, in_beats_per_frame, in_bytes)) through a built design
     with one input and one output stream; see `run_streams`."""
     return run_streams(exe, [in_beats], [(out_beats_per_frame, out_bytes)], stall_prob, seed,
-                       max_idle=max_idle, watch=watch, levels=levels, pace=pace, weights=weights)
+                       max_idle=max_idle, watch=watch, levels=levels, pace=pace, weights=weights, dram=dram)
 
 
 def run_streams(

@@ -140,10 +140,11 @@ def FOLD(cfg: BuildConfig, options: dict | None = None) -> list[Transformation]:
     """Automatic folding for the target, then the hand folding on top of it; then where the
     weights live (ROM, or loaded after reset, in UltraRAM where the part has it). `options`: the
     units' foldings listed once (`fold_options`) where one graph is folded for many targets."""
-    steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part), options)]
+    bus = cfg.dram_bits if cfg.weight_memory == "dram" else None
+    steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part), options, bus)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
-    steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part)))
+    steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part), cfg.dram_bits))
     return steps
 
 

@@ -42,6 +42,7 @@ from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import memory_attrs, memory_bram18, memory_luts, wrap_inc
 from hwgen.units.dram_reader import DramReader, DramReaderComponent
 from hwgen.units.mvu import MVU, lane_dots, weight_words
+from hwgen.units.thresholding import threshold_lane, threshold_words
 
 _WHERE = "DramMVU"
 #: cycles from a frame's last step to its output buffer's first read (the dot products' and the
@@ -53,10 +54,12 @@ OUT_FIFO = 4
 
 @dataclass(frozen=True, eq=False)
 class DramMVU(Unit):
-    """An MVU (`hwgen.units.mvu`, without thresholds) over `vectors_per_frame` vectors a frame,
-    its weights read from DRAM at `offset` bytes from the DRAM base over a `data_bits` bus."""
+    """An MVU (`hwgen.units.mvu`: the accumulators, or their thresholds) over `vectors_per_frame`
+    vectors a frame, its weights read from DRAM at `offset` bytes from the DRAM base over a
+    `data_bits` bus (the fields are the MVU's, and those two)."""
 
-    FOLDING = (("PE", "MH"), ("SIMD", "MW"))
+    #: not folded: it takes the folding of the MVU it replaces (`ChooseWeightMemories`, after folding)
+    FOLDING = ()
 
     MW: int
     MH: int
@@ -65,7 +68,9 @@ class DramMVU(Unit):
     input_dtype: BaseDataType
     weight_dtype: BaseDataType
     weights: np.ndarray
+    thresholds: np.ndarray | None
     output_dtype: BaseDataType
+    out_bias: int = 0
     vectors_per_frame: int = 1
     data_bits: int = 64
     offset: int = 0
@@ -73,10 +78,11 @@ class DramMVU(Unit):
 
     def __post_init__(self) -> None:
         # the on-chip MVU of the same layer checks the parameters and gives the arithmetic
-        mvu = MVU(self.MW, self.MH, self.PE, self.SIMD, self.input_dtype, self.weight_dtype, self.weights, None,
-                  self.output_dtype, vectors_per_frame=self.vectors_per_frame)
+        mvu = MVU(self.MW, self.MH, self.PE, self.SIMD, self.input_dtype, self.weight_dtype, self.weights,
+                  self.thresholds, self.output_dtype, self.out_bias, vectors_per_frame=self.vectors_per_frame)
         object.__setattr__(self, "_mvu", mvu)
         object.__setattr__(self, "weights", mvu.weights)
+        object.__setattr__(self, "thresholds", mvu.thresholds)
         if self.word_bits % self.data_bits:
             raise HwgenError(f"a weight word (PE x SIMD x weight bits = {self.word_bits}) must be a whole number "
                              f"of the DRAM bus's {self.data_bits}-bit words", where=_WHERE)
@@ -139,13 +145,16 @@ class DramMVU(Unit):
         return max(nf * sf * (self.word_bits // self.data_bits), compute) + 1
 
     def _buffers(self) -> list[tuple[int, int]]:
-        """(depth, width) of the input frame, the two weight tiles and the output frame."""
+        """(depth, width) of the input frame, the two weight tiles, the output frame and the
+        thresholds (as the on-chip MVU holds them)."""
         v = self.vectors_per_frame
+        thresholds = [(d, w) for d, w, role in self._mvu.parameter_memories() if role == "thresholds"]
         return [(v * self.SF, self.SIMD * self.input_dtype.bitwidth()), (2 * self.SF, self.word_bits),
-                (v * self.NF, self.PE * self.output_dtype.bitwidth())]
+                (v * self.NF, self.PE * self.output_dtype.bitwidth()), *thresholds]
 
     def parameter_memories(self) -> list[tuple[int, int, str]]:
-        return []  # the weights are in DRAM
+        """The thresholds only: the weights are in DRAM."""
+        return [m for m in self._mvu.parameter_memories() if m[2] != "weights"]
 
     def est_luts(self) -> int:
         """The on-chip MVU's dot products and accumulators (its estimate without its weight ROM),
@@ -251,12 +260,12 @@ class DramMVUComponent(wiring.Component):
             m.d.sync += held.eq(value)
             return held
 
-        control = [register(c) for c in (fire, sf == 0, last_sf, oaddr, frame_done)]
+        control = [register(c) for c in (fire, sf == 0, last_sf, oaddr, frame_done, nf)]
         dots, depth = lane_dots(m, mvu, xr.data, tr.data, register)
         for _ in range(depth):
             control = [register(c) for c in control]
         dots = [register(d) for d in dots]
-        valid2, first2, last2, oaddr2, final2 = (register(c) for c in control)
+        valid2, first2, last2, oaddr2, final2, nf2 = (register(c) for c in control)
         # S2: accumulate
         hw = mvu._hw
         accs = [Signal(hw.acc_shape, name=f"acc{pe}") for pe in range(PE)]
@@ -268,7 +277,20 @@ class DramMVUComponent(wiring.Component):
                                           attrs=memory_attrs(V * NF, PE * obits, rom=False))
         ow, orp = obuf.write_port(), obuf.read_port(domain="sync")
         lanes = [Signal(obits, name=f"lane{pe}") for pe in range(PE)]  # the output type holds the range
-        m.d.comb += [lane.eq(((acc << 1) - u.MW) if hw.bipolar_popcount else acc) for lane, acc in zip(lanes, accs)]
+        if hw.thresholds is not None:  # the tile's thresholds, read while the accumulators settle
+            steps = hw.thresholds.shape[1]
+            m.submodules.thresholds = trom = Memory(
+                shape=unsigned(PE * steps * hw.acc_bits), depth=NF, init=threshold_words(hw.thresholds, PE, hw.acc_bits),
+                attrs=memory_attrs(NF, PE * steps * hw.acc_bits, rom=True))
+            trd = trom.read_port(domain="sync")
+            m.d.comb += [trd.addr.eq(nf2), trd.en.eq(1)]
+            for pe, (lane, acc) in enumerate(zip(lanes, accs)):
+                word = trd.data[pe * steps * hw.acc_bits:(pe + 1) * steps * hw.acc_bits]
+                m.d.comb += lane.eq(threshold_lane(acc, word, steps, hw.acc_bits, hw.acc_signed, u.output_dtype,
+                                                   u.out_bias))
+        else:
+            m.d.comb += [lane.eq(((acc << 1) - u.MW) if hw.bipolar_popcount else acc)
+                         for lane, acc in zip(lanes, accs)]
         m.d.comb += [ow.addr.eq(oaddr3), ow.data.eq(Cat(*lanes)), ow.en.eq(write3)]
 
         # ---- send the output frame: reads run ahead into a small FIFO, as far as it has room

@@ -22,7 +22,7 @@ def dram_mvu(idt, wdt, mw: int, mh: int, pe: int, simd: int, vectors: int, bus: 
     rng = np.random.default_rng(seed)
     w = rng.choice([-1, 1], (mw, mh)) if wdt == BIPOLAR else rng.integers(int(wdt.min()), int(wdt.max()) + 1,
                                                                             (mw, mh))
-    return DramMVU(mw, mh, pe, simd, idt, wdt, w, accumulator_dtype(idt, wdt, w), vectors, bus, OFFSET)
+    return DramMVU(mw, mh, pe, simd, idt, wdt, w, None, accumulator_dtype(idt, wdt, w), 0, vectors, bus, OFFSET)
 
 
 def dram_for(unit: DramMVU) -> DramImage:
@@ -55,3 +55,19 @@ def test_a_weight_word_must_fill_whole_bus_words():
     with pytest.raises(HwgenError, match=r"a weight word \(PE x SIMD x weight bits = 32\) must be a whole number "
                                          r"of the DRAM bus's 64-bit words"):
         dram_mvu(B, B, 32, 16, 4, 8, 2, 64, seed=0)
+
+
+@pytest.mark.parametrize("steps, odt", [(1, "BINARY"), (3, "UINT2")])
+def test_thresholds_of_each_tile_on_its_accumulators(steps, odt, verilator_cache):
+    """A binary layer with its BatchNorm-and-sign folded into thresholds (or 3 of them: a 2-bit
+    output): the output frame holds the thresholded values."""
+    rng = np.random.default_rng(steps)
+    mw, mh, vectors = 64, 48, 5
+    w = rng.integers(0, 2, (mw, mh))
+    thresholds = np.sort(rng.integers(20, 45, (mh, steps)), axis=1)
+    unit = DramMVU(mw, mh, 16, 16, B, B, w, thresholds, DataType[odt], 0, vectors, 64, OFFSET)
+    x = rng.integers(0, 2, (3, vectors * mw))
+    for stall in (0.0, 0.3):
+        out, _ = simulate_unit(unit, x, stall_prob=stall, seed=4, cache_dir=verilator_cache, dram=dram_for(unit))
+        np.testing.assert_array_equal(out, unit.reference(x))
+    assert unit.parameter_memories() == [(3, 16 * steps * 7, "thresholds")]

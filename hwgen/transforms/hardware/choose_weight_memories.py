@@ -4,8 +4,15 @@
                                                                             where that saves BRAM
     MVU(weights_loaded=0)  =>  MVU(weights_loaded=1, weights_in_uram=u)     "loaded": every MVU
 
-"rom" leaves every weight memory an initialised ROM (contents in the bitstream). A loaded memory
-is a RAM the weight stream fills after reset (`hwgen.units.weight_stream`); UltraRAM must be
+    MVU(weights W, PE, SIMD)  =>  DramMVU(weights W, PE, SIMD, offset)      "dram": every MVU whose
+                                                                            weight words fill whole
+                                                                            bus words
+
+"rom" leaves every weight memory an initialised ROM (contents in the bitstream). "dram" moves the
+weights of each MVU (as folding shaped it) to DRAM, weight-stationary (`hwgen.units.dram_mvu`),
+each image at the next 4 KB boundary after the last (`rtl/dram.bin` holds them all); an MVU whose weight word is
+not a whole number of bus words, or whose weights folding put in LUTs (a few words), stays. A
+loaded memory is a RAM the weight stream fills after reset (`hwgen.units.weight_stream`); UltraRAM must be
 loaded, having no contents in the bitstream. "auto" moves the weight memories that `uram_choice`
 picks for the part (the same rule as the parts table of `report.json`), so the build for an
 UltraScale+ part is what its row of that table estimates. Weights that folding put in LUTs
@@ -21,6 +28,8 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from hwgen.fit import uram_choice
+from hwgen.rtl.axi import BURST_BOUNDARY
+from hwgen.transforms.graph import HWGEN_DOMAIN, make_node
 from hwgen.ops import HARDWARE_OPS, unit_of
 from hwgen.parts import Part
 
@@ -30,11 +39,13 @@ LOADING_OPS = frozenset(name for name, op in HARDWARE_OPS.items()
 
 
 class ChooseWeightMemories(Transformation):
-    def __init__(self, mode: str, part: Part) -> None:
+    def __init__(self, mode: str, part: Part, dram_bits: int = 64) -> None:
         super().__init__()
-        self.mode, self.part = mode, part
+        self.mode, self.part, self.dram_bits = mode, part, dram_bits
 
     def apply(self, model: ModelWrapper):
+        if self.mode == "dram":
+            return _to_dram(model, self.dram_bits)
         if self.mode != "loaded" and not self.part.uram:
             return model, False  # ROMs, as lowering made them: nothing to choose
         nodes = [n for n in model.graph.node if n.op_type in LOADING_OPS]
@@ -70,3 +81,39 @@ def placed(units: list, mode: str, part: Part) -> list:
     for i, (load, uram) in zip(loading, placements([units[i] for i in loading], mode, part)):
         out[i] = dataclasses.replace(units[i], weights_loaded=bool(load), weights_in_uram=bool(uram))
     return out
+
+
+def _to_dram(model: ModelWrapper, bus_bits: int) -> tuple[ModelWrapper, bool]:
+    """Every MVU whose weights can stream from DRAM over a `bus_bits` bus becomes a DramMVU, its
+    image after the others' (4 KB aligned)."""
+    offset = dram_end(model)
+    changed = False
+    for index, node in enumerate(list(model.graph.node)):
+        if node.op_type != "MVU":
+            continue
+        unit = unit_of(model, node)
+        if unit.weights_in_luts or (unit.PE * unit.SIMD * unit.weight_dtype.bitwidth()) % bus_bits:
+            continue
+        attrs = {name: getattr(unit, name) for name in ("MW", "MH", "PE", "SIMD", "out_bias", "vectors_per_frame")}
+        attrs.update({name: getattr(unit, name).name for name in ("input_dtype", "weight_dtype", "output_dtype")})
+        dram = make_node("DramMVU", list(node.input), list(node.output), domain=HWGEN_DOMAIN, name=node.name,
+                         data_bits=bus_bits, offset=offset, **attrs)
+        model.graph.node.remove(node)
+        model.graph.node.insert(index, dram)
+        offset = _aligned(offset + unit_of(model, dram).dram_bytes_per_frame())
+        changed = True
+    return model, changed
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // BURST_BOUNDARY) * BURST_BOUNDARY
+
+
+def dram_units(model: ModelWrapper) -> list:
+    """The units of `model` that read DRAM, in graph order."""
+    return [unit for unit in (unit_of(model, n) for n in model.graph.node if n.op_type == "DramMVU")]
+
+
+def dram_end(model: ModelWrapper) -> int:
+    """The first 4 KB boundary after every DRAM image of `model`."""
+    return max((_aligned(u.offset + u.dram_bytes_per_frame()) for u in dram_units(model)), default=0)

@@ -83,13 +83,16 @@ class SetFolding(Transformation):
     """Fold for `target_cycles` (None: the fastest that fits), pricing block RAM and DSPs on `part`."""
 
     def __init__(self, target_cycles: int | None, part: Part,
-                 options: dict[str, list[Option]] | None = None) -> None:
+                 options: dict[str, list[Option]] | None = None, bus_bits: int | None = None) -> None:
         """`options`: the units' foldings as `fold_options` gives them for this model, where one
-        model is folded for many targets (they take seconds to list for an ImageNet network)."""
+        model is folded for many targets (they take seconds to list for an ImageNet network).
+        `bus_bits`: the weights will stream from DRAM over a bus this wide: an MVU takes a folding
+        whose weight words fill whole bus words where it has one (`ChooseWeightMemories`)."""
         super().__init__()
         self.target_cycles = None if target_cycles is None else int(target_cycles)
         self.part = part
         self.options = options
+        self.bus_bits = bus_bits
 
     def apply(self, model: ModelWrapper):
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
@@ -110,6 +113,8 @@ class SetFolding(Transformation):
         is (a sweep over targets reads the chosen units' estimates without rewriting the graph)."""
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
         options = self.options if self.options is not None else fold_options(model)
+        if self.bus_bits:
+            options = {name: _whole_bus_words(opts, self.bus_bits) for name, opts in options.items()}
         reachable = max(min(o.cycles for o in opts) for opts in options.values())
         if self.target_cycles is None:
             cycles = self._fastest_fitting(options, reachable)
@@ -195,6 +200,16 @@ class SetFolding(Transformation):
             else:
                 lo = mid + 1
         return candidates[lo]
+
+
+def _whole_bus_words(options: list[Option], bus_bits: int) -> list[Option]:
+    """The foldings of an MVU whose weight words are whole bus words, where there are some."""
+    unit = options[0].unit
+    if not hasattr(unit, "weight_dtype"):
+        return options
+    bits = unit.weight_dtype.bitwidth()
+    whole = [o for o in options if (o.knobs["PE"] * o.knobs["SIMD"] * bits) % bus_bits == 0]
+    return whole or options
 
 
 def fold_options(model: ModelWrapper) -> dict[str, list[Option]]:

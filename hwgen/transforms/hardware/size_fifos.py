@@ -54,6 +54,7 @@ from qonnx.transformation.base import Transformation
 
 from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
+from hwgen.rtl.axi import read_dram
 from hwgen.sim.stimulus import random_frames
 from hwgen.streams import beat_bytes, pack_beats, to_wire
 from hwgen.units.weight_stream import read_weight_stream
@@ -227,6 +228,7 @@ def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[s
     from hwgen.rtl.stitch import stitch
     from hwgen.sim import build as build_sim
     from hwgen.sim import run as run_sim
+    from hwgen.sim.verilator import DramImage
 
     deep = ModelWrapper(type(model.model).FromString(model.model.SerializeToString()))
     for node in deep.graph.node:
@@ -238,6 +240,7 @@ def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[s
                             f'public_flat_rd -module "{top}" -var "edge*_tready"']) + "\n"
         exe = build_sim(Path(tmp) / "rtl", top, cache_dir, config=config, quick=True)
         weights = read_weight_stream(Path(tmp) / "rtl", design.weight_beats)
+        dram = read_dram(Path(tmp) / "rtl", design.dram_bytes)
     edge_of = {e.tensor: e.name for e in design.edges}
     levels = {n.name: (f"TOP.{top}.{edge_of[n.input[0]]}", f"TOP.{top}.{edge_of[n.output[0]]}")
               for n in deep.graph.node if n.op_type == FIFO}
@@ -246,5 +249,5 @@ def measure_levels(model: ModelWrapper, cache_dir: Path, top: str, probe: dict[s
     beats = pack_beats(codes, spec_in.elem_bits, spec_in.elems_per_beat)
     period = max(unit_of(deep, n).est_cycles() for n in deep.graph.node)
     result = run_sim(exe, beats, spec_out.beats_per_frame, beat_bytes(spec_out.width), levels=levels, pace=period,
-                     weights=weights)
+                     weights=weights, dram=None if dram is None else DramImage(dram))
     return result.max_levels, result.cycles_per_frame
