@@ -421,8 +421,8 @@ def fit_thresholds(thresholds: np.ndarray, lo: int | np.ndarray, hi: int | np.nd
 
 
 #: single inputs per channel a line may miss (`line_with_exceptions`), and levels it may drop
-MAX_EXCEPTIONS = 4
-MAX_DROPPED_LEVELS = 3
+MAX_EXCEPTIONS = 8
+MAX_DROPPED_LEVELS = 6
 
 
 def line_with_exceptions(row: np.ndarray, lo: int, hi: int, base: int) -> tuple[_Line, list[tuple[int, int]]] | None:

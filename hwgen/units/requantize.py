@@ -37,7 +37,9 @@ clocks of the UltraScale+ parts.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
+from functools import reduce
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -425,9 +427,11 @@ class RequantizeComponent(wiring.Component):
             extras = []
             if u.exceptions:
                 hits = [x1_lanes[pe] == coef[f"ex_x{e}"] for e in range(u.exceptions)]
-                given = coef[f"ex_y{u.exceptions - 1}"]
-                for e in reversed(range(u.exceptions - 1)):
-                    given = Mux(hits[e], coef[f"ex_y{e}"], given)
+                # the entries that match hold one output (an unused entry repeats one): an OR of
+                # ANDs, two levels of LUTs whatever the count
+                given = Signal(signed(obits), name=f"given_{pe}")
+                terms = [Mux(hit, coef[f"ex_y{e}"], 0) for e, hit in enumerate(hits)]
+                m.d.comb += given.eq(terms[0] if len(terms) == 1 else reduce(operator.or_, terms))
                 extras = [st.reg(Cat(*hits).any(), f"hit2_{pe}"), st.reg(given, f"given2_{pe}")]
             # stage 3: the product; a slope wider than a DSP's port in limbs, a DSP each
             limbs = u.slope_limbs()
