@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Array, Module, Mux
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from hwgen.errors import HwgenError
@@ -46,6 +47,12 @@ def dram_member_names(component: wiring.Component) -> list[str]:
     """The AXI read master's and the base address's members of a unit component, none for a unit
     that does not read DRAM."""
     return [name for name in component.signature.members if name.startswith("m_axi_") or name == "dram_base"]
+
+
+def connect(inner, outer, flow) -> object:
+    """The assignment joining a unit's member `inner` to `outer` outside it: inner <- outer for a
+    member the unit takes in (`flow` In), outer <- inner for one it drives."""
+    return inner.eq(outer) if flow == wiring.In else outer.eq(inner)
 
 
 def top_name(member: str, master: int) -> str:
@@ -97,9 +104,6 @@ class ReadArbiter(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
-        from amaranth.hdl import Signal
-        from amaranth.lib.fifo import SyncFIFO
-
         m = Module()
         n = self.readers
         s = lambda k, name: getattr(self, f"s{k}_{name}")  # noqa: E731

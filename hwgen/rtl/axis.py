@@ -22,7 +22,7 @@ from amaranth import ClockDomain, ClockSignal, Module, ResetSignal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen.rtl.axi import dram_member_names, top_name
+from hwgen.rtl.axi import connect, dram_member_names, top_name
 from hwgen.streams import beat_bytes
 
 #: the weight stream of a design whose weights are loaded at start-up
@@ -88,8 +88,7 @@ class AxisWrapper(wiring.Component):
         # a unit that reads DRAM: its AXI read master as master 0, and the DRAM base address
         self.dram_members = dram_member_names(inner)
         for name in self.dram_members:
-            member = inner.signature.members[name]
-            members[top_name(name, 0)] = (In if member.flow == wiring.In else Out)(member.shape)
+            members[top_name(name, 0)] = inner.signature.members[name]
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
@@ -116,5 +115,5 @@ class AxisWrapper(wiring.Component):
             ]
         for name in self.dram_members:
             inside, outside = getattr(inner, name), getattr(self, top_name(name, 0))
-            m.d.comb += inside.eq(outside) if inner.signature.members[name].flow == wiring.In else outside.eq(inside)
+            m.d.comb += connect(inside, outside, inner.signature.members[name].flow)
         return m

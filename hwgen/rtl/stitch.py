@@ -33,7 +33,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
-from hwgen.rtl.axi import DRAM_FILE, MAX_MASTERS, ReadArbiter, axi_read_members, top_name
+from hwgen.rtl.axi import DRAM_FILE, MAX_MASTERS, ReadArbiter, axi_read_members, connect, top_name
 from hwgen.rtl.axis import WEIGHT_PORT, port_names
 from hwgen.rtl.emit import rtlil_to_verilog_batch, to_rtlil, to_verilog_and_rtlil
 from hwgen.streams import beat_bytes
@@ -122,7 +122,7 @@ class AcceleratorTop(wiring.Component):
                 arbiter = m.submodules[f"dram_arbiter{g}"] = ReadArbiter(len(group), group[0].unit.data_bits)
                 for name in members:
                     if name != "dram_base":
-                        m.d.comb += _connect(getattr(arbiter, "m_" + name.removeprefix("m_axi_")),
+                        m.d.comb += connect(getattr(arbiter, "m_" + name.removeprefix("m_axi_")),
                                              getattr(self, top_name(name, g)), members[name].flow)
             for k, inst in enumerate(group):
                 mine = {}
@@ -164,11 +164,6 @@ class AcceleratorTop(wiring.Component):
             self.m_axis_tdata.eq(op), self.m_axis_tvalid.eq(ov), orr.eq(self.m_axis_tready),
         ]
         return m
-
-
-def _connect(inner, outer, flow) -> object:
-    """inner <- outer for a member the reader takes in, outer <- inner for one it drives."""
-    return inner.eq(outer) if flow == wiring.In else outer.eq(inner)
 
 
 def share_masters(readers: list[Instantiation]) -> list[list[Instantiation]]:

@@ -19,9 +19,9 @@ bus words gathered into weight words, `word_bits / data_bits` each), so the DRAM
 a tile's compute (V x SF cycles) takes at least as long as its load (SF x bus words per weight
 word cycles). The input and output buffers are single: a frame is taken (V x SF beats), computed
 (NF x V x SF cycles), then sent while the next frame comes in (`est_cycles`). Within a frame the
-input and output buffers could be doubled to hide the taking and sending too; the unit is meant
-for layers with few vectors and many weights, where the tiles' compute is most of the frame. The dot products are
-the on-chip MVU's (`mvu.lane_dots`), so the arithmetic is the same.
+input and output buffers could be doubled to hide the taking and sending too; the unit is meant for layers with few
+vectors and many weights, where the tiles' compute is most of the frame. The dot products are the
+on-chip MVU's (`mvu.lane_dots`), so the arithmetic is the same.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from amaranth.lib.memory import Memory
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
-from hwgen.rtl.axi import axi_read_members, dram_member_names
+from hwgen.rtl.axi import axi_read_members, connect, dram_member_names
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import memory_attrs, memory_bram18, memory_luts, wrap_inc
 from hwgen.units.dram_reader import DramReader, DramReaderComponent
@@ -186,7 +186,7 @@ class DramMVUComponent(wiring.Component):
         m.submodules.reader = reader = DramReaderComponent(u.reader)
         for name in dram_member_names(reader):
             inside, outside = getattr(reader, name), getattr(self, name)
-            m.d.comb += inside.eq(outside) if reader.signature.members[name].flow == wiring.In else outside.eq(inside)
+            m.d.comb += connect(inside, outside, reader.signature.members[name].flow)
         m.d.comb += [reader.inp.valid.eq(1), reader.inp.payload.eq(1)]  # frame after frame
 
         # ---- the input frame
