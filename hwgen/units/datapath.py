@@ -340,6 +340,22 @@ def memory_luts(depth: int, width: int, in_block: bool | None = None) -> int:
     return width * (per_bank * banks + (math.ceil(banks / 4) if banks > 1 else 0))
 
 
+#: bits of a random-content ROM per LUT when Yosys builds it from logic (its abc maps the
+#: address decode as a general function, not a LUT6 per 64 words): MVU weight ROMs of 128 to
+#: 2,048 bits and 64 words or more take 1/10 to 1/15 of a LUT per bit under `synth_xilinx`
+LOGIC_ROM_BITS_PER_LUT = 12
+
+
+def logic_rom_luts(depth: int, width: int) -> int:
+    """LUTs of a ROM of random content (weights) out of block RAM, as Yosys maps it: up to 32
+    words a LUT per bit (`memory_luts`); deeper, a LUT per `LOGIC_ROM_BITS_PER_LUT` bits. Vivado
+    gets nearer a LUT6 per 64 words; the estimates follow Yosys, which the resource numbers here
+    come from."""
+    if depth <= 32:
+        return memory_luts(depth, width, in_block=False)
+    return max(memory_luts(depth, width, in_block=False), math.ceil(depth * width / LOGIC_ROM_BITS_PER_LUT))
+
+
 def ram_luts(depth: int, width: int) -> int:
     """LUTs of a RAM (one write port, one read port) in LUT RAM, as Yosys maps it: RAM32M (4
     LUTs) per 6 bits of 32 words; deeper, RAM64M (4 LUTs) per 3 bits of 64 words, and a read mux

@@ -160,7 +160,7 @@ class DramMVU(Unit):
         """The on-chip MVU's dot products and accumulators (its estimate without its weight ROM),
         the buffers' read muxes, the reader, the counters (the word gathering is flip-flops)."""
         mvu = self._mvu
-        compute = mvu.est_luts() - memory_luts(mvu.NF * mvu.SF, self.word_bits)
+        compute = mvu.est_luts() - mvu.weight_rom_luts()
         buffers = sum(memory_luts(d, w) for d, w in self._buffers())
         return compute + buffers + self.reader.est_luts() + 30
 

@@ -51,6 +51,7 @@ from hwgen.units.datapath import (
     is_bipolar,
     memory_attrs,
     memory_bram18,
+    logic_rom_luts,
     memory_luts,
     bit_heap_luts,
     pack_words,
@@ -322,11 +323,9 @@ class MVU(Unit):
             ram = 0 if self.weights_in_uram or self.weights_in_bram() else ram_luts(depth, width)
             loader += ram
             memories = [(0, 0)] + memories[1:]  # priced here, not as a ROM
-        weight_rom = memory_luts(*memories[0], in_block=self.weights_in_bram())
+        weight_rom = self.weight_rom_luts() if memories[0][0] else 0
         if hw.popcount:
             datapath = self.PE * bit_heap_luts([self.SIMD])
-            if memories[0][0] <= MERGED_ROM_WORDS:
-                weight_rom = 0
         elif self.est_dsps():
             datapath = self.PE * self.SIMD * (ib + wb)  # the products are in DSPs; adder tree only
         elif _signed_weights(self):
@@ -335,7 +334,7 @@ class MVU(Unit):
             # goes into the picks' first adders (two address bits beside the pixel bits)
             datapath = math.ceil(self.PE * self.SIMD * (ib + 5.5)) + self.SIMD * (ib + 7)
             if memories[0][0] <= 4:
-                weight_rom = 0
+                weight_rom = 0  # in the picks' first adders
         else:
             prod = max(ib, wb) if min(ib, wb) == 1 else ib * wb
             datapath = self.PE * self.SIMD * (prod + ib + wb)
@@ -350,6 +349,17 @@ class MVU(Unit):
         if self.thresholds is not None:
             luts += threshold_luts(self.PE, self.thresholds.shape[1], hw.acc_bits)
         return luts + weight_rom + sum(memory_luts(d, w) for d, w in memories[1:])
+
+    def weight_rom_luts(self) -> int:
+        """LUTs of the weight ROM: in block RAM, the read mux across banks (`memory_luts`); out of
+        it, a ROM of random content as Yosys builds it (`logic_rom_luts`); in popcount mode a ROM
+        of at most `MERGED_ROM_WORDS` words goes into the first counters (none)."""
+        depth, width = self._memories()[0]
+        if self.weights_in_bram():
+            return memory_luts(depth, width, in_block=True)
+        if self._hw.popcount and depth <= MERGED_ROM_WORDS:
+            return 0
+        return logic_rom_luts(depth, width)
 
     def est_dsps(self) -> int:
         """One DSP48 per product lane (PE*SIMD) where both operands are multi-bit and the product
