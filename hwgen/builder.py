@@ -93,7 +93,7 @@ def step_rtl(s: BuildState) -> BuildState:
     rtl = s.out / "rtl"
     if rtl.exists():
         shutil.rmtree(rtl)
-    design = stitch(s.model, rtl, s.cfg.top_name)
+    design = stitch(s.model, rtl, s.cfg.top_name, s.cfg.dram_masters)
     g_in, g_out = s.model.graph.input[0].name, s.model.graph.output[0].name
     write_accelerator_json(
         s.out / "accelerator.json", design.top, s.model_input_shape, s.model_output_shape,
@@ -101,7 +101,7 @@ def step_rtl(s: BuildState) -> BuildState:
         StreamInfo.of(g_out, s.model.get_tensor_shape(g_out), design.output),
         s.model_input_name, s.model_input_dtype, design.modules,
         [{"name": e.name, "tensor": e.tensor, "producer": e.producer, "consumer": e.consumer} for e in design.edges],
-        design.weight_beats, design.dram_bytes,
+        design.weight_beats, design.dram_bytes, design.dram_masters, design.dram_bits,
     )
     return s
 

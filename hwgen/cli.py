@@ -303,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
                    help="FIFO depths at joins: measured in Verilator, modelled from latencies, or auto (measured if small)")
     b.add_argument("--weight-memory", choices=WEIGHT_MEMORY_MODES, default=None,
                    help="MVU weights in the bitstream (rom), loaded after reset from OUT/rtl/weights.bin (loaded), "
-                        "read from DRAM once per frame (dram: OUT/rtl/dram.bin; rtlsim only so far), "
+                        "read from DRAM once per frame (dram: OUT/rtl/dram.bin, in OUT/deploy/ with --board), "
                         "or auto: loaded into UltraRAM where --part has it and that saves block RAM")
     b.set_defaults(func=cmd_build)
 

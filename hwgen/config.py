@@ -51,7 +51,7 @@ class BuildConfig:
     bitstream), "loaded" (every weight memory written after reset from the weight stream,
     `OUT/rtl/weights.bin`), "dram" (every MVU whose weight words fill whole words of the DRAM
     bus reads its weights from DRAM once per frame, weight-stationary: `hwgen.units.dram_mvu`,
-    the image in `OUT/rtl/dram.bin`; simulated, the board flow is to come) or "auto" (loaded into
+    the image in `OUT/rtl/dram.bin`, with a board in `OUT/deploy/`) or "auto" (loaded into
     UltraRAM where `fit_part` has UltraRAM and that saves block RAM, else ROM).
     """
 
@@ -85,10 +85,6 @@ class BuildConfig:
         if self.weight_memory not in WEIGHT_MEMORY_MODES:
             raise HwgenError(f"must be one of {', '.join(WEIGHT_MEMORY_MODES)}, got {self.weight_memory!r}",
                              where="weight_memory")
-        if self.weight_memory == "dram" and self.board is not None:
-            raise HwgenError("weights in DRAM are simulated (rtlsim with a DRAM model) but their board flow "
-                             "(the Vivado design's read ports, the driver's DRAM image) is not built yet: "
-                             "build without --board", where="weight_memory")
         if self.folding is not None:
             check_folding(self.folding)
         if self.board is not None:
@@ -109,6 +105,18 @@ class BuildConfig:
         from hwgen.deploy.boards import lookup_board
 
         return lookup_board(self.board).hp_data_width
+
+    @property
+    def dram_masters(self) -> int:
+        """Read masters the DRAM readers may share: the board's PS ports for them, else
+        `hwgen.rtl.axi.MAX_MASTERS`."""
+        from hwgen.rtl.axi import MAX_MASTERS
+
+        if self.board is None:
+            return MAX_MASTERS
+        from hwgen.deploy.boards import lookup_board
+
+        return min(MAX_MASTERS, len(lookup_board(self.board).dram_ports))
 
     @property
     def cycles_target(self) -> int | None:

@@ -65,14 +65,61 @@ def test_a_missing_or_short_dram_image_is_one_error(tfc_dram, tmp_path, verilato
         simulate_build(copy, x, cache_dir=verilator_cache)
 
 
-def test_dram_weights_for_a_board_are_refused_until_the_board_flow_exists(tmp_path, capsys):
-    path = tmp_path / "tfc.onnx"
-    export_brevitas(bnn_pynq_model("TFC_1W1A").eval(), (1, 1, 28, 28)).save(str(path))
-    code = main(["build", str(path), "-o", str(tmp_path / "b"), "--weight-memory", "dram", "--board", "pynq-z2"])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "weight_memory: weights in DRAM are simulated" in err and "build without --board" in err
-    assert not (tmp_path / "b").exists()
+@pytest.fixture(scope="module")
+def tfc_dram_deploy(tmp_path_factory, verilator_cache):
+    """TFC-W1A1 with its weights in DRAM built for the PYNQ-Z2 (two DRAM ports: two read masters)."""
+    tmp = tmp_path_factory.mktemp("tfc_dram_deploy")
+    export_brevitas(bnn_pynq_model("TFC_1W1A").eval(), (1, 1, 28, 28)).save(str(tmp / "tfc.onnx"))
+    build(tmp / "tfc.onnx", tmp / "b", BuildConfig(target_cycles=64, weight_memory="dram", board="pynq-z2",
+                                                   fifo_sizing="modelled", cache_dir=verilator_cache))
+    return tmp / "b"
+
+
+def test_the_driver_places_the_dram_image_and_runs_the_model(tfc_dram_deploy, verilator_cache):
+    """The driver allocates the image, fills it, writes its address into DRAM_BASE; the simulated
+    fabric reads its weights from that buffer at that address: the model's outputs, with stalls."""
+    from hwgen.deploy.sim_pynq import simulated_accelerator
+
+    out = tfc_dram_deploy
+    assert json.loads((out / "accelerator.json").read_text())["dram_masters"] == 2
+    x = np.random.default_rng(3).uniform(-1, 1, (5, 1, 28, 28)).astype(np.float32)
+    expected = run_input_model(out, x)
+    acc = simulated_accelerator(out / "deploy", batch_size=3, stall_prob=0.2, seed=4, cache_dir=verilator_cache)
+    image = acc._dram_image
+    assert image.physical_address % 4096 == 0 and acc._overlay.registers.dram_base == image.physical_address
+    assert bytes(image) == (out / "deploy" / "dram.bin").read_bytes()
+    assert np.array_equal(acc.execute(x), expected)
+
+
+def test_a_missing_or_truncated_dram_image_in_the_deploy_folder_is_one_error(tfc_dram_deploy, tmp_path,
+                                                                             verilator_cache):
+    import shutil
+
+    from hwgen.deploy.sim_pynq import simulated_accelerator
+    from hwgen.driver import DriverError
+
+    deploy = tmp_path / "deploy"
+    shutil.copytree(tfc_dram_deploy / "deploy", deploy)
+    image = deploy / "dram.bin"
+    size = image.stat().st_size
+    image.write_bytes(image.read_bytes()[:-1])
+    with pytest.raises(DriverError, match=rf"dram.bin: holds {size - 1} bytes, the accelerator's DRAM image has {size}"):
+        simulated_accelerator(deploy, build_dir=tfc_dram_deploy, cache_dir=verilator_cache)
+    image.unlink()
+    with pytest.raises(DriverError, match=r"dram.bin: no such file: the accelerator reads its weights from this DRAM image"):
+        simulated_accelerator(deploy, build_dir=tfc_dram_deploy, cache_dir=verilator_cache)
+
+
+def test_a_fabric_without_the_base_never_finishes_a_frame(tfc_dram_deploy, verilator_cache):
+    """Until DRAM_BASE is written the readers are held: a frame sent then does not come back, and
+    the driver's timeout names the channel (as on a board whose bitstream is not this build's)."""
+    from hwgen.deploy.sim_pynq import simulated_accelerator
+    from hwgen.driver import DriverError
+
+    acc = simulated_accelerator(tfc_dram_deploy / "deploy", timeout_s=0.05, cache_dir=verilator_cache)
+    acc._overlay.registers.values.clear()
+    with pytest.raises(DriverError, match=r"axi_dma_0: the DMA's send \(MM2S\) channel did not finish within 0.05 s"):
+        acc.execute(np.zeros((1, 1, 28, 28), np.float32))
 
 
 @pytest.mark.parametrize("name, cycles", [

@@ -120,3 +120,151 @@ def test_bitstream_without_vivado_is_one_line(tiny_mlp_onnx, tmp_path, capsys, m
     assert (out / "report.json").is_file() and (out / "deploy" / "accelerator.json").is_file()
     assert main(["build", str(tiny_mlp_onnx), "-o", str(tmp_path / "b2"), "--bitstream"]) == 2
     assert "--bitstream: needs --board" in capsys.readouterr().err
+
+
+# -- builds that read DRAM: read masters on the board's DRAM ports, the control registers on its master
+
+DRAM_COMMANDS = {"ipx::add_memory_map", "ipx::get_bus_interfaces", "ipx::add_address_block", "ipx::get_memory_maps",
+                 "ipx::get_address_blocks"}
+
+
+@pytest.fixture(scope="module")
+def dram_flows(tmp_path_factory, verilator_cache) -> dict[str, Path]:
+    """TFC-W1A1 with every weight in DRAM, built for each board (64 cycles per frame: four
+    DramMVUs, on a ps8 board folded to whole 128-bit bus words)."""
+    from hwgen.frontend import export_brevitas
+    from hwgen.models.bnn_pynq import bnn_pynq_model
+
+    root = tmp_path_factory.mktemp("dram_flows")
+    export_brevitas(bnn_pynq_model("TFC_1W1A").eval(), (1, 1, 28, 28)).save(str(root / "tfc.onnx"))
+    out = {}
+    for name in BOARDS:
+        out[name] = root / name
+        build(root / "tfc.onnx", out[name], BuildConfig(target_cycles=64, weight_memory="dram", board=name,
+                                                        fifo_sizing="modelled", cache_dir=verilator_cache))
+    return out
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_dram_flow_structure(board, dram_flows):
+    """Each read master on a DRAM port of its own, enabled in the PS at the HP width; the control
+    registers on the PS's master with a 4 KB memory map; the shell's ports as wide as the bus;
+    the DRAM image in the deploy folder with what the driver needs to place it."""
+    out, b = dram_flows[board], lookup_board(board)
+    info = json.loads((out / "accelerator.json").read_text())
+    masters = info["dram_masters"]
+    assert masters == min(3, len(b.dram_ports)) and info["dram_bits"] == b.hp_data_width
+    calls = run_tcl_skeleton(out / "vivado" / "build.tcl")
+    assert {c[0] for c in calls} <= VIVADO_COMMANDS | DRAM_COMMANDS
+    # each automation with the pins it is given (Tcl records the inner get_bd_intf_pins first)
+    automation = [(" ".join(c[1:]), calls[i - 1][1]) for i, c in enumerate(calls)
+                  if c[0] == "apply_bd_automation" and calls[i - 1][0] == "get_bd_intf_pins"]
+    for k, port in enumerate(b.dram_ports[:masters]):
+        assert [pins for config, pins in automation if f'Slave "/ps/{port}"' in config] == [f"accelerator/m_axi_dram{k}"]
+    assert [config for config, pins in automation if pins == "accelerator/s_axi_control"] == \
+        [f'-rule xilinx.com:bd_rule:axi4 -config Master "/ps/{"M_AXI_GP0" if b.ps == "ps7" else "M_AXI_HPM0_FPD"}" Clk "Auto" ']
+    ps_config = next(_dict(c) for c in calls if c[0] == "set_property" and c[1] == "-dict" and
+                     ("CONFIG.PCW_" in c[2] or "CONFIG.PSU_" in c[2]))
+    for port in b.dram_ports[:masters]:
+        if b.ps == "ps7":
+            assert ps_config[f"CONFIG.PCW_USE_{port}"] == "1"
+            assert int(ps_config[f"CONFIG.PCW_{port}_DATA_WIDTH"]) == b.hp_data_width
+        else:  # S_AXI_HPn_FPD is the PS8's slave S_AXI_GP(n+2)
+            gp = int(port[len("S_AXI_HP")]) + 2
+            assert ps_config[f"CONFIG.PSU__USE__S_AXI_GP{gp}"] == "1"
+            assert int(ps_config[f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH"]) == b.hp_data_width
+    associated = {c[2] for c in calls if c[0] == "ipx::associate_bus_interfaces"}
+    assert {"s_axi_control", *(f"m_axi_dram{k}" for k in range(masters))} <= associated
+    assert ["set_property", "range", "4096"] == next(c[:3] for c in calls if c[:2] == ["set_property", "range"])
+    ports = shell_ports((out / "vivado" / "src" / "hwgen_dma_shell.v").read_text())
+    for k in range(masters):
+        assert ports[f"m_axi_dram{k}_rdata"] == ("input", b.hp_data_width)
+        assert ports[f"m_axi_dram{k}_araddr"] == ("output", 32) and ports[f"m_axi_dram{k}_arlen"] == ("output", 8)
+        assert ports[f"m_axi_dram{k}_arburst"] == ("output", 2) and ports[f"m_axi_dram{k}_rresp"] == ("input", 2)
+    assert f"m_axi_dram{masters}_araddr" not in ports
+    assert ports["s_axi_control_wdata"] == ("input", 32) and ports["s_axi_control_rdata"] == ("output", 32)
+    deploy = json.loads((out / "deploy" / "accelerator.json").read_text())
+    assert deploy["dram"] == {"file": "dram.bin", "bytes": info["dram_bytes"], "ip": "accelerator", "base_register": 0}
+    assert (out / "deploy" / "dram.bin").read_bytes() == (out / "rtl" / "dram.bin").read_bytes()
+
+
+def test_dram_shell_with_accelerator_synthesizes_and_fits(dram_flows):
+    result = synthesize_shell(dram_flows["pynq-z2"], lookup_board("pynq-z2"))
+    assert result["fits"] and result["luts"] > 0
+
+
+def _axi_lite_bench(dut, script):
+    """Run `script(ctx, write, read)` against the control block, `write(offset, value, strobe)` and
+    `read(offset)` as the PS's master does them."""
+
+    async def write(ctx, offset, value, strobe=0xF):
+        ctx.set(dut.awaddr, offset)
+        ctx.set(dut.wdata, value)
+        ctx.set(dut.wstrb, strobe)
+        ctx.set(dut.awvalid, 1)
+        ctx.set(dut.wvalid, 1)
+        while not (ctx.get(dut.awready) and ctx.get(dut.wready)):
+            await ctx.tick()
+        await ctx.tick()
+        ctx.set(dut.awvalid, 0)
+        ctx.set(dut.wvalid, 0)
+        ctx.set(dut.bready, 1)
+        while not ctx.get(dut.bvalid):
+            await ctx.tick()
+        assert ctx.get(dut.bresp) == 0
+        await ctx.tick()
+        ctx.set(dut.bready, 0)
+
+    async def read(ctx, offset):
+        ctx.set(dut.araddr, offset)
+        ctx.set(dut.arvalid, 1)
+        while not ctx.get(dut.arready):
+            await ctx.tick()
+        await ctx.tick()
+        ctx.set(dut.arvalid, 0)
+        ctx.set(dut.rready, 1)
+        while not ctx.get(dut.rvalid):
+            await ctx.tick()
+        value = ctx.get(dut.rdata)
+        await ctx.tick()
+        ctx.set(dut.rready, 0)
+        return value
+
+    async def bench(ctx):
+        await script(ctx, write, read)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_the_control_registers_hold_the_readers_until_the_base_is_written():
+    from hwgen.deploy.control import ENABLE_DELAY, DramControl
+
+    dut = DramControl()
+    seen = {}
+
+    async def script(ctx, write, read):
+        for _ in range(10):  # out of reset: held, whatever time passes
+            assert not ctx.get(dut.enabled)
+            await ctx.tick()
+        assert await read(ctx, 0x4) == 0
+        await write(ctx, 0x0, 0x1234_5000)
+        enabled_after = 0
+        while not ctx.get(dut.enabled):
+            enabled_after += 1
+            await ctx.tick()
+        seen["delay"] = enabled_after
+        assert ctx.get(dut.dram_base) == 0x1234_5000
+        seen["base"] = await read(ctx, 0x0)
+        seen["status"] = await read(ctx, 0x4)
+        await write(ctx, 0x0, 0xAB00_0000, strobe=0b1000)  # one byte lane: the others keep their value
+        seen["strobed"] = await read(ctx, 0x0)
+        await write(ctx, 0x10, 0xFFFF_FFFF)  # no register there: nothing changes, reads give 0
+        seen["elsewhere"] = (await read(ctx, 0x10), await read(ctx, 0x0))
+
+    _axi_lite_bench(dut, script)
+    assert seen["base"] == 0x1234_5000 and seen["status"] == 1
+    assert 1 <= seen["delay"] <= ENABLE_DELAY + 2
+    assert seen["strobed"] == 0xAB34_5000 and seen["elsewhere"] == (0, 0xAB34_5000)

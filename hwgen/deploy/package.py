@@ -10,6 +10,11 @@
                        the second DMA's name)
     weights.bin        that build's weight stream (`OUT/rtl/weights.bin`), which the driver
                        sends once when it opens the accelerator
+    dram.bin           for a build that reads DRAM (`--weight-memory dram`), the DRAM image
+                       (`OUT/rtl/dram.bin`); `dram` in the description gives its file, bytes, the
+                       accelerator's IP name and the offset of its DRAM_BASE register: the driver
+                       allocates the image in contiguous memory, fills it once and writes its
+                       physical address there (`hwgen.deploy.control`)
     hwgen/             the driver (`hwgen/driver/`, `hwgen/errors.py`): numpy and pynq only, run
                        as `python -m hwgen.driver .` from the deploy folder
     accelerator.bit / accelerator.hwh    once the Vivado flow has run
@@ -30,6 +35,8 @@ from hwgen.deploy.host_program import check_program, host_program, post_samples,
 from hwgen.driver.accelerator import DEPLOY_FORMAT
 from hwgen.driver.wire import dma_bytes
 from hwgen.host import load_build_graph
+from hwgen.deploy.control import DRAM_BASE_OFFSET
+from hwgen.rtl.axi import DRAM_FILE
 from hwgen.units.weight_stream import WEIGHTS_FILE
 
 BITFILE, HWH = "accelerator.bit", "accelerator.hwh"
@@ -37,13 +44,15 @@ BITFILE, HWH = "accelerator.bit", "accelerator.hwh"
 DMA_NAME = "axi_dma_0"
 #: the second DMA, memory to stream only, that sends loaded weights (`s_axis_weights`)
 WEIGHTS_DMA_NAME = "axi_dma_weights"
+#: the accelerator's instance name in the block design: PYNQ's overlay attribute of its registers
+ACCELERATOR_NAME = "accelerator"
 
 
 def rtl_digest(rtl_dir: Path) -> str:
-    """SHA-256 over the Verilog of a build and its weight stream (file names and contents, in
-    name order): two builds with loaded weights can share their Verilog."""
+    """SHA-256 over the Verilog of a build, its weight stream and its DRAM image (file names and
+    contents, in name order): two builds with loaded or DRAM weights can share their Verilog."""
     h = hashlib.sha256()
-    for path in sorted([*Path(rtl_dir).glob("*.v"), *Path(rtl_dir).glob(WEIGHTS_FILE)]):
+    for path in sorted([*Path(rtl_dir).glob("*.v"), *Path(rtl_dir).glob(WEIGHTS_FILE), *Path(rtl_dir).glob(DRAM_FILE)]):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -75,6 +84,9 @@ def write_deploy(build_dir: Path, board: Board) -> Path:
     }
     if info.get("weight_beats"):
         description["weights"] = {"file": WEIGHTS_FILE, "beats": int(info["weight_beats"]), "dma": WEIGHTS_DMA_NAME}
+    if info.get("dram_bytes"):
+        description["dram"] = {"file": DRAM_FILE, "bytes": int(info["dram_bytes"]), "ip": ACCELERATOR_NAME,
+                               "base_register": DRAM_BASE_OFFSET}
     deploy = build_dir / "deploy"
     if deploy.exists():
         shutil.rmtree(deploy)
@@ -82,6 +94,8 @@ def write_deploy(build_dir: Path, board: Board) -> Path:
     (deploy / "accelerator.json").write_text(json.dumps(description, indent=1) + "\n")
     if "weights" in description:
         shutil.copyfile(build_dir / "rtl" / WEIGHTS_FILE, deploy / WEIGHTS_FILE)
+    if "dram" in description:
+        shutil.copyfile(build_dir / "rtl" / DRAM_FILE, deploy / DRAM_FILE)
     package = resources.files("hwgen")
     for name in ("__init__.py", "errors.py"):
         (deploy / "hwgen" / name).write_text(package.joinpath(name).read_text())

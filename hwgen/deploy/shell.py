@@ -8,6 +8,15 @@ by name, its Verilog is `OUT/rtl/<top>.v`); Vivado packages this shell as the IP
                                             `beats_per_frame` - 1 of every frame
     s_axis_weights_*    --(as it is)-->     <top>.s_axis_weights_*   (a build whose weights are
                                             loaded after reset: 64-bit, a second DMA's MM2S)
+    m_axi_dram<k>_*     <--(gated)--        <top>.m_axi<k>_*   (a build that reads DRAM: read
+                                            master k, to a PS port; `arvalid` / `arready` held
+                                            low until the control block enables the readers)
+    s_axi_control_*     --> DramControl --> <top>.dram_base  (the DRAM image's address, which
+                                            the driver writes: `hwgen.deploy.control`)
+
+A read master's constant AXI signals are the shell's: `arsize` the bus width, `arburst` INCR,
+`arcache` 0011 (normal, bufferable: what the PS's HP ports expect of a non-coherent master),
+`arprot` 000; `rresp` is not looked at (the PS answers OKAY for its DRAM).
 """
 
 from __future__ import annotations
@@ -16,19 +25,40 @@ from amaranth import ClockDomain, ClockSignal, Instance, Module, Mux, ResetSigna
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hwgen.deploy.control import CONTROL_PREFIX, DramControl, control_members
 from hwgen.driver.wire import beat_bytes, dma_bytes
+from hwgen.rtl.axi import ADDR_BITS, connect, top_name
 
 #: the weight stream's tdata bits (`hwgen.units.weight_stream.WEIGHT_BEAT_BITS`; the driver's copy
 #: of hwgen does not have the units)
 WEIGHT_TDATA_BITS = 64
 
 SHELL_NAME = "hwgen_dma_shell"
+#: AXI's INCR burst type and the cache attributes of a non-coherent master on an HP port
+AXI_BURST_INCR, AXI_CACHE = 0b01, 0b0011
+
+
+def dram_port(master: int) -> str:
+    """The shell's interface name of read master k (`m_axi_dram<k>`), which Vivado infers."""
+    return f"m_axi_dram{master}"
+
+
+def dram_port_members(data_bits: int) -> dict[str, object]:
+    """One read master's signals at the shell, named without the `m_axi_dram<k>_` prefix."""
+    return {
+        "araddr": Out(ADDR_BITS), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2), "arcache": Out(4),
+        "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
+    }
 
 
 class DmaShell(wiring.Component):
     def __init__(self, top: str, in_width: int, out_width: int, out_beats_per_frame: int,
-                 weights: bool = False) -> None:
+                 weights: bool = False, dram_masters: int = 0, dram_bits: int = 64) -> None:
+        """`dram_masters`: the read masters of a build that reads DRAM (`accelerator.json`), each
+        `dram_bits` wide."""
         self.top, self.out_beats, self.weights = top, out_beats_per_frame, weights
+        self.dram_masters, self.dram_bits = dram_masters, dram_bits
         self.in_bytes, self.out_bytes = beat_bytes(in_width), beat_bytes(out_width)
         self.in_dma, self.out_dma = 8 * dma_bytes(in_width), 8 * dma_bytes(out_width)
         members = {
@@ -41,6 +71,11 @@ class DmaShell(wiring.Component):
         if weights:
             members.update({"s_axis_weights_tdata": In(WEIGHT_TDATA_BITS), "s_axis_weights_tvalid": In(1),
                             "s_axis_weights_tready": Out(1), "s_axis_weights_tlast": In(1)})
+        if dram_masters:
+            members.update({f"{CONTROL_PREFIX}_{name}": member for name, member in control_members().items()})
+            for k in range(dram_masters):
+                members.update({f"{dram_port(k)}_{name}": member
+                                for name, member in dram_port_members(dram_bits).items()})
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
@@ -59,13 +94,36 @@ class DmaShell(wiring.Component):
             i_s_axis_tdata=self.s_axis_tdata[:8 * self.in_bytes], i_s_axis_tvalid=self.s_axis_tvalid,
             o_s_axis_tready=self.s_axis_tready,
             o_m_axis_tdata=out_data, o_m_axis_tvalid=self.m_axis_tvalid, i_m_axis_tready=self.m_axis_tready,
-            **weights,
+            **weights, **self._dram(m),
         )
         m.submodules.frame_end = frame_end = FrameEnd(self.out_beats)
         m.d.comb += [frame_end.taken.eq(self.m_axis_tvalid & self.m_axis_tready),
                      self.m_axis_tdata.eq(out_data), self.m_axis_tlast.eq(frame_end.last),
                      self.m_axis_tkeep.eq((1 << (self.out_dma // 8)) - 1)]
         return m
+
+
+    def _dram(self, m: Module) -> dict[str, object]:
+        """The control block and the read masters, gated by its `enabled`; the top's ports that
+        join them (none for a build without DRAM)."""
+        if not self.dram_masters:
+            return {}
+        m.submodules.control = control = DramControl()
+        for name in control_members():
+            m.d.comb += connect(getattr(control, name), getattr(self, f"{CONTROL_PREFIX}_{name}"),
+                                control.signature.members[name].flow)
+        ports: dict[str, object] = {f"i_{top_name('dram_base', 0)}": control.dram_base}
+        for k in range(self.dram_masters):
+            p = lambda name: getattr(self, f"{dram_port(k)}_{name}")  # noqa: E731
+            arvalid, arready = Signal(name=f"arvalid{k}"), Signal(name=f"arready{k}")
+            m.d.comb += [p("arvalid").eq(arvalid & control.enabled), arready.eq(p("arready") & control.enabled),
+                         p("arsize").eq((self.dram_bits // 8).bit_length() - 1), p("arburst").eq(AXI_BURST_INCR),
+                         p("arcache").eq(AXI_CACHE), p("arprot").eq(0)]
+            ports.update({f"o_{top_name('m_axi_araddr', k)}": p("araddr"), f"o_{top_name('m_axi_arlen', k)}": p("arlen"),
+                          f"o_{top_name('m_axi_arvalid', k)}": arvalid, f"i_{top_name('m_axi_arready', k)}": arready,
+                          f"i_{top_name('m_axi_rdata', k)}": p("rdata"), f"i_{top_name('m_axi_rlast', k)}": p("rlast"),
+                          f"i_{top_name('m_axi_rvalid', k)}": p("rvalid"), f"o_{top_name('m_axi_rready', k)}": p("rready")})
+        return ports
 
 
 class FrameEnd(wiring.Component):

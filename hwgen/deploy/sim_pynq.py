@@ -12,6 +12,11 @@ The build folder is the deploy folder's parent unless given; its RTL must be the
 folder was made from (`rtl_sha256` in the description), else the deploy folder is another
 build's.
 
+A build that reads DRAM has the accelerator's registers (`Overlay.<ip>.write/read`, PYNQ's
+`DefaultIP` calls): the simulated fabric reads its DRAM from the buffer whose physical address the
+driver wrote into DRAM_BASE (the buffers `Overlay.allocate` gives have addresses, 4 KB aligned,
+as PYNQ's do), and until then no frame finishes, as the readers on the board wait for it.
+
 A build whose weights are loaded after reset also has the weights DMA (send channel only): what it
 is given is the weight stream, which every simulated run then loads first (the model stands for a
 fabric that keeps it); until it has been given, the data DMA never finishes, as on the board.
@@ -26,6 +31,7 @@ import numpy as np
 from hwgen.deploy.package import rtl_digest
 from hwgen.driver.accelerator import Accelerator, DriverError, load_description
 from hwgen.sim import run as run_sim
+from hwgen.sim.verilator import DramImage
 from hwgen.simulate import build_simulator
 
 
@@ -34,12 +40,23 @@ def simulated_accelerator(deploy_dir: str | Path, batch_size: int = 1, timeout_s
     """The board driver on the simulated fabric of `deploy_dir` (`fabric`: `Overlay`'s options,
     `build_dir`, `cache_dir`, `stall_prob`, `seed`)."""
     overlay = Overlay(deploy_dir, **fabric)
-    return Accelerator(deploy_dir, batch_size, timeout_s, overlay=overlay, allocate=allocate)
+    return Accelerator(deploy_dir, batch_size, timeout_s, overlay=overlay, allocate=overlay.allocate)
+
+
+class Buffer(np.ndarray):
+    """A buffer of the simulated contiguous memory: an array with its `physical_address`, as
+    PYNQ's `PynqBuffer` is."""
+
+    physical_address: int
 
 
 def allocate(shape, dtype=np.uint8) -> np.ndarray:
     """A DMA buffer: contiguous, zeroed (PYNQ's `allocate` gives physically contiguous memory)."""
     return np.zeros(shape, dtype=dtype)
+
+
+#: where the simulated contiguous memory starts (a Zynq's CMA lies in the low DRAM), its page
+SIM_MEMORY_BASE, SIM_PAGE = 0x1800_0000, 4096
 
 
 class _Channel:
@@ -95,6 +112,25 @@ class _WeightsChannel(_Channel):
         self.idle = True
 
 
+class _Registers:
+    """The accelerator's AXI-Lite registers, PYNQ's `DefaultIP` calls (`write(offset, value)`,
+    `read(offset)`): DRAM_BASE at the offset the description gives."""
+
+    def __init__(self, base_register: int) -> None:
+        self.base_register = base_register
+        self.values: dict[int, int] = {}
+
+    def write(self, offset: int, value: int) -> None:
+        self.values[int(offset)] = int(value) & 0xFFFF_FFFF
+
+    def read(self, offset: int = 0) -> int:
+        return self.values.get(int(offset), 0)
+
+    @property
+    def dram_base(self) -> int | None:
+        return self.values.get(self.base_register)
+
+
 class Overlay:
     """The simulated fabric of one deploy folder."""
 
@@ -114,11 +150,33 @@ class Overlay:
         self.weights: np.ndarray | None = None  # the weight stream, once its DMA has sent it
         if "weights" in self.info:
             setattr(self, str(self.info["weights"]["dma"]), _WeightsDMA(self))
+        self.buffers: list[Buffer] = []  # what `allocate` gave, at increasing addresses
+        self.registers = None
+        if "dram" in self.info:
+            self.registers = _Registers(int(self.info["dram"]["base_register"]))
+            setattr(self, str(self.info["dram"]["ip"]), self.registers)
+
+    def allocate(self, shape, dtype=np.uint8) -> Buffer:
+        """A zeroed buffer of the simulated contiguous memory, page aligned after the last."""
+        buf = np.zeros(shape, dtype=dtype).view(Buffer)
+        end = max((b.physical_address + b.nbytes for b in self.buffers), default=SIM_MEMORY_BASE)
+        buf.physical_address = -(-end // SIM_PAGE) * SIM_PAGE
+        self.buffers.append(buf)
+        return buf
+
+    def dram(self) -> DramImage | None:
+        """The DRAM the readers see: the buffer at DRAM_BASE, from there on; None before the
+        driver has written DRAM_BASE (or where it names no buffer)."""
+        base = self.registers.dram_base if self.registers is not None else None
+        held = next((b for b in self.buffers if b.physical_address == base), None)
+        return None if held is None else DramImage(np.asarray(held).view(np.uint8).reshape(-1), base)
 
     @property
     def ready_to_run(self) -> bool:
-        """The fabric takes frames: its weights are in the bitstream, or they have been sent."""
-        return "weights" not in self.info or self.weights is not None
+        """The fabric takes frames: its weights are in the bitstream, or they have been sent; its
+        DRAM readers (if any) have their base."""
+        return ("weights" not in self.info or self.weights is not None) and \
+            ("dram" not in self.info or self.dram() is not None)
 
     def run(self, send: np.ndarray, receive: np.ndarray) -> None:
         s_in, s_out = self.info["input"], self.info["output"]
@@ -128,7 +186,7 @@ class Overlay:
             raise DriverError(f"receive buffer holds {receive.shape[0]} frames, the send buffer {frames}",
                               where="S2MM")
         result = run_sim(self.exe, np.ascontiguousarray(send[..., :in_bytes]), s_out["beats_per_frame"], out_bytes,
-                         stall_prob=self.stall_prob, seed=self.seed, weights=self.weights)
+                         stall_prob=self.stall_prob, seed=self.seed, weights=self.weights, dram=self.dram())
         receive[..., :out_bytes] = result.output.reshape(frames, s_out["beats_per_frame"], out_bytes)
         # the batch's cycles; a simulated run loads the weights first, which the board did once
         cycles = result.total_cycles if self.weights is None else \

@@ -9,7 +9,11 @@
                                general-purpose master, the accelerator between the DMA's streams,
                                a reset block for it; a build whose weights are loaded after reset
                                gets a second AXI DMA (MM2S only, 64-bit) on `s_axis_weights`;
-                               3. synthesis, implementation, bitstream;
+                               a build that reads DRAM gets its read masters `m_axi_dram<k>` on
+                               the board's DRAM ports (`[dram] ports`, one each) and its control
+                               registers `s_axi_control` on the general-purpose master
+                               (`hwgen.deploy.control`);
+                            3. synthesis, implementation, bitstream;
                             4. `accelerator.bit` and `accelerator.hwh` into `OUT/deploy/`
     build.sh                runs it: `vivado -mode batch -source build.tcl`, log in vivado.log
 
@@ -26,8 +30,9 @@ import sys
 from pathlib import Path
 
 from hwgen.deploy.boards import Board
-from hwgen.deploy.package import BITFILE, DMA_NAME, HWH, WEIGHTS_DMA_NAME
-from hwgen.deploy.shell import SHELL_NAME, WEIGHT_TDATA_BITS, DmaShell
+from hwgen.deploy.package import ACCELERATOR_NAME, BITFILE, DMA_NAME, HWH, WEIGHTS_DMA_NAME
+from hwgen.deploy.control import CONTROL_PREFIX
+from hwgen.deploy.shell import SHELL_NAME, WEIGHT_TDATA_BITS, DmaShell, dram_port
 from hwgen.deploy.tcl import Raw, Script, config, sub
 from hwgen.driver.wire import dma_bytes
 from hwgen.errors import HwgenError, ToolError
@@ -52,15 +57,38 @@ PS = {
 }
 
 
+#: bytes of the control registers' window (`hwgen.deploy.control`: a 4 KB page)
+CONTROL_RANGE = 4096
+
+
+def dram_port_config(board: Board, masters: int) -> dict[str, object]:
+    """The PS configuration that enables the first `masters` of the board's DRAM ports at the
+    width of its HP ports: on a PS7 `S_AXI_HPn` is `PCW_USE_S_AXI_HPn`; on a PS8 `S_AXI_HPn_FPD`
+    is the slave `S_AXI_GP(n+2)`."""
+    out: dict[str, object] = {}
+    for port in board.dram_ports[:masters]:
+        if board.ps == "ps7":
+            out.update({f"CONFIG.PCW_USE_{port}": 1, f"CONFIG.PCW_{port}_DATA_WIDTH": board.hp_data_width})
+        else:
+            gp = int(port.removeprefix("S_AXI_HP").removesuffix("_FPD")) + 2
+            out.update({f"CONFIG.PSU__USE__S_AXI_GP{gp}": 1, f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH": board.hp_data_width})
+    return out
+
+
 def _latest(ip: str) -> Raw:
     """The newest version of a Xilinx IP in the catalog: `[lindex [get_ipdefs -all xilinx.com:ip:<ip>:*] end]`."""
     return sub("lindex", sub("get_ipdefs", "-all", f"xilinx.com:ip:{ip}:*"), "end")
 
 
 def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out_width: int,
-                weights: bool = False) -> Script:
+                weights: bool = False, dram_masters: int = 0) -> Script:
     """The whole flow as a Tcl script, paths relative to the script's folder (`here`); `weights`:
-    the accelerator loads its weights after reset from a second DMA."""
+    the accelerator loads its weights after reset from a second DMA; `dram_masters`: its read
+    masters, one per DRAM port of the board, and its control registers."""
+    if dram_masters > len(board.dram_ports):
+        raise HwgenError(f"the build has {dram_masters} DRAM read masters, {board.name} has "
+                         f"{len(board.dram_ports)} ports for them: build it with --board {board.name}",
+                         where="accelerator.json")
     s_in, s_out = 8 * dma_bytes(in_width), 8 * dma_bytes(out_width)
     ps = PS[board.ps]
     t = Script()
@@ -75,7 +103,19 @@ def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out
     t.add("ipx::package_project", "-root_dir", Raw("$here/ip"), "-vendor", IP_VLNV[0], "-library", IP_VLNV[1],
           "-taxonomy", "/UserIP", "-import_files")
     t.add("ipx::infer_bus_interfaces", "xilinx.com:interface:axis_rtl:1.0", sub("ipx::current_core"))
-    for busif in ("s_axis", "m_axis") + (("s_axis_weights",) if weights else ()):
+    masters = [dram_port(k) for k in range(dram_masters)]
+    if dram_masters:
+        t.add("ipx::infer_bus_interfaces", "xilinx.com:interface:aximm_rtl:1.0", sub("ipx::current_core"))
+        core = sub("ipx::current_core")
+        t.add("ipx::add_memory_map", CONTROL_PREFIX, core)
+        t.add("set_property", "slave_memory_map_ref", CONTROL_PREFIX,
+              sub("ipx::get_bus_interfaces", CONTROL_PREFIX, "-of_objects", core))
+        t.add("ipx::add_address_block", "reg0", sub("ipx::get_memory_maps", CONTROL_PREFIX, "-of_objects", core))
+        t.add("set_property", "range", CONTROL_RANGE,
+              sub("ipx::get_address_blocks", "reg0", "-of_objects", sub("ipx::get_memory_maps", CONTROL_PREFIX,
+                                                                          "-of_objects", core)))
+    for busif in ("s_axis", "m_axis") + (("s_axis_weights",) if weights else ()) + \
+            ((CONTROL_PREFIX, *masters) if dram_masters else ()):
         t.add("ipx::associate_bus_interfaces", "-busif", busif, "-clock", "ap_clk", sub("ipx::current_core"))
     t.add("set_property", "version", IP_VLNV[3], sub("ipx::current_core"))
     t.add("ipx::update_checksums", sub("ipx::current_core"))
@@ -92,7 +132,8 @@ def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out
     t.add("create_bd_design", "hwgen")
     t.add("create_bd_cell", "-type", "ip", "-vlnv", _latest(ps["ip"]), "ps")
     t.add("apply_bd_automation", "-rule", ps["rule"], "-config", ps["automation"], sub("get_bd_cells", "ps"))
-    t.add("set_property", "-dict", config(**ps["enable"](board)), sub("get_bd_cells", "ps"))
+    t.add("set_property", "-dict", config(**ps["enable"](board), **dram_port_config(board, dram_masters)),
+          sub("get_bd_cells", "ps"))
     mm_width = max(32, s_in, s_out)
     t.add("create_bd_cell", "-type", "ip", "-vlnv", _latest("axi_dma"), DMA_NAME)
     t.add("set_property", "-dict", config(**{
@@ -102,10 +143,10 @@ def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out
         "CONFIG.c_m_axi_mm2s_data_width": mm_width, "CONFIG.c_m_axi_s2mm_data_width": mm_width,
         "CONFIG.c_mm2s_burst_size": board.dma_max_burst_len, "CONFIG.c_s2mm_burst_size": board.dma_max_burst_len,
     }), sub("get_bd_cells", DMA_NAME))
-    t.add("create_bd_cell", "-type", "ip", "-vlnv", ":".join(IP_VLNV), "accelerator")
+    t.add("create_bd_cell", "-type", "ip", "-vlnv", ":".join(IP_VLNV), ACCELERATOR_NAME)
     t.add("connect_bd_intf_net", sub("get_bd_intf_pins", f"{DMA_NAME}/M_AXIS_MM2S"),
-          sub("get_bd_intf_pins", "accelerator/s_axis"))
-    t.add("connect_bd_intf_net", sub("get_bd_intf_pins", "accelerator/m_axis"),
+          sub("get_bd_intf_pins", f"{ACCELERATOR_NAME}/s_axis"))
+    t.add("connect_bd_intf_net", sub("get_bd_intf_pins", f"{ACCELERATOR_NAME}/m_axis"),
           sub("get_bd_intf_pins", f"{DMA_NAME}/S_AXIS_S2MM"))
     t.add("apply_bd_automation", "-rule", "xilinx.com:bd_rule:axi4",
           "-config", f'Master "/ps/{ps["master"]}" Clk "Auto"', sub("get_bd_intf_pins", f"{DMA_NAME}/S_AXI_LITE"))
@@ -121,17 +162,23 @@ def flow_script(board: Board, top: str, rtl_files: list[str], in_width: int, out
             "CONFIG.c_mm2s_burst_size": board.dma_max_burst_len,
         }), sub("get_bd_cells", WEIGHTS_DMA_NAME))
         t.add("connect_bd_intf_net", sub("get_bd_intf_pins", f"{WEIGHTS_DMA_NAME}/M_AXIS_MM2S"),
-              sub("get_bd_intf_pins", "accelerator/s_axis_weights"))
+              sub("get_bd_intf_pins", f"{ACCELERATOR_NAME}/s_axis_weights"))
         t.add("apply_bd_automation", "-rule", "xilinx.com:bd_rule:axi4", "-config",
               f'Master "/ps/{ps["master"]}" Clk "Auto"', sub("get_bd_intf_pins", f"{WEIGHTS_DMA_NAME}/S_AXI_LITE"))
         t.add("apply_bd_automation", "-rule", "xilinx.com:bd_rule:axi4", "-config",
               f'Slave "/ps/{board.hp_port}" Clk "Auto"', sub("get_bd_intf_pins", f"{WEIGHTS_DMA_NAME}/M_AXI_MM2S"))
+    if dram_masters:  # the control registers on the PS's master, each read master on a DRAM port of its own
+        t.add("apply_bd_automation", "-rule", "xilinx.com:bd_rule:axi4", "-config",
+              f'Master "/ps/{ps["master"]}" Clk "Auto"', sub("get_bd_intf_pins", f"{ACCELERATOR_NAME}/{CONTROL_PREFIX}"))
+        for master, port in zip(masters, board.dram_ports):
+            t.add("apply_bd_automation", "-rule", "xilinx.com:bd_rule:axi4", "-config",
+                  f'Slave "/ps/{port}" Clk "Auto"', sub("get_bd_intf_pins", f"{ACCELERATOR_NAME}/{master}"))
     t.add("create_bd_cell", "-type", "ip", "-vlnv", _latest("proc_sys_reset"), "accelerator_reset")
-    t.add("connect_bd_net", sub("get_bd_pins", f"ps/{ps['clock']}"), sub("get_bd_pins", "accelerator/ap_clk"),
+    t.add("connect_bd_net", sub("get_bd_pins", f"ps/{ps['clock']}"), sub("get_bd_pins", f"{ACCELERATOR_NAME}/ap_clk"),
           sub("get_bd_pins", "accelerator_reset/slowest_sync_clk"))
     t.add("connect_bd_net", sub("get_bd_pins", f"ps/{ps['resetn']}"), sub("get_bd_pins", "accelerator_reset/ext_reset_in"))
     t.add("connect_bd_net", sub("get_bd_pins", "accelerator_reset/peripheral_aresetn"),
-          sub("get_bd_pins", "accelerator/ap_rst_n"))
+          sub("get_bd_pins", f"{ACCELERATOR_NAME}/ap_rst_n"))
     t.add("assign_bd_address")
     t.add("validate_bd_design")
     t.add("save_bd_design")
@@ -162,12 +209,13 @@ def write_flow(build_dir: Path, board: Board) -> Path:
         shutil.rmtree(vivado)
     (vivado / "src").mkdir(parents=True)
     weights = bool(info.get("weight_beats"))
+    masters = int(info.get("dram_masters", 0))
     shell = DmaShell(info["top"], info["input"]["width"], info["output"]["width"], info["output"]["beats_per_frame"],
-                     weights)
+                     weights, masters, int(info.get("dram_bits", 0)) or board.hp_data_width)
     (vivado / "src" / f"{SHELL_NAME}.v").write_text(to_verilog(shell, SHELL_NAME))
     rtl = sorted(p.name for p in (build_dir / "rtl").glob("*.v"))
     files = [f"../rtl/{name}" for name in rtl] + [f"src/{SHELL_NAME}.v"]
-    script = flow_script(board, info["top"], files, info["input"]["width"], info["output"]["width"], weights)
+    script = flow_script(board, info["top"], files, info["input"]["width"], info["output"]["width"], weights, masters)
     (vivado / "build.tcl").write_text(script.text())
     sh = vivado / "build.sh"
     sh.write_text("\n".join(["#!/bin/sh", f"# hwgen: the bitstream of this build for {board.name}; needs Vivado on PATH.",

@@ -7,7 +7,10 @@
 
 A build whose weights are loaded after reset (UltraRAM has no contents in the bitstream) has
 `weights` in its description: opening the accelerator sends `weights.bin` once through the
-second DMA (`load_weights`), before any frame.
+second DMA (`load_weights`), before any frame. A build that reads DRAM has `dram`: opening the
+accelerator allocates `dram.bin` in contiguous memory (`pynq.allocate`), fills it once and writes
+its physical address into the accelerator's DRAM_BASE register, which enables its readers
+(`load_dram`); the buffer is kept for as long as the accelerator runs.
 
 On the board it needs numpy and `pynq` only: the host's float ends run as numpy programs
 (`host_ops`) and the stream packing is `wire`, the code the simulator uses. The class drives
@@ -31,6 +34,9 @@ from hwgen.driver.wire import dma_bytes, first_outside, from_wire, pack_beats, p
 from hwgen.errors import HwgenError
 
 DEPLOY_FORMAT = "hwgen-deploy-1"
+#: the DRAM image's address: 4 KB aligned (no read burst crosses a 4 KB boundary), below 4 GB (the
+#: readers' addresses have 32 bits)
+DRAM_ALIGN, DRAM_LIMIT = 4096, 1 << 32
 
 
 class DriverError(HwgenError):
@@ -69,8 +75,38 @@ class Accelerator:
             raise DriverError("an overlay needs the allocator of its buffers too", where="allocate")
         self._overlay, self._allocate = overlay, allocate
         self._dma = getattr(self._overlay, self.info["dma"])
+        self._dram_image = None
+        if "dram" in self.info:
+            self.load_dram()
         if "weights" in self.info:
             self.load_weights()
+
+    def load_dram(self) -> None:
+        """Allocate the deploy folder's DRAM image in contiguous memory, fill it and hand its
+        physical address to the accelerator (DRAM_BASE), which checks it by reading it back."""
+        spec = self.info["dram"]
+        path = self.deploy_dir / str(spec["file"])
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except FileNotFoundError:
+            raise DriverError("no such file: the accelerator reads its weights from this DRAM image",
+                              where=str(path)) from None
+        if data.size != int(spec["bytes"]):
+            raise DriverError(f"holds {data.size} bytes, the accelerator's DRAM image has {spec['bytes']}",
+                              where=str(path))
+        buf = self._allocate(shape=(data.size,), dtype=np.uint8)
+        buf[:] = data
+        _sync(buf, "sync_to_device", "flush")
+        address = int(buf.physical_address)
+        if address % DRAM_ALIGN or address + data.size > DRAM_LIMIT:
+            raise DriverError(f"gave the DRAM image the address {address:#x}: the accelerator needs it "
+                              f"{DRAM_ALIGN // 1024} KB aligned and below 4 GB", where="allocate")
+        registers = getattr(self._overlay, str(spec["ip"]))
+        registers.write(int(spec["base_register"]), address)
+        if int(registers.read(int(spec["base_register"]))) != address:
+            raise DriverError("the accelerator's DRAM_BASE register does not hold what was written "
+                              "(is the bitstream the one of this deploy folder?)", where=str(spec["ip"]))
+        self._dram_image = buf
 
     def load_weights(self) -> None:
         """Send the deploy folder's weight stream through its DMA; the accelerator takes no

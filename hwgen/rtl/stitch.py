@@ -65,7 +65,7 @@ class AcceleratorTop(wiring.Component):
     """The stitched accelerator: AXI-Stream in, units in a dataflow graph, AXI-Stream out."""
 
     def __init__(self, instances: list[Instantiation], edges: list[Edge], in_tensor: str, out_tensor: str,
-                 weight_beats: dict[str, int] | None = None) -> None:
+                 weight_beats: dict[str, int] | None = None, max_masters: int = MAX_MASTERS) -> None:
         self.instances, self.edges = instances, edges
         self.in_tensor, self.out_tensor = in_tensor, out_tensor
         self.weight_beats = weight_beats or {}  # module -> beats of the weight stream it takes, in order
@@ -81,7 +81,7 @@ class AcceleratorTop(wiring.Component):
             members.update({f"{WEIGHT_PORT}_tdata": In(WEIGHT_BEAT_BITS), f"{WEIGHT_PORT}_tvalid": In(1),
                             f"{WEIGHT_PORT}_tready": Out(1)})
         #: the readers of each read master at the top (`share_masters`)
-        self.groups = share_masters([i for i in instances if i.unit.dram_bytes_per_frame()])
+        self.groups = share_masters([i for i in instances if i.unit.dram_bytes_per_frame()], max_masters)
         for g, group in enumerate(self.groups):
             for name, member in axi_read_members(group[0].unit.data_bits).items():
                 members[top_name(name, g)] = member
@@ -166,10 +166,10 @@ class AcceleratorTop(wiring.Component):
         return m
 
 
-def share_masters(readers: list[Instantiation]) -> list[list[Instantiation]]:
-    """The DRAM readers in at most `MAX_MASTERS` groups, one read master each (a PS port), the
+def share_masters(readers: list[Instantiation], max_masters: int = MAX_MASTERS) -> list[list[Instantiation]]:
+    """The DRAM readers in at most `max_masters` groups, one read master each (a PS port), the
     most bytes per frame first onto the least loaded, each group in graph order."""
-    count = min(len(readers), MAX_MASTERS)
+    count = min(len(readers), max_masters)
     groups: list[list[Instantiation]] = [[] for _ in range(count)]
     load = [0] * count
     for inst in sorted(readers, key=lambda i: -i.unit.dram_bytes_per_frame()):
@@ -202,6 +202,8 @@ class StitchedDesign:
     edges: list[Edge]  # every stream of the top module (in accelerator.json, read by deadlock reports)
     weight_beats: int = 0  # beats of the weight stream (`weights.bin`); 0: every weight in the bitstream
     dram_bytes: int = 0  # the DRAM's contents (`dram.bin`) for read masters m_axi0..; 0: no DRAM
+    dram_masters: int = 0  # read masters of the top (m_axi0..), each `dram_bits` wide
+    dram_bits: int = 0
 
 
 def _edges(model: ModelWrapper, specs: dict[str, tuple[list[StreamSpec], list[StreamSpec]]]) -> list[Edge]:
@@ -241,8 +243,10 @@ def stream_inputs(node, count: int) -> list[str]:
     return list(node.input[:count])
 
 
-def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> StitchedDesign:
-    """Write one Verilog and one RTLIL file per hardware node plus the top module into `rtl_dir`."""
+def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel",
+           max_masters: int = MAX_MASTERS) -> StitchedDesign:
+    """Write one Verilog and one RTLIL file per hardware node plus the top module into `rtl_dir`;
+    the DRAM readers share at most `max_masters` read masters (the board's PS ports for them)."""
     rtl_dir.mkdir(parents=True, exist_ok=True)
     instances, files, rtlil, specs, modules = [], [], [], {}, {}
     units = []
@@ -274,12 +278,13 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel") -> Stit
         dram.write_bytes(image.tobytes())
     elif dram.exists():
         dram.unlink()
-    _write(AcceleratorTop(instances, edges, in_tensor, out_tensor, {m: len(b) for m, b in shares}), top, rtl_dir,
-           files, rtlil)
+    accel = AcceleratorTop(instances, edges, in_tensor, out_tensor, {m: len(b) for m, b in shares}, max_masters)
+    _write(accel, top, rtl_dir, files, rtlil)
     first = next((i, k) for i in instances for k, t in enumerate(i.inputs) if t == in_tensor)
     last = next((i, k) for i in instances for k, t in enumerate(i.outputs) if t == out_tensor)
     return StitchedDesign(top, files, first[0].unit.inputs[first[1]], last[0].unit.outputs[last[1]], rtlil,
-                          modules, edges, sum(len(b) for _, b in shares), image.size)
+                          modules, edges, sum(len(b) for _, b in shares), image.size, len(accel.groups),
+                          accel.groups[0][0].unit.data_bits if accel.groups else 0)
 
 
 #: Verilog and RTLIL already emitted in this process, by (unit parameters, module name): a build
