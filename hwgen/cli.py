@@ -304,7 +304,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--weight-memory", choices=WEIGHT_MEMORY_MODES, default=None,
                    help="MVU weights in the bitstream (rom), loaded after reset from OUT/rtl/weights.bin (loaded), "
                         "read from DRAM once per frame (dram: OUT/rtl/dram.bin, in OUT/deploy/ with --board), "
-                        "or auto: loaded into UltraRAM where --part has it and that saves block RAM")
+                        "or auto: loaded into UltraRAM where --part has it and that saves block RAM, "
+                        "from DRAM where block RAM cannot hold them")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sim", help="simulate a build in Verilator")

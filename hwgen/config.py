@@ -52,7 +52,9 @@ class BuildConfig:
     `OUT/rtl/weights.bin`), "dram" (every MVU whose weight words fill whole words of the DRAM
     bus reads its weights from DRAM once per frame, weight-stationary: `hwgen.units.dram_mvu`,
     the image in `OUT/rtl/dram.bin`, with a board in `OUT/deploy/`) or "auto" (loaded into
-    UltraRAM where `fit_part` has UltraRAM and that saves block RAM, else ROM).
+    UltraRAM where `fit_part` has UltraRAM and that saves block RAM, else ROM; and where block
+    RAM cannot hold them, the layers that save the most of it per DRAM byte read their weights
+    from DRAM, within the board's bandwidth: `hwgen.transforms.hardware.set_folding`).
     """
 
     clock_mhz: float = 100.0

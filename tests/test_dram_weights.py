@@ -66,6 +66,50 @@ def test_a_missing_or_short_dram_image_is_one_error(tfc_dram, tmp_path, verilato
 
 
 @pytest.fixture(scope="module")
+def wide_mlp(tmp_path_factory):
+    """A binary MLP 784-2048-2048-2048-10: 10.1 Mbit of weights, twice the xc7z020's block RAM."""
+    from hwgen.models.mlp import BnnMlp, randomize
+
+    path = tmp_path_factory.mktemp("wide_mlp") / "mlp.onnx"
+    export_brevitas(randomize(BnnMlp(hidden=(2048, 2048, 2048)), seed=0), (1, 1, 28, 28)).save(str(path))
+    return path
+
+
+def test_auto_streams_from_dram_what_block_ram_cannot_hold(wide_mlp, tmp_path, verilator_cache):
+    """`--weight-memory auto` (the default) for the PYNQ-Z2 at the fastest rate that fits: with
+    every weight on chip nothing fits; the layers that save the most block RAM per DRAM byte read
+    their weights from DRAM, within the board's bandwidth, and the design fits. rtlsim is the
+    model, and a frame takes its slowest unit's estimate (within 5 %)."""
+    with pytest.raises(HwgenError, match=r"no folding fits the xc7z020: even the slowest .* needs 620 BRAM18"):
+        build(wide_mlp, tmp_path / "rom", BuildConfig(board="pynq-z2", target_fps="max", weight_memory="rom",
+                                                      fifo_sizing="modelled", cache_dir=verilator_cache))
+    out = tmp_path / "auto"
+    report = build(wide_mlp, out, BuildConfig(board="pynq-z2", clock_mhz=100.0, target_fps="max",
+                                              fifo_sizing="modelled", cache_dir=verilator_cache))
+    ops = {layer["name"]: layer["op"] for layer in report["layers"] if "MVU" in layer["op"]}
+    assert ops == {"MVU_0": "DramMVU", "MVU_1": "DramMVU", "MVU_2": "MVU", "MVU_3": "MVU"}
+    z2 = report["parts"][0]
+    assert z2["part"] == "xc7z020" and z2["fits"] and z2["est_bram18"] <= 280
+    dram = report["dram"]
+    assert dram["bytes_per_frame"] == (784 * 2048 + 2048 * 2048) // 8
+    assert dram["mbytes_per_s"] <= dram["available_mbytes_per_s"] == pytest.approx(1492.4)
+    assert report["totals"]["max_est_cycles"] == 65537  # 1,526 FPS at 100 MHz
+    x = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28)).astype(np.float32)
+    expected = run_input_model(out, x)
+    for stall in (0.0, 0.2):
+        y, stats = simulate_build(out, x, stall_prob=stall, seed=2, cache_dir=verilator_cache)
+        assert np.array_equal(y, expected), stall
+        if stall == 0.0:
+            assert abs(stats["cycles_per_frame"] - 65537) <= 0.05 * 65537
+
+
+def test_auto_keeps_on_chip_what_fits(tiny_mlp_onnx, tmp_path, verilator_cache):
+    report = build(tiny_mlp_onnx, tmp_path / "b", BuildConfig(board="pynq-z2", target_fps="max",
+                                                             fifo_sizing="modelled", cache_dir=verilator_cache))
+    assert "DramMVU" not in {layer["op"] for layer in report["layers"]} and report["dram"]["bytes_per_frame"] == 0
+
+
+@pytest.fixture(scope="module")
 def tfc_dram_deploy(tmp_path_factory, verilator_cache):
     """TFC-W1A1 with its weights in DRAM built for the PYNQ-Z2 (two DRAM ports: two read masters)."""
     tmp = tmp_path_factory.mktemp("tfc_dram_deploy")

@@ -4,7 +4,7 @@
     STREAMLINE   float QONNX -> integer graph (MatMul / XnorPopcountMatMul / MultiThreshold)
     (partition)  host pre | accelerator | host post        (hwgen.transforms.partition)
     TO_HARDWARE  integer graph -> hardware-unit nodes
-    FOLD         PE / SIMD per unit; weights in ROM, or loaded after reset (UltraRAM)
+    FOLD         PE / SIMD per unit; weights in ROM, loaded after reset (UltraRAM), or in DRAM
     PLUMBING     fan-out, width converters and a FIFO on every edge
 
 Each list is applied in order, each rewrite to its fixed point; after a stage, `check_stage` asserts
@@ -28,6 +28,8 @@ from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantIn
 from hwgen.config import BuildConfig
 from hwgen.errors import HwgenError, ToolError
 from hwgen.ops import COMPUTE_OPS, PLUMBING_OPS
+from hwgen.deploy.boards import lookup_board
+from hwgen.fit import dram_mbytes_per_s
 from hwgen.parts import lookup_part
 from hwgen.transforms.partition import ACCELERATOR_OPS
 from hwgen.transforms.hardware.absorb_flatten_into_matmul import AbsorbFlattenIntoMatMul
@@ -46,7 +48,7 @@ from hwgen.transforms.hardware.insert_data_width_converters import InsertDataWid
 from hwgen.transforms.hardware.insert_duplicate_streams import InsertDuplicateStreams
 from hwgen.transforms.hardware.insert_fifos import InsertFifos
 from hwgen.transforms.hardware.remove_layout_transposes import RemoveLayoutTransposes
-from hwgen.transforms.hardware.set_folding import SetFolding
+from hwgen.transforms.hardware.set_folding import DramBudget, SetFolding
 from hwgen.transforms.hardware.size_fifos import SizeFifos
 from hwgen.transforms.fixed_point import FixedPoint
 from hwgen.transforms.ingest.annotate_integer_weights import AnnotateIntegerWeights
@@ -141,11 +143,25 @@ def FOLD(cfg: BuildConfig, options: dict | None = None) -> list[Transformation]:
     weights live (ROM, or loaded after reset, in UltraRAM where the part has it). `options`: the
     units' foldings listed once (`fold_options`) where one graph is folded for many targets."""
     bus = cfg.dram_bits if cfg.weight_memory == "dram" else None
-    steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part), options, bus)]
+    steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part), options, bus,
+                                              dram_budget(cfg))]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
     steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part), cfg.dram_bits))
     return steps
+
+
+def dram_budget(cfg: BuildConfig) -> DramBudget | None:
+    """With `--weight-memory auto`, the DRAM that weights which do not fit on chip may stream
+    from: the board's (else the least of the boards that carry the part), at the build's clock,
+    through its read masters; None where no board carries the part."""
+    if cfg.weight_memory != "auto":
+        return None
+    if cfg.board is not None:
+        mbytes = lookup_board(cfg.board).dram_mbytes_per_s
+    else:
+        mbytes = dram_mbytes_per_s(lookup_part(cfg.fit_part))
+    return DramBudget(mbytes, cfg.clock_mhz, cfg.dram_masters, cfg.dram_bits) if mbytes else None
 
 
 def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802

@@ -40,7 +40,7 @@ from hwgen.errors import HwgenError
 from hwgen.rtl.axi import axi_read_members, connect, dram_member_names
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import memory_attrs, memory_bram18, memory_luts, wrap_inc
-from hwgen.units.dram_reader import DramReader, DramReaderComponent
+from hwgen.units.dram_reader import DramReader, DramReaderComponent, reader_luts
 from hwgen.units.mvu import MVU, lane_dots, weight_words
 from hwgen.units.thresholding import threshold_lane, threshold_words
 
@@ -137,38 +137,54 @@ class DramMVU(Unit):
         return 1.0  # a whole frame before the first output
 
     def est_cycles(self) -> int:
-        """The tiles' compute (NF x V x SF steps), then the longer of taking the next frame (V x SF
-        beats) and draining the pipeline and sending this one (V x NF beats); or, where the bus
-        is slower, its words (NF x SF weight words of `word_bits / data_bits` bus words each)."""
-        v, sf, nf = self.vectors_per_frame, self.SF, self.NF
-        compute = nf * v * sf + max(v * sf, DRAIN_CYCLES + v * nf)
-        return max(nf * sf * (self.word_bits // self.data_bits), compute) + 1
-
-    def _buffers(self) -> list[tuple[int, int]]:
-        """(depth, width) of the input frame, the two weight tiles, the output frame and the
-        thresholds (as the on-chip MVU holds them)."""
-        v = self.vectors_per_frame
-        thresholds = [(d, w) for d, w, role in self._mvu.parameter_memories() if role == "thresholds"]
-        return [(v * self.SF, self.SIMD * self.input_dtype.bitwidth()), (2 * self.SF, self.word_bits),
-                (v * self.NF, self.PE * self.output_dtype.bitwidth()), *thresholds]
+        return plan_of(self._mvu, self.data_bits).cycles
 
     def parameter_memories(self) -> list[tuple[int, int, str]]:
         """The thresholds only: the weights are in DRAM."""
         return [m for m in self._mvu.parameter_memories() if m[2] != "weights"]
 
     def est_luts(self) -> int:
-        """The on-chip MVU's dot products and accumulators (its estimate without its weight ROM),
-        the buffers' read muxes, the reader, the counters (the word gathering is flip-flops)."""
-        mvu = self._mvu
-        compute = mvu.est_luts() - mvu.weight_rom_luts()
-        buffers = sum(memory_luts(d, w) for d, w in self._buffers())
-        return compute + buffers + self.reader.est_luts() + 30
+        return plan_of(self._mvu, self.data_bits).luts
 
     def est_brams(self) -> int:
-        return sum(memory_bram18(d, w) for d, w in self._buffers())
+        return plan_of(self._mvu, self.data_bits).brams
 
     def est_dsps(self) -> int:
         return self._mvu.est_dsps()
+
+
+@dataclass(frozen=True)
+class DramPlan:
+    """The estimates of the DramMVU that would take an on-chip MVU's folding, from shapes alone
+    (no weight image is made): what folding weighs against keeping the weights on chip."""
+
+    cycles: int
+    luts: int
+    brams: int
+    dsps: int
+    dram_bytes: int
+
+
+def plan_of(mvu: MVU, data_bits: int) -> DramPlan:
+    """`DramPlan` of `mvu`'s layer and folding with its weights in DRAM over a `data_bits` bus.
+
+    cycles: the tiles' compute (NF x V x SF steps), then the longer of taking the next frame (V x
+    SF beats) and draining the pipeline and sending this one (V x NF beats); or, where the bus is
+    slower, its words (NF x SF weight words of `word_bits / data_bits` bus words each).
+    LUTs: the on-chip MVU's dot products and accumulators (its estimate without its weight ROM),
+    the buffers' read muxes, the reader, the counters (the word gathering is flip-flops).
+    BRAM: the input frame, the two weight tiles, the output frame and the thresholds."""
+    v, sf, nf = mvu.vectors_per_frame, mvu.SF, mvu.NF
+    word_bits = mvu.PE * mvu.SIMD * mvu.weight_dtype.bitwidth()
+    compute = nf * v * sf + max(v * sf, DRAIN_CYCLES + v * nf)
+    cycles = max(nf * sf * (word_bits // data_bits), compute) + 1
+    thresholds = [(d, w) for d, w, role in mvu.parameter_memories() if role == "thresholds"]
+    buffers = [(v * sf, mvu.SIMD * mvu.input_dtype.bitwidth()), (2 * sf, word_bits),
+               (v * nf, mvu.PE * mvu.output_dtype.bitwidth()), *thresholds]
+    dram_bytes = nf * sf * word_bits // 8
+    luts = (mvu.est_luts() - mvu.weight_rom_luts() + sum(memory_luts(d, w) for d, w in buffers)
+            + reader_luts(dram_bytes * 8 // data_bits, data_bits) + 30)
+    return DramPlan(cycles, luts, sum(memory_bram18(d, w) for d, w in buffers), mvu.est_dsps(), dram_bytes)
 
 
 class DramMVUComponent(wiring.Component):

@@ -110,12 +110,17 @@ class DramReader(Unit):
         return self.words
 
     def est_luts(self) -> int:
-        """The FIFO in LUT RAM, its pointers, the address halves and the counters."""
-        counters = 2 * max(1, (self.words - 1).bit_length()) + 3 * max(1, self.fifo_depth.bit_length())
-        return ram_luts(self.fifo_depth, self.data_bits) + ADDR_BITS + counters + 12
+        return reader_luts(self.words, self.data_bits, self.burst * self.outstanding)
 
     def est_brams(self) -> int:
         return 0
+
+
+def reader_luts(words: int, data_bits: int, fifo_depth: int = MAX_BURST * 4) -> int:
+    """LUTs of a reader of `words` bus words: the FIFO in LUT RAM, its pointers, the address
+    halves and the counters."""
+    counters = 2 * max(1, (words - 1).bit_length()) + 3 * max(1, fifo_depth.bit_length())
+    return ram_luts(fifo_depth, data_bits) + ADDR_BITS + counters + 12
 
 
 class DramReaderComponent(wiring.Component):

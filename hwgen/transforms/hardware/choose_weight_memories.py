@@ -86,10 +86,18 @@ def placed(units: list, mode: str, part: Part) -> list:
 def _to_dram(model: ModelWrapper, bus_bits: int) -> tuple[ModelWrapper, bool]:
     """Every MVU whose weights can stream from DRAM over a `bus_bits` bus becomes a DramMVU, its
     image after the others' (4 KB aligned)."""
+    return model, move_to_dram(model, None, bus_bits)
+
+
+def move_to_dram(model: ModelWrapper, names: set[str] | None, bus_bits: int) -> bool:
+    """The MVUs named in `names` (None: every one that can) become DramMVUs reading their weights
+    over a `bus_bits` bus, each image at the next 4 KB boundary after the others'. An MVU whose
+    weight word is not a whole number of bus words, or whose weights folding put in LUTs, stays;
+    whether any moved."""
     offset = dram_end(model)
     changed = False
     for index, node in enumerate(list(model.graph.node)):
-        if node.op_type != "MVU":
+        if node.op_type != "MVU" or (names is not None and node.name not in names):
             continue
         unit = unit_of(model, node)
         if unit.weights_in_luts or (unit.PE * unit.SIMD * unit.weight_dtype.bitwidth()) % bus_bits:
@@ -102,7 +110,7 @@ def _to_dram(model: ModelWrapper, bus_bits: int) -> tuple[ModelWrapper, bool]:
         model.graph.node.insert(index, dram)
         offset = _aligned(offset + unit_of(model, dram).dram_bytes_per_frame())
         changed = True
-    return model, changed
+    return changed
 
 
 def _aligned(offset: int) -> int:

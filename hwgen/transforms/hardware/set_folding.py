@@ -34,6 +34,18 @@ so a bisection over the cycle counts the units can take finds it. Where even the
 does not fit, that is an error naming the resource that binds, what the design needs of it and
 what the part has.
 
+With a DRAM to stream from (`DramBudget`: the board's bandwidth at the clock, its read masters
+and their width; `--weight-memory auto`), an MVU also has the foldings whose weight words fill
+whole bus words with its weights in DRAM (`hwgen.units.dram_mvu.plan_of`: the weight-stationary
+unit's cycles, LUTs and block RAM, and its DRAM bytes per frame). They are taken only where the
+weights on chip do not fit: where the cheapest foldings at a price need more block RAM than the
+part has, the layers that save the most block RAM per DRAM byte move to DRAM (`_spill`), while
+their bytes per frame stay within what the DRAM carries in the target's cycles (`DramBudget.
+bytes_per_frame`: the board's bandwidth, and the masters' bus words). So a design that fits on
+chip is built as before, and the fastest folding that fits (`target_cycles=None`) counts the
+DRAM bandwidth among the part's resources. The moved layers become DramMVUs
+(`choose_weight_memories.move_to_dram`).
+
 A window generator feeding a matrix-vector unit then takes, of its foldings that meet the target,
 the one that is cheapest together with the width converter between them (none where its beats
 carry exactly the MVU's SIMD elements).
@@ -42,7 +54,7 @@ carry exactly the MVU's SIMD elements).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
@@ -54,7 +66,9 @@ from hwgen.ops import FOLDING, unit_of
 from hwgen.parts import Part
 from hwgen.units.base import Unit
 from hwgen.units.datapath import memory_bram18, uram_count
+from hwgen.units.dram_mvu import plan_of
 from hwgen.units.dwc import DataWidthConverter
+from hwgen.units.mvu import MVU
 
 #: share of a part's LUTs that the compute units may take when folding for the fastest rate
 MAX_LUT_SHARE = 0.85
@@ -77,22 +91,45 @@ class Option:
     resources: tuple[int, int, int]  # (LUTs, BRAM18, DSPs)
     #: per weight memory UltraRAM may take (`hwgen.fit.uram_eligible`): (its BRAM18, its URAMs)
     weights: tuple[tuple[int, int], ...] = ()
+    #: bytes per frame read from DRAM: the weights stream from there (0: on chip)
+    dram_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class DramBudget:
+    """The DRAM the weights may stream from: the bandwidth a design on the board may plan on
+    (`Board.dram_mbytes_per_s`), at the design's clock, through `masters` read masters of
+    `bus_bits` each."""
+
+    mbytes_per_s: float
+    clock_mhz: float
+    masters: int
+    bus_bits: int
+
+    def bytes_per_frame(self, cycles: int) -> float:
+        """What the DRAM and the masters carry in a frame of `cycles` clocks."""
+        by_dram = self.mbytes_per_s * cycles / self.clock_mhz
+        return min(by_dram, self.masters * self.bus_bits // 8 * cycles)
 
 
 class SetFolding(Transformation):
     """Fold for `target_cycles` (None: the fastest that fits), pricing block RAM and DSPs on `part`."""
 
     def __init__(self, target_cycles: int | None, part: Part,
-                 options: dict[str, list[Option]] | None = None, bus_bits: int | None = None) -> None:
+                 options: dict[str, list[Option]] | None = None, bus_bits: int | None = None,
+                 dram: DramBudget | None = None) -> None:
         """`options`: the units' foldings as `fold_options` gives them for this model, where one
         model is folded for many targets (they take seconds to list for an ImageNet network).
         `bus_bits`: the weights will stream from DRAM over a bus this wide: an MVU takes a folding
-        whose weight words fill whole bus words where it has one (`ChooseWeightMemories`)."""
+        whose weight words fill whole bus words where it has one (`ChooseWeightMemories`).
+        `dram`: the weights may move to DRAM where they do not fit on chip (see the module doc)."""
         super().__init__()
         self.target_cycles = None if target_cycles is None else int(target_cycles)
         self.part = part
         self.options = options
         self.bus_bits = bus_bits
+        self.dram = dram
+        self._dram_options: dict[str, list[Option]] = {}
 
     def apply(self, model: ModelWrapper):
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
@@ -106,6 +143,14 @@ class SetFolding(Transformation):
                 if op.get_nodeattr(knob) != value:
                     op.set_nodeattr(knob, value)
                     changed = True
+        to_dram = {name for name, o in chosen.items() if o.dram_bytes}
+        if to_dram:
+            from hwgen.transforms.hardware.choose_weight_memories import move_to_dram
+
+            # the folding was chosen for the whole graph and is final: another pass would fold the
+            # units left without the ones now in DRAM (which take no folding), so none is asked for
+            move_to_dram(model, to_dram, self.dram.bus_bits)
+            return model, False
         return model, changed
 
     def choose(self, model: ModelWrapper) -> dict[str, Option]:
@@ -139,7 +184,8 @@ class SetFolding(Transformation):
         for uram_price in URAM_PRICES if self.part.uram else (0.0,):
             for bram_price in BRAM_PRICES:
                 prices = (1.0, bram_price, dsp_price, uram_price)
-                chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
+                chosen = self._spill({name: _cheapest(opts, cycles, prices) for name, opts in options.items()},
+                                     options, cycles, prices)
                 within_luts = sum(o.resources[0] for o in chosen.values()) <= self.part.luts
                 beyond = self._block_ram(chosen) - budget
                 if beyond <= 0 and within_luts:
@@ -152,16 +198,57 @@ class SetFolding(Transformation):
         else:  # no price fits the part: the nearest miss whose LUTs fit (UltraRAM priced so that it
             # takes the most), else the design as cheap in LUTs as it comes (memories stay put)
             prices = nearest[1] if nearest else (1.0, BRAM_PRICES[0], dsp_price, URAM_PRICES[0])
-            chosen = {name: _cheapest(opts, cycles, prices) for name, opts in options.items()}
+            chosen = self._spill({name: _cheapest(opts, cycles, prices) for name, opts in options.items()},
+                                 options, cycles, prices)
         _spend_block_ram(chosen, options, cycles, budget, self._block_ram)
         return chosen, prices
+
+    def _spill(self, chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int,
+               prices: tuple[float, ...]) -> dict[str, Option]:
+        """Where the chosen units need more block RAM than the part has and there is a DRAM: the
+        MVUs whose weights in DRAM (their cheapest such folding within `cycles`) save the most
+        block RAM per DRAM byte move there, in that order, until the block RAM fits, each while
+        the DRAM bytes per frame stay within what the DRAM carries in `cycles`."""
+        budget = MAX_BRAM_SHARE * self.part.bram18
+        if self.dram is None or self._block_ram(chosen) <= budget:
+            return chosen
+        moves = []
+        for name, opts in options.items():
+            in_dram = [o for o in self._in_dram(name, opts) if o.cycles <= cycles]
+            if in_dram:
+                best = min(in_dram, key=lambda o: (_cost(o, prices), o.cycles))
+                saved = chosen[name].resources[1] - best.resources[1]
+                if saved > 0:
+                    moves.append((saved / best.dram_bytes, name, best))
+        out, carried = dict(chosen), self.dram.bytes_per_frame(cycles)
+        used = sum(o.dram_bytes for o in out.values())
+        for _, name, option in sorted(moves, key=lambda m: -m[0]):
+            if self._block_ram(out) <= budget:
+                break
+            if used + option.dram_bytes <= carried:
+                out[name] = option
+                used += option.dram_bytes
+        return out
+
+    def _in_dram(self, name: str, options: list[Option]) -> list[Option]:
+        """The foldings of an MVU (of `options`) with its weights in DRAM: those whose weight
+        words fill whole bus words and whose weights are not in LUTs, priced by `plan_of`."""
+        if name not in self._dram_options:
+            bits = self.dram.bus_bits
+            self._dram_options[name] = [
+                replace(o, cycles=plan.cycles, resources=(plan.luts, plan.brams, plan.dsps), weights=(),
+                        dram_bytes=plan.dram_bytes)
+                for o in options if isinstance(o.unit, MVU) and not o.unit.weights_in_luts
+                and (o.unit.PE * o.unit.SIMD * o.unit.weight_dtype.bitwidth()) % bits == 0
+                for plan in (plan_of(o.unit, bits),)]
+        return self._dram_options[name]
 
     def _uram_relief(self, chosen: dict[str, Option]) -> int:
         """The BRAM18s that the part's UltraRAM takes off the chosen units (their weight memories
         that `ChooseWeightMemories` will place there)."""
         if not self.part.uram:
             return 0
-        weights = [memory for o in chosen.values() for memory in o.unit.ram_weight_memories()]
+        weights = [memory for o in chosen.values() if not o.dram_bytes for memory in o.unit.ram_weight_memories()]
         return sum(memory_bram18(d, w) for (d, w), u in zip(weights, uram_choice(weights, self.part.uram)) if u)
 
     def _block_ram(self, chosen: dict[str, Option]) -> int:
@@ -172,7 +259,8 @@ class SetFolding(Transformation):
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
         folding fits the part; the slowest folding of all if none does."""
         part = self.part
-        candidates = sorted({o.cycles for opts in options.values() for o in opts if o.cycles >= reachable})
+        in_dram = [self._in_dram(name, opts) for name, opts in options.items()] if self.dram else []
+        candidates = sorted({o.cycles for opts in [*options.values(), *in_dram] for o in opts if o.cycles >= reachable})
         limits = {"LUTs": MAX_LUT_SHARE * part.luts, "BRAM18": MAX_BRAM_SHARE * part.bram18, "DSPs": part.dsp}
 
         def needs(cycles: int) -> dict[str, int]:
