@@ -1,0 +1,175 @@
+"""The papers' ImageNet networks on each board: the fastest folding that fits, weights on chip or
+streamed from DRAM, against the goals of the board issue.
+
+For every network (ImageNet size, random parameters of seed 0), in a process of its own: export to
+QONNX and lower it to hardware units as `hwgen build` does (`graphs/04_to_hardware.onnx`), timed,
+with the peak resident memory. Then for each board the folding that `hwgen build --board B
+--target-fps max` chooses (`SetFolding` for the fastest rate that fits the board's part, with the
+board's DRAM at its fabric clock: `hwgen.transforms.pipeline.dram_budget`, `--weight-memory auto`),
+with the compute units' estimates: frames per second at the board's clock, LUT / BRAM18 / URAM /
+DSP, DRAM MB/s against what the board carries. Where no folding fits, the cell is the build's own
+error: the resource that binds, what the slowest folding needs of it, what the part has. The
+plumbing (FIFOs, width converters) is not counted: folding leaves it 15 % of the LUTs.
+
+Prints one JSON object and writes the Markdown table to `--table` (committed as
+`benchmarks/results/boards_imagenet.md`, with the command that made it).
+
+    .venv/bin/python benchmarks/bench_boards.py [--names reactnet-a bireal-18 ...] [--table FILE] [--json FILE]
+    .venv/bin/python benchmarks/bench_boards.py --render FILE.json --table FILE.md   (the table of an earlier run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+IMAGENET = ["reactnet-a", "bireal-18", "bireal-34", "binarydensenet-28", "binarydensenet-37",
+            "abcnet-18-m1n1", "abcnet-18-m3n3", "abcnet-18-m5n5"]
+BOARDS = ["pynq-z2", "ultra96-v2", "kv260", "zcu104"]
+#: the issue's goals, frames per second per board (None: "fits, rate reported")
+GOALS = {"reactnet-a": (100, 300, 500, 1000), "bireal-18": (200, 500, 1000, 2000),
+         "abcnet-18-m1n1": (200, 500, 1000, 2000)}
+
+
+def lower(name: str, work: Path) -> Path:
+    """`name` at ImageNet size exported and lowered to hardware units, as a build's step 4."""
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
+    from hwgen.frontend import load_onnx, prepare
+    from hwgen.models.zoo import export
+    from hwgen.transforms.partition import split_host_and_accelerator
+    from hwgen.transforms.pipeline import STREAMLINE, TO_HARDWARE, apply_all
+
+    export(name, work / f"{name}.onnx", "imagenet", seed=0)
+    model = prepare(load_onnx(work / f"{name}.onnx")).transform(GiveUniqueNodeNames())
+    model = apply_all(split_host_and_accelerator(apply_all(model, STREAMLINE)).accel, TO_HARDWARE)
+    model.save(str(work / f"{name}_hw.onnx"))
+    return work / f"{name}_hw.onnx"
+
+
+def fold_for(hardware, options: dict, board_name: str) -> dict:
+    """The fastest folding of `hardware` that fits the board, with its estimates, or the reason
+    none does."""
+    from hwgen.config import BuildConfig
+    from hwgen.deploy.boards import lookup_board
+    from hwgen.errors import HwgenError
+    from hwgen.fit import uram_choice
+    from hwgen.ops import unit_of
+    from hwgen.parts import lookup_part
+    from hwgen.transforms.hardware.set_folding import SetFolding
+    from hwgen.transforms.pipeline import dram_budget
+    from hwgen.units.datapath import uram_count
+
+    board = lookup_board(board_name)
+    cfg = BuildConfig(board=board_name, clock_mhz=board.fclk_mhz, target_fps="max")
+    part, budget = lookup_part(cfg.fit_part), dram_budget(cfg)
+    folding = SetFolding(None, part, options, dram=budget)
+    t = time.perf_counter()
+    try:
+        chosen = folding.choose(hardware)
+    except HwgenError as exc:
+        return {"fits": False, "limit": str(exc).split(": ", 1)[-1], "fold_seconds": round(time.perf_counter() - t, 1)}
+    fixed = [unit_of(hardware, n) for n in hardware.graph.node if n.name not in chosen]
+    picks = list(chosen.values())
+    cycles = max([o.cycles for o in picks] + [u.est_cycles() for u in fixed])
+    dram_bytes = sum(o.dram_bytes for o in picks)
+    cycles = max(cycles, int(dram_bytes * board.fclk_mhz / board.dram_mbytes_per_s) + 1) if dram_bytes else cycles
+    weights = [m for o in picks if not o.dram_bytes for m in o.unit.ram_weight_memories()]
+    urams = sum(uram_count(d, w) for (d, w), u in zip(weights, uram_choice(weights, part.uram)) if u) if part.uram else 0
+    fps = board.fclk_mhz * 1e6 / cycles
+    return {
+        "fits": True, "fps": round(fps, 1), "cycles": cycles,
+        "luts": sum(o.resources[0] for o in picks) + sum(u.est_luts() for u in fixed),
+        "bram18": folding._block_ram(chosen) + sum(u.est_brams() for u in fixed), "uram": urams,
+        "dsps": sum(o.resources[2] for o in picks) + sum(u.est_dsps() for u in fixed),
+        "dram_layers": sum(1 for o in picks if o.dram_bytes),
+        "dram_mbytes_per_s": round(dram_bytes * fps / 1e6, 1), "board_mbytes_per_s": round(board.dram_mbytes_per_s, 1),
+        "part": {"luts": part.luts, "bram18": part.bram18, "uram": part.uram, "dsp": part.dsp},
+        "fold_seconds": round(time.perf_counter() - t, 1),
+    }
+
+
+def phase(name: str, work: Path) -> dict:
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hwgen.transforms.hardware.set_folding import fold_options
+
+    t = time.perf_counter()
+    hardware = ModelWrapper(str(lower(name, work)))
+    options = fold_options(hardware)  # listed once for every board
+    lowered = time.perf_counter() - t
+    boards = {board: fold_for(hardware, options, board) for board in BOARDS}
+    return {"name": name, "lower_seconds": round(lowered, 1),
+            "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "boards": boards}
+
+
+def cell(result: dict, goal: float | None) -> str:
+    if not result["fits"]:
+        return f"does not fit: {result['limit']}"
+    mark = "" if goal is None else (" (goal met)" if result["fps"] >= goal else f" (goal {goal:,})")
+    layers = result["dram_layers"]
+    return (f"{result['fps']:,.0f} FPS{mark}: {result['luts']:,} / {result['bram18']:,} / {result['uram']} / "
+            f"{result['dsps']:,}; DRAM {result['dram_mbytes_per_s']:,.0f} of {result['board_mbytes_per_s']:,.0f} MB/s "
+            f"({layers} layer{'' if layers == 1 else 's'} in DRAM)")
+
+
+HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --board B --target-fps max` "
+          "chooses (weights on chip, in UltraRAM where the part has it, in DRAM where block RAM cannot hold "
+          "them), compute units only, at the board's clock (PYNQ-Z2 100 MHz, Ultra96-V2 150, KV260 and ZCU104 "
+          "200). A cell: FPS (against the goal where the issue sets one): LUT / BRAM18 / URAM / DSP; DRAM "
+          "MB/s against what the board carries. Where nothing fits, the build's own message: the resource "
+          "that binds at the slowest folding. Last column: export and lowering to hardware units, seconds, "
+          "and the peak resident memory.")
+
+
+def table(results: list[dict], command: str) -> str:
+    lines = [f"`{command}`", "", HEADER, "",
+             "| network | " + " | ".join(BOARDS) + " | lower s / peak MiB |",
+             "|---|" + "---|" * (len(BOARDS) + 1)]
+    for r in results:
+        goals = GOALS.get(r["name"], (None,) * len(BOARDS))
+        lines.append(f"| {r['name']} | " + " | ".join(cell(r["boards"][b], g) for b, g in zip(BOARDS, goals))
+                     + f" | {r['lower_seconds']} / {r['peak_mib']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--names", nargs="+", default=IMAGENET)
+    p.add_argument("--table", type=Path, help="write the Markdown table here")
+    p.add_argument("--json", type=Path, help="write the JSON here too")
+    p.add_argument("--render", type=Path, help="write --table from this earlier run's JSON, running nothing")
+    p.add_argument("--phase", nargs=2, metavar=("NAME", "DIR"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    command = "python benchmarks/bench_boards.py --json benchmarks/results/boards_imagenet.json " \
+              "--table benchmarks/results/boards_imagenet.md"
+    if args.render:
+        args.table.write_text(table(json.loads(args.render.read_text())["results"], command))
+        return
+    if args.phase:
+        print(json.dumps(phase(args.phase[0], Path(args.phase[1]))))
+        return
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.names:  # one at a time: an ImageNet network's lowering takes GBs
+            proc = subprocess.run([sys.executable, __file__, "--phase", name, tmp], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"{name}: {proc.stderr.strip().splitlines()[-1]}")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(json.dumps(results[-1]), file=sys.stderr)
+    out = {"boards": BOARDS, "results": results}
+    print(json.dumps(out))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+    if args.table:
+        args.table.write_text(table(results, command))
+
+
+if __name__ == "__main__":
+    main()
