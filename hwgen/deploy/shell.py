@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.deploy.control import CONTROL_PREFIX, DramControl, control_members
 from hwgen.driver.wire import beat_bytes, dma_bytes
-from hwgen.rtl.axi import ADDR_BITS, connect, top_name
+from hwgen.rtl.axi import ADDR_BITS, axi_read_members, connect, top_name
 
 #: the weight stream's tdata bits (`hwgen.units.weight_stream.WEIGHT_BEAT_BITS`; the driver's copy
 #: of hwgen does not have the units)
@@ -112,17 +112,20 @@ class DmaShell(wiring.Component):
         for name in control_members():
             m.d.comb += connect(getattr(control, name), getattr(self, f"{CONTROL_PREFIX}_{name}"),
                                 control.signature.members[name].flow)
-        ports: dict[str, object] = {f"i_{top_name('dram_base', 0)}": control.dram_base}
+        ports: dict[str, object] = {"i_dram_base": control.dram_base}
         for k in range(self.dram_masters):
-            p = lambda name: getattr(self, f"{dram_port(k)}_{name}")  # noqa: E731
+            port = {name: getattr(self, f"{dram_port(k)}_{name}") for name in dram_port_members(self.dram_bits)}
             arvalid, arready = Signal(name=f"arvalid{k}"), Signal(name=f"arready{k}")
-            m.d.comb += [p("arvalid").eq(arvalid & control.enabled), arready.eq(p("arready") & control.enabled),
-                         p("arsize").eq((self.dram_bits // 8).bit_length() - 1), p("arburst").eq(AXI_BURST_INCR),
-                         p("arcache").eq(AXI_CACHE), p("arprot").eq(0)]
-            ports.update({f"o_{top_name('m_axi_araddr', k)}": p("araddr"), f"o_{top_name('m_axi_arlen', k)}": p("arlen"),
-                          f"o_{top_name('m_axi_arvalid', k)}": arvalid, f"i_{top_name('m_axi_arready', k)}": arready,
-                          f"i_{top_name('m_axi_rdata', k)}": p("rdata"), f"i_{top_name('m_axi_rlast', k)}": p("rlast"),
-                          f"i_{top_name('m_axi_rvalid', k)}": p("rvalid"), f"o_{top_name('m_axi_rready', k)}": p("rready")})
+            m.d.comb += [port["arvalid"].eq(arvalid & control.enabled), arready.eq(port["arready"] & control.enabled),
+                         port["arsize"].eq((self.dram_bits // 8).bit_length() - 1),
+                         port["arburst"].eq(AXI_BURST_INCR), port["arcache"].eq(AXI_CACHE), port["arprot"].eq(0)]
+            # the top's master k: its handshake through the gate (held until the readers are enabled),
+            # the rest straight to the shell's port
+            inner = {"m_axi_arvalid": arvalid, "m_axi_arready": arready}
+            for name, member in axi_read_members(self.dram_bits).items():
+                if name != "dram_base":
+                    signal = inner.get(name, port.get(name.removeprefix("m_axi_")))
+                    ports[("i_" if member.flow == In else "o_") + top_name(name, k)] = signal
         return ports
 
 
