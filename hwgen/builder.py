@@ -26,6 +26,8 @@ from hwgen.deploy.vivado import write_flow
 from hwgen.errors import HwgenError
 from hwgen.frontend import check_known_ops, load_onnx, prepare
 from hwgen.host import StreamInfo, write_accelerator_json
+from hwgen.fit import part_fit
+from hwgen.ops import PLUMBING_OPS, unit_of
 from hwgen.parts import lookup_part
 from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import build_report, write_json_atomically
@@ -54,6 +56,8 @@ class BuildState:
     model_input_name: str = ""
     model_input_dtype: str = "FLOAT32"
     report: dict | None = None
+    #: block RAM the folding leaves to the FIFOs (`step_plumbing`, folding for the fastest rate)
+    reserved_bram18: int = 0
 
 
 def step_streamline(s: BuildState) -> BuildState:
@@ -78,15 +82,46 @@ def step_to_hardware(s: BuildState) -> BuildState:
 
 
 def step_fold(s: BuildState) -> BuildState:
-    s.model = apply_all(s.model, FOLD(s.cfg))
+    s.model = apply_all(s.model, FOLD(s.cfg, reserved_bram18=s.reserved_bram18))
     check_stage(s.model, "fold")
     return s
 
 
+#: times a build folding for the fastest rate folds again to leave block RAM to its FIFOs
+MAX_REFOLDS = 2
+
+
 def step_plumbing(s: BuildState) -> BuildState:
+    """Plumbing; and where the build folds for the fastest rate that fits (`--target-fps max`)
+    and the FIFOs plumbing sized take block RAM the compute units left no room for, folding
+    again from the hardware graph with that block RAM reserved (the fold checkpoint rewritten),
+    then plumbing again: folding counts the compute units only, the FIFOs' depths come after."""
     s.model = apply_all(s.model, PLUMBING(s.cfg))
+    for _ in range(MAX_REFOLDS):
+        fifos = _fifo_block_ram_short(s)
+        if not fifos:
+            break
+        s.reserved_bram18 = fifos
+        names = [name for name, _ in STEPS]
+        hardware = ModelWrapper(str(s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"))
+        s.model = step_fold(BuildState(hardware, s.cfg, s.out, reserved_bram18=fifos)).model
+        declare_domains(s.model).save(str(s.out / "graphs" / f"{names.index('fold') + 2:02d}_fold.onnx"))
+        s.model = apply_all(s.model, PLUMBING(s.cfg))
     check_stage(s.model, "plumbing")
     return s
+
+
+def _fifo_block_ram_short(s: BuildState) -> int:
+    """The block RAM of the plumbed design's FIFOs and converters, where the build folds for the
+    fastest rate, the design needs more block RAM than its part has, and that is more than
+    folding already left to them; else 0."""
+    if s.cfg.cycles_target is not None:
+        return 0
+    units = [(node.op_type, unit_of(s.model, node)) for node in s.model.graph.node]
+    part = lookup_part(s.cfg.fit_part)
+    need = part_fit([u for _, u in units], max(u.est_cycles() for _, u in units), part)["est_bram18"]
+    plumbing = sum(u.est_brams() for op, u in units if op in PLUMBING_OPS)
+    return plumbing if need > part.bram18 and plumbing > s.reserved_bram18 else 0
 
 
 def step_rtl(s: BuildState) -> BuildState:

@@ -103,6 +103,29 @@ def test_auto_streams_from_dram_what_block_ram_cannot_hold(wide_mlp, tmp_path, v
             assert abs(stats["cycles_per_frame"] - 65537) <= 0.05 * 65537
 
 
+def test_folding_leaves_block_ram_to_the_fifos(wide_mlp, tmp_path, verilator_cache):
+    """Block RAM reserved for the FIFOs (what a build folding for the fastest rate learns from
+    its first plumbing) is kept from the compute units; where nothing fits without it, the error
+    says what was reserved."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hwgen.parts import lookup_part
+    from hwgen.transforms.hardware.set_folding import SetFolding
+    from hwgen.transforms.pipeline import dram_budget
+
+    out = tmp_path / "b"
+    cfg = BuildConfig(board="pynq-z2", target_fps="max", fifo_sizing="modelled", cache_dir=verilator_cache)
+    build(wide_mlp, out, cfg)
+    hardware = ModelWrapper(str(out / "graphs" / "04_to_hardware.onnx"))
+    part = lookup_part("xc7z020")
+    for reserved in (0, 100):
+        folding = SetFolding(None, part, dram=dram_budget(cfg), reserved_bram18=reserved)
+        assert folding._block_ram(folding.choose(hardware)) <= 280 - reserved
+    with pytest.raises(HwgenError, match=r"needs \d+ BRAM18 for its compute units, where the part has 5 "
+                                         r"\(less 275 that the FIFOs take\)"):
+        SetFolding(None, part, dram=dram_budget(cfg), reserved_bram18=275).choose(hardware)
+
+
 def test_auto_keeps_on_chip_what_fits(tiny_mlp_onnx, tmp_path, verilator_cache):
     report = build(tiny_mlp_onnx, tmp_path / "b", BuildConfig(board="pynq-z2", target_fps="max",
                                                              fifo_sizing="modelled", cache_dir=verilator_cache))
@@ -227,3 +250,17 @@ def test_reactnet_block_at_imagenet_size_with_weights_in_dram(channels, size, cy
             # channels, 275,726 against 232,849 at 1,024); double buffers are still to build
             slowest = report["totals"]["max_est_cycles"]
             assert slowest <= stats["cycles_per_frame"] <= 1.35 * slowest, (stats["cycles_per_frame"], slowest)
+
+
+@pytest.mark.slow
+def test_reactnet_a_builds_for_the_zcu104_at_the_fastest_rate_that_fits(tmp_path, verilator_cache):
+    """ReActNet-A (ImageNet size): `--board zcu104 --target-fps max` puts two layers' weights in
+    DRAM, folds again to leave its FIFOs their block RAM, and fits the part (9 minutes, 2.5 GB)."""
+    path = export("reactnet-a", tmp_path / "reactnet-a.onnx", "imagenet", seed=0)
+    report = build(path, tmp_path / "b", BuildConfig(board="zcu104", clock_mhz=200.0, target_fps="max",
+                                                     cache_dir=verilator_cache))
+    zcu104 = next(row for row in report["parts"] if row["part"] == "xczu7ev")
+    assert zcu104["fits"] and zcu104["est_bram18"] <= 624 and zcu104["est_uram"] <= 96
+    assert [layer["name"] for layer in report["layers"] if layer["op"] == "DramMVU"] == ["ConvMVU_30", "MVU_0"]
+    assert report["totals"]["max_est_cycles"] == 451_584  # 443 FPS at 200 MHz
+    assert report["dram"]["mbytes_per_s"] <= report["dram"]["available_mbytes_per_s"]

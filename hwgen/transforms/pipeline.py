@@ -138,13 +138,14 @@ TO_HARDWARE: list[Transformation] = [
 ]
 
 
-def FOLD(cfg: BuildConfig, options: dict | None = None) -> list[Transformation]:  # noqa: N802 - a stage list
+def FOLD(cfg: BuildConfig, options: dict | None = None, reserved_bram18: int = 0) -> list[Transformation]:  # noqa: N802
     """Automatic folding for the target, then the hand folding on top of it; then where the
-    weights live (ROM, or loaded after reset, in UltraRAM where the part has it). `options`: the
-    units' foldings listed once (`fold_options`) where one graph is folded for many targets."""
+    weights live (ROM, or loaded after reset, in UltraRAM where the part has it, or DRAM).
+    `options`: the units' foldings listed once (`fold_options`) where one graph is folded for many
+    targets; `reserved_bram18`: block RAM left to the FIFOs (`SetFolding`)."""
     bus = cfg.dram_bits if cfg.weight_memory == "dram" else None
     steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part), options, bus,
-                                              dram_budget(cfg))]
+                                              dram_budget(cfg), reserved_bram18)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
     steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part), cfg.dram_bits))

@@ -117,18 +117,21 @@ class SetFolding(Transformation):
 
     def __init__(self, target_cycles: int | None, part: Part,
                  options: dict[str, list[Option]] | None = None, bus_bits: int | None = None,
-                 dram: DramBudget | None = None) -> None:
+                 dram: DramBudget | None = None, reserved_bram18: int = 0) -> None:
         """`options`: the units' foldings as `fold_options` gives them for this model, where one
         model is folded for many targets (they take seconds to list for an ImageNet network).
         `bus_bits`: the weights will stream from DRAM over a bus this wide: an MVU takes a folding
         whose weight words fill whole bus words where it has one (`ChooseWeightMemories`).
-        `dram`: the weights may move to DRAM where they do not fit on chip (see the module doc)."""
+        `dram`: the weights may move to DRAM where they do not fit on chip (see the module doc).
+        `reserved_bram18`: block RAM the compute units must leave to the FIFOs of plumbing (a
+        build folding for the fastest rate learns it from a first plumbing: `hwgen.builder`)."""
         super().__init__()
         self.target_cycles = None if target_cycles is None else int(target_cycles)
         self.part = part
         self.options = options
         self.bus_bits = bus_bits
         self.dram = dram
+        self._bram_budget = MAX_BRAM_SHARE * part.bram18 - reserved_bram18
         self._dram_options: dict[str, list[Option]] = {}
 
     def apply(self, model: ModelWrapper):
@@ -167,7 +170,7 @@ class SetFolding(Transformation):
             cycles = max(self.target_cycles, reachable)
         chosen, prices = self._fold(options, cycles)
         _match_window_beats(model, nodes, options, chosen, cycles, prices,
-                            MAX_BRAM_SHARE * self.part.bram18 - self._block_ram(chosen))
+                            self._bram_budget - self._block_ram(chosen))
         return chosen
 
     def _fold(self, options: dict[str, list[Option]], cycles: int) -> tuple[dict[str, Option], tuple]:
@@ -178,7 +181,7 @@ class SetFolding(Transformation):
         cannot fit), the prices of the nearest miss whose LUTs fit the part, else price 0: the
         design as cheap in LUTs as it comes (the highest price would move every memory to LUTs,
         tens of times the part's, and fit no better)."""
-        budget = MAX_BRAM_SHARE * self.part.bram18
+        budget = self._bram_budget
         dsp_price = self.part.luts / self.part.dsp
         nearest = None  # (block RAM beyond the part, prices) of the nearest miss within the LUTs
         for uram_price in URAM_PRICES if self.part.uram else (0.0,):
@@ -209,7 +212,7 @@ class SetFolding(Transformation):
         MVUs whose weights in DRAM (their cheapest such folding within `cycles`) save the most
         block RAM per DRAM byte move there, in that order, until the block RAM fits, each while
         the DRAM bytes per frame stay within what the DRAM carries in `cycles`."""
-        budget = MAX_BRAM_SHARE * self.part.bram18
+        budget = self._bram_budget
         if self.dram is None or self._block_ram(chosen) <= budget:
             return chosen
         moves = []
@@ -261,7 +264,7 @@ class SetFolding(Transformation):
         part = self.part
         in_dram = [self._in_dram(name, opts) for name, opts in options.items()] if self.dram else []
         candidates = sorted({o.cycles for opts in [*options.values(), *in_dram] for o in opts if o.cycles >= reachable})
-        limits = {"LUTs": MAX_LUT_SHARE * part.luts, "BRAM18": MAX_BRAM_SHARE * part.bram18, "DSPs": part.dsp}
+        limits = {"LUTs": MAX_LUT_SHARE * part.luts, "BRAM18": self._bram_budget, "DSPs": part.dsp}
 
         def needs(cycles: int) -> dict[str, int]:
             chosen = self._fold(options, cycles)[0]
@@ -279,7 +282,7 @@ class SetFolding(Transformation):
             raise HwgenError(
                 f"no folding fits the {part.device}: even the slowest ({candidates[hi]:,} cycles per frame) needs "
                 f"{need[name]:,} {name} for its compute units, where the part has {limits[name]:,.0f} "
-                f"({f'{MAX_LUT_SHARE:.0%} of its LUTs, the rest left to plumbing' if name == 'LUTs' else 'all of them'})",
+                f"({_share(name, part.bram18 - self._bram_budget)})",
                 where="--target-fps max")
         while lo < hi:
             mid = (lo + hi) // 2
@@ -288,6 +291,15 @@ class SetFolding(Transformation):
             else:
                 lo = mid + 1
         return candidates[lo]
+
+
+def _share(resource: str, reserved_bram18: float) -> str:
+    """What of the part's `resource` the compute units may take, in words."""
+    if resource == "LUTs":
+        return f"{MAX_LUT_SHARE:.0%} of its LUTs, the rest left to plumbing"
+    if resource == "BRAM18" and reserved_bram18:
+        return f"less {reserved_bram18:,.0f} that the FIFOs take"
+    return "all of them"
 
 
 def _whole_bus_words(options: list[Option], bus_bits: int) -> list[Option]:
