@@ -1,7 +1,7 @@
 """A PYNQ-shaped stand-in for a board, backed by the Verilator model of a build's RTL, so that the
 driver's real code path runs in CI (`simulated_accelerator(deploy_dir)` hands it to the driver): `Overlay(deploy_dir)` has the AXI DMA the deploy description
 names, whose `sendchannel` / `recvchannel` take `transfer(buffer)` and report `idle` as PYNQ's do,
-and `allocate(shape, dtype)` gives the buffers.
+and `Overlay.allocate(shape, dtype)` gives the buffers.
 
 The fabric runs when the send channel is given its buffer with the receive channel armed: the
 beats (less the DMA's byte padding) go through the simulated accelerator, its output beats come
@@ -48,11 +48,6 @@ class Buffer(np.ndarray):
     PYNQ's `PynqBuffer` is."""
 
     physical_address: int
-
-
-def allocate(shape, dtype=np.uint8) -> np.ndarray:
-    """A DMA buffer: contiguous, zeroed (PYNQ's `allocate` gives physically contiguous memory)."""
-    return np.zeros(shape, dtype=dtype)
 
 
 #: where the simulated contiguous memory starts (a Zynq's CMA lies in the low DRAM), its page

@@ -98,7 +98,7 @@ class DramMVU(Unit):
 
     @property
     def word_bits(self) -> int:
-        return self.PE * self.SIMD * self.weight_dtype.bitwidth()
+        return word_bits_of(self._mvu)
 
     @cached_property
     def reader(self) -> DramReader:
@@ -165,6 +165,17 @@ class DramPlan:
     dram_bytes: int
 
 
+def word_bits_of(mvu: MVU) -> int:
+    """Bits of one weight word of `mvu` (PE x SIMD weights): what a DramMVU reads per step."""
+    return mvu.PE * mvu.SIMD * mvu.weight_dtype.bitwidth()
+
+
+def can_stream(mvu: MVU, bus_bits: int) -> bool:
+    """Whether `mvu`'s weights can stream from DRAM as folded: its weight words are whole words
+    of a `bus_bits` bus, and folding did not put them in LUTs."""
+    return not mvu.weights_in_luts and word_bits_of(mvu) % bus_bits == 0
+
+
 def plan_of(mvu: MVU, data_bits: int) -> DramPlan:
     """`DramPlan` of `mvu`'s layer and folding with its weights in DRAM over a `data_bits` bus.
 
@@ -175,7 +186,7 @@ def plan_of(mvu: MVU, data_bits: int) -> DramPlan:
     the buffers' read muxes, the reader, the counters (the word gathering is flip-flops).
     BRAM: the input frame, the two weight tiles, the output frame and the thresholds."""
     v, sf, nf = mvu.vectors_per_frame, mvu.SF, mvu.NF
-    word_bits = mvu.PE * mvu.SIMD * mvu.weight_dtype.bitwidth()
+    word_bits = word_bits_of(mvu)
     compute = nf * v * sf + max(v * sf, DRAIN_CYCLES + v * nf)
     cycles = max(nf * sf * (word_bits // data_bits), compute) + 1
     thresholds = [(d, w) for d, w, role in mvu.parameter_memories() if role == "thresholds"]

@@ -28,6 +28,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from hwgen.fit import uram_choice
+from hwgen.units.dram_mvu import can_stream
 from hwgen.rtl.axi import BURST_BOUNDARY
 from hwgen.transforms.graph import HWGEN_DOMAIN, make_node
 from hwgen.ops import HARDWARE_OPS, unit_of
@@ -100,7 +101,7 @@ def move_to_dram(model: ModelWrapper, names: set[str] | None, bus_bits: int) -> 
         if node.op_type != "MVU" or (names is not None and node.name not in names):
             continue
         unit = unit_of(model, node)
-        if unit.weights_in_luts or (unit.PE * unit.SIMD * unit.weight_dtype.bitwidth()) % bus_bits:
+        if not can_stream(unit, bus_bits):
             continue
         attrs = {name: getattr(unit, name) for name in ("MW", "MH", "PE", "SIMD", "out_bias", "vectors_per_frame")}
         attrs.update({name: getattr(unit, name).name for name in ("input_dtype", "weight_dtype", "output_dtype")})

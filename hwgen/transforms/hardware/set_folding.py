@@ -66,7 +66,7 @@ from hwgen.ops import FOLDING, unit_of
 from hwgen.parts import Part
 from hwgen.units.base import Unit
 from hwgen.units.datapath import memory_bram18, uram_count
-from hwgen.units.dram_mvu import plan_of
+from hwgen.units.dram_mvu import can_stream, plan_of, word_bits_of
 from hwgen.units.dwc import DataWidthConverter
 from hwgen.units.mvu import MVU
 
@@ -187,8 +187,7 @@ class SetFolding(Transformation):
         for uram_price in URAM_PRICES if self.part.uram else (0.0,):
             for bram_price in BRAM_PRICES:
                 prices = (1.0, bram_price, dsp_price, uram_price)
-                chosen = self._spill({name: _cheapest(opts, cycles, prices) for name, opts in options.items()},
-                                     options, cycles, prices)
+                chosen = self._pick(options, cycles, prices)
                 within_luts = sum(o.resources[0] for o in chosen.values()) <= self.part.luts
                 beyond = self._block_ram(chosen) - budget
                 if beyond <= 0 and within_luts:
@@ -201,10 +200,15 @@ class SetFolding(Transformation):
         else:  # no price fits the part: the nearest miss whose LUTs fit (UltraRAM priced so that it
             # takes the most), else the design as cheap in LUTs as it comes (memories stay put)
             prices = nearest[1] if nearest else (1.0, BRAM_PRICES[0], dsp_price, URAM_PRICES[0])
-            chosen = self._spill({name: _cheapest(opts, cycles, prices) for name, opts in options.items()},
-                                 options, cycles, prices)
+            chosen = self._pick(options, cycles, prices)
         _spend_block_ram(chosen, options, cycles, budget, self._block_ram)
         return chosen, prices
+
+    def _pick(self, options: dict[str, list[Option]], cycles: int, prices: tuple[float, ...]) -> dict[str, Option]:
+        """Each unit's cheapest option within `cycles` at `prices`, weights moved to DRAM where
+        block RAM cannot hold them (`_spill`)."""
+        return self._spill({name: _cheapest(opts, cycles, prices) for name, opts in options.items()},
+                           options, cycles, prices)
 
     def _spill(self, chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int,
                prices: tuple[float, ...]) -> dict[str, Option]:
@@ -241,8 +245,7 @@ class SetFolding(Transformation):
             self._dram_options[name] = [
                 replace(o, cycles=plan.cycles, resources=(plan.luts, plan.brams, plan.dsps), weights=(),
                         dram_bytes=plan.dram_bytes)
-                for o in options if isinstance(o.unit, MVU) and not o.unit.weights_in_luts
-                and (o.unit.PE * o.unit.SIMD * o.unit.weight_dtype.bitwidth()) % bits == 0
+                for o in options if isinstance(o.unit, MVU) and can_stream(o.unit, bits)
                 for plan in (plan_of(o.unit, bits),)]
         return self._dram_options[name]
 
@@ -304,11 +307,9 @@ def _share(resource: str, reserved_bram18: float) -> str:
 
 def _whole_bus_words(options: list[Option], bus_bits: int) -> list[Option]:
     """The foldings of an MVU whose weight words are whole bus words, where there are some."""
-    unit = options[0].unit
-    if not hasattr(unit, "weight_dtype"):
+    if not isinstance(options[0].unit, MVU):
         return options
-    bits = unit.weight_dtype.bitwidth()
-    whole = [o for o in options if (o.knobs["PE"] * o.knobs["SIMD"] * bits) % bus_bits == 0]
+    whole = [o for o in options if word_bits_of(o.unit) % bus_bits == 0]
     return whole or options
 
 
