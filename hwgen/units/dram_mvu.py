@@ -1,27 +1,32 @@
-"""DramMVU: a matrix-vector unit whose weights stream from DRAM once per frame (weight-stationary).
+"""DramMVU: a matrix-vector unit whose weights stream from DRAM (weight-stationary), in passes.
 
-    input frame (V vectors)  ->  buffer  --+
-                                           +-> for each tile nf of PE outputs: for each vector v:
-    DRAM --AXI4--> DramReader -> tiles  ---+     for each fold sf: acc += W[nf, sf] . x[v, sf]
-                                                 -> output buffer [v, nf]  -> out, vector by vector
+    input (V vectors a frame, R passes of V/R)  ->  ping-pong buffer  --+
+                                                                        +-> per pass: for each tile nf of PE outputs:
+    DRAM --AXI4--> DramReader -> tiles  --------------------------------+     for each vector v of the pass: for each fold sf:
+                                                                                 acc += W[nf, sf] . x[v, sf]
+                                                 -> ping-pong output buffer [v, nf]  -> out, vector by vector
 
 A layer with a small feature map and many weights (ReActNet-A's 14x14 and 7x7 stages hold 34.7 of
 its 36.5 Mbit) keeps its weights in DRAM: an on-chip MVU re-reads every weight for every vector,
 which from DRAM would cost the weights times the vectors per frame in bandwidth. This unit turns
-the loops around: it holds the whole input frame (V x MW elements), takes the weights one tile
+the loops around: it holds the vectors of a pass (V/R of the frame's V), takes the weights one tile
 (PE outputs x MW inputs, SF words of the on-chip MVU's weight ROM) at a time, computes that tile
-for every vector, and writes the results into an output buffer that it then sends out in the
-order an MVU sends (vector by vector, PE per beat). Each weight is read from DRAM once per frame:
-bandwidth = weight bits x frame rate.
+for every vector of the pass, and writes the results into an output buffer that it then sends out
+in the order an MVU sends (vector by vector, PE per beat). Each weight is read from DRAM once per
+pass: bandwidth = passes x weight bits x frame rate.
 
-The tiles are double-buffered: while one is computed, the next arrives through `DramReader` (its
-bus words gathered into weight words, `word_bits / data_bits` each), so the DRAM keeps pace while
-a tile's compute (V x SF cycles) takes at least as long as its load (SF x bus words per weight
-word cycles). The input and output buffers are single: a frame is taken (V x SF beats), computed
-(NF x V x SF cycles), then sent while the next frame comes in (`est_cycles`). Within a frame the
-input and output buffers could be doubled to hide the taking and sending too; the unit is meant for layers with few
-vectors and many weights, where the tiles' compute is most of the frame. The dot products are the
-on-chip MVU's (`mvu.lane_dots`), so the arithmetic is the same.
+Passes trade DRAM bandwidth for block RAM: the buffers hold a pass, not a frame, and a whole frame
+of accumulators can outweigh the weights (ReActNet-A's 3x3 layers at 14x14: 1.4 Mbit of 14-bit
+results against 2.4 Mbit of weights), so one pass would save little block RAM there. Folding
+chooses the passes (`plan_of`) with the DRAM bandwidth as a constraint.
+
+Every buffer is doubled, so the three sides run at once: the next pass arrives while one is
+computed and the one before is sent, and a chain of these units runs at its slowest one's rate.
+The tiles are double-buffered too: while one is computed, the next arrives through `DramReader`
+(its bus words gathered into weight words, `word_bits / data_bits` each), so the DRAM keeps pace
+while a tile's compute (V/R x SF cycles) takes at least as long as its load (SF x bus words per
+weight word cycles). The dot products are the on-chip MVU's (`mvu.lane_dots`), so the arithmetic
+is the same.
 """
 
 from __future__ import annotations
@@ -38,16 +43,13 @@ from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
 from hwgen.rtl.axi import axi_read_members, connect, dram_member_names
-from hwgen.units.base import StreamSpec, Unit, stream_ports
+from hwgen.units.base import StreamSpec, Unit, divisors, stream_ports
 from hwgen.units.datapath import memory_attrs, memory_bram18, memory_luts, wrap_inc
 from hwgen.units.dram_reader import DramReader, DramReaderComponent, reader_luts
 from hwgen.units.mvu import MVU, lane_dots, weight_words
 from hwgen.units.thresholding import threshold_lane, threshold_words
 
 _WHERE = "DramMVU"
-#: cycles from a frame's last step to its output buffer's first read (the dot products' and the
-#: accumulator's registers)
-DRAIN_CYCLES = 6
 #: beats of the output side's FIFO (the output buffer's reads run ahead of the stream by this)
 OUT_FIFO = 4
 
@@ -55,8 +57,8 @@ OUT_FIFO = 4
 @dataclass(frozen=True, eq=False)
 class DramMVU(Unit):
     """An MVU (`hwgen.units.mvu`: the accumulators, or their thresholds) over `vectors_per_frame`
-    vectors a frame, its weights read from DRAM at `offset` bytes from the DRAM base over a
-    `data_bits` bus (the fields are the MVU's, and those two)."""
+    vectors a frame in `passes` passes, its weights read from DRAM once a pass at `offset` bytes
+    from the DRAM base over a `data_bits` bus (the fields are the MVU's, and those three)."""
 
     #: not folded: it takes the folding of the MVU it replaces (`ChooseWeightMemories`, after folding)
     FOLDING = ()
@@ -74,6 +76,7 @@ class DramMVU(Unit):
     vectors_per_frame: int = 1
     data_bits: int = 64
     offset: int = 0
+    passes: int = 1
     _mvu: MVU = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +90,9 @@ class DramMVU(Unit):
             raise HwgenError(f"a weight word (PE x SIMD x weight bits = {self.word_bits}) must be a whole number "
                              f"of the DRAM bus's {self.data_bits}-bit words", where=_WHERE)
         _ = self.reader  # checks data_bits and offset
+        if not isinstance(self.passes, (int, np.integer)) or self.passes < 1 or self.vectors_per_frame % self.passes:
+            raise HwgenError(f"passes={self.passes} must divide vectors_per_frame={self.vectors_per_frame}",
+                             where=_WHERE)
 
     @property
     def NF(self) -> int:
@@ -129,25 +135,35 @@ class DramMVU(Unit):
         return DramMVUComponent(self)
 
     def dram_bytes_per_frame(self) -> int:
-        return self.reader.dram_bytes_per_frame()
+        return self.passes * self.reader.dram_bytes_per_frame()
 
     # -- estimates
 
     def held_fraction(self) -> float:
-        return 1.0  # a whole frame before the first output
+        """The pass being computed, the next one arriving and the one before being sent: with one
+        pass, up to three frames (a shortcut beside it buffers them)."""
+        return 3 / self.passes
+
+    def least_held_fraction(self) -> float:
+        """A whole pass before its first output."""
+        return 1 / self.passes
 
     def est_cycles(self) -> int:
-        return plan_of(self._mvu, self.data_bits).cycles
+        return self.plan.cycles
 
     def parameter_memories(self) -> list[tuple[int, int, str]]:
         """The thresholds only: the weights are in DRAM."""
         return [m for m in self._mvu.parameter_memories() if m[2] != "weights"]
 
+    @cached_property
+    def plan(self) -> DramPlan:
+        return plan_of(self._mvu, self.data_bits, self.passes)
+
     def est_luts(self) -> int:
-        return plan_of(self._mvu, self.data_bits).luts
+        return self.plan.luts
 
     def est_brams(self) -> int:
-        return plan_of(self._mvu, self.data_bits).brams
+        return self.plan.brams
 
     def est_dsps(self) -> int:
         return self._mvu.est_dsps()
@@ -176,26 +192,36 @@ def can_stream(mvu: MVU, bus_bits: int) -> bool:
     return not mvu.weights_in_luts and word_bits_of(mvu) % bus_bits == 0
 
 
-def plan_of(mvu: MVU, data_bits: int) -> DramPlan:
-    """`DramPlan` of `mvu`'s layer and folding with its weights in DRAM over a `data_bits` bus.
+def pass_choices(vectors: int) -> list[int]:
+    """The passes a layer of `vectors` vectors a frame can take: the divisors of `vectors`."""
+    return divisors(vectors)
 
-    cycles: the tiles' compute (NF x V x SF steps), then the longer of taking the next frame (V x
-    SF beats) and draining the pipeline and sending this one (V x NF beats); or, where the bus is
-    slower, its words (NF x SF weight words of `word_bits / data_bits` bus words each).
+
+def plan_of(mvu: MVU, data_bits: int, passes: int = 1) -> DramPlan:
+    """`DramPlan` of `mvu`'s layer and folding with its weights in DRAM over a `data_bits` bus,
+    in `passes` passes a frame.
+
+    cycles: the slowest of the three sides, which run at once: the compute (per pass NF x V/R x
+    SF steps and a cycle to start the next), taking the input (V x SF beats), sending the output
+    (V x NF beats); or, where the bus is slower, its words (R x NF x SF weight words of
+    `word_bits / data_bits` bus words each).
     LUTs: the on-chip MVU's dot products and accumulators (its estimate without its weight ROM),
     the buffers' read muxes, the reader, the counters (the word gathering is flip-flops).
-    BRAM: the input frame, the two weight tiles, the output frame and the thresholds."""
+    BRAM: two passes of input, the two weight tiles, two passes of output and the thresholds.
+    DRAM: the weights once a pass."""
     v, sf, nf = mvu.vectors_per_frame, mvu.SF, mvu.NF
+    vp = v // passes
     word_bits = word_bits_of(mvu)
-    compute = nf * v * sf + max(v * sf, DRAIN_CYCLES + v * nf)
-    cycles = max(nf * sf * (word_bits // data_bits), compute) + 1
+    compute = passes * (nf * vp * sf + 1)
+    cycles = max(passes * nf * sf * (word_bits // data_bits), compute, v * sf, v * nf)
     thresholds = [(d, w) for d, w, role in mvu.parameter_memories() if role == "thresholds"]
-    buffers = [(v * sf, mvu.SIMD * mvu.input_dtype.bitwidth()), (2 * sf, word_bits),
-               (v * nf, mvu.PE * mvu.output_dtype.bitwidth()), *thresholds]
-    dram_bytes = nf * sf * word_bits // 8
+    buffers = [(2 * vp * sf, mvu.SIMD * mvu.input_dtype.bitwidth()), (2 * sf, word_bits),
+               (2 * vp * nf, mvu.PE * mvu.output_dtype.bitwidth()), *thresholds]
+    image_bytes = nf * sf * word_bits // 8
     luts = (mvu.est_luts() - mvu.weight_rom_luts() + sum(memory_luts(d, w) for d, w in buffers)
-            + reader_luts(dram_bytes * 8 // data_bits, data_bits) + 30)
-    return DramPlan(cycles, luts, sum(memory_bram18(d, w) for d, w in buffers), mvu.est_dsps(), dram_bytes)
+            + reader_luts(image_bytes * 8 // data_bits, data_bits) + 40)
+    return DramPlan(cycles, luts, sum(memory_bram18(d, w) for d, w in buffers), mvu.est_dsps(),
+                    passes * image_bytes)
 
 
 class DramMVUComponent(wiring.Component):
@@ -207,27 +233,30 @@ class DramMVUComponent(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         u, mvu = self.unit, self.unit._mvu
         m = Module()
-        V, NF, SF, PE = u.vectors_per_frame, u.NF, u.SF, u.PE
+        NF, SF, PE = u.NF, u.SF, u.PE
+        VP = u.vectors_per_frame // u.passes  # vectors a pass
+        IN, OUT = VP * SF, VP * NF  # words of a buffer's bank
         obits = u.output_dtype.bitwidth()
 
         m.submodules.reader = reader = DramReaderComponent(u.reader)
         for name in dram_member_names(reader):
             inside, outside = getattr(reader, name), getattr(self, name)
             m.d.comb += connect(inside, outside, reader.signature.members[name].flow)
-        m.d.comb += [reader.inp.valid.eq(1), reader.inp.payload.eq(1)]  # frame after frame
+        m.d.comb += [reader.inp.valid.eq(1), reader.inp.payload.eq(1)]  # pass after pass
 
-        # ---- the input frame
+        # ---- the input: two banks of a pass each, filled in turn
         width_in = u.inputs[0].width
-        m.submodules.xbuf = xbuf = Memory(shape=unsigned(width_in), depth=V * SF, init=[],
-                                          attrs=memory_attrs(V * SF, width_in, rom=False))
+        m.submodules.xbuf = xbuf = Memory(shape=unsigned(width_in), depth=2 * IN, init=[],
+                                          attrs=memory_attrs(2 * IN, width_in, rom=False))
         xw, xr = xbuf.write_port(), xbuf.read_port(domain="sync")
-        waddr, in_full = Signal(range(V * SF)), Signal()
-        take = self.inp.valid & ~in_full
-        m.d.comb += [self.inp.ready.eq(~in_full), xw.addr.eq(waddr), xw.data.eq(self.inp.payload), xw.en.eq(take)]
+        waddr, wbank, in_full = Signal(range(2 * IN)), Signal(), Signal(2)
+        can_take = ~in_full.bit_select(wbank, 1)
+        take = self.inp.valid & can_take
+        m.d.comb += [self.inp.ready.eq(can_take), xw.addr.eq(waddr), xw.data.eq(self.inp.payload), xw.en.eq(take)]
         with m.If(take):
-            m.d.sync += waddr.eq(wrap_inc(waddr, V * SF))
-            with m.If(waddr == V * SF - 1):
-                m.d.sync += in_full.eq(1)
+            m.d.sync += waddr.eq(wrap_inc(waddr, 2 * IN))
+            with m.If((waddr == IN - 1) | (waddr == 2 * IN - 1)):
+                m.d.sync += [in_full.bit_select(wbank, 1).eq(1), wbank.eq(~wbank)]
 
         # ---- weight tiles: bus words gathered into weight words, two tiles of SF words
         ratio = u.word_bits // u.data_bits
@@ -253,28 +282,31 @@ class DramMVUComponent(wiring.Component):
         with m.If(tile_loaded):
             m.d.sync += lbank.eq(~lbank)
 
-        # ---- compute: tile by tile, vector by vector, fold by fold
-        running, out_busy = Signal(), Signal()
-        nf, v, sf = Signal(range(NF)), Signal(range(V)), Signal(range(SF))
-        xaddr, cbank = Signal(range(V * SF)), Signal()
-        oaddr, obase = Signal(range(V * NF)), Signal(range(NF))  # the result's place: v * NF + nf
+        # ---- compute: pass by pass (an input bank into an output bank), tile by tile, vector by
+        # vector, fold by fold; the buffers' addresses count within both banks
+        running, cin, cout = Signal(), Signal(), Signal()
+        out_claimed, out_ready = Signal(2), Signal(2)  # an output bank taken by a pass; written whole
+        nf, v, sf = Signal(range(NF)), Signal(range(VP)), Signal(range(SF))
+        xaddr, cbank = Signal(range(2 * IN)), Signal()
+        oaddr, obase = Signal(range(2 * OUT)), Signal(range(2 * OUT))  # the result's place: bank + v * NF + nf
         fire = Signal()
         m.d.comb += fire.eq(running & tile_full.bit_select(cbank, 1))
         m.d.comb += [xr.addr.eq(xaddr), xr.en.eq(1), tr.addr.eq(Mux(cbank, sf + SF, sf)), tr.en.eq(1)]
-        last_sf, last_v, last_nf = sf == SF - 1, v == V - 1, nf == NF - 1
+        last_sf, last_v, last_nf = sf == SF - 1, v == VP - 1, nf == NF - 1
         tile_done = fire & last_sf & last_v
-        frame_done = tile_done & last_nf
-        with m.If(~running & in_full & ~out_busy):
-            m.d.sync += running.eq(1)
+        pass_done = tile_done & last_nf
+        with m.If(~running & in_full.bit_select(cin, 1) & ~out_claimed.bit_select(cout, 1)):
+            m.d.sync += [running.eq(1), out_claimed.bit_select(cout, 1).eq(1)]
         with m.If(fire):
-            m.d.sync += [sf.eq(wrap_inc(sf, SF)), xaddr.eq(wrap_inc(xaddr, V * SF))]
+            m.d.sync += [sf.eq(wrap_inc(sf, SF)), xaddr.eq(xaddr + 1)]
             with m.If(last_sf):
-                m.d.sync += [v.eq(wrap_inc(v, V)), oaddr.eq(oaddr + NF)]
-                with m.If(last_v):
-                    m.d.sync += [nf.eq(wrap_inc(nf, NF)), cbank.eq(~cbank), obase.eq(wrap_inc(obase, NF)),
-                                 oaddr.eq(wrap_inc(obase, NF))]
-        with m.If(frame_done):
-            m.d.sync += [running.eq(0), in_full.eq(0)]
+                m.d.sync += [v.eq(wrap_inc(v, VP)), oaddr.eq(oaddr + NF)]
+                with m.If(last_v):  # the tile's vectors again, the next tile's outputs
+                    m.d.sync += [nf.eq(wrap_inc(nf, NF)), cbank.eq(~cbank), xaddr.eq(Mux(cin, IN, 0)),
+                                 obase.eq(obase + 1), oaddr.eq(obase + 1)]
+        with m.If(pass_done):  # the other banks for the next pass
+            m.d.sync += [running.eq(0), in_full.bit_select(cin, 1).eq(0), cin.eq(~cin), cout.eq(~cout),
+                         xaddr.eq(Mux(cin, 0, IN)), obase.eq(Mux(cout, 0, OUT)), oaddr.eq(Mux(cout, 0, OUT))]
         for b in range(2):  # a tile is loaded only while its bank is empty, computed only while full
             with m.If(tile_loaded & (lbank == b)):
                 m.d.sync += tile_full[b].eq(1)
@@ -287,21 +319,22 @@ class DramMVUComponent(wiring.Component):
             m.d.sync += held.eq(value)
             return held
 
-        control = [register(c) for c in (fire, sf == 0, last_sf, oaddr, frame_done, nf)]
+        control = [register(c) for c in (fire, sf == 0, last_sf, oaddr, pass_done, nf, cout)]
         dots, depth = lane_dots(m, mvu, xr.data, tr.data, register)
         for _ in range(depth):
             control = [register(c) for c in control]
         dots = [register(d) for d in dots]
-        valid2, first2, last2, oaddr2, final2, nf2 = (register(c) for c in control)
+        valid2, first2, last2, oaddr2, final2, nf2, bank2 = (register(c) for c in control)
         # S2: accumulate
         hw = mvu._hw
         accs = [Signal(hw.acc_shape, name=f"acc{pe}") for pe in range(PE)]
         with m.If(valid2):
             m.d.sync += [acc.eq(Mux(first2, 0, acc) + dot) for acc, dot in zip(accs, dots)]
-        write3, oaddr3, final3 = register(valid2 & last2), register(oaddr2), register(valid2 & final2)
-        # S3: the vector's PE results into the output frame
-        m.submodules.obuf = obuf = Memory(shape=unsigned(PE * obits), depth=V * NF, init=[],
-                                          attrs=memory_attrs(V * NF, PE * obits, rom=False))
+        write3, oaddr3 = register(valid2 & last2), register(oaddr2)
+        final3, bank3 = register(valid2 & final2), register(bank2)
+        # S3: the vector's PE results into the output bank
+        m.submodules.obuf = obuf = Memory(shape=unsigned(PE * obits), depth=2 * OUT, init=[],
+                                          attrs=memory_attrs(2 * OUT, PE * obits, rom=False))
         ow, orp = obuf.write_port(), obuf.read_port(domain="sync")
         lanes = [Signal(obits, name=f"lane{pe}") for pe in range(PE)]  # the output type holds the range
         if hw.thresholds is not None:  # the tile's thresholds, read while the accumulators settle
@@ -319,22 +352,21 @@ class DramMVUComponent(wiring.Component):
             m.d.comb += [lane.eq(((acc << 1) - u.MW) if hw.bipolar_popcount else acc)
                          for lane, acc in zip(lanes, accs)]
         m.d.comb += [ow.addr.eq(oaddr3), ow.data.eq(Cat(*lanes)), ow.en.eq(write3)]
-
-        # ---- send the output frame: reads run ahead into a small FIFO, as far as it has room
-        out_full = Signal()
-        with m.If(frame_done):
-            m.d.sync += out_busy.eq(1)
         with m.If(final3):
-            m.d.sync += out_full.eq(1)
+            m.d.sync += out_ready.bit_select(bank3, 1).eq(1)
+
+        # ---- send the output banks in turn: reads run ahead into a small FIFO, as far as it has room
+        sbank = Signal()
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=PE * obits, depth=OUT_FIFO)
-        raddr, credits, pending = Signal(range(V * NF)), Signal(range(OUT_FIFO + 1), init=OUT_FIFO), Signal()
-        issue = out_full & (credits != 0)
+        raddr, credits, pending = Signal(range(2 * OUT)), Signal(range(OUT_FIFO + 1), init=OUT_FIFO), Signal()
+        issue = out_ready.bit_select(sbank, 1) & (credits != 0)
         sent = self.out.valid & self.out.ready
         m.d.comb += [orp.addr.eq(raddr), orp.en.eq(issue), fifo.w_data.eq(orp.data), fifo.w_en.eq(pending),
                      self.out.payload.eq(fifo.r_data), self.out.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.out.ready)]
         m.d.sync += [pending.eq(issue), credits.eq(credits - issue + sent)]
         with m.If(issue):
-            m.d.sync += raddr.eq(wrap_inc(raddr, V * NF))
-            with m.If(raddr == V * NF - 1):
-                m.d.sync += [out_full.eq(0), out_busy.eq(0)]
+            m.d.sync += raddr.eq(wrap_inc(raddr, 2 * OUT))
+            with m.If((raddr == OUT - 1) | (raddr == 2 * OUT - 1)):  # the bank sent: free for a pass
+                m.d.sync += [out_ready.bit_select(sbank, 1).eq(0), out_claimed.bit_select(sbank, 1).eq(0),
+                             sbank.eq(~sbank)]
         return m

@@ -90,15 +90,15 @@ def _to_dram(model: ModelWrapper, bus_bits: int) -> tuple[ModelWrapper, bool]:
     return model, move_to_dram(model, None, bus_bits)
 
 
-def move_to_dram(model: ModelWrapper, names: set[str] | None, bus_bits: int) -> bool:
-    """The MVUs named in `names` (None: every one that can) become DramMVUs reading their weights
-    over a `bus_bits` bus, each image at the next 4 KB boundary after the others'. An MVU whose
-    weight word is not a whole number of bus words, or whose weights folding put in LUTs, stays;
-    whether any moved."""
+def move_to_dram(model: ModelWrapper, passes: dict[str, int] | None, bus_bits: int) -> bool:
+    """The MVUs named in `passes` (None: every one that can, in one pass) become DramMVUs reading
+    their weights over a `bus_bits` bus in that many passes a frame, each image at the next 4 KB
+    boundary after the others'. An MVU whose weight word is not a whole number of bus words, or
+    whose weights folding put in LUTs, stays; whether any moved."""
     offset = dram_end(model)
     changed = False
     for index, node in enumerate(list(model.graph.node)):
-        if node.op_type != "MVU" or (names is not None and node.name not in names):
+        if node.op_type != "MVU" or (passes is not None and node.name not in passes):
             continue
         unit = unit_of(model, node)
         if not can_stream(unit, bus_bits):
@@ -106,7 +106,8 @@ def move_to_dram(model: ModelWrapper, names: set[str] | None, bus_bits: int) -> 
         attrs = {name: getattr(unit, name) for name in ("MW", "MH", "PE", "SIMD", "out_bias", "vectors_per_frame")}
         attrs.update({name: getattr(unit, name).name for name in ("input_dtype", "weight_dtype", "output_dtype")})
         dram = make_node("DramMVU", list(node.input), list(node.output), domain=HWGEN_DOMAIN, name=node.name,
-                         data_bits=bus_bits, offset=offset, **attrs)
+                         data_bits=bus_bits, offset=offset, passes=1 if passes is None else passes[node.name],
+                         **attrs)
         model.graph.node.remove(node)
         model.graph.node.insert(index, dram)
         offset = _aligned(offset + unit_of(model, dram).dram_bytes_per_frame())

@@ -66,7 +66,7 @@ from hwgen.ops import FOLDING, unit_of
 from hwgen.parts import Part
 from hwgen.units.base import Unit
 from hwgen.units.datapath import memory_bram18, uram_count
-from hwgen.units.dram_mvu import can_stream, plan_of, word_bits_of
+from hwgen.units.dram_mvu import can_stream, pass_choices, plan_of, word_bits_of
 from hwgen.units.dwc import DataWidthConverter
 from hwgen.units.mvu import MVU
 
@@ -93,6 +93,8 @@ class Option:
     weights: tuple[tuple[int, int], ...] = ()
     #: bytes per frame read from DRAM: the weights stream from there (0: on chip)
     dram_bytes: int = 0
+    #: passes a frame of a unit whose weights stream from DRAM (`hwgen.units.dram_mvu`)
+    passes: int = 1
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class SetFolding(Transformation):
                 if op.get_nodeattr(knob) != value:
                     op.set_nodeattr(knob, value)
                     changed = True
-        to_dram = {name for name, o in chosen.items() if o.dram_bytes}
+        to_dram = {name: o.passes for name, o in chosen.items() if o.dram_bytes}
         if to_dram:
             from hwgen.transforms.hardware.choose_weight_memories import move_to_dram
 
@@ -213,40 +215,42 @@ class SetFolding(Transformation):
     def _spill(self, chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int,
                prices: tuple[float, ...]) -> dict[str, Option]:
         """Where the chosen units need more block RAM than the part has and there is a DRAM: the
-        MVUs whose weights in DRAM (their cheapest such folding within `cycles`) save the most
-        block RAM per DRAM byte move there, in that order, until the block RAM fits, each while
-        the DRAM bytes per frame stay within what the DRAM carries in `cycles`."""
+        MVUs whose weights in DRAM (their foldings within `cycles`, in any number of passes) save
+        the most block RAM per DRAM byte move there, in that order, until the block RAM fits: each
+        in its cheapest such folding whose DRAM bytes per frame stay, with the others', within
+        what the DRAM carries in `cycles` (more passes cost less block RAM and more bandwidth)."""
         budget = self._bram_budget
         if self.dram is None or self._block_ram(chosen) <= budget:
             return chosen
         moves = []
         for name, opts in options.items():
-            in_dram = [o for o in self._in_dram(name, opts) if o.cycles <= cycles]
-            if in_dram:
-                best = min(in_dram, key=lambda o: (_cost(o, prices), o.cycles))
-                saved = chosen[name].resources[1] - best.resources[1]
-                if saved > 0:
-                    moves.append((saved / best.dram_bytes, name, best))
+            held = chosen[name].resources[1]
+            saving = [o for o in self._in_dram(name, opts) if o.cycles <= cycles and o.resources[1] < held]
+            if saving:
+                moves.append((max((held - o.resources[1]) / o.dram_bytes for o in saving), name, saving))
         out, carried = dict(chosen), self.dram.bytes_per_frame(cycles)
         used = sum(o.dram_bytes for o in out.values())
-        for _, name, option in sorted(moves, key=lambda m: -m[0]):
+        for _, name, saving in sorted(moves, key=lambda m: -m[0]):
             if self._block_ram(out) <= budget:
                 break
-            if used + option.dram_bytes <= carried:
-                out[name] = option
-                used += option.dram_bytes
+            carriable = [o for o in saving if used + o.dram_bytes <= carried]
+            if carriable:
+                out[name] = min(carriable, key=lambda o: (_cost(o, prices), o.cycles))
+                used += out[name].dram_bytes
         return out
 
     def _in_dram(self, name: str, options: list[Option]) -> list[Option]:
         """The foldings of an MVU (of `options`) with its weights in DRAM: those whose weight
-        words fill whole bus words and whose weights are not in LUTs, priced by `plan_of`."""
+        words fill whole bus words and whose weights are not in LUTs, in each number of passes,
+        priced by `plan_of`."""
         if name not in self._dram_options:
             bits = self.dram.bus_bits
             self._dram_options[name] = [
                 replace(o, cycles=plan.cycles, resources=(plan.luts, plan.brams, plan.dsps), weights=(),
-                        dram_bytes=plan.dram_bytes)
+                        dram_bytes=plan.dram_bytes, passes=passes)
                 for o in options if isinstance(o.unit, MVU) and can_stream(o.unit, bits)
-                for plan in (plan_of(o.unit, bits),)]
+                for passes in pass_choices(o.unit.vectors_per_frame)
+                for plan in (plan_of(o.unit, bits, passes),)]
         return self._dram_options[name]
 
     def _uram_relief(self, chosen: dict[str, Option]) -> int:
