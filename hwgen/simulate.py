@@ -18,7 +18,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.config import default_cache_dir
 from hwgen.errors import HwgenError
-from hwgen.execute import execute, execute_in_slices
+from hwgen.execute import execute, execute_context, slices, with_batch
 from hwgen.frontend.load import prepare_for_execution
 from hwgen.frontend.support import check_known_ops
 from hwgen.host import HostIO, load_build_graph
@@ -27,7 +27,8 @@ from hwgen.sim import run as run_sim
 from hwgen.sim.verilator import DEFAULT_MAX_IDLE, DeadlockError, DramImage
 from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import write_json_atomically
-from hwgen.transforms.float_ties import float_tie_nodes, tie_frames
+from hwgen.reach import propagate
+from hwgen.transforms.float_ties import float_tie_nodes, tie_outputs
 
 
 #: what `sim` and `verify` read from a build folder
@@ -142,11 +143,17 @@ def frame_ulps(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     """Per frame, the largest difference between `actual` and `expected` in float32 units in the
     last place of the frame's largest expected value (a logit near 0 next to large ones is judged
     on the scale of the whole output, as the rounding of a dot product is)."""
+    return output_ulps(actual, expected).max(axis=1, initial=0)
+
+
+def output_ulps(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Per output (frames, outputs), the difference between `actual` and `expected` in float32
+    units in the last place of its frame's largest expected value (see `frame_ulps`)."""
     n = actual.shape[0]
     a = actual.reshape(n, -1).astype(np.float64)
     e = np.asarray(expected).reshape(n, -1).astype(np.float64)
-    scale = np.spacing(np.abs(e).max(axis=1).astype(np.float32)).astype(np.float64)
-    return np.ceil(np.abs(a - e).max(axis=1) / scale).astype(np.int64)
+    scale = np.spacing(np.abs(e).max(axis=1, initial=0).astype(np.float32)).astype(np.float64)
+    return np.ceil(np.abs(a - e) / scale[:, None]).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -155,13 +162,16 @@ class Verification:
 
     frames: how many ran; mismatched_frames: frames whose outputs differ from the model as given
     at all; integer_mismatches: frames whose accelerator integers differ from the integer graph
-    (checkpoint `03_partition`) - a hardware error; tie_frames: mismatched frames on which an
-    accumulator of a dot product the model rounds (a scale that is not a power of two inside it)
-    lay within the model's float32 rounding bound of a threshold, so that the model's own result
-    depends on the order it sums in (`hwgen.transforms.float_ties`); max_ulps: over the other
-    mismatched frames, the largest difference from the model's outputs in float32 units in the last
-    place of each frame's largest output (see `frame_ulps`); ulp_bound: the most that
-    reassociating the model's own float ops (its last layer's dot products) can account for."""
+    (checkpoint `03_partition`) - a hardware error; tie_frames: mismatched frames each of whose
+    outputs that differ beyond float rounding (`ulp_bound`) lies on the path of an accumulator of
+    a dot product the model rounds (a scale that is not a power of two inside it) that lay within
+    the model's float32 rounding bound of a threshold, so that the model's own result there
+    depends on the order it sums in (`hwgen.transforms.float_ties`, `hwgen.reach`); tied: those
+    frames by index, and tie_nodes the thresholds whose ties they sit on; max_ulps: over every
+    differing output not so excused, the largest difference from the model's outputs in float32
+    units in the last place of its frame's largest output (see `frame_ulps`); ulp_bound: the most
+    that reassociating the model's own float ops (its last layer's dot products) can account for.
+    Each output is judged by what it depends on: a tie elsewhere in the frame excuses nothing."""
 
     frames: int
     mismatched_frames: int
@@ -171,6 +181,8 @@ class Verification:
     ulp_bound: int
     cycles_per_frame: float
     tie_frames: int = 0
+    tied: tuple[int, ...] = ()
+    tie_nodes: tuple[str, ...] = ()
     #: with class labels (`verify_build(labels=...)`): the top-1 accuracy of the model as given and
     #: of the accelerator, and on how many frames their top-1 classes agree; None without labels
     model_accuracy: float | None = None
@@ -211,9 +223,11 @@ class Verification:
             return (f"MISMATCH: the accelerator's integer output differs from its integer graph on "
                     f"{self.integer_mismatches}/{n} frames (a hardware error); {self.mismatched_frames}/{n} "
                     f"frames differ from the input model (max |diff| {self.max_abs_diff:g}), {cycles}")
-        ties = (f"{self.tie_frames} on a threshold tie that the model's float32 rounding decides (a scale "
-                "that is not a power of two inside a dot product: there its result depends on the order "
-                "its MatMul adds terms in, not only on their sum)") if self.tie_frames else ""
+        named = ", ".join(map(str, self.tied[:8])) + (", ..." if len(self.tied) > 8 else "")
+        ties = (f"{self.tie_frames} on a threshold tie that the model's float32 rounding decides (frames "
+                f"{named}, at {', '.join(self.tie_nodes)}: a scale that is not a power of two inside a dot "
+                "product, so there its result depends on the order its MatMul adds terms in, not only on "
+                "their sum)") if self.tie_frames else ""
         rest = self.mismatched_frames - self.tie_frames
         ulps = f"{rest} by at most {self.max_ulps} ulps (float rounding of the model's own ops accounts for " \
                f"up to {self.ulp_bound})" if rest else ""
@@ -249,25 +263,31 @@ def verify_build(build_dir: Path, x: np.ndarray, *, stall_prob: float = 0.0,
     progress.end("model (QONNX execution)")
     ints, actual, stats = _simulate(build_dir, x, stall_prob=stall_prob, seed=0, cache_dir=cache_dir,
                                     progress=progress)
-    reference, tied = _integer_reference(build_dir, host, x)
+    reference, marks, near = _integer_reference(build_dir, host, x)
     integer_bad = np.array([reference is not None and not np.array_equal(a, r) for a, r in zip(ints, reference)],
                            bool)
-    same = np.array([np.array_equal(a, e) for a, e in zip(actual, expected)])
-    tie = ~same & ~integer_bad & tied  # the model's rounding decided these frames, not the hardware
-    floats = np.issubdtype(np.asarray(expected).dtype, np.floating) and actual.shape == np.asarray(expected).shape
-    judged = ~tie
-    diff = float(np.max(np.abs(actual[judged].astype(np.float64) - expected[judged]))) \
-        if judged.any() and floats else (0.0 if same[judged].all() else float("inf"))
-    ulps = frame_ulps(actual[judged], expected[judged]) if judged.any() and floats else np.zeros(0, np.int64)
-    worst = int(ulps.max(initial=0)) if floats else (0 if same[judged].all() else 1 << 31)
+    n, expected = len(actual), np.asarray(expected)
+    floats = np.issubdtype(expected.dtype, np.floating) and actual.shape == expected.shape
+    differs = (actual != expected).reshape(n, -1) if actual.shape == expected.shape else np.ones((n, 1), bool)
+    same, bound = ~differs.any(axis=1), _ulp_bound(build_dir)
+    ulps = output_ulps(actual, expected) if floats else np.where(differs, 1 << 31, 0)
+    beyond = differs & (ulps > bound)  # what the rounding of the model's float ops cannot account for
+    marks = _as_outputs(marks, differs.shape)
+    tie = ~integer_bad & beyond.any(axis=1) & ~(beyond & ~marks).any(axis=1)
+    judged = differs & ~(beyond & marks & tie[:, None])  # the outputs not excused as ties
+    worst = int(ulps[judged].max(initial=0))
+    diff = float(np.max(np.abs(actual.reshape(n, -1)[judged].astype(np.float64) - expected.reshape(n, -1)[judged]),
+                        initial=0.0)) if floats else (0.0 if not judged.any() else float("inf"))
+    tied = tuple(int(i) for i in np.flatnonzero(tie))
+    nodes = tuple(name for name, frames in near.items() if frames[tie].any())
     accuracy = {}
     if labels is not None:
         model_top1, accel_top1 = top1(expected), top1(actual)
         accuracy = {"model_accuracy": float(np.mean(model_top1 == labels)),
                     "accelerator_accuracy": float(np.mean(accel_top1 == labels)),
                     "agreeing_frames": int(np.sum(model_top1 == accel_top1))}
-    result = Verification(len(same), int((~same).sum()), int(integer_bad.sum()), diff, worst, _ulp_bound(build_dir),
-                          stats["cycles_per_frame"], tie_frames=int(tie.sum()), **accuracy)
+    result = Verification(n, int((~same).sum()), int(integer_bad.sum()), diff, worst, bound,
+                          stats["cycles_per_frame"], tie_frames=len(tied), tied=tied, tie_nodes=nodes, **accuracy)
     write_json_atomically(build_dir / "verify.json", result.to_json())
     return result
 
@@ -301,24 +321,55 @@ def top1(outputs: np.ndarray) -> np.ndarray:
     return np.rint(flat[:, 0]).astype(np.int64)
 
 
-def _integer_reference(build_dir: Path, host: HostIO, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+def _integer_reference(build_dir: Path, host: HostIO, x: np.ndarray
+                       ) -> tuple[np.ndarray | None, np.ndarray, dict[str, np.ndarray]]:
     """The accelerator's integer graph (checkpoint 03_partition) on the host's integers for `x`
-    (None without the checkpoint), and per frame whether one of its accumulators sat on a tie
-    that the model's float rounding decides."""
+    (None without the checkpoint); the model's outputs (as the host gives them) that a tie the
+    model's float rounding decides can reach (`tie_outputs`, then through the host's output
+    transform); and per tie node, the frames where it sat on one."""
     n = x.shape[0]
     path = build_dir / "graphs" / "03_partition.onnx"
     if not path.is_file():
-        return None, np.zeros(n, bool)
+        return None, np.zeros(0, bool), {}
     model = prepare_for_execution(load_build_graph(path))
     ints = host.to_integers(x).reshape([n, *host.input.shape[1:]]).astype(np.float32)
     if not float_tie_nodes(model):
-        return np.rint(execute(model, ints)).astype(np.int64).reshape(n, -1), np.zeros(n, bool)
-    out, outputs, tied = model.graph.output[0].name, [], []
-    for part, context in execute_in_slices(model, ints):
-        frames = len(ints[part])
-        outputs.append(np.rint(context[out]).astype(np.int64).reshape(frames, -1))
-        tied.append(tie_frames(model, context, frames))
-    return np.concatenate(outputs), np.concatenate(tied)
+        return np.rint(execute(model, ints)).astype(np.int64).reshape(n, -1), np.zeros(0, bool), {}
+    out, outputs, marks, near = model.graph.output[0].name, [], [], {}
+    for part in slices(n):
+        runnable = with_batch(model, len(ints[part]))
+        context = execute_context(runnable, ints[part])
+        outputs.append(np.rint(context[out]).astype(np.int64).reshape(len(ints[part]), -1))
+        reached, frames = tie_outputs(runnable, context)
+        marks.append(reached.reshape(len(ints[part]), -1))
+        for name, hit in frames.items():
+            near[name] = np.concatenate([near.get(name, np.zeros(0, bool)), hit])
+    reference, marks = np.concatenate(outputs), np.concatenate(marks)
+    return reference, _through_host(host, reference, marks), near
+
+
+def _as_outputs(marks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`marks` as (frames, outputs): none without ties; where the host's outputs do not match the
+    accelerator's element for element, every output of a frame with a mark."""
+    if marks.size == 0:
+        return np.zeros(shape, bool)
+    if marks.size == shape[0] * shape[1]:
+        return marks.reshape(shape)
+    return np.broadcast_to(marks.reshape(shape[0], -1).any(axis=1)[:, None], shape)
+
+
+def _through_host(host: HostIO, values: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """The marks on the accelerator's output integers `values` carried through the host's output
+    transform to the model's outputs."""
+    post, n = host.post, values.shape[0]
+    if not post.graph.node or not marks.any():
+        return marks
+    shaped = values.reshape([n, *host.output.shape[1:]]).astype(np.float32)
+    runnable = with_batch(post, n)
+    context = execute_context(runnable, shaped)
+    carried = propagate(runnable, context, {runnable.graph.input[0].name: marks.reshape(shaped.shape)})
+    out = runnable.graph.output[0].name
+    return carried.get(out, np.zeros(np.shape(context[out]), bool)).reshape(n, -1)
 
 
 def check_checkpoints(build_dir: Path, x: np.ndarray) -> list[tuple[str, bool]]:

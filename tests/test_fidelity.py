@@ -155,15 +155,10 @@ class ScaledInputMlp(torch.nn.Module):
         return self.sign(self.bn(self.fc(self.inq(x.reshape(x.shape[0], -1)))))
 
 
-@pytest.mark.parametrize("scale, offset", [(1 / 256, 0.0), (1 / 255, 0.0), (1 / 255, 0.5)],
-                         ids=["pow2_on_ties", "1_over_255_on_ties", "1_over_255_off_ties"])
-def test_scaled_input_on_ties(scale, offset, tmp_path, verilator_cache):
-    """Inputs that put each channel's accumulator on its BatchNorm mean (offset 0) or half a level
-    from it. With a power-of-two input scale the model's float arithmetic is exact and so is the
-    accelerator. With 1/255 the model rounds each pixel's product and its sum in float32: off the
-    ties that changes nothing (bit-exact), on them the model's sign depends on the pixels' order,
-    not only on their integer sum (frames with one sum get both signs: no integer layer can follow
-    that), and `verify` says those frames sit on ties the model's rounding decides and passes."""
+def on_ties(scale: float, offset: float, tmp_path, verilator_cache) -> tuple[ScaledInputMlp, np.ndarray, Path]:
+    """ScaledInputMlp built, with 256 frames whose channel-0 accumulator is frame 0's, put on its
+    BatchNorm mean (offset 0) or `offset` levels from it: the same pixels, permuted among the
+    inputs channel 0 weighs +1. Every channel's mean is frame 0's accumulator."""
     torch.manual_seed(1)
     model = ScaledInputMlp(scale)
     w = np.where(model.fc.weight.detach().numpy() >= 0, 1, -1)
@@ -175,8 +170,6 @@ def test_scaled_input_on_ties(scale, offset, tmp_path, verilator_cache):
         model.bn.running_var.fill_(1.0 - model.bn.eps)
         model.bn.weight.fill_(1.0)
         model.bn.bias.zero_()
-    # frames whose channel-0 accumulator is frame 0's, on its mean: the same pixels, permuted
-    # among the inputs channel 0 weighs +1
     plus = np.flatnonzero(w[0] > 0)
     frames = [q[0]]
     for _ in range(255):
@@ -190,7 +183,21 @@ def test_scaled_input_on_ties(scale, offset, tmp_path, verilator_cache):
     export_brevitas(model, (1, 1, 8, 8)).save(str(tmp_path / "m.onnx"))
     out = tmp_path / "build"
     build(tmp_path / "m.onnx", out, BuildConfig(target_cycles=256, cache_dir=verilator_cache))
+    return model, x, out
+
+
+@pytest.mark.parametrize("scale, offset", [(1 / 256, 0.0), (1 / 255, 0.0), (1 / 255, 0.5)],
+                         ids=["pow2_on_ties", "1_over_255_on_ties", "1_over_255_off_ties"])
+def test_scaled_input_on_ties(scale, offset, tmp_path, verilator_cache):
+    """Inputs that put each channel's accumulator on its BatchNorm mean (offset 0) or half a level
+    from it. With a power-of-two input scale the model's float arithmetic is exact and so is the
+    accelerator. With 1/255 the model rounds each pixel's product and its sum in float32: off the
+    ties that changes nothing (bit-exact), on them the model's sign depends on the pixels' order,
+    not only on their integer sum (frames with one sum get both signs: no integer layer can follow
+    that), and `verify` says those frames sit on ties the model's rounding decides and passes."""
     from hwgen.simulate import run_input_model, verify_build
+
+    _, x, out = on_ties(scale, offset, tmp_path, verilator_cache)
     result = verify_build(out, x, cache_dir=verilator_cache)
     assert result.integer_mismatches == 0 and result.passed, result.summary()
     if scale == 1 / 256 or offset:
@@ -200,6 +207,35 @@ def test_scaled_input_on_ties(scale, offset, tmp_path, verilator_cache):
     assert set(channel0.tolist()) == {-1.0, 1.0}  # one integer sum, both signs: the model's rounding
     assert 0 < result.tie_frames == result.mismatched_frames, result.summary()
     assert f"{result.tie_frames} on a threshold tie that the model's float32 rounding decides" in result.summary()
+    assert len(result.tied) == result.tie_frames and len(result.tie_nodes) == 1
+
+
+def test_a_wrong_threshold_beside_a_tie_is_a_mismatch(tmp_path, verilator_cache):
+    """The frames of the test above, every one on a tie at channel 0, and channel 5's threshold
+    planted off in the integer graph, from which the hardware is built again (so the hardware
+    equals the wrong graph). Each output is judged by its own path: channel 5 lies on no tie, so
+    the frames where it differs from the model are a MISMATCH though each has a tie elsewhere;
+    frames where only channel 0 differs stay ties."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hwgen.simulate import run_input_model, verify_build
+    from hwgen.transforms.float_ties import float_tie_nodes
+
+    _, x, out = on_ties(1 / 255, 0.0, tmp_path, verilator_cache)
+    path = out / "graphs" / "03_partition.onnx"
+    graph = ModelWrapper(str(path))
+    [name] = float_tie_nodes(graph)
+    node = next(n for n in graph.graph.node if n.name == name)
+    thresholds = graph.get_initializer(node.input[1]).copy()
+    thresholds[5] = thresholds.max() + 100_000  # above every accumulator: channel 5 always says -1
+    graph.set_initializer(node.input[1], thresholds)
+    graph.save(str(path))
+    build(tmp_path / "m.onnx", out, BuildConfig(target_cycles=256, cache_dir=verilator_cache), from_step="to_hardware")
+    result = verify_build(out, x, cache_dir=verilator_cache)
+    flipped = int((run_input_model(out, x)[:, 5] == 1).sum())
+    assert 0 < flipped < 256 and result.integer_mismatches == 0 and not result.passed, result.summary()
+    assert result.summary().startswith(f"MISMATCH with the input model on {flipped}/256 frames"), result.summary()
+    assert result.mismatched_frames == flipped + result.tie_frames and result.tie_frames > 0, result.summary()
 
 
 def test_ties_are_only_where_the_rounding_reaches(tmp_path, verilator_cache):

@@ -23,6 +23,7 @@ from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 
+from hwgen.reach import propagate
 from hwgen.transforms.graph import const
 
 #: Mul nodes holding a scale that left a dot product inexactly (JSON list of node names)
@@ -95,39 +96,38 @@ def _magnitude(model: ModelWrapper, producer, x: np.ndarray) -> tuple[np.ndarray
 
 
 def _decisions_near(model: ModelWrapper, node, acc: np.ndarray, reach: np.ndarray) -> np.ndarray:
-    """Per frame: does the node's output differ anywhere within `reach` levels of `acc`? The model's
-    sum lies within the band around the exact one, and between two integer levels its output is
-    one of theirs, so the levels acc - reach .. acc + reach hold every output it can give."""
-    n, channels = acc.shape[0], acc.shape[1]
+    """Per element of `acc`: does the node's output differ anywhere within `reach` levels of it? The
+    model's sum lies within the band around the exact one, and between two integer levels its
+    output is one of theirs, so the levels acc - reach .. acc + reach hold every output it can give."""
+    channels = acc.shape[1]
     table = const(model, node.input[1]).astype(np.float64)
     lift = (1, channels) + (1,) * (acc.ndim - 2) + (-1,)  # (C, K) -> broadcastable against acc[..., None]
     if node.op_type == "MultiThreshold":  # the count of thresholds T <= acc changes at each T
         t = np.broadcast_to(table, (channels, table.shape[1])).reshape(lift)
         a, r = acc[..., None], reach[..., None]
-        differs = ((t > a - r) & (t <= a + r)).any(axis=-1)
-    else:  # Lookup: the table's entries in the reach of the one acc reads
-        in_min = next(a.i for a in node.attribute if a.name == "in_min")
-        rows = np.broadcast_to(table, (channels, table.shape[-1])).reshape(lift)
-        index = (acc - in_min).astype(np.int64)
+        return ((t > a - r) & (t <= a + r)).any(axis=-1)
+    in_min = next(a.i for a in node.attribute if a.name == "in_min")  # Lookup: the entries in reach
+    rows = np.broadcast_to(table, (channels, table.shape[-1])).reshape(lift)
+    index = (acc - in_min).astype(np.int64)
 
-        def entry(at: np.ndarray) -> np.ndarray:
-            at = np.clip(at, 0, rows.shape[-1] - 1)[..., None]
-            return np.take_along_axis(np.broadcast_to(rows, at.shape[:-1] + rows.shape[-1:]), at, axis=-1)[..., 0]
+    def entry(at: np.ndarray) -> np.ndarray:
+        at = np.clip(at, 0, rows.shape[-1] - 1)[..., None]
+        return np.take_along_axis(np.broadcast_to(rows, at.shape[:-1] + rows.shape[-1:]), at, axis=-1)[..., 0]
 
-        here = entry(index)
-        differs = np.zeros(acc.shape, bool)
-        for k in range(1, int(reach.max(initial=0)) + 1):
-            differs |= (k <= reach) & ((entry(index - k) != here) | (entry(index + k) != here))
-    return differs.reshape(n, -1).any(axis=1)
+    here = entry(index)
+    differs = np.zeros(acc.shape, bool)
+    for k in range(1, int(reach.max(initial=0)) + 1):
+        differs |= (k <= reach) & ((entry(index - k) != here) | (entry(index + k) != here))
+    return differs
 
 
-def tie_frames(model: ModelWrapper, context: dict[str, np.ndarray], frames: int) -> np.ndarray:
-    """Per frame: did one of the recorded float-tie thresholds see an accumulator within the
-    model's rounding bound of a threshold? `model` is the integer graph, `context` every tensor of
-    its execution on the frames. The bound for an n-term sum is (n + EXTRA_ROUNDINGS) unit
-    roundoffs of sum |x_i w_i|, in the sum's own integer levels (a first-order bound on float32
-    summation in any order, with slack for the roundings around it)."""
-    tied = np.zeros(frames, bool)
+def near_ties(model: ModelWrapper, context: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per recorded float-tie node, the elements of its output that the model's rounding may decide:
+    where its accumulator lay within the rounding bound of one of its thresholds. `model` is the
+    integer graph, `context` every tensor of its execution. The bound for an n-term sum is
+    (n + EXTRA_ROUNDINGS) unit roundoffs of sum |x_i w_i|, in the sum's own integer levels (a
+    first-order bound on float32 summation in any order, with slack for the roundings around it)."""
+    near = {}
     nodes = {n.name: n for n in model.graph.node}
     for name in float_tie_nodes(model):
         node = nodes.get(name)
@@ -139,5 +139,31 @@ def tie_frames(model: ModelWrapper, context: dict[str, np.ndarray], frames: int)
         acc = context[node.input[0]]
         magnitude, terms = _magnitude(model, producer, context[producer.input[0]])
         band = (terms + EXTRA_ROUNDINGS) * UNIT_ROUNDOFF * magnitude.reshape(acc.shape)
-        tied |= _decisions_near(model, node, acc, np.ceil(band))
+        near[name] = _decisions_near(model, node, acc, np.ceil(band))
+    return near
+
+
+def tie_frames(model: ModelWrapper, context: dict[str, np.ndarray], frames: int) -> np.ndarray:
+    """Per frame: did one of the recorded float-tie thresholds see an accumulator within the
+    model's rounding bound of a threshold (`near_ties`)?"""
+    tied = np.zeros(frames, bool)
+    for differs in near_ties(model, context).values():
+        tied |= differs.reshape(frames, -1).any(axis=1)
     return tied
+
+
+def tie_outputs(model: ModelWrapper, context: dict[str, np.ndarray], output: str | None = None
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The elements of `model`'s output (or of tensor `output`) that a tie can decide: those on
+    the path of an element `near_ties` marks (`hwgen.reach`), as bool of the output's shape; and
+    per tie node, the frames where it has a near element."""
+    out = output or model.graph.output[0].name
+    near = near_ties(model, context)
+    frames = np.shape(context[out])[0]
+    marks = propagate(model, context, {_node(model, name).output[0]: m for name, m in near.items()})
+    reached = marks.get(out, np.zeros(np.shape(context[out]), bool))
+    return reached, {name: m.reshape(frames, -1).any(axis=1) for name, m in near.items()}
+
+
+def _node(model: ModelWrapper, name: str):
+    return next(n for n in model.graph.node if n.name == name)
