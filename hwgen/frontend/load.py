@@ -34,10 +34,11 @@ def load_onnx(path: str | Path) -> ModelWrapper:
     if path.is_dir():
         raise HwgenError("is a folder, not an ONNX file", where=str(path))
     try:
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path), load_external_data=False)
         _read_every_string(proto)
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for garbage
         raise HwgenError(f"not an ONNX model ({type(exc).__name__})", where=str(path)) from None
+    _load_external_data(proto, path)
     if len(proto.graph.node) == 0:
         raise HwgenError("not an ONNX model (the graph has no nodes)", where=str(path))
     initializers = {i.name for i in proto.graph.initializer}
@@ -47,6 +48,24 @@ def load_onnx(path: str | Path) -> ModelWrapper:
         return ModelWrapper(proto)
     except AssertionError as exc:  # qonnx asserts on malformed graphs (e.g. a tensor declared twice)
         raise HwgenError(f"malformed ONNX graph: {exc}", where=str(path)) from None
+
+
+def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """The tensors a file keeps beside it (torch's newer exporter writes `model.onnx` and
+    `model.onnx.data`) read in; a data file that is missing or too short is one line naming it."""
+    external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in external:
+        info = {e.key: e.value for e in tensor.external_data}
+        data = path.parent / info.get("location", "")
+        end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        if not data.is_file():
+            raise HwgenError(f"tensor '{tensor.name}' is kept in '{data.name}' beside it, which does not exist: "
+                             "copy the data file with the model", where=str(path))
+        if data.stat().st_size < end:
+            raise HwgenError(f"tensor '{tensor.name}' needs bytes up to {end:,} of '{data.name}', which has "
+                             f"{data.stat().st_size:,}: the data file is truncated or not this model's", where=str(path))
+    if external:
+        onnx.load_external_data_for_model(proto, str(path.parent))
 
 
 def _read_every_string(proto: onnx.ModelProto) -> None:

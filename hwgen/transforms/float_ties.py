@@ -17,6 +17,7 @@ The build records which threshold nodes sit behind such a dot product (metadata 
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 from onnx import TensorProto, helper
@@ -91,7 +92,9 @@ def _magnitude(model: ModelWrapper, producer, x: np.ndarray) -> tuple[np.ndarray
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [helper.make_tensor("w", TensorProto.FLOAT, w.shape, np.abs(w).astype(np.float32).ravel())])
     conv = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
-    y = execute_onnx(conv, {"x": np.abs(x).astype(np.float32)})["y"].astype(np.float64)
+    with warnings.catch_warnings():  # the output's shape is left to the run: qonnx warns of it
+        warnings.simplefilter("ignore")
+        y = execute_onnx(conv, {"x": np.abs(x).astype(np.float32)})["y"].astype(np.float64)
     return y, int(np.prod(w.shape[1:]))
 
 

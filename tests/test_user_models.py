@@ -1,0 +1,105 @@
+"""Pieces of the papers' official code as users port them to Brevitas, with Brevitas' default
+quantizers (float scales calibrated on data): each builds, and `verify` passes with exact integers,
+with and without stalls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
+from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+
+from hwgen.builder import build
+from hwgen.config import BuildConfig
+from hwgen.frontend import export_brevitas
+from hwgen.simulate import verify_build
+
+
+class LearnableBias(torch.nn.Module):
+    """The official code's per-channel shift: x + b (before a sign, around a PReLU)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
+
+
+class ResNetStem(torch.nn.Module):
+    """ResNet's stem as Bi-Real's code writes it: a 7x7 stride-2 convolution, BatchNorm, then a 3x3
+    stride-2 max-pool with padding 1; Brevitas' default 8-bit quantizers, an 8-bit classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inq = QuantIdentity(bit_width=8, return_quant_tensor=True)
+        self.conv = QuantConv2d(3, 8, 7, stride=2, padding=3, bias=False, weight_bit_width=8)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.q = QuantIdentity(bit_width=8, return_quant_tensor=True)
+        self.pool = torch.nn.MaxPool2d(3, 2, 1)
+        self.fc = QuantLinear(8 * 8 * 8, 10, bias=False, weight_bit_width=8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.q(self.bn(self.conv(self.inq(x))))).flatten(1))
+
+
+class HardBinaryBranch(torch.nn.Module):
+    """ReActNet's binary branch as its code writes it: LearnableBias, sign, a binary 3x3
+    convolution times its per-channel scaling factor (the mean |w| of HardBinaryConv) before the
+    BatchNorm, then LearnableBias, PReLU with a slope per channel, LearnableBias; Brevitas'
+    default binary weights (`SignedBinaryWeightPerTensorConst`) and 8-bit quantizers."""
+
+    def __init__(self, channels: int = 16) -> None:
+        super().__init__()
+        self.inq = QuantIdentity(bit_width=8, return_quant_tensor=False)
+        self.move0 = LearnableBias(channels)
+        self.sign = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
+        self.conv = QuantConv2d(channels, channels, 3, padding=1, bias=False,
+                                weight_quant=SignedBinaryWeightPerTensorConst)
+        self.scale = torch.nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bn = torch.nn.BatchNorm2d(channels)
+        self.move1, self.prelu, self.move2 = LearnableBias(channels), torch.nn.PReLU(channels), LearnableBias(channels)
+        self.q = QuantIdentity(bit_width=8, return_quant_tensor=False)
+        self.fc = QuantLinear(channels * 8 * 8, 10, bias=False, weight_bit_width=8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(self.sign(self.move0(self.inq(x)))) * self.scale)
+        return self.fc(self.q(self.move2(self.prelu(self.move1(y)))).flatten(1))
+
+
+def trained_looking(module: torch.nn.Module, shape: tuple[int, ...], seed: int) -> torch.nn.Module:
+    """`module` with spread-out shifts, slopes, scaling factors and BatchNorm statistics, its
+    quantizers' scales calibrated on a few batches of data (train mode), then in eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for sub in module.modules():
+            if isinstance(sub, LearnableBias):
+                sub.bias.uniform_(-0.3, 0.3)
+            elif isinstance(sub, torch.nn.PReLU):
+                sub.weight.uniform_(-0.5, 0.5)
+            elif isinstance(sub, torch.nn.BatchNorm2d):
+                sub.running_mean.uniform_(-2, 2)
+                sub.running_var.uniform_(1, 20)
+                sub.weight.uniform_(-1, 1)
+        if isinstance(module, HardBinaryBranch):
+            module.scale.uniform_(0.1, 0.6)
+    module.train()
+    for _ in range(5):
+        module(torch.randn(16, *shape[1:]))
+    return module.eval()
+
+
+@pytest.mark.parametrize("make, shape", [(ResNetStem, (1, 3, 32, 32)), (HardBinaryBranch, (1, 16, 8, 8))],
+                         ids=["resnet-stem", "hard-binary-branch"])
+def test_official_code_pieces_with_default_quantizers(make, shape, tmp_path: Path, verilator_cache):
+    module = trained_looking(make(), shape, seed=0)
+    export_brevitas(module, shape).save(str(tmp_path / "m.onnx"))
+    out = tmp_path / "b"
+    build(tmp_path / "m.onnx", out, BuildConfig(cache_dir=verilator_cache))
+    x = np.random.default_rng(5).standard_normal((32, *shape[1:])).astype(np.float32)
+    for stall in (0.0, 0.3):
+        result = verify_build(out, x, stall_prob=stall, cache_dir=verilator_cache)
+        assert result.passed and result.integer_mismatches == 0 and result.tie_frames == 0, result.summary()
