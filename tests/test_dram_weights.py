@@ -258,3 +258,42 @@ def test_reactnet_a_builds_for_the_zcu104_at_the_fastest_rate_that_fits(tmp_path
     assert [layer["name"] for layer in report["layers"] if layer["op"] == "DramMVU"] == ["ConvMVU_30", "MVU_0"]
     assert report["totals"]["max_est_cycles"] == 451_584  # 443 FPS at 200 MHz
     assert report["dram"]["mbytes_per_s"] <= report["dram"]["available_mbytes_per_s"]
+
+
+def test_layers_in_several_passes_are_the_model(tmp_path, verilator_cache):
+    """A ReActNet normal block (16 channels, 8x8) with its weights in DRAM, each weight-stationary
+    unit set to take its 64 vectors in 4 passes (the fold checkpoint edited, the build run again
+    from plumbing): the DRAM image holds each unit's weights once, read once a pass; rtlsim equals
+    Brevitas with and without stalls, at its slowest unit's estimate."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hwgen.models.blocks import BlockNet, ReActNetBlock
+    from hwgen.models.zoo import randomize
+
+    net = BlockNet(ReActNetBlock(16, 16, 1), 16, 8)
+    randomize(net, seed=0)
+    path = tmp_path / "block.onnx"
+    export_brevitas(net, net.input_shape).save(str(path))
+    out = tmp_path / "build"
+    cfg = BuildConfig(target_cycles=4096, weight_memory="dram", fifo_sizing="modelled", cache_dir=verilator_cache)
+    build(path, out, cfg)
+    [fold] = (out / "graphs").glob("*_fold.onnx")
+    graph = ModelWrapper(str(fold))
+    units = [n for n in graph.graph.node if n.op_type == "DramMVU"]
+    assert len(units) == 2
+    for node in units:
+        getCustomOp(node).set_nodeattr("passes", 4)
+    graph.save(str(fold))
+    report = build(path, out, cfg, from_step="plumbing")
+    weights = 16 * 16 * 10 // 8  # the 3x3 and the 1x1 convolution's binary weights, in bytes
+    assert report["dram"]["bytes_per_frame"] == 4 * weights
+    assert (out / "rtl" / "dram.bin").stat().st_size == 4096 + 16 * 16 // 8  # the second image at 4 KB
+    x = np.random.default_rng(5).random((3, *net.input_shape[1:])).astype(np.float32)
+    with torch.no_grad():
+        brevitas = net(torch.from_numpy(x)).numpy()
+    for stall in (0.0, 0.3):
+        y, stats = simulate_build(out, x, stall_prob=stall, seed=4, cache_dir=verilator_cache)
+        assert np.array_equal(y, brevitas), stall
+        if stall == 0.0:
+            assert stats["cycles_per_frame"] == report["totals"]["max_est_cycles"]

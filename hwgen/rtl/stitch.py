@@ -271,9 +271,9 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel",
         weights.unlink()
     readers = [unit for unit, _ in units if unit.dram_bytes_per_frame()]
     dram = rtl_dir / DRAM_FILE
-    image = np.zeros(max((u.offset + u.dram_bytes_per_frame() for u in readers), default=0), np.uint8)
+    image = np.zeros(max((u.offset + u.dram_image_bytes() for u in readers), default=0), np.uint8)
     for u in readers:
-        image[u.offset:u.offset + u.dram_bytes_per_frame()] = u.dram_image()
+        image[u.offset:u.offset + u.dram_image_bytes()] = u.dram_image()
     if readers:
         dram.write_bytes(image.tobytes())
     elif dram.exists():

@@ -137,6 +137,11 @@ class Unit(ABC):
         """UltraRAMs (URAM288) the unit's memories take: none unless placed there."""
         return 0
 
+    def dram_image_bytes(self) -> int:
+        """Bytes of the unit's image in DRAM (its weights); none for a unit that reads no DRAM.
+        A unit may read its image more than once a frame (`dram_bytes_per_frame`)."""
+        return 0
+
     def dram_bytes_per_frame(self) -> int:
         """Bytes the unit reads from DRAM per frame (weights streamed from there): none for a
         unit whose parameters are on chip. With the frame rate, the DRAM bandwidth it needs

@@ -134,8 +134,11 @@ class DramMVU(Unit):
     def component(self) -> wiring.Component:
         return DramMVUComponent(self)
 
+    def dram_image_bytes(self) -> int:
+        return self.reader.dram_bytes_per_frame()
+
     def dram_bytes_per_frame(self) -> int:
-        return self.passes * self.reader.dram_bytes_per_frame()
+        return self.passes * self.dram_image_bytes()
 
     # -- estimates
 

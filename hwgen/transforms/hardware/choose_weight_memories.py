@@ -110,7 +110,7 @@ def move_to_dram(model: ModelWrapper, passes: dict[str, int] | None, bus_bits: i
                          **attrs)
         model.graph.node.remove(node)
         model.graph.node.insert(index, dram)
-        offset = _aligned(offset + unit_of(model, dram).dram_bytes_per_frame())
+        offset = _aligned(offset + unit_of(model, dram).dram_image_bytes())
         changed = True
     return changed
 
@@ -126,4 +126,4 @@ def dram_units(model: ModelWrapper) -> list:
 
 def dram_end(model: ModelWrapper) -> int:
     """The first 4 KB boundary after every DRAM image of `model`."""
-    return max((_aligned(u.offset + u.dram_bytes_per_frame()) for u in dram_units(model)), default=0)
+    return max((_aligned(u.offset + u.dram_image_bytes()) for u in dram_units(model)), default=0)
