@@ -6,6 +6,7 @@ Each is checked at every step of the lowering and in rtlsim, with stalls, agains
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -62,13 +63,18 @@ class UnquantizedBranch(Block):
         return self.quant(b.bn(b.conv(self.sign(x))) + x)
 
 
-def test_join_without_a_common_integer_scale_is_refused_by_name(tmp_path):
-    net = randomize_block(BlockNet(UnquantizedBranch(4), 4, 6), seed=2)
-    path = tmp_path / "net.onnx"
-    export_brevitas(net, net.input_shape).save(str(path))
-    with pytest.raises(HwgenError, match=r"node Add_0.*scales differ from channel to channel"):
-        build(path, tmp_path / "build", BuildConfig())
-    assert not (tmp_path / "build" / "report.json").exists()
+@pytest.mark.parametrize("channels, size, seed", [(4, 6, 2), (16, 8, 3)])
+def test_a_batchnorm_output_joined_to_the_shortcut(channels, size, seed, tmp_path, verilator_cache):
+    """The join every paper's code writes: the binary convolution's BatchNorm output (a
+    per-channel affine of its accumulator) added to the 8-bit shortcut, then quantized. Each
+    channel gets its own integer pair (z = alpha[c] * acc + beta[c] * x), and the block is
+    bit-exact with Brevitas at every step and in rtlsim, with stalls."""
+    net = randomize_block(BlockNet(UnquantizedBranch(channels), channels, size), seed=seed)
+    build_and_check(net, tmp_path, verilator_cache)
+    graph = onnx.load(str(tmp_path / "build" / "graphs" / "02_streamline.onnx"))
+    [add] = [n for n in graph.graph.node if n.op_type == "ScaledAdd"]
+    alphas = next(a.ints for a in add.attribute if a.name == "alphas")
+    assert len(alphas) == channels and len(set(alphas)) > 1
 
 
 LADDER = [pytest.param(seed, marks=() if seed < 3 else pytest.mark.slow) for seed in range(8)]

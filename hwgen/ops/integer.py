@@ -7,6 +7,7 @@ numpy on integer values, and become hardware units in TO_HARDWARE (`ChannelwiseL
 
     Lookup(x, table; in_min, out_dtype)         y[n, c, ...] = table[c or 0, x[n, c, ...] - in_min]
     ScaledAdd(a, b; alpha, beta, out_dtype)     y = alpha * a + beta * b
+      (alphas, betas: per channel)              y[n, c, ...] = alphas[c] * a[n, c, ...] + betas[c] * b[n, c, ...]
     SumPool(x; kernel, out_dtype)               y[n, c, i, j] = sum of x over window (i, j);
                                                 kernel [0, 0]: the whole image (global pooling)
 """
@@ -51,7 +52,14 @@ class Lookup(_IntegerOp):
 
 class ScaledAdd(_IntegerOp):
     def get_nodeattr_types(self):
-        return {"alpha": ("i", True, 1), "beta": ("i", True, 1), "out_dtype": ("s", True, "")}
+        return {"alpha": ("i", True, 1), "beta": ("i", True, 1), "out_dtype": ("s", True, ""),
+                "alphas": ("ints", False, []), "betas": ("ints", False, [])}
+
+    def coefficients(self) -> tuple[int | list[int], int | list[int]]:
+        """(alpha, beta): one each, or one per channel."""
+        if self.get_nodeattr("alphas"):
+            return list(self.get_nodeattr("alphas")), list(self.get_nodeattr("betas"))
+        return self.get_nodeattr("alpha"), self.get_nodeattr("beta")
 
     def make_shape_compatible_op(self, model):
         return self.make_const_shape_op(model.get_tensor_shape(self.onnx_node.input[0]))
@@ -59,7 +67,11 @@ class ScaledAdd(_IntegerOp):
     def execute_node(self, context, graph):
         node = self.onnx_node
         a, b = _ints(context[node.input[0]]), _ints(context[node.input[1]])
-        y = self.get_nodeattr("alpha") * a + self.get_nodeattr("beta") * b
+        alpha, beta = (np.asarray(c, np.int64) for c in self.coefficients())
+        if alpha.ndim:  # per channel, on axis 1
+            shape = [1, -1] + [1] * (a.ndim - 2)
+            alpha, beta = alpha.reshape(shape), beta.reshape(shape)
+        y = alpha * a + beta * b
         context[node.output[0]] = y.astype(np.float32)
 
 

@@ -25,6 +25,19 @@ def test_add_matches_reference(a, b, alpha, beta, pe, check_unit):
     check_unit(unit, frames)
 
 
+@pytest.mark.parametrize("pe", [1, 2, 6])
+def test_coefficients_per_channel(pe, check_unit):
+    """A join whose operands' scales differ from channel to channel: each channel its own pair,
+    each lane picking its channel's for the beat's fold."""
+    alphas, betas = (3, -5, 1, 7, 2, 12), (1, 2, -4, 1, 9, 3)
+    out = sum_dtype(DataType["INT10"], DataType["UINT8"], alphas, betas)
+    unit = AddStreams(6, pe, 3, DataType["INT10"], DataType["UINT8"], 1, 1, out, alphas, betas)
+    frames = (random_frames(unit.inputs[0], 5, seed=3), random_frames(unit.inputs[1], 5, seed=4))
+    expected = np.tile(alphas, 3) * frames[0] + np.tile(betas, 3) * frames[1]
+    assert np.array_equal(unit.reference(*frames), expected)
+    check_unit(unit, frames)
+
+
 def test_sum_dtype_holds_every_sum():
     assert sum_dtype(DataType["INT8"], DataType["INT8"], 1, 1) == DataType["INT9"]
     assert sum_dtype(DataType["UINT8"], DataType["UINT8"], 1, 1) == DataType["UINT9"]
@@ -32,6 +45,8 @@ def test_sum_dtype_holds_every_sum():
 
 
 @pytest.mark.parametrize("kwargs, name", [(dict(PE=4), "PE"), (dict(alpha=0), "alpha"),
+                                          (dict(alphas=(1, 2), betas=(1, 2)), "one coefficient per channel"),
+                                          (dict(alphas=(1,) * 6, betas=(1, 0, 1, 1, 1, 1)), "non-zero"),
                                           (dict(output_dtype=DataType["INT8"]), "output_dtype")])
 def test_bad_parameters_are_named(kwargs, name):
     params = dict(channels=6, PE=2, pixels=2, a_dtype=DataType["INT8"], b_dtype=DataType["INT8"], alpha=1,

@@ -17,6 +17,15 @@ continued-fraction approximations of the scale ratio in order of size, each chec
 F as a function of z becomes a table over z's range where that range is small (at most
 `LOOKUP_MAX_ENTRIES` values) and F has many levels or is not monotone, else thresholds; where no
 coefficients up to `MAX_COEFFICIENT` work, the join is an error naming the Add and both scales.
+
+Where the operands' scales differ from channel to channel (the papers' code adds a binary
+convolution's BatchNorm output, a per-channel affine of its accumulator, to the shortcut), each
+channel gets its own pair: z[c] = alpha[c]*qa + beta[c]*qb, searched the same way on that channel's
+levels, and the thresholds (or the table's rows) are found per channel on its own z:
+
+    qa -> BatchNorm --\
+                      Add -> Q    =>    ScaledAdd(qa, qb; alphas, betas) -> MultiThreshold(T[c])
+    qb -> Mul(s) -----/
 """
 
 from __future__ import annotations
@@ -150,14 +159,20 @@ class FoldJoinIntoScaledAdd(Transformation):
             raise HwgenError(f"the operands have {va.size} x {vb.size} value pairs, more than hwgen tabulates "
                              f"({MAX_PAIRS}): quantize them (8 bits each) before the add", where=f"node {add.name}")
         pairs_a, pairs_b = np.repeat(va, vb.size), np.tile(vb, va.size)
+        for tensor, (lo, hi, _) in zip((ta, tb), ranges):  # an accumulator joined as it is: say its range
+            if not model.get_tensor_datatype(tensor).is_integer():
+                model.set_tensor_datatype(tensor, int_dtype_for_range(int(lo.min()), int(hi.max())))
         chain = _JoinChain(model, [ta, tb], chain_a + chain_b + [add] + post, quant)
         scale_a = _operand_scale(ElementwiseChain(model, ta, chain_a).run(va[:, None].repeat(channels, 1)), va)
         scale_b = _operand_scale(ElementwiseChain(model, tb, chain_b).run(vb[:, None].repeat(channels, 1)), vb)
         ratios = scale_a / scale_b
-        if not np.all(np.isfinite(ratios)) or np.any(ratios == 0) or not np.allclose(ratios, ratios[0], rtol=1e-6):
-            raise HwgenError(f"the operands' scales differ from channel to channel ({scale_a[:3]} vs "
-                             f"{scale_b[:3]}, ...): quantize each operand per tensor before the add",
-                             where=f"node {add.name}")
+        if not np.all(np.isfinite(ratios)) or np.any(ratios == 0):
+            c = int(np.flatnonzero(~np.isfinite(ratios) | (ratios == 0))[0])
+            raise HwgenError(f"channel {c}: an operand has no scale there ({scale_a[c]:.9g} vs {scale_b[c]:.9g}): "
+                             "it does not depend on its integer input", where=f"node {add.name}")
+        if not np.allclose(ratios, ratios[0], rtol=1e-6):
+            _per_channel(model, add, chain, ta, tb, pairs_a, pairs_b, ratios, scale_a, scale_b)
+            return
         # Where both operands' chains are the same in every channel (per-tensor scales), the sum
         # the Add computes is one float per pair: if that is a function of z, so is everything
         # after it, which then runs on one pair per value of z rather than on every pair.
@@ -189,18 +204,66 @@ class FoldJoinIntoScaledAdd(Transformation):
                          "input pair: use scales that are powers of two apart", where=f"node {add.name}")
 
 
+def _per_channel(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, pairs_a: np.ndarray,
+                 pairs_b: np.ndarray, ratios: np.ndarray, scale_a: np.ndarray, scale_b: np.ndarray) -> None:
+    """The join with a coefficient pair per channel: each channel's smallest pair whose z its
+    levels are a function of (a non-decreasing one preferred), then thresholds per channel, or a
+    table where some channel's levels are not monotone in its z."""
+    channels = ratios.size
+    levels = chain.levels(pairs_a[:, None].repeat(channels, 1), pairs_b[:, None].repeat(channels, 1))
+    alphas, betas, all_rising = [], [], True
+    for c in range(channels):
+        found = None
+        for alpha, beta in candidate_coefficients(float(ratios[c])):
+            z = alpha * pairs_a + beta * pairs_b
+            if max(-int(z.min()), int(z.max())) > FLOAT32_EXACT:
+                continue
+            is_function, rising = function_of(z, levels[:, c:c + 1])
+            if is_function and (found is None or rising):
+                found = (alpha, beta, rising)
+                if rising:
+                    break
+        if found is None:
+            raise HwgenError(f"channel {c}: no integer coefficients up to {MAX_COEFFICIENT} reproduce the model's "
+                             f"rounding of a*{scale_a[c]:.9g} + b*{scale_b[c]:.9g} (scales of {ta} and {tb}) for "
+                             "every input pair: use scales that are powers of two apart", where=f"node {add.name}")
+        alphas.append(found[0])
+        betas.append(found[1])
+        all_rising &= found[2]
+    z = np.array(alphas)[None, :] * pairs_a[:, None] + np.array(betas)[None, :] * pairs_b[:, None]
+    span = int(z.max() - z.min()) + 1
+    table = span <= LOOKUP_MAX_ENTRIES and (not all_rising or chain.num_thresholds(model) >= LOOKUP_MIN_LEVELS)
+    if not all_rising and not table:
+        raise HwgenError(f"the join's output is not monotone in its per-channel sum, whose {span:,} values are "
+                         f"more than a table holds ({LOOKUP_MAX_ENTRIES:,}): quantize the operands to fewer bits",
+                         where=f"node {add.name}")
+    _emit(model, add, chain, ta, tb, 1, 1, z, levels, as_thresholds=not table, per_channel=(alphas, betas))
+
+
+def _sorted_by_z(z: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """z and the levels sorted by z; per channel (each column its own order) for z of (R, C)."""
+    order = np.argsort(z, axis=0, kind="stable")
+    if z.ndim == 1:
+        return z[order], levels[order]
+    return np.take_along_axis(z, order, axis=0), np.take_along_axis(levels, order, axis=0)
+
+
 def _emit(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, alpha: int, beta: int,
-          z: np.ndarray, levels: np.ndarray, as_thresholds: bool) -> None:
+          z: np.ndarray, levels: np.ndarray, as_thresholds: bool,
+          per_channel: tuple[list[int], list[int]] | None = None) -> None:
     """ScaledAdd -> MultiThreshold (monotone, few levels or a wide z) or Lookup (a table over z's
-    range) in place of the join's nodes."""
+    range) in place of the join's nodes. `z` is (R,), or (R, C) with `per_channel` coefficients."""
     quant = chain.quant
     scale, bias = chain.out_scale_bias(model)
     z_dtype = int_dtype_for_range(int(z.min()), int(z.max()))
     z_tensor = new_tensor(model, add.output[0], dtype=z_dtype)
+    coefficients = {"alpha": int(alpha), "beta": int(beta)}
+    if per_channel is not None:
+        coefficients.update(alphas=[int(a) for a in per_channel[0]], betas=[int(b) for b in per_channel[1]])
     nodes = [make_node("ScaledAdd", [ta, tb], [z_tensor], domain=INTEGER_DOMAIN, name=f"{add.name}_scaled",
-                       alpha=int(alpha), beta=int(beta), out_dtype=z_dtype.name)]
-    order = np.argsort(z, kind="stable")
-    zs, ls = z[order], levels[order]
+                       out_dtype=z_dtype.name, **coefficients)]
+    zs, ls = _sorted_by_z(z, levels)
+    zs = zs if zs.ndim == 2 else np.broadcast_to(zs[:, None], ls.shape)
     if as_thresholds:
         steps = int(ls.max() - ls.min())
         low = int(ls.min(axis=0).min())
@@ -208,7 +271,8 @@ def _emit(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, alpha: 
         thresholds = np.empty((ls.shape[1], max(steps, 1)), np.int64)
         for j in range(thresholds.shape[1]):
             reached = ls >= low + j + 1
-            first = np.where(reached.any(axis=0), zs[np.argmax(reached, axis=0)], int(zs[-1]) + 1)
+            at = np.argmax(reached, axis=0)
+            first = np.where(reached.any(axis=0), zs[at, np.arange(ls.shape[1])], zs[-1] + 1)
             thresholds[:, j] = first
         out_values = [scale * (low + k) + bias for k in range(thresholds.shape[1] + 1)]
         out_dtype = dtype_for_levels(out_values)
@@ -223,8 +287,9 @@ def _emit(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, alpha: 
         entries = np.arange(int(z.min()), int(z.max()) + 1)
         table = np.empty((ls.shape[1], entries.size), np.float64)
         # every z the pairs reach takes its level; a z no pair reaches takes its neighbour's
-        position = np.searchsorted(zs, entries, side="right") - 1
-        table[:] = (scale * ls[np.clip(position, 0, len(zs) - 1)] + bias).T
+        for c in range(ls.shape[1]):
+            position = np.clip(np.searchsorted(zs[:, c], entries, side="right") - 1, 0, len(zs) - 1)
+            table[c] = scale * ls[position, c] + bias
         out_dtype = dtype_for_levels(table.ravel())
         if np.all(table == table[:1]):
             table = table[:1]

@@ -43,7 +43,7 @@ def _derived(model: ModelWrapper, node):
         return int_dtype_for_range(n * int(dtypes[0].min()), n * int(dtypes[0].max()))
     if node.domain == INTEGER_DOMAIN and node.op_type == "ScaledAdd" and len(dtypes) == 2:
         op = getCustomOp(node)
-        return int_dtype_for_range(*sum_range(dtypes[0], dtypes[1], op.get_nodeattr("alpha"), op.get_nodeattr("beta")))
+        return int_dtype_for_range(*sum_range(dtypes[0], dtypes[1], *op.coefficients()))
     return None
 
 
