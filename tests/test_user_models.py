@@ -103,3 +103,31 @@ def test_official_code_pieces_with_default_quantizers(make, shape, tmp_path: Pat
     for stall in (0.0, 0.3):
         result = verify_build(out, x, stall_prob=stall, cache_dir=verilator_cache)
         assert result.passed and result.integer_mismatches == 0 and result.tie_frames == 0, result.summary()
+
+
+class UnquantizedSumOfBases(torch.nn.Module):
+    """ABC-Net's weighted sum of binary convolutions, left in floats at the network's end: the
+    integer layers end in one tensor per base that float multiplies and adds combine."""
+
+    def __init__(self, bases: int = 3) -> None:
+        super().__init__()
+        self.inq = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
+        self.convs = torch.nn.ModuleList(
+            QuantConv2d(4, 4, 3, padding=1, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+            for _ in range(bases))
+        self.alphas = torch.nn.Parameter(torch.tensor([0.5, 0.25, 0.125])[:bases])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.inq(x)
+        return sum(a * conv(q) for a, conv in zip(self.alphas, self.convs))
+
+
+def test_integer_layers_ending_in_several_tensors_are_one_line(tmp_path: Path):
+    from hwgen.errors import HwgenError
+
+    export_brevitas(UnquantizedSumOfBases().eval(), (1, 4, 6, 6)).save(str(tmp_path / "m.onnx"))
+    with pytest.raises(HwgenError, match=r"^node \S+: the integer layers end in 3 tensors \(.*\) that float ops after "
+                                         r"them combine, where an accelerator has one output stream: put a quantizer "
+                                         r"after the ops that combine them, so that the join is integer$"):
+        build(tmp_path / "m.onnx", tmp_path / "b", BuildConfig())
+    assert not (tmp_path / "b").exists()

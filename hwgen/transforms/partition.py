@@ -160,7 +160,12 @@ def split_host_and_accelerator(model: ModelWrapper) -> Partition:
                          f"(it would split the accelerator before layer {stranded[0].name})",
                          where=f"node {culprit.name}")
     if len(outputs) != 1:
-        raise HwgenError(f"the accelerator needs one output stream, found {outputs}")
+        readers = [c for o in outputs for c in model.find_consumers(o) or [] if c.name not in region]
+        where = f"node {readers[0].name}" if readers else None
+        raise HwgenError(f"the integer layers end in {len(outputs)} tensors ({', '.join(outputs[:4])}"
+                         f"{', ...' if len(outputs) > 4 else ''}) that float ops after them combine, where an "
+                         "accelerator has one output stream: put a quantizer after the ops that combine them, "
+                         "so that the join is integer", where=where)
     (out,) = outputs
     found = _value_range(model, out)
     if found is not None and max(-found[0], found[1]) > FLOAT32_EXACT:
