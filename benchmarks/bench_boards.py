@@ -16,6 +16,10 @@ Prints one JSON object and writes the Markdown table to `--table` (committed as
 
     .venv/bin/python benchmarks/bench_boards.py [--names reactnet-a bireal-18 ...] [--table FILE] [--json FILE]
     .venv/bin/python benchmarks/bench_boards.py --render FILE.json --table FILE.md   (the table of an earlier run)
+    .venv/bin/python benchmarks/bench_boards.py --names reactnet-a --merge FILE.json ...   (rerun some rows)
+
+Each row says which commit measured it (`measured_at`): rows rerun with `--merge` replace those
+of the earlier run, the others keep theirs.
 """
 
 from __future__ import annotations
@@ -105,8 +109,16 @@ def phase(name: str, work: Path) -> dict:
     options = fold_options(hardware)  # listed once for every board
     lowered = time.perf_counter() - t
     boards = {board: fold_for(hardware, options, board) for board in BOARDS}
-    return {"name": name, "lower_seconds": round(lowered, 1),
+    return {"name": name, "measured_at": _commit(), "lower_seconds": round(lowered, 1),
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "boards": boards}
+
+
+def _commit() -> str:
+    """The commit the benchmark runs at (with `+` where the tree has changes of its own)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def cell(result: dict, goal: float | None) -> str:
@@ -132,12 +144,12 @@ HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --bo
 
 def table(results: list[dict], command: str) -> str:
     lines = [f"`{command}`", "", HEADER, "",
-             "| network | " + " | ".join(BOARDS) + " | lower s / peak MiB |",
-             "|---|" + "---|" * (len(BOARDS) + 1)]
+             "| network | " + " | ".join(BOARDS) + " | lower s / peak MiB | measured at |",
+             "|---|" + "---|" * (len(BOARDS) + 2)]
     for r in results:
         goals = GOALS.get(r["name"], (None,) * len(BOARDS))
         lines.append(f"| {r['name']} | " + " | ".join(cell(r["boards"][b], g) for b, g in zip(BOARDS, goals))
-                     + f" | {r['lower_seconds']} / {r['peak_mib']:,} |")
+                     + f" | {r['lower_seconds']} / {r['peak_mib']:,} | {r.get('measured_at', 'an earlier run')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -147,6 +159,7 @@ def main() -> None:
     p.add_argument("--table", type=Path, help="write the Markdown table here")
     p.add_argument("--json", type=Path, help="write the JSON here too")
     p.add_argument("--render", type=Path, help="write --table from this earlier run's JSON, running nothing")
+    p.add_argument("--merge", type=Path, help="an earlier run's JSON whose rows those run now replace")
     p.add_argument("--phase", nargs=2, metavar=("NAME", "DIR"), help=argparse.SUPPRESS)
     args = p.parse_args()
     command = "python benchmarks/bench_boards.py --json benchmarks/results/boards_imagenet.json " \
@@ -165,6 +178,10 @@ def main() -> None:
                 raise SystemExit(f"{name}: {proc.stderr.strip().splitlines()[-1]}")
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), file=sys.stderr)
+    if args.merge:
+        rerun = {r["name"]: r for r in results}
+        earlier = json.loads(args.merge.read_text())["results"]
+        results = [rerun.pop(r["name"], r) for r in earlier] + list(rerun.values())
     out = {"boards": BOARDS, "results": results}
     print(json.dumps(out))
     if args.json:
