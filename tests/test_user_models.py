@@ -70,6 +70,26 @@ class HardBinaryBranch(torch.nn.Module):
         return self.fc(self.q(self.move2(self.prelu(self.move1(y)))).flatten(1))
 
 
+class PooledHead(torch.nn.Module):
+    """The papers' head as their code writes it: a binary convolution's BatchNorm output quantized by
+    Brevitas' default 8-bit quantizer (a float scale), averaged over the image, quantized again,
+    and classified."""
+
+    def __init__(self, channels: int = 16) -> None:
+        super().__init__()
+        self.inq = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
+        self.conv = QuantConv2d(channels, channels, 3, padding=1, bias=False,
+                                weight_quant=SignedBinaryWeightPerTensorConst)
+        self.bn = torch.nn.BatchNorm2d(channels)
+        self.q = QuantIdentity(bit_width=8, return_quant_tensor=True)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.q2 = QuantIdentity(bit_width=8, return_quant_tensor=True)
+        self.fc = QuantLinear(channels, 10, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.q2(self.pool(self.q(self.bn(self.conv(self.inq(x)))))).flatten(1))
+
+
 def trained_looking(module: torch.nn.Module, shape: tuple[int, ...], seed: int) -> torch.nn.Module:
     """`module` with spread-out shifts, slopes, scaling factors and BatchNorm statistics, its
     quantizers' scales calibrated on a few batches of data (train mode), then in eval mode."""
@@ -92,8 +112,9 @@ def trained_looking(module: torch.nn.Module, shape: tuple[int, ...], seed: int) 
     return module.eval()
 
 
-@pytest.mark.parametrize("make, shape", [(ResNetStem, (1, 3, 32, 32)), (HardBinaryBranch, (1, 16, 8, 8))],
-                         ids=["resnet-stem", "hard-binary-branch"])
+@pytest.mark.parametrize("make, shape", [(ResNetStem, (1, 3, 32, 32)), (HardBinaryBranch, (1, 16, 8, 8)),
+                                         (PooledHead, (1, 16, 8, 8))],
+                         ids=["resnet-stem", "hard-binary-branch", "float-scale-pooled-head"])
 def test_official_code_pieces_with_default_quantizers(make, shape, tmp_path: Path, verilator_cache):
     module = trained_looking(make(), shape, seed=0)
     export_brevitas(module, shape).save(str(tmp_path / "m.onnx"))
@@ -102,7 +123,8 @@ def test_official_code_pieces_with_default_quantizers(make, shape, tmp_path: Pat
     x = np.random.default_rng(5).standard_normal((32, *shape[1:])).astype(np.float32)
     for stall in (0.0, 0.3):
         result = verify_build(out, x, stall_prob=stall, cache_dir=verilator_cache)
-        assert result.passed and result.integer_mismatches == 0 and result.tie_frames == 0, result.summary()
+        assert result.passed and result.integer_mismatches == 0 and result.tie_frames <= 0.01 * len(x), \
+            result.summary()
 
 
 class UnquantizedSumOfBases(torch.nn.Module):

@@ -79,6 +79,12 @@ def float_tie_nodes(model: ModelWrapper) -> list[str]:
 def _magnitude(model: ModelWrapper, producer, x: np.ndarray) -> tuple[np.ndarray, int]:
     """sum |x_i| |w_i| for every output of the dot product `producer` on its input `x` (the size of
     the terms the model rounds), and the number of terms per output."""
+    if producer.op_type == "SumPool":  # a window sum of s * q: terms of magnitude |q|, one per element
+        kh, kw = next(a.ints for a in producer.attribute if a.name == "kernel")
+        n, c, h, w_ = x.shape
+        kh, kw = (kh, kw) if kh else (h, w_)
+        windows = np.abs(x.astype(np.float64)).reshape(n, c, h // kh, kh, w_ // kw, kw)
+        return windows.sum(axis=(3, 5)), kh * kw
     w = const(model, producer.input[1]).astype(np.float64)
     if producer.op_type == "XnorPopcountMatMul":  # +-1 times +-1: every term has magnitude 1
         mw = w.shape[0]
@@ -137,7 +143,9 @@ def near_ties(model: ModelWrapper, context: dict[str, np.ndarray]) -> dict[str, 
         if node is None or node.input[0] not in context:
             continue
         producer = model.find_producer(node.input[0])
-        if producer is None or producer.op_type not in ("MatMul", "Conv", "XnorPopcountMatMul"):
+        while producer is not None and producer.op_type in ("Reshape", "Flatten"):  # a pool's (N, C) view
+            producer = model.find_producer(producer.input[0])
+        if producer is None or producer.op_type not in ("MatMul", "Conv", "XnorPopcountMatMul", "SumPool"):
             continue
         acc = context[node.input[0]]
         magnitude, terms = _magnitude(model, producer, context[producer.input[0]])

@@ -8,12 +8,18 @@ for an integer tensor q and a scalar scale s. The window sum of the integers is 
 what remains is the scale and the 1/N, which join the chain to the next quantizer (thresholds or a
 table), so the division costs nothing.
 
-Exact only where the model's own float arithmetic depends on the window sum alone: every product
-s*q and every partial sum of a window must be a float32 value exactly (true for a power-of-two
-scale), so that the model's average is `finish(s * sum)` for one function `finish`. That is
-checked for every value q and every sum, and `finish` is checked to be the Div (or the Mul by 1/N)
-written here, by running the model's AveragePool on windows that hold each sum; otherwise the pool
-is an error naming it.
+Exact where the model's own float arithmetic depends on the window sum alone: every product s*q
+and every partial sum of a window is a float32 value exactly (true for a power-of-two scale), so
+that the model's average is `finish(s * sum)` for one function `finish`. That is checked for every
+value q and every sum, and `finish` is checked to be the Div (or the Mul by 1/N) written here, by
+running the model's AveragePool on windows that hold each sum.
+
+With any other scale (Brevitas' default 8-bit quantizer: a float scale calibrated on data) the
+model rounds each product and partial sum, so its average lies within a rounding bound of
+`finish(s * sum)` and depends on the order it adds the window's values in. The rewrite is the same;
+the scale is recorded as inexact (`float_ties.note_inexact_scale`), so the thresholds the chain
+becomes are recorded as ties where a window's sum lies within that bound of one, as for a dot
+product with a float scale inside it: `verify` judges those outputs as the model's rounding.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from qonnx.util.basic import get_by_name
 
 from hwgen.errors import HwgenError
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
+from hwgen.transforms.float_ties import note_inexact_scale
 from hwgen.transforms.graph import add_const, add_shape, const, int_dtype_for_range, is_scalar, make_node, new_tensor, single_consumer
 
 
@@ -123,10 +130,7 @@ class FoldAveragePoolIntoSumPool(Transformation):
         dt = model.get_tensor_datatype(q)
         n = window[0] * window[1]
         lo, hi = n * int(dt.min()), n * int(dt.max())
-        if not _exact_sums(scale, int(dt.min()), int(dt.max()), n):
-            raise HwgenError(f"average pooling of a tensor with scale {float(scale):.9g}: its float sums are not "
-                             "exact, so the pooled values do not follow from the integer sums; use a "
-                             "power-of-two scale for the pooled tensor", where=f"node {pool.name}")
+        exact = _exact_sums(scale, int(dt.min()), int(dt.max()), n)
         sums = np.arange(lo, hi + 1)
         wanted = _model_average(model, pool, scale, sums, window)
         scaled = (sums.astype(np.float64) * np.float64(scale)).astype(np.float32)
@@ -134,6 +138,8 @@ class FoldAveragePoolIntoSumPool(Transformation):
             last = ("Div", float(n))
         elif np.array_equal(wanted, (scaled * np.float32(1.0 / n)).astype(np.float32)):
             last = ("Mul", float(np.float32(1.0 / n)))
+        elif not exact:  # the model's rounding decides near the thresholds anyway: its nearest form
+            last = ("Div", float(n))
         else:
             raise HwgenError("the model's average pooling rounds in a way hwgen cannot reproduce from the "
                              "window sums", where=f"node {pool.name}")
@@ -158,3 +164,5 @@ class FoldAveragePoolIntoSumPool(Transformation):
             model.graph.node.insert(index + offset, node)
         model.graph.node.remove(pool)
         model.graph.node.remove(mul)
+        if not exact:
+            note_inexact_scale(model, f"{pool.name}_scale")
