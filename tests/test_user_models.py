@@ -90,6 +90,29 @@ class PooledHead(torch.nn.Module):
         return self.fc(self.q2(self.pool(self.q(self.bn(self.conv(self.inq(x)))))).flatten(1))
 
 
+class ConcatIntoPool(torch.nn.Module):
+    """A dense block's end as BinaryDenseNet's code writes it: the block input and a new binary
+    convolution's output, each quantized with its own scale, concatenated and averaged over the
+    image straight away, then quantized and classified."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.inq = QuantIdentity(bit_width=8, return_quant_tensor=False)
+        self.sign = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
+        self.conv = QuantConv2d(channels, channels, 3, padding=1, bias=False,
+                                weight_quant=SignedBinaryWeightPerTensorConst)
+        self.bn = torch.nn.BatchNorm2d(channels)
+        self.q = QuantIdentity(bit_width=8, return_quant_tensor=False)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.q2 = QuantIdentity(bit_width=8, return_quant_tensor=True)
+        self.fc = QuantLinear(2 * channels, 10, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.inq(x)
+        new = self.q(self.bn(self.conv(self.sign(x))))
+        return self.fc(self.q2(self.pool(torch.cat([x, new], dim=1))).flatten(1))
+
+
 def trained_looking(module: torch.nn.Module, shape: tuple[int, ...], seed: int) -> torch.nn.Module:
     """`module` with spread-out shifts, slopes, scaling factors and BatchNorm statistics, its
     quantizers' scales calibrated on a few batches of data (train mode), then in eval mode."""
@@ -113,8 +136,8 @@ def trained_looking(module: torch.nn.Module, shape: tuple[int, ...], seed: int) 
 
 
 @pytest.mark.parametrize("make, shape", [(ResNetStem, (1, 3, 32, 32)), (HardBinaryBranch, (1, 16, 8, 8)),
-                                         (PooledHead, (1, 16, 8, 8))],
-                         ids=["resnet-stem", "hard-binary-branch", "float-scale-pooled-head"])
+                                         (PooledHead, (1, 16, 8, 8)), (ConcatIntoPool, (1, 8, 8, 8))],
+                         ids=["resnet-stem", "hard-binary-branch", "float-scale-pooled-head", "concat-into-pool"])
 def test_official_code_pieces_with_default_quantizers(make, shape, tmp_path: Path, verilator_cache):
     module = trained_looking(make(), shape, seed=0)
     export_brevitas(module, shape).save(str(tmp_path / "m.onnx"))

@@ -34,7 +34,7 @@ from qonnx.util.basic import get_by_name
 from hwgen.errors import HwgenError
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.float_ties import note_inexact_scale
-from hwgen.transforms.graph import add_const, add_shape, const, int_dtype_for_range, is_scalar, make_node, new_tensor, single_consumer
+from hwgen.transforms.graph import add_const, add_shape, const, int_dtype_for_range, make_node, new_tensor, single_consumer
 
 
 def _reduced_axes(model: ModelWrapper, node) -> list[int] | None:
@@ -115,34 +115,50 @@ class FoldAveragePoolIntoSumPool(Transformation):
                 continue
             scale = const(model, mul.input[1])
             q = mul.input[0]
-            if not is_scalar(scale) or not model.get_tensor_datatype(q).is_integer():
+            channels = model.get_tensor_shape(q)[1]
+            if scale is None or scale.size not in (1, channels) or not model.get_tensor_datatype(q).is_integer():
                 continue
+            if scale.size > 1 and (scale.ndim != len(model.get_tensor_shape(q)) or scale.shape[1] != channels):
+                continue  # a scale per channel is (1, C, 1, 1): a concat's merged scales
             window = _window(model, pool)
             if window is None:
                 raise HwgenError("average pooling needs windows that tile the image (stride = kernel, no "
                                  "padding)", where=f"node {pool.name}")
-            self._rewrite(model, pool, mul, q, np.float32(scale.reshape(-1)[0]), window)
+            self._rewrite(model, pool, mul, q, scale.astype(np.float32), window)
             return model, True
         return model, False
 
     @staticmethod
-    def _rewrite(model: ModelWrapper, pool, mul, q: str, scale: np.float32, window: tuple[int, int]) -> None:
+    def _rewrite(model: ModelWrapper, pool, mul, q: str, scale: np.ndarray, window: tuple[int, int]) -> None:
+        """`scale`: one, or one per channel (a concat's merged scales, (1, C, 1, 1)): the Mul after
+        the sum keeps its shape, and the pool's finish is checked for each distinct scale."""
         dt = model.get_tensor_datatype(q)
         n = window[0] * window[1]
         lo, hi = n * int(dt.min()), n * int(dt.max())
-        exact = _exact_sums(scale, int(dt.min()), int(dt.max()), n)
+        distinct = np.unique(scale.reshape(-1))
+        exact = all(_exact_sums(s, int(dt.min()), int(dt.max()), n) for s in distinct)
         sums = np.arange(lo, hi + 1)
-        wanted = _model_average(model, pool, scale, sums, window)
-        scaled = (sums.astype(np.float64) * np.float64(scale)).astype(np.float32)
-        if np.array_equal(wanted, (scaled / np.float32(n)).astype(np.float32)):
-            last = ("Div", float(n))
-        elif np.array_equal(wanted, (scaled * np.float32(1.0 / n)).astype(np.float32)):
-            last = ("Mul", float(np.float32(1.0 / n)))
-        elif not exact:  # the model's rounding decides near the thresholds anyway: its nearest form
-            last = ("Div", float(n))
-        else:
-            raise HwgenError("the model's average pooling rounds in a way hwgen cannot reproduce from the "
-                             "window sums", where=f"node {pool.name}")
+        finishes = set()
+        for s in distinct:
+            wanted = _model_average(model, pool, s, sums, window)
+            scaled = (sums.astype(np.float64) * np.float64(s)).astype(np.float32)
+            if np.array_equal(wanted, (scaled / np.float32(n)).astype(np.float32)):
+                finishes.add(("Div", float(n)))
+            elif np.array_equal(wanted, (scaled * np.float32(1.0 / n)).astype(np.float32)):
+                finishes.add(("Mul", float(np.float32(1.0 / n))))
+            elif exact:
+                raise HwgenError("the model's average pooling rounds in a way hwgen cannot reproduce from the "
+                                 "window sums", where=f"node {pool.name}")
+        if len(finishes) > 1 and exact:
+            raise HwgenError("the model's average pooling rounds differently from channel to channel",
+                             where=f"node {pool.name}")
+        # where the sums are not exact the model's rounding decides near the thresholds anyway: the
+        # nearest form of its finish
+        last = finishes.pop() if len(finishes) == 1 else ("Div", float(n))
+        if scale.size == 1:
+            scale = np.float32(scale.reshape(-1)[0])
+        elif not _keepdims(pool):
+            scale = scale.reshape(1, -1)  # the sums flattened to (N, C)
         sum_dtype = int_dtype_for_range(lo, hi)
         n_, c = model.get_tensor_shape(q)[:2]
         pooled_shape = [n_, c, *(1, 1)] if _is_global(model, pool) else None
