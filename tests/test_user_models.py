@@ -113,6 +113,44 @@ class ConcatIntoPool(torch.nn.Module):
         return self.fc(self.q2(self.pool(torch.cat([x, new], dim=1))).flatten(1))
 
 
+class ABCConv(torch.nn.Module):
+    """ABC-Net's layer as its paper writes it: sum over m, n of alpha_m beta_n conv(B_m, A_n), one
+    binary convolution per weight base B_m (its own weights) and activation base A_n =
+    sign(x + shift_n), the coefficients binary fractions."""
+
+    def __init__(self, channels: int, m: int = 3, n: int = 3, weight_quant=SignedBinaryWeightPerTensorConst) -> None:
+        super().__init__()
+        self.shifts = torch.nn.Parameter(torch.linspace(-0.5, 0.5, n))
+        self.signs = torch.nn.ModuleList(
+            QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True) for _ in range(n))
+        self.convs = torch.nn.ModuleList(
+            QuantConv2d(channels, channels, 3, padding=1, bias=False, weight_quant=weight_quant, weight_bit_width=1)
+            for _ in range(m))
+        self.register_buffer("alpha", torch.tensor([0.5, 0.25, 0.125, 0.0625, 0.03125][:m]))
+        self.register_buffer("beta", torch.tensor([1.0, 0.5, 0.25, 0.125, 0.0625][:n]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acts = [sign(x + shift) for sign, shift in zip(self.signs, self.shifts)]
+        return sum(self.alpha[i] * self.beta[j] * conv(a) for i, conv in enumerate(self.convs)
+                   for j, a in enumerate(acts))
+
+
+class ABCBlock(torch.nn.Module):
+    """An ABC-Net (3, 3) layer with its BatchNorm, an 8-bit quantizer and a classifier."""
+
+    def __init__(self, channels: int = 8, weight_quant=SignedBinaryWeightPerTensorConst, act_quant=None) -> None:
+        super().__init__()
+        acts = {"bit_width": 8} if act_quant is None else {"act_quant": act_quant}
+        self.inq = QuantIdentity(return_quant_tensor=False, **acts)
+        self.abc = ABCConv(channels, weight_quant=weight_quant)
+        self.bn = torch.nn.BatchNorm2d(channels)
+        self.q = QuantIdentity(return_quant_tensor=True, **acts)
+        self.fc = QuantLinear(channels * 6 * 6, 10, bias=False, weight_quant=weight_quant, weight_bit_width=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.q(self.bn(self.abc(self.inq(x)))).flatten(1))
+
+
 def trained_looking(module: torch.nn.Module, shape: tuple[int, ...], seed: int) -> torch.nn.Module:
     """`module` with spread-out shifts, slopes, scaling factors and BatchNorm statistics, its
     quantizers' scales calibrated on a few batches of data (train mode), then in eval mode."""
@@ -129,6 +167,8 @@ def trained_looking(module: torch.nn.Module, shape: tuple[int, ...], seed: int) 
                 sub.weight.uniform_(-1, 1)
         if isinstance(module, HardBinaryBranch):
             module.scale.uniform_(0.1, 0.6)
+        if isinstance(module, ABCBlock):  # a falling BatchNorm after the sum is refused (docs/your_model.md)
+            module.bn.weight.abs_()
     module.train()
     for _ in range(5):
         module(torch.randn(16, *shape[1:]))
@@ -136,8 +176,10 @@ def trained_looking(module: torch.nn.Module, shape: tuple[int, ...], seed: int) 
 
 
 @pytest.mark.parametrize("make, shape", [(ResNetStem, (1, 3, 32, 32)), (HardBinaryBranch, (1, 16, 8, 8)),
-                                         (PooledHead, (1, 16, 8, 8)), (ConcatIntoPool, (1, 8, 8, 8))],
-                         ids=["resnet-stem", "hard-binary-branch", "float-scale-pooled-head", "concat-into-pool"])
+                                         (PooledHead, (1, 16, 8, 8)), (ConcatIntoPool, (1, 8, 8, 8)),
+                                         (ABCBlock, (1, 8, 6, 6))],
+                         ids=["resnet-stem", "hard-binary-branch", "float-scale-pooled-head", "concat-into-pool",
+                              "abc-net-3x3-paper-form"])
 def test_official_code_pieces_with_default_quantizers(make, shape, tmp_path: Path, verilator_cache):
     module = trained_looking(make(), shape, seed=0)
     export_brevitas(module, shape).save(str(tmp_path / "m.onnx"))
@@ -176,3 +218,29 @@ def test_integer_layers_ending_in_several_tensors_are_one_line(tmp_path: Path):
                                          r"after the ops that combine them, so that the join is integer$"):
         build(tmp_path / "m.onnx", tmp_path / "b", BuildConfig())
     assert not (tmp_path / "b").exists()
+
+
+def test_abc_net_as_the_paper_writes_it_is_bit_exact(tmp_path: Path, verilator_cache):
+    """ABC-Net (3, 3) the paper's way with power-of-two scales (weights and 8-bit quantizers): the nine binary convolutions
+    become nine XNOR-popcount MVUs, their weighted sum eight AddStreams (integer coefficients),
+    and rtlsim equals Brevitas bit for bit, with and without stalls."""
+    import json
+
+    from brevitas.quant import Int8ActPerTensorFixedPoint
+    from brevitas_examples.bnn_pynq.models.common import CommonWeightQuant
+
+    from hwgen.simulate import simulate_build
+
+    module = trained_looking(ABCBlock(weight_quant=CommonWeightQuant, act_quant=Int8ActPerTensorFixedPoint),
+                             (1, 8, 6, 6), seed=1)
+    export_brevitas(module, (1, 8, 6, 6)).save(str(tmp_path / "m.onnx"))
+    out = tmp_path / "b"
+    build(tmp_path / "m.onnx", out, BuildConfig(cache_dir=verilator_cache))
+    ops = [layer["op"] for layer in json.loads((out / "report.json").read_text())["layers"]]
+    assert ops.count("MVU") == 10 and ops.count("AddStreams") == 8  # nine bases and the classifier
+    x = np.random.default_rng(5).standard_normal((16, 8, 6, 6)).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    for stall in (0.0, 0.3):
+        y, _ = simulate_build(out, x, stall_prob=stall, seed=3, cache_dir=verilator_cache)
+        assert np.array_equal(y, want), stall

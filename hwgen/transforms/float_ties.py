@@ -104,6 +104,27 @@ def _magnitude(model: ModelWrapper, producer, x: np.ndarray) -> tuple[np.ndarray
     return y, int(np.prod(w.shape[1:]))
 
 
+def _sum_magnitude(model: ModelWrapper, context: dict, tensor: str) -> tuple[np.ndarray, int] | None:
+    """`_magnitude` of the sum behind `tensor`: a dot product or window sum (through a pool's
+    reshape), or a `ScaledAdd` of such sums (ABC-Net's weighted sum of bases: alpha |a| + beta |b|,
+    the terms of both); None for anything else."""
+    producer = model.find_producer(tensor)
+    while producer is not None and producer.op_type in ("Reshape", "Flatten"):  # a pool's (N, C) view
+        producer = model.find_producer(producer.input[0])
+    if producer is None:
+        return None
+    if producer.op_type == "ScaledAdd":
+        parts = [_sum_magnitude(model, context, t) for t in producer.input[:2]]
+        if any(p is None for p in parts):
+            return None
+        alpha, beta = (next(a.i for a in producer.attribute if a.name == k) for k in ("alpha", "beta"))
+        (ma, ta), (mb, tb) = parts
+        return abs(alpha) * ma + abs(beta) * mb, ta + tb
+    if producer.op_type not in ("MatMul", "Conv", "XnorPopcountMatMul", "SumPool"):
+        return None
+    return _magnitude(model, producer, context[producer.input[0]])
+
+
 def _decisions_near(model: ModelWrapper, node, acc: np.ndarray, reach: np.ndarray) -> np.ndarray:
     """Per element of `acc`: does the node's output differ anywhere within `reach` levels of it? The
     model's sum lies within the band around the exact one, and between two integer levels its
@@ -142,13 +163,11 @@ def near_ties(model: ModelWrapper, context: dict[str, np.ndarray]) -> dict[str, 
         node = nodes.get(name)
         if node is None or node.input[0] not in context:
             continue
-        producer = model.find_producer(node.input[0])
-        while producer is not None and producer.op_type in ("Reshape", "Flatten"):  # a pool's (N, C) view
-            producer = model.find_producer(producer.input[0])
-        if producer is None or producer.op_type not in ("MatMul", "Conv", "XnorPopcountMatMul", "SumPool"):
+        found = _sum_magnitude(model, context, node.input[0])
+        if found is None:
             continue
         acc = context[node.input[0]]
-        magnitude, terms = _magnitude(model, producer, context[producer.input[0]])
+        magnitude, terms = found
         band = (terms + EXTRA_ROUNDINGS) * UNIT_ROUNDOFF * magnitude.reshape(acc.shape)
         near[name] = _decisions_near(model, node, acc, np.ceil(band))
     return near

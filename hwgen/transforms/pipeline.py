@@ -75,6 +75,7 @@ from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
     FoldElementwiseChainIntoThresholds, accumulator_range, check_exact_range,
 )
 from hwgen.transforms.streamline.fold_join_into_scaled_add import FoldJoinIntoScaledAdd
+from hwgen.transforms.streamline.fold_scaled_sum import FoldScaledSum
 from hwgen.transforms.streamline.fold_weight_quant_into_matmul import FoldWeightQuantIntoMatMul
 from hwgen.transforms.streamline.move_scalar_mul_past_matmul import MoveScalarMulPastMatMul
 from hwgen.transforms.streamline.remove_identity_ops import RemoveIdentityOps
@@ -115,6 +116,7 @@ STREAMLINE: list[Transformation] = [
         FoldAveragePoolIntoSumPool(),
         MergeConcatScales(),
         FoldElementwiseChainIntoThresholds(),
+        FoldScaledSum(),
         FoldJoinIntoScaledAdd(),
     ]),
     AbsorbAffineIntoMultiThreshold(),
