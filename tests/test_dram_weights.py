@@ -247,17 +247,17 @@ def test_reactnet_block_at_imagenet_size_with_weights_in_dram(channels, size, cy
 
 @pytest.mark.slow
 def test_reactnet_a_builds_for_the_zcu104_at_the_fastest_rate_that_fits(tmp_path, verilator_cache):
-    """ReActNet-A (ImageNet size): `--board zcu104 --target-fps max` puts two layers' weights in
-    DRAM, folds again to leave its FIFOs their block RAM, and fits the part (9 minutes, 2.5 GB)."""
+    """ReActNet-A (ImageNet size): `--board zcu104 --target-fps max` puts five layers' weights in
+    DRAM, folds again to leave its FIFOs their block RAM, and fits the part (10 minutes, 2.5 GB)."""
     path = export("reactnet-a", tmp_path / "reactnet-a.onnx", "imagenet", seed=0)
     report = build(path, tmp_path / "b", BuildConfig(board="zcu104", clock_mhz=200.0, target_fps="max",
                                                      cache_dir=verilator_cache))
     zcu104 = next(row for row in report["parts"] if row["part"] == "xczu7ev")
     assert zcu104["fits"] and zcu104["est_bram18"] <= 624 and zcu104["est_uram"] <= 96
     in_dram = [layer["name"] for layer in report["layers"] if layer["op"] == "DramMVU"]
-    print("DRAM", in_dram, "CYCLES", report["totals"]["max_est_cycles"], "BRAM", zcu104["est_bram18"])
-    assert {"ConvMVU_30", "MVU_0"} <= set(in_dram)
-    assert report["totals"]["max_est_cycles"] <= 451_584  # at least the 443 FPS at 200 MHz of one pass a layer
+    assert in_dram == ["ConvMVU_28", "ConvMVU_29", "ConvMVU_30", "ConvMVU_31", "MVU_0"]
+    # 387 FPS at 200 MHz: its FIFOs hold three passes beside each weight-stationary unit
+    assert report["totals"]["max_est_cycles"] == 516_096
     assert report["dram"]["mbytes_per_s"] <= report["dram"]["available_mbytes_per_s"]
 
 
