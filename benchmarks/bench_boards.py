@@ -139,7 +139,7 @@ HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --bo
           "that binds at the slowest folding. Last column: export and lowering to hardware units, seconds, "
           "and the peak resident memory. The FIFOs that plumbing adds after folding are not counted here; "
           "a build folds again to leave them their block RAM: ReActNet-A built for the ZCU104 with "
-          "`--target-fps max` runs at 443 FPS (171 BRAM18 left to its FIFOs).")
+          "`--target-fps max` runs at 387 FPS. A row's last column is the commit that measured it.")
 
 
 def table(results: list[dict], command: str) -> str:
