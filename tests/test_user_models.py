@@ -193,8 +193,9 @@ def test_official_code_pieces_with_default_quantizers(make, shape, tmp_path: Pat
 
 
 class UnquantizedSumOfBases(torch.nn.Module):
-    """ABC-Net's weighted sum of binary convolutions, left in floats at the network's end: the
-    integer layers end in one tensor per base that float multiplies and adds combine."""
+    """A weighted sum of binary convolutions left in floats at the network's end, its coefficients
+    in no small integer ratio (learned floats, not ABC-Net's binary fractions): the integer layers
+    end in one tensor per base that float multiplies and adds combine."""
 
     def __init__(self, bases: int = 3) -> None:
         super().__init__()
@@ -202,7 +203,7 @@ class UnquantizedSumOfBases(torch.nn.Module):
         self.convs = torch.nn.ModuleList(
             QuantConv2d(4, 4, 3, padding=1, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
             for _ in range(bases))
-        self.alphas = torch.nn.Parameter(torch.tensor([0.5, 0.25, 0.125])[:bases])
+        self.alphas = torch.nn.Parameter(torch.tensor([0.5731, 0.2917, 0.1403])[:bases])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.inq(x)
