@@ -29,6 +29,11 @@ class LearnableBias(torch.nn.Module):
         return x + self.bias
 
 
+def binary_conv3x3(channels: int, weight_quant=SignedBinaryWeightPerTensorConst) -> QuantConv2d:
+    """A 3x3 binary convolution, padded, without bias (Brevitas' default binary weights)."""
+    return QuantConv2d(channels, channels, 3, padding=1, bias=False, weight_quant=weight_quant, weight_bit_width=1)
+
+
 class ResNetStem(torch.nn.Module):
     """ResNet's stem as Bi-Real's code writes it: a 7x7 stride-2 convolution, BatchNorm, then a 3x3
     stride-2 max-pool with padding 1; Brevitas' default 8-bit quantizers, an 8-bit classifier."""
@@ -57,8 +62,7 @@ class HardBinaryBranch(torch.nn.Module):
         self.inq = QuantIdentity(bit_width=8, return_quant_tensor=False)
         self.move0 = LearnableBias(channels)
         self.sign = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
-        self.conv = QuantConv2d(channels, channels, 3, padding=1, bias=False,
-                                weight_quant=SignedBinaryWeightPerTensorConst)
+        self.conv = binary_conv3x3(channels)
         self.scale = torch.nn.Parameter(torch.ones(1, channels, 1, 1))
         self.bn = torch.nn.BatchNorm2d(channels)
         self.move1, self.prelu, self.move2 = LearnableBias(channels), torch.nn.PReLU(channels), LearnableBias(channels)
@@ -78,8 +82,7 @@ class PooledHead(torch.nn.Module):
     def __init__(self, channels: int = 16) -> None:
         super().__init__()
         self.inq = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
-        self.conv = QuantConv2d(channels, channels, 3, padding=1, bias=False,
-                                weight_quant=SignedBinaryWeightPerTensorConst)
+        self.conv = binary_conv3x3(channels)
         self.bn = torch.nn.BatchNorm2d(channels)
         self.q = QuantIdentity(bit_width=8, return_quant_tensor=True)
         self.pool = torch.nn.AdaptiveAvgPool2d(1)
@@ -99,8 +102,7 @@ class ConcatIntoPool(torch.nn.Module):
         super().__init__()
         self.inq = QuantIdentity(bit_width=8, return_quant_tensor=False)
         self.sign = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
-        self.conv = QuantConv2d(channels, channels, 3, padding=1, bias=False,
-                                weight_quant=SignedBinaryWeightPerTensorConst)
+        self.conv = binary_conv3x3(channels)
         self.bn = torch.nn.BatchNorm2d(channels)
         self.q = QuantIdentity(bit_width=8, return_quant_tensor=False)
         self.pool = torch.nn.AdaptiveAvgPool2d(1)
@@ -123,9 +125,7 @@ class ABCConv(torch.nn.Module):
         self.shifts = torch.nn.Parameter(torch.linspace(-0.5, 0.5, n))
         self.signs = torch.nn.ModuleList(
             QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True) for _ in range(n))
-        self.convs = torch.nn.ModuleList(
-            QuantConv2d(channels, channels, 3, padding=1, bias=False, weight_quant=weight_quant, weight_bit_width=1)
-            for _ in range(m))
+        self.convs = torch.nn.ModuleList(binary_conv3x3(channels, weight_quant) for _ in range(m))
         self.register_buffer("alpha", torch.tensor([0.5, 0.25, 0.125, 0.0625, 0.03125][:m]))
         self.register_buffer("beta", torch.tensor([1.0, 0.5, 0.25, 0.125, 0.0625][:n]))
 
@@ -200,9 +200,7 @@ class UnquantizedSumOfBases(torch.nn.Module):
     def __init__(self, bases: int = 3) -> None:
         super().__init__()
         self.inq = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
-        self.convs = torch.nn.ModuleList(
-            QuantConv2d(4, 4, 3, padding=1, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
-            for _ in range(bases))
+        self.convs = torch.nn.ModuleList(binary_conv3x3(4) for _ in range(bases))
         self.alphas = torch.nn.Parameter(torch.tensor([0.5731, 0.2917, 0.1403])[:bases])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

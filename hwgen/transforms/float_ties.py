@@ -190,10 +190,7 @@ def tie_outputs(model: ModelWrapper, context: dict[str, np.ndarray], output: str
     out = output or model.graph.output[0].name
     near = near_ties(model, context)
     frames = np.shape(context[out])[0]
-    marks = propagate(model, context, {_node(model, name).output[0]: m for name, m in near.items()})
+    marks = propagate(model, context, {model.get_node_from_name(name).output[0]: m for name, m in near.items()})
     reached = marks.get(out, np.zeros(np.shape(context[out]), bool))
     return reached, {name: m.reshape(frames, -1).any(axis=1) for name, m in near.items()}
 
-
-def _node(model: ModelWrapper, name: str):
-    return next(n for n in model.graph.node if n.name == name)

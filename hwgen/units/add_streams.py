@@ -170,14 +170,13 @@ class AddStreamsComponent(wiring.Component):
             with m.If(a.valid & a.ready):
                 m.d.sync += fold.eq(wrap_inc(fold, folds))
         alpha, beta = u.coefficients
+        shapes = [signed(int(np.abs(c).max()).bit_length() + 1) for c in (alpha, beta)]
         for pe in range(u.PE):
             x = decode(a.payload[pe * abits:(pe + 1) * abits], u.a_dtype)
             y = decode(b.payload[pe * bbits:(pe + 1) * bbits], u.b_dtype)
             if u.alphas:  # this lane's channels: pe, PE + pe, ...
-                al = Array(Const(int(c), signed(max(abs(int(c)) for c in alpha).bit_length() + 1))
-                           for c in alpha[pe::u.PE])[fold]
-                be = Array(Const(int(c), signed(max(abs(int(c)) for c in beta).bit_length() + 1))
-                           for c in beta[pe::u.PE])[fold]
+                al = Array(Const(int(c), shapes[0]) for c in alpha[pe::u.PE])[fold]
+                be = Array(Const(int(c), shapes[1]) for c in beta[pe::u.PE])[fold]
                 lanes.append((x * al + y * be)[:obits])
             else:
                 lanes.append((x * u.alpha + y * u.beta)[:obits])

@@ -71,6 +71,14 @@ def accumulator_range(model: ModelWrapper, tensor: str) -> tuple[np.ndarray, np.
     return None
 
 
+def annotate_ranges(model: ModelWrapper, tensors: tuple[str, ...], ranges: list) -> None:
+    """Give each of `tensors` that is not annotated as integer (a layer's accumulator, joined as
+    it is) the integer type of its range (`accumulator_range`'s (lo, hi, _))."""
+    for tensor, (lo, hi, _) in zip(tensors, ranges):
+        if not model.get_tensor_datatype(tensor).is_integer():
+            model.set_tensor_datatype(tensor, int_dtype_for_range(int(lo.min()), int(hi.max())))
+
+
 class _Chain(ElementwiseChain):
     """The elementwise ops and the quantizer that ends them, read as output levels."""
 

@@ -43,7 +43,7 @@ from hwgen.transforms.chain import ElementwiseChain, walk_back, walk_forward
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, int_dtype_for_range, make_node, new_tensor
 from hwgen.transforms.quant import dtype_for_levels
 from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
-    FLOAT32_EXACT, LOOKUP_MAX_ENTRIES, LOOKUP_MIN_LEVELS, QUANTIZERS, _Chain, accumulator_range,
+    FLOAT32_EXACT, LOOKUP_MAX_ENTRIES, LOOKUP_MIN_LEVELS, QUANTIZERS, _Chain, accumulator_range, annotate_ranges,
 )
 
 #: the largest integer coefficient tried for either operand
@@ -159,9 +159,7 @@ class FoldJoinIntoScaledAdd(Transformation):
             raise HwgenError(f"the operands have {va.size} x {vb.size} value pairs, more than hwgen tabulates "
                              f"({MAX_PAIRS}): quantize them (8 bits each) before the add", where=f"node {add.name}")
         pairs_a, pairs_b = np.repeat(va, vb.size), np.tile(vb, va.size)
-        for tensor, (lo, hi, _) in zip((ta, tb), ranges):  # an accumulator joined as it is: say its range
-            if not model.get_tensor_datatype(tensor).is_integer():
-                model.set_tensor_datatype(tensor, int_dtype_for_range(int(lo.min()), int(hi.max())))
+        annotate_ranges(model, (ta, tb), ranges)
         chain = _JoinChain(model, [ta, tb], chain_a + chain_b + [add] + post, quant)
         scale_a = _operand_scale(ElementwiseChain(model, ta, chain_a).run(va[:, None].repeat(channels, 1)), va)
         scale_b = _operand_scale(ElementwiseChain(model, tb, chain_b).run(vb[:, None].repeat(channels, 1)), vb)

@@ -33,7 +33,9 @@ from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.chain import walk_back
 from hwgen.transforms.float_ties import is_power_of_two, note_inexact_scale
 from hwgen.transforms.graph import add_const, const, int_dtype_for_range, make_node, new_tensor
-from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import FLOAT32_EXACT, accumulator_range
+from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
+    FLOAT32_EXACT, accumulator_range, annotate_ranges,
+)
 
 #: the largest integer coefficient of either operand
 MAX_COEFFICIENT = 1 << 12
@@ -93,9 +95,7 @@ class FoldScaledSum(Transformation):
         ends = [alpha * int(lo_a.min()), alpha * int(hi_a.max())]
         other = [beta * int(lo_b.min()), beta * int(hi_b.max())]
         lo, hi = min(ends) + min(other), max(ends) + max(other)
-        for tensor, (t_lo, t_hi, _) in zip((ta, tb), ranges):  # an accumulator joined as it is: say its range
-            if not model.get_tensor_datatype(tensor).is_integer():
-                model.set_tensor_datatype(tensor, int_dtype_for_range(int(t_lo.min()), int(t_hi.max())))
+        annotate_ranges(model, (ta, tb), ranges)
         z_dtype = int_dtype_for_range(lo, hi)
         z = new_tensor(model, add.output[0], dtype=z_dtype)
         scale_name = f"{add.name}_scale"
