@@ -41,7 +41,7 @@ def with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
         if vi.name in batched and len(dims) > 0:
             dims[0].dim_value = batch
     for node in graph.node:
-        if node.op_type == "Reshape":
+        if node.op_type == "Reshape" and node.input[0] in batched:  # not a parameter's view(1, -1, 1, 1)
             shape = clone.get_initializer(node.input[1])
             if shape is not None and shape.size and shape[0] != -1:
                 shape = shape.copy()

@@ -72,7 +72,8 @@ class ScaledAdd(_IntegerOp):
             shape = [1, -1] + [1] * (a.ndim - 2)
             alpha, beta = alpha.reshape(shape), beta.reshape(shape)
         y = alpha * a + beta * b
-        context[node.output[0]] = y.astype(np.float32)
+        # float32 holds the sum exactly up to 2^24; a wide join's sums beyond that travel as float64
+        context[node.output[0]] = y.astype(np.float64 if np.abs(y).max(initial=0) > (1 << 24) else np.float32)
 
 
 class SumPool(_IntegerOp):

@@ -23,6 +23,7 @@ import numpy as np
 from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
+from qonnx.custom_op.registry import getCustomOp
 
 from hwgen.reach import propagate
 from hwgen.transforms.graph import const
@@ -106,20 +107,22 @@ def _magnitude(model: ModelWrapper, producer, x: np.ndarray) -> tuple[np.ndarray
 
 def _sum_magnitude(model: ModelWrapper, context: dict, tensor: str) -> tuple[np.ndarray, int] | None:
     """`_magnitude` of the sum behind `tensor`: a dot product or window sum (through a pool's
-    reshape), or a `ScaledAdd` of such sums (ABC-Net's weighted sum of bases: alpha |a| + beta |b|,
-    the terms of both); None for anything else."""
+    reshape), or a `ScaledAdd` of such sums (ABC-Net's weighted sum of bases, a residual join: alpha
+    |a| + beta |b|, the terms of both, an operand that is no sum counting as one term of its own
+    size); None for anything else."""
     producer = model.find_producer(tensor)
     while producer is not None and producer.op_type in ("Reshape", "Flatten"):  # a pool's (N, C) view
         producer = model.find_producer(producer.input[0])
     if producer is None:
         return None
     if producer.op_type == "ScaledAdd":
-        parts = [_sum_magnitude(model, context, t) for t in producer.input[:2]]
-        if any(p is None for p in parts):
-            return None
-        alpha, beta = (next(a.i for a in producer.attribute if a.name == k) for k in ("alpha", "beta"))
-        (ma, ta), (mb, tb) = parts
-        return abs(alpha) * ma + abs(beta) * mb, ta + tb
+        (ma, ta), (mb, tb) = (_sum_magnitude(model, context, t) or (np.abs(context[t].astype(np.float64)), 1)
+                              for t in producer.input[:2])
+        alpha, beta = (np.abs(np.asarray(c, np.float64)) for c in getCustomOp(producer).coefficients())
+        if alpha.ndim:  # per channel, on axis 1
+            shape = [1, -1] + [1] * (ma.ndim - 2)
+            alpha, beta = alpha.reshape(shape), beta.reshape(shape)
+        return alpha * ma + beta * mb, ta + tb
     if producer.op_type not in ("MatMul", "Conv", "XnorPopcountMatMul", "SumPool"):
         return None
     return _magnitude(model, producer, context[producer.input[0]])

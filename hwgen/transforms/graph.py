@@ -75,6 +75,15 @@ def add_const(model: ModelWrapper, value: np.ndarray | float, dtype: BaseDataTyp
     return name
 
 
+def add_integer_thresholds(model: ModelWrapper, thresholds: np.ndarray) -> str:
+    """A fresh initializer holding integer `thresholds`: float32 (the QONNX convention) where every
+    value is exact there, else float64 (a wide join's sums beyond 2^24, compared exactly)."""
+    wide = np.abs(thresholds).max(initial=0) > (1 << 24)
+    name = fresh_name(model, "c")
+    model.set_initializer(name, np.asarray(thresholds, dtype=np.float64 if wide else np.float32))
+    return name
+
+
 def add_int_const(model: ModelWrapper, value: np.ndarray) -> str:
     """A fresh int64 initializer: integers beyond float32's 2^24 (a requantization's offsets) kept
     exactly."""

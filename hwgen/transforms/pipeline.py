@@ -53,6 +53,7 @@ from hwgen.transforms.hardware.size_fifos import SizeFifos
 from hwgen.transforms.fixed_point import FixedPoint
 from hwgen.transforms.ingest.annotate_integer_weights import AnnotateIntegerWeights
 from hwgen.transforms.ingest.annotate_sign_outputs import AnnotateSignOutputs
+from hwgen.transforms.ingest.collapse_per_pixel_constants import CollapsePerPixelConstants
 from hwgen.transforms.ingest.cancel_inverse_transposes import CancelInverseTransposes
 from hwgen.transforms.ingest.div_by_power_of_two_to_mul import DivByPowerOfTwoToMul
 from hwgen.transforms.ingest.fix_batch_size import FixDynamicBatch
@@ -91,6 +92,7 @@ INGEST: list[Transformation] = [
     FoldConstantNodes(),                # constant ops at the model's opset (ABC-Net's weight bases)
     FoldConstants(exclude_op_types=["Quant", "BipolarQuant"]),  # Shape -> Gather -> ... -> Reshape
     FoldTransposeIntoQuantInit(),
+    CollapsePerPixelConstants(),        # `bias.expand_as(x)`: a per-channel parameter written per pixel
     MultiThresholdChannelsFirst(),
     CancelInverseTransposes(),
     RemoveReshapesAroundElementwise(),

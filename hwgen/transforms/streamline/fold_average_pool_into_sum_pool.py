@@ -34,6 +34,7 @@ from qonnx.util.basic import get_by_name
 from hwgen.errors import HwgenError
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.float_ties import note_inexact_scale
+from hwgen.transforms.ingest.div_by_power_of_two_to_mul import exact_reciprocal
 from hwgen.transforms.graph import add_const, add_shape, const, int_dtype_for_range, make_node, new_tensor, single_consumer
 
 
@@ -155,6 +156,8 @@ class FoldAveragePoolIntoSumPool(Transformation):
         # where the sums are not exact the model's rounding decides near the thresholds anyway: the
         # nearest form of its finish
         last = finishes.pop() if len(finishes) == 1 else ("Div", float(n))
+        if last[0] == "Div" and exact_reciprocal(np.float32(n)) is not None:  # bit for bit the same, and a
+            last = ("Mul", float(exact_reciprocal(np.float32(n))))             # Mul moves past a convolution
         if scale.size == 1:
             scale = np.float32(scale.reshape(-1)[0])
         elif not _keepdims(pool):

@@ -204,14 +204,14 @@ def _lookup_instead(model: ModelWrapper, tensor: str, chain: _Chain, lo: np.ndar
                        out_dtype=out_dtype.name)
     index = list(model.graph.node).index(chain.quant)
     model.graph.node.insert(index, lookup)
-    _note_ties(model, chain.chain_nodes, lookup.name)
+    note_ties(model, chain.chain_nodes, lookup.name)
     for node in chain.chain_nodes:
         model.graph.node.remove(node)
     model.set_tensor_datatype(chain.quant.output[0], out_dtype)
     return True
 
 
-def _note_ties(model: ModelWrapper, chain_nodes: list, threshold_name: str) -> None:
+def note_ties(model: ModelWrapper, chain_nodes: list, threshold_name: str) -> None:
     """The new thresholds compare a sum the model rounded (a scale moved out of its dot product
     that is not a power of two): `verify` needs to know where ties can be the model's rounding."""
     scales = inexact_scales(model)
@@ -281,7 +281,7 @@ class FoldElementwiseChainIntoThresholds(Transformation):
                        out_dtype=out_dtype.name, out_scale=float(a), out_bias=float(b), data_layout=layout)
         index = list(model.graph.node).index(q)
         model.graph.node.insert(index, mt)
-        _note_ties(model, chain_nodes, mt.name)
+        note_ties(model, chain_nodes, mt.name)
         for node in chain_nodes + [q]:
             model.graph.node.remove(node)
         model.set_tensor_datatype(q.output[0], out_dtype)

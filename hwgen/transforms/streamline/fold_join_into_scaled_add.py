@@ -40,16 +40,26 @@ from qonnx.transformation.base import Transformation
 from hwgen.errors import HwgenError
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.chain import ElementwiseChain, walk_back, walk_forward
-from hwgen.transforms.graph import QONNX_DOMAIN, add_const, int_dtype_for_range, make_node, new_tensor
+from hwgen.transforms.graph import QONNX_DOMAIN, add_const, add_integer_thresholds, int_dtype_for_range, make_node, new_tensor
 from hwgen.transforms.quant import dtype_for_levels
 from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
     FLOAT32_EXACT, LOOKUP_MAX_ENTRIES, LOOKUP_MIN_LEVELS, QUANTIZERS, _Chain, accumulator_range, annotate_ranges,
+    note_ties,
 )
+from hwgen.transforms.float_ties import UNIT_ROUNDOFF, note_float_ties
 
 #: the largest integer coefficient tried for either operand
 MAX_COEFFICIENT = 1 << 12
-#: joins of more operand pairs than this (per channel) are not tabulated
-MAX_PAIRS = 1 << 20
+#: ops whose chain is an affine function of its input in each channel (a join of wide operands
+#: through only these is found by bisection rather than on every pair: `_wide_join`)
+AFFINE_OPS = ("Mul", "Add", "Sub", "Div", "BatchNormalization")
+#: the largest coefficient of a wide join (an 8-bit convolution's fine scale against a binary one's)
+WIDE_MAX_COEFFICIENT = 1 << 20
+#: a wide join's sums stay within float64's exact integers (its thresholds are float64 beyond 2^24)
+FLOAT64_EXACT = 1 << 53
+#: joins of more operand pairs than this (per channel) are not tabulated: a 3x3 binary convolution
+#: over 64 channels (577 values) joined to a pooled 8-bit shortcut (1,021) fits
+MAX_PAIRS = 1 << 21
 
 
 class _JoinChain(_Chain):
@@ -60,21 +70,21 @@ class _JoinChain(_Chain):
         self.quant = quant
         self.chain_nodes = nodes + [quant]
 
-    def levels(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # type: ignore[override]
-        out = self.run(a, b)
+    def levels(self, a: np.ndarray, b: np.ndarray, exact: bool = False) -> np.ndarray:  # type: ignore[override]
+        out = self.run(a, b, exact=exact)
         scale, bias = self.out_scale_bias(self.model)
         return np.rint((out - bias) / scale).astype(np.int64)
 
 
-def candidate_coefficients(ratio: float) -> list[tuple[int, int]]:
+def candidate_coefficients(ratio: float, limit: int = MAX_COEFFICIENT) -> list[tuple[int, int]]:
     """(alpha, beta) with alpha / beta ~ `ratio` (the scale of qa over that of qb): the exact pair
     when the ratio is a power of two or a small fraction, then every continued-fraction
-    convergent and semiconvergent with both terms up to `MAX_COEFFICIENT`, smallest first."""
+    convergent and semiconvergent with both terms up to `limit`, smallest first."""
     sign = 1 if ratio > 0 else -1
     r = abs(ratio)
     found: list[tuple[int, int]] = []
-    exact = Fraction(r).limit_denominator(MAX_COEFFICIENT)
-    if float(exact) == r and exact.numerator <= MAX_COEFFICIENT:
+    exact = Fraction(r).limit_denominator(limit)
+    if float(exact) == r and exact.numerator <= limit:
         found.append((exact.numerator, exact.denominator))
     # continued fraction of r
     terms, x = [], r
@@ -89,11 +99,11 @@ def candidate_coefficients(ratio: float) -> list[tuple[int, int]]:
     for a in terms[1:]:
         for k in range(1, a + 1):  # semiconvergents, then the convergent (k == a)
             p, q = k * p1 + p0, k * q1 + q0
-            if p > MAX_COEFFICIENT or q > MAX_COEFFICIENT:
+            if p > limit or q > limit:
                 break
             candidates.append((p, q))
         p0, q0, p1, q1 = p1, q1, a * p1 + p0, a * q1 + q0
-        if p1 > MAX_COEFFICIENT or q1 > MAX_COEFFICIENT:
+        if p1 > limit or q1 > limit:
             break
     for pair in sorted(set(candidates), key=lambda pq: max(pq)):
         if pair not in found and pair[0] >= 1:
@@ -155,6 +165,15 @@ class FoldJoinIntoScaledAdd(Transformation):
         va = np.arange(int(lo_a.min()), int(hi_a.max()) + 1)
         vb = np.arange(int(lo_b.min()), int(hi_b.max()) + 1)
         channels = lo_a.shape[0]
+        if va.size * vb.size > MAX_PAIRS and all(n.op_type in AFFINE_OPS for n in chain_a + chain_b + post):
+            chain = _JoinChain(model, [ta, tb], chain_a + chain_b + [add] + post, quant)
+            annotate_ranges(model, (ta, tb), ranges)
+            scale_a = _operand_scale(ElementwiseChain(model, ta, chain_a).run(va[[0, -1], None].repeat(channels, 1)),
+                                     va[[0, -1]])
+            scale_b = _operand_scale(ElementwiseChain(model, tb, chain_b).run(vb[[0, -1], None].repeat(channels, 1)),
+                                     vb[[0, -1]])
+            _wide_join(model, add, chain, ta, tb, va, vb, scale_a / scale_b)
+            return
         if va.size * vb.size > MAX_PAIRS:
             raise HwgenError(f"the operands have {va.size} x {vb.size} value pairs, more than hwgen tabulates "
                              f"({MAX_PAIRS}): quantize them (8 bits each) before the add", where=f"node {add.name}")
@@ -174,29 +193,36 @@ class FoldJoinIntoScaledAdd(Transformation):
         # Where both operands' chains are the same in every channel (per-tensor scales), the sum
         # the Add computes is one float per pair: if that is a function of z, so is everything
         # after it, which then runs on one pair per value of z rather than on every pair.
-        summed = None
-        if _per_tensor(model, chain_a + chain_b):
-            summed = ElementwiseChain(model, [ta, tb], chain_a + chain_b + [add]).run(pairs_a[:, None], pairs_b[:, None])
-        every_pair = None  # the quantizer's levels on every pair and channel, made when needed
-        for alpha, beta in candidate_coefficients(float(ratios[0])):
-            z = alpha * pairs_a + beta * pairs_b
-            if max(-int(z.min()), int(z.max())) > FLOAT32_EXACT:
-                continue  # the sum's thresholds would not be exact in float32
-            if summed is not None and function_of(z, summed)[0]:
-                zs, first = np.unique(z, return_index=True)
-                z, levels = zs, chain.levels(pairs_a[first, None].repeat(channels, 1),
-                                             pairs_b[first, None].repeat(channels, 1))
-                is_function, rising = True, bool(np.all(np.diff(levels, axis=0) >= 0))
-            else:
-                if every_pair is None:
-                    every_pair = chain.levels(pairs_a[:, None].repeat(channels, 1), pairs_b[:, None].repeat(channels, 1))
-                levels = every_pair
-                is_function, rising = function_of(z, levels)
-            span = int(z.max() - z.min()) + 1
-            table = span <= LOOKUP_MAX_ENTRIES and (not rising or chain.num_thresholds(model) >= LOOKUP_MIN_LEVELS)
-            if is_function and (rising or table):
-                _emit(model, add, chain, ta, tb, alpha, beta, z, levels, as_thresholds=not table)
-                return
+        per_tensor = _per_tensor(model, chain_a + chain_b)
+        # The model's float32 levels first; where no coefficients order them (input pairs whose real
+        # sums lie closer than float32 resolves), the real sums' levels, the model's rounding at
+        # their thresholds recorded as float ties.
+        for exact in (False, True):
+            summed = None
+            if per_tensor:
+                summed = ElementwiseChain(model, [ta, tb], chain_a + chain_b + [add]).run(
+                    pairs_a[:, None], pairs_b[:, None], exact=exact)
+            every_pair = None  # the quantizer's levels on every pair and channel, made when needed
+            for alpha, beta in candidate_coefficients(float(ratios[0])):
+                z = alpha * pairs_a + beta * pairs_b
+                if max(-int(z.min()), int(z.max())) > FLOAT32_EXACT:
+                    continue  # the sum's thresholds would not be exact in float32
+                if summed is not None and function_of(z, summed)[0]:
+                    zs, first = np.unique(z, return_index=True)
+                    z, levels = zs, chain.levels(pairs_a[first, None].repeat(channels, 1),
+                                                 pairs_b[first, None].repeat(channels, 1), exact=exact)
+                    is_function, rising = True, bool(np.all(np.diff(levels, axis=0) >= 0))
+                else:
+                    if every_pair is None:
+                        every_pair = chain.levels(pairs_a[:, None].repeat(channels, 1),
+                                                  pairs_b[:, None].repeat(channels, 1), exact=exact)
+                    levels = every_pair
+                    is_function, rising = function_of(z, levels)
+                span = int(z.max() - z.min()) + 1
+                table = span <= LOOKUP_MAX_ENTRIES and (not rising or chain.num_thresholds(model) >= LOOKUP_MIN_LEVELS)
+                if is_function and (rising or table):
+                    _emit(model, add, chain, ta, tb, alpha, beta, z, levels, as_thresholds=not table, rounded=exact)
+                    return
         raise HwgenError(f"no integer coefficients up to {MAX_COEFFICIENT} reproduce the model's rounding "
                          f"of a*{scale_a[0]:.9g} + b*{scale_b[0]:.9g} (scales of {ta} and {tb}) for every "
                          "input pair: use scales that are powers of two apart", where=f"node {add.name}")
@@ -206,21 +232,26 @@ def _per_channel(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, 
                  pairs_b: np.ndarray, ratios: np.ndarray, scale_a: np.ndarray, scale_b: np.ndarray) -> None:
     """The join with a coefficient pair per channel: each channel's smallest pair whose z its
     levels are a function of (a non-decreasing one preferred), then thresholds per channel, or a
-    table where some channel's levels are not monotone in its z."""
+    table where some channel's levels are not monotone in its z.
+
+    A channel whose float32 levels no pair orders (two input pairs whose real sums lie closer
+    than float32 resolves, rounded in the opposite order) takes the levels of the real sums
+    (`exact`, float64): its thresholds are then the real ones, and the model's own float32
+    rounding decides the outputs at them, recorded as float ties for `verify`."""
     channels = ratios.size
     levels = chain.levels(pairs_a[:, None].repeat(channels, 1), pairs_b[:, None].repeat(channels, 1))
-    alphas, betas, all_rising = [], [], True
+    exact_levels = None
+    alphas, betas, all_rising, rounded = [], [], True, False
     for c in range(channels):
-        found = None
-        for alpha, beta in candidate_coefficients(float(ratios[c])):
-            z = alpha * pairs_a + beta * pairs_b
-            if max(-int(z.min()), int(z.max())) > FLOAT32_EXACT:
-                continue
-            is_function, rising = function_of(z, levels[:, c:c + 1])
-            if is_function and (found is None or rising):
-                found = (alpha, beta, rising)
-                if rising:
-                    break
+        found = _channel_coefficients(pairs_a, pairs_b, levels[:, c], float(ratios[c]))
+        if found is None or not found[2]:
+            if exact_levels is None:
+                exact_levels = chain.levels(pairs_a[:, None].repeat(channels, 1), pairs_b[:, None].repeat(channels, 1),
+                                            exact=True)
+            real = _channel_coefficients(pairs_a, pairs_b, exact_levels[:, c], float(ratios[c]))
+            if real is not None and (found is None or real[2]):
+                found, rounded = real, True
+                levels[:, c] = exact_levels[:, c]
         if found is None:
             raise HwgenError(f"channel {c}: no integer coefficients up to {MAX_COEFFICIENT} reproduce the model's "
                              f"rounding of a*{scale_a[c]:.9g} + b*{scale_b[c]:.9g} (scales of {ta} and {tb}) for "
@@ -235,7 +266,119 @@ def _per_channel(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, 
         raise HwgenError(f"the join's output is not monotone in its per-channel sum, whose {span:,} values are "
                          f"more than a table holds ({LOOKUP_MAX_ENTRIES:,}): quantize the operands to fewer bits",
                          where=f"node {add.name}")
-    _emit(model, add, chain, ta, tb, 1, 1, z, levels, as_thresholds=not table, per_channel=(alphas, betas))
+    _emit(model, add, chain, ta, tb, 1, 1, z, levels, as_thresholds=not table, per_channel=(alphas, betas),
+          rounded=rounded)
+
+
+def _wide_join(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, va: np.ndarray, vb: np.ndarray,
+               ratios: np.ndarray) -> None:
+    """A join of operands too wide to tabulate (Bi-Real's downsampling: a binary convolution's
+    accumulator and the 1x1 8-bit convolution of the pooled shortcut) whose ops are affine in
+    each channel, so that the quantizer's level is a monotone step function of the real sum
+    v = s_a a + s_b b + k. For each value u of the narrower operand and each level L, bisection over
+    the wider operand w finds the least w (in the direction the level rises) of level >= L. A pair
+    (alpha, beta) per channel is right when, for every level, the largest z = alpha u + beta w
+    below the level lies under the least z at or above it; that least z is the threshold. Levels
+    are the real sums' (float64): the model's float32 rounding decides at the thresholds, recorded
+    as float ties."""
+    swap = va.size > vb.size  # u: the narrower operand, w: the wider
+    u, w = (vb, va) if swap else (va, vb)
+    channels = ratios.size
+    ratios = 1.0 / ratios if swap else ratios  # the scale of u over that of w, per channel
+
+    def levels(uu: np.ndarray, ww: np.ndarray) -> np.ndarray:
+        return chain.levels(ww, uu, exact=True) if swap else chain.levels(uu, ww, exact=True)
+
+    ends = levels(np.repeat(u, 2)[:, None].repeat(channels, 1), np.tile([w[0], w[-1]], u.size)[:, None].repeat(channels, 1))
+    rise = np.sign(ends[1::2] - ends[0::2]).astype(np.int64)  # (|u|, C): how the level goes with w
+    if np.any(np.any(rise > 0, axis=0) & np.any(rise < 0, axis=0)):
+        raise HwgenError("the join's output rises with an operand for some values of the other and falls for "
+                         "others: it is no monotone function of a weighted sum", where=f"node {add.name}")
+    direction = np.where(np.any(rise != 0, axis=0), np.sign(rise.sum(axis=0)), 1)  # (C,)
+    low, high = int(ends.min()), int(ends.max())
+    targets = np.arange(low + 1, high + 1)
+    if targets.size == 0:
+        targets = np.array([low + 1])
+    # w oriented per channel so that the level rises with it: w' = direction * w, over [lo', hi']
+    lo_w = np.where(direction > 0, w[0], -w[-1])
+    hi_w = np.where(direction > 0, w[-1], -w[0])
+    rows_u = np.repeat(u, targets.size)[:, None].repeat(channels, 1)  # (|u| x levels, C)
+    rows_t = np.tile(targets, u.size)[:, None]
+    first = np.broadcast_to(lo_w, rows_u.shape).copy()
+    last = np.broadcast_to(hi_w + 1, rows_u.shape).copy()  # hi' + 1: the level is never reached
+    while np.any(first < last):
+        mid = (first + last) // 2
+        reached = levels(rows_u, np.clip(mid, lo_w, hi_w) * direction) >= rows_t
+        searching = first < last
+        last = np.where(searching & reached, mid, last)
+        first = np.where(searching & ~reached, mid + 1, first)
+    least = first.reshape(u.size, targets.size, channels)  # least w' of level >= L, hi' + 1 where none
+    alphas, betas, thresholds = [], [], np.empty((channels, targets.size), np.int64)
+    for c in range(channels):
+        found = _wide_coefficients(u, least[:, :, c], int(lo_w[c]), int(hi_w[c]), float(ratios[c] * direction[c]))
+        if found is None:
+            raise HwgenError(f"channel {c}: no integer coefficients up to {WIDE_MAX_COEFFICIENT} order the join's "
+                             f"{u.size} x {w.size} input pairs by their real sum", where=f"node {add.name}")
+        alpha, beta, thresholds[c] = found
+        alphas.append(alpha)
+        betas.append(beta * int(direction[c]))  # back from w' to w
+    if swap:
+        alphas, betas = betas, alphas
+    corners = [np.array(alphas) * a + np.array(betas) * b for a in (va[0], va[-1]) for b in (vb[0], vb[-1])]
+    z_range = (int(np.min(corners)), int(np.max(corners)))
+    coefficients = {"alpha": 1, "beta": 1, "alphas": [int(a) for a in alphas], "betas": [int(b) for b in betas]}
+    _install(model, add, chain, ta, tb, coefficients, z_range, rounded=True, thresholds=(thresholds, low))
+
+
+def _wide_coefficients(u: np.ndarray, least: np.ndarray, lo: int, hi: int,
+                       ratio: float) -> tuple[int, int, np.ndarray] | None:
+    """(alpha, beta, thresholds) for one channel of `_wide_join`: `least` (|u|, levels) holds the
+    least w' of each level for each u (hi + 1: never reached).
+
+    The pairs nearest a level's boundary lie closer to it than any small coefficients resolve
+    (among 145 x 446,029 pairs some lie within 1e-9 of it), but where they lie within one float32
+    rounding of the real sum's magnitude the model's own arithmetic cannot tell their side either:
+    the smallest coefficients that order every pair but those are taken, and those pairs are the
+    float ties `verify` names."""
+    if not np.isfinite(ratio):
+        return None
+    reach_u, reach_w = int(np.abs(u).max()), max(abs(lo), abs(hi)) + 1
+    for alpha, beta in candidate_coefficients(ratio, WIDE_MAX_COEFFICIENT) if ratio else [(0, 1)]:
+        magnitude = abs(alpha) * reach_u + beta * reach_w
+        if beta <= 0 or magnitude > FLOAT64_EXACT:
+            continue
+        at = alpha * u[:, None] + beta * least  # z of each level's first pair, per u
+        below = at - beta  # z of the last pair under it
+        reached = least <= hi
+        t = np.where(reached, at, np.iinfo(np.int64).max).min(axis=0)
+        t = np.where(reached.any(axis=0), t, (alpha * u + beta * hi).max() + 1)
+        under = np.where(least > lo, below, np.iinfo(np.int64).min).max(axis=0)
+        if np.all(under - t < max(1.0, magnitude * UNIT_ROUNDOFF)):
+            return alpha, beta, t
+    return None
+
+
+def _channel_coefficients(pairs_a: np.ndarray, pairs_b: np.ndarray, levels: np.ndarray,
+                          ratio: float) -> tuple[int, int, bool] | None:
+    """(alpha, beta, rising): the smallest coefficients whose z = alpha*a + beta*b one channel's
+    `levels` (R,) are a non-decreasing function of, else the smallest they are any function of;
+    None where there are none."""
+    reach_a, reach_b = int(np.abs(pairs_a).max()), int(np.abs(pairs_b).max())
+    candidates = [(alpha, beta) for alpha, beta in candidate_coefficients(ratio)
+                  if abs(alpha) * reach_a + abs(beta) * reach_b <= FLOAT32_EXACT]  # thresholds exact in float32
+    # Rising: every level's largest z below the next level's smallest, found per level group in
+    # one pass (no sort per candidate).
+    order = np.argsort(levels, kind="stable")
+    a, b, ls = pairs_a[order], pairs_b[order], levels[order]
+    starts = np.flatnonzero(np.r_[True, ls[1:] != ls[:-1]])
+    for alpha, beta in candidates:
+        z = alpha * a + beta * b
+        if np.all(np.maximum.reduceat(z, starts)[:-1] < np.minimum.reduceat(z, starts)[1:]):
+            return alpha, beta, True
+    for alpha, beta in candidates:
+        if function_of(alpha * pairs_a + beta * pairs_b, levels[:, None])[0]:
+            return alpha, beta, False
+    return None
 
 
 def _sorted_by_z(z: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,52 +391,69 @@ def _sorted_by_z(z: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def _emit(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, alpha: int, beta: int,
           z: np.ndarray, levels: np.ndarray, as_thresholds: bool,
-          per_channel: tuple[list[int], list[int]] | None = None) -> None:
+          per_channel: tuple[list[int], list[int]] | None = None, rounded: bool = False) -> None:
     """ScaledAdd -> MultiThreshold (monotone, few levels or a wide z) or Lookup (a table over z's
-    range) in place of the join's nodes. `z` is (R,), or (R, C) with `per_channel` coefficients."""
-    quant = chain.quant
-    scale, bias = chain.out_scale_bias(model)
-    z_dtype = int_dtype_for_range(int(z.min()), int(z.max()))
-    z_tensor = new_tensor(model, add.output[0], dtype=z_dtype)
+    range) in place of the join's nodes. `z` is (R,), or (R, C) with `per_channel` coefficients.
+    The thresholds are float ties where `levels` are the real sums' (`rounded`: the model's
+    float32 rounding orders some pairs otherwise) or an operand's scale left a dot product
+    inexactly."""
     coefficients = {"alpha": int(alpha), "beta": int(beta)}
     if per_channel is not None:
         coefficients.update(alphas=[int(a) for a in per_channel[0]], betas=[int(b) for b in per_channel[1]])
-    nodes = [make_node("ScaledAdd", [ta, tb], [z_tensor], domain=INTEGER_DOMAIN, name=f"{add.name}_scaled",
-                       out_dtype=z_dtype.name, **coefficients)]
     zs, ls = _sorted_by_z(z, levels)
     zs = zs if zs.ndim == 2 else np.broadcast_to(zs[:, None], ls.shape)
+    z_range = (int(z.min()), int(z.max()))
     if as_thresholds:
-        steps = int(ls.max() - ls.min())
         low = int(ls.min(axis=0).min())
-        # T[c, j] = the smallest z whose level reaches low + j + 1
-        thresholds = np.empty((ls.shape[1], max(steps, 1)), np.int64)
-        for j in range(thresholds.shape[1]):
-            reached = ls >= low + j + 1
-            at = np.argmax(reached, axis=0)
-            first = np.where(reached.any(axis=0), zs[at, np.arange(ls.shape[1])], zs[-1] + 1)
-            thresholds[:, j] = first
-        out_values = [scale * (low + k) + bias for k in range(thresholds.shape[1] + 1)]
-        out_dtype = dtype_for_levels(out_values)
-        if np.all(thresholds == thresholds[:1]):
-            thresholds = thresholds[:1]
+        # T[c, j] = the smallest z whose level reaches low + j + 1 (levels rise with z in each channel)
+        targets = low + 1 + np.arange(max(int(ls.max()) - low, 1))
+        thresholds = np.empty((ls.shape[1], targets.size), np.int64)
+        for c in range(ls.shape[1]):
+            at = np.searchsorted(ls[:, c], targets, side="left")
+            thresholds[c] = np.where(at < len(ls), zs[np.minimum(at, len(ls) - 1), c], zs[-1, c] + 1)
+        _install(model, add, chain, ta, tb, coefficients, z_range, rounded, thresholds=(thresholds, low))
+        return
+    scale, bias = chain.out_scale_bias(model)
+    entries = np.arange(z_range[0], z_range[1] + 1)
+    table = np.empty((ls.shape[1], entries.size), np.float64)
+    # every z the pairs reach takes its level; a z no pair reaches takes its neighbour's
+    for c in range(ls.shape[1]):
+        position = np.clip(np.searchsorted(zs[:, c], entries, side="right") - 1, 0, len(zs) - 1)
+        table[c] = scale * ls[position, c] + bias
+    _install(model, add, chain, ta, tb, coefficients, z_range, rounded, table=table)
+
+
+def _install(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, coefficients: dict,
+             z_range: tuple[int, int], rounded: bool, thresholds: tuple[np.ndarray, int] | None = None,
+             table: np.ndarray | None = None) -> None:
+    """The join's nodes replaced by ScaledAdd(ta, tb; `coefficients`) and either MultiThreshold
+    (`thresholds`: T (C, K), T[c, j] the least z of level low + j + 1, and low) or Lookup
+    (`table` (C, entries) of output values from z_range[0] on)."""
+    quant = chain.quant
+    z_dtype = int_dtype_for_range(*z_range)
+    z_tensor = new_tensor(model, add.output[0], dtype=z_dtype)
+    nodes = [make_node("ScaledAdd", [ta, tb], [z_tensor], domain=INTEGER_DOMAIN, name=f"{add.name}_scaled",
+                       out_dtype=z_dtype.name, **coefficients)]
+    scale, bias = chain.out_scale_bias(model)
+    if thresholds is not None:
+        t, low = thresholds
+        out_dtype = dtype_for_levels([scale * (low + k) + bias for k in range(t.shape[1] + 1)])
+        t = t[:1] if np.all(t == t[:1]) else t
         rank = len(model.get_tensor_shape(add.output[0]))
-        nodes.append(make_node("MultiThreshold", [z_tensor, add_const(model, thresholds.astype(np.float32))],
+        nodes.append(make_node("MultiThreshold", [z_tensor, add_integer_thresholds(model, t)],
                                [quant.output[0]], domain=QONNX_DOMAIN, name=f"{quant.name}_thresholds",
                                out_dtype=out_dtype.name, out_scale=float(scale), out_bias=float(scale * low + bias),
                                data_layout="NC" if rank == 2 else "NCHW"))
     else:
-        entries = np.arange(int(z.min()), int(z.max()) + 1)
-        table = np.empty((ls.shape[1], entries.size), np.float64)
-        # every z the pairs reach takes its level; a z no pair reaches takes its neighbour's
-        for c in range(ls.shape[1]):
-            position = np.clip(np.searchsorted(zs[:, c], entries, side="right") - 1, 0, len(zs) - 1)
-            table[c] = scale * ls[position, c] + bias
         out_dtype = dtype_for_levels(table.ravel())
-        if np.all(table == table[:1]):
-            table = table[:1]
+        table = table[:1] if np.all(table == table[:1]) else table
         nodes.append(make_node("Lookup", [z_tensor, add_const(model, table.astype(np.float32))], [quant.output[0]],
-                               domain=INTEGER_DOMAIN, name=f"{quant.name}_lookup", in_min=int(z.min()),
+                               domain=INTEGER_DOMAIN, name=f"{quant.name}_lookup", in_min=z_range[0],
                                out_dtype=out_dtype.name))
+    if rounded:
+        note_float_ties(model, nodes[-1].name)
+    else:
+        note_ties(model, chain.chain_nodes, nodes[-1].name)
     index = list(model.graph.node).index(quant)
     for offset, node in enumerate(nodes):
         model.graph.node.insert(index + offset, node)

@@ -1,0 +1,150 @@
+"""The official ReActNet-A and Bi-Real-18 code as a user ports it to Brevitas (`hwgen.models.ports`):
+Brevitas' default quantizers (float scales calibrated on data, binary weights of scale 0.1) verify
+on 32 frames, every frame bit-exact or a named tie; with power-of-two quantizers in their place the
+accelerator equals Brevitas bit for bit; rtlsim with random stalls gives the same bits.
+
+The default run holds the two blocks the ports add to what the zoo builds: Bi-Real's downsampling
+(a binary convolution's accumulator joined to the 1x1 8-bit convolution of the pooled shortcut: a
+join too wide to tabulate) and ReActNet's stride-1 channel-doubling block. The whole ports, and the
+ReActNet-A port trained on MNIST, are `slow`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from brevitas.nn import QuantLinear
+from torch import nn
+
+from hwgen.builder import build
+from hwgen.config import BuildConfig
+from hwgen.frontend import export_brevitas
+from hwgen.models.ports import (
+    BiReal18Port, BiRealBasicBlock, Quantizers, ReActNetBasicBlock, ReActNetPort, trained_looking,
+)
+from hwgen.simulate import simulate_build, verify_build
+
+FRAMES = 32
+
+
+class OneBlock(nn.Module):
+    """One port block on an 8-bit input, then the ports' head: average pool, 8-bit quantizer, linear."""
+
+    def __init__(self, block: nn.Module, channels_in: int, channels_out: int, pow2: bool = False) -> None:
+        super().__init__()
+        q = Quantizers(pow2)
+        self.inq, self.block = q.int8(), block
+        self.pool, self.pool_q = nn.AdaptiveAvgPool2d(1), q.int8(quant_tensor=True)
+        self.fc = QuantLinear(channels_out, 10, bias=True, **q.int8_weights())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool_q(self.pool(self.block(self.inq(x)))).flatten(1))
+
+
+def _build(module: nn.Module, shape: tuple[int, ...], tmp_path: Path, cache: Path) -> Path:
+    export_brevitas(module, shape).save(str(tmp_path / "m.onnx"))
+    out = tmp_path / "b"
+    build(tmp_path / "m.onnx", out, BuildConfig(cache_dir=cache))
+    return out
+
+
+def _frames(image: tuple[int, ...], seed: int = 5) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((FRAMES, *image)).astype(np.float32)
+
+
+def _verifies_with_ties_under_one_percent(out: Path, x: np.ndarray, cache: Path) -> None:
+    for stall in (0.0, 0.3):
+        result = verify_build(out, x, stall_prob=stall, cache_dir=cache)
+        assert result.passed and result.integer_mismatches == 0 and result.tie_frames <= 0.01 * len(x), \
+            result.summary()
+
+
+def _is_brevitas(module: nn.Module, out: Path, x: np.ndarray, cache: Path) -> None:
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    for stall in (0.0, 0.3):
+        y, _ = simulate_build(out, x, stall_prob=stall, seed=3, cache_dir=cache)
+        assert np.array_equal(y, want), stall
+
+
+@pytest.mark.parametrize("pow2", [False, True], ids=["brevitas-defaults", "power-of-two"])
+def test_bireal_downsampling_joins_two_accumulators(pow2, tmp_path: Path, verilator_cache):
+    """Bi-Real's downsampling block as its code writes it (binary 3x3 stride-2 convolution with its
+    scaling factor and BatchNorm, added to a 2x2 average pool, 1x1 8-bit convolution and BatchNorm
+    of the input): the two accumulators join in one scaled add with a pair of integer coefficients
+    per channel, found by bisection (the 1x1 convolution's sums take 10^5 values)."""
+    q = Quantizers(pow2)
+    module = OneBlock(BiRealBasicBlock(4, 8, 2, q), 4, 8, pow2)
+    image = (4, 8, 8)
+    trained_looking(module, torch.randn(64, *image), seed=1)
+    out = _build(module, (1, *image), tmp_path, verilator_cache)
+    if pow2:
+        _is_brevitas(module, out, _frames(image), verilator_cache)
+    else:
+        _verifies_with_ties_under_one_percent(out, _frames(image), verilator_cache)
+
+
+def test_reactnet_stride_one_channel_doubling_block(tmp_path: Path, verilator_cache):
+    """The official network's second block: 32 -> 64 channels at stride 1, two 1x1 binary
+    convolutions each added to the same RPReLU output and concatenated, no pooling; LearnableBias
+    written as `bias.expand_as(x)`; Brevitas' defaults."""
+    module = OneBlock(ReActNetBasicBlock(4, 8, 1, Quantizers(False)), 4, 8)
+    image = (4, 6, 6)
+    trained_looking(module, torch.randn(64, *image), seed=2)
+    out = _build(module, (1, *image), tmp_path, verilator_cache)
+    _verifies_with_ties_under_one_percent(out, _frames(image), verilator_cache)
+
+
+PORTS = [(ReActNetPort, (3, 32, 32)), (ReActNetPort, (1, 28, 28)), (BiReal18Port, (3, 32, 32)),
+         (BiReal18Port, (1, 28, 28))]
+PORT_IDS = ["reactnet-a-32x32-rgb", "reactnet-a-mnist", "bireal-18-32x32-rgb", "bireal-18-mnist"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, image", PORTS, ids=PORT_IDS)
+def test_port_with_brevitas_defaults_verifies(make, image, tmp_path: Path, verilator_cache):
+    module = trained_looking(make(image=image), torch.randn(64, *image), seed=0)
+    out = _build(module, module.input_shape, tmp_path, verilator_cache)
+    _verifies_with_ties_under_one_percent(out, _frames(image), verilator_cache)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, image", PORTS, ids=PORT_IDS)
+def test_port_with_power_of_two_quantizers_is_bit_exact(make, image, tmp_path: Path, verilator_cache):
+    module = trained_looking(make(image=image, pow2=True), torch.randn(64, *image), seed=0)
+    out = _build(module, module.input_shape, tmp_path, verilator_cache)
+    _is_brevitas(module, out, _frames(image), verilator_cache)
+
+
+@pytest.mark.slow
+def test_reactnet_port_trained_on_mnist_agrees_on_1000_images(tmp_path: Path, verilator_cache):
+    """`hwgen.build(module)` on the ReActNet-A port (Brevitas' defaults) after 300 steps of training
+    on the bundled MNIST: on 1,000 test images the accelerator's class is the model's every time,
+    and `verify` passes."""
+    import hwgen
+    from hwgen.models.datasets import mnist5k
+
+    data = mnist5k()
+    torch.manual_seed(0)
+    module = ReActNetPort(image=(1, 28, 28))
+    optimizer = torch.optim.Adam(module.parameters(), lr=2e-3)
+    module.train()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        batch = torch.randint(0, len(data.x_train), (64,), generator=g)
+        loss = nn.functional.cross_entropy(module(torch.from_numpy(data.x_train[batch])),
+                                           torch.from_numpy(data.y_train[batch]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    module.eval()
+    x, labels = data.x_test[:1000], data.y_test[:1000]
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy().argmax(axis=1)
+    assert (want == labels).mean() > 0.5  # it learned something: the agreement below is not trivial
+    accelerator = hwgen.build(module, tmp_path / "b", cache_dir=verilator_cache)
+    assert np.array_equal(accelerator.sim(x).argmax(axis=1), want)
+    result = accelerator.verify(x[:FRAMES])
+    assert result.passed, result.summary()
