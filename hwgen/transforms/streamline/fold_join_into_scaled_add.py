@@ -273,21 +273,56 @@ def _per_channel(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, 
 def _wide_join(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, va: np.ndarray, vb: np.ndarray,
                ratios: np.ndarray) -> None:
     """A join of operands too wide to tabulate (Bi-Real's downsampling: a binary convolution's
-    accumulator and the 1x1 8-bit convolution of the pooled shortcut) whose ops are affine in
-    each channel, so that the quantizer's level is a monotone step function of the real sum
-    v = s_a a + s_b b + k. For each value u of the narrower operand and each level L, bisection over
-    the wider operand w finds the least w (in the direction the level rises) of level >= L. A pair
-    (alpha, beta) per channel is right when, for every level, the largest z = alpha u + beta w
-    below the level lies under the least z at or above it; that least z is the threshold. Levels
-    are the real sums' (float64): the model's float32 rounding decides at the thresholds, recorded
-    as float ties."""
+    accumulator and the 1x1 8-bit convolution of the pooled shortcut; a residual around ABC-Net's
+    weighted sum) whose ops are affine in each channel, so that the quantizer's level is a
+    monotone step function of the real sum v = s_a a + s_b b + k. For each value u of the narrower
+    operand and each level L, bisection over the wider operand w finds the least w (in the
+    direction the level rises) of level >= L. A pair (alpha, beta) per channel is right when, for
+    every level, the largest z = alpha u + beta w below the level lies under the least z at or
+    above it; that least z is the threshold.
+
+    Levels are first the model's own (its float32 ops on the integers): where coefficients order
+    them, the thresholds are the model's, bit for bit. A channel where none do takes the real
+    sums' levels (float64), the model's float32 rounding deciding at its thresholds, recorded as
+    float ties."""
     swap = va.size > vb.size  # u: the narrower operand, w: the wider
     u, w = (vb, va) if swap else (va, vb)
     channels = ratios.size
     ratios = 1.0 / ratios if swap else ratios  # the scale of u over that of w, per channel
+    alphas, betas = [0] * channels, [0] * channels
+    thresholds: np.ndarray | None = None
+    rounded, pending = False, list(range(channels))
+    for exact in (False, True):
+        least, direction, low, lo_w, hi_w = _least_per_level(chain, add, u, w, swap, channels, exact)
+        if thresholds is None:
+            thresholds = np.empty((channels, least.shape[1]), np.int64)
+        for c in list(pending):
+            found = _wide_coefficients(u, least[:, :, c], int(lo_w[c]), int(hi_w[c]),
+                                       float(ratios[c] * direction[c]), tolerant=exact)
+            if found is None:
+                continue
+            alphas[c], beta, thresholds[c] = found
+            betas[c] = beta * int(direction[c])  # back from w' to w
+            pending.remove(c)
+            rounded |= exact
+    if pending:
+        raise HwgenError(f"channel {pending[0]}: no integer coefficients up to {WIDE_MAX_COEFFICIENT} order the "
+                         f"join's {u.size} x {w.size} input pairs by their real sum", where=f"node {add.name}")
+    if swap:
+        alphas, betas = betas, alphas
+    corners = [np.array(alphas) * a + np.array(betas) * b for a in (va[0], va[-1]) for b in (vb[0], vb[-1])]
+    z_range = (int(np.min(corners)), int(np.max(corners)))
+    coefficients = {"alpha": 1, "beta": 1, "alphas": [int(a) for a in alphas], "betas": [int(b) for b in betas]}
+    _install(model, add, chain, ta, tb, coefficients, z_range, rounded, thresholds=(thresholds, low))
 
+
+def _least_per_level(chain: _JoinChain, add, u: np.ndarray, w: np.ndarray, swap: bool, channels: int,
+                     exact: bool) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
+    """For `_wide_join`: per u, level and channel the least w' = direction * w whose level reaches
+    it (hi' + 1 where none does), by bisection; with the direction (C,) the level rises in w, the
+    lowest level, and w's range [lo', hi'] per channel."""
     def levels(uu: np.ndarray, ww: np.ndarray) -> np.ndarray:
-        return chain.levels(ww, uu, exact=True) if swap else chain.levels(uu, ww, exact=True)
+        return chain.levels(ww, uu, exact=exact) if swap else chain.levels(uu, ww, exact=exact)
 
     ends = levels(np.repeat(u, 2)[:, None].repeat(channels, 1), np.tile([w[0], w[-1]], u.size)[:, None].repeat(channels, 1))
     rise = np.sign(ends[1::2] - ends[0::2]).astype(np.int64)  # (|u|, C): how the level goes with w
@@ -296,46 +331,29 @@ def _wide_join(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, va
                          "others: it is no monotone function of a weighted sum", where=f"node {add.name}")
     direction = np.where(np.any(rise != 0, axis=0), np.sign(rise.sum(axis=0)), 1)  # (C,)
     low, high = int(ends.min()), int(ends.max())
-    targets = np.arange(low + 1, high + 1)
-    if targets.size == 0:
-        targets = np.array([low + 1])
-    # w oriented per channel so that the level rises with it: w' = direction * w, over [lo', hi']
+    targets = np.arange(low + 1, max(high, low + 1) + 1)
     lo_w = np.where(direction > 0, w[0], -w[-1])
     hi_w = np.where(direction > 0, w[-1], -w[0])
     rows_u = np.repeat(u, targets.size)[:, None].repeat(channels, 1)  # (|u| x levels, C)
     rows_t = np.tile(targets, u.size)[:, None]
     first = np.broadcast_to(lo_w, rows_u.shape).copy()
-    last = np.broadcast_to(hi_w + 1, rows_u.shape).copy()  # hi' + 1: the level is never reached
+    last = np.broadcast_to(hi_w + 1, rows_u.shape).copy()
     while np.any(first < last):
         mid = (first + last) // 2
         reached = levels(rows_u, np.clip(mid, lo_w, hi_w) * direction) >= rows_t
         searching = first < last
         last = np.where(searching & reached, mid, last)
         first = np.where(searching & ~reached, mid + 1, first)
-    least = first.reshape(u.size, targets.size, channels)  # least w' of level >= L, hi' + 1 where none
-    alphas, betas, thresholds = [], [], np.empty((channels, targets.size), np.int64)
-    for c in range(channels):
-        found = _wide_coefficients(u, least[:, :, c], int(lo_w[c]), int(hi_w[c]), float(ratios[c] * direction[c]))
-        if found is None:
-            raise HwgenError(f"channel {c}: no integer coefficients up to {WIDE_MAX_COEFFICIENT} order the join's "
-                             f"{u.size} x {w.size} input pairs by their real sum", where=f"node {add.name}")
-        alpha, beta, thresholds[c] = found
-        alphas.append(alpha)
-        betas.append(beta * int(direction[c]))  # back from w' to w
-    if swap:
-        alphas, betas = betas, alphas
-    corners = [np.array(alphas) * a + np.array(betas) * b for a in (va[0], va[-1]) for b in (vb[0], vb[-1])]
-    z_range = (int(np.min(corners)), int(np.max(corners)))
-    coefficients = {"alpha": 1, "beta": 1, "alphas": [int(a) for a in alphas], "betas": [int(b) for b in betas]}
-    _install(model, add, chain, ta, tb, coefficients, z_range, rounded=True, thresholds=(thresholds, low))
+    return first.reshape(u.size, targets.size, channels), direction, low, lo_w, hi_w
 
 
-def _wide_coefficients(u: np.ndarray, least: np.ndarray, lo: int, hi: int,
-                       ratio: float) -> tuple[int, int, np.ndarray] | None:
+def _wide_coefficients(u: np.ndarray, least: np.ndarray, lo: int, hi: int, ratio: float,
+                       tolerant: bool) -> tuple[int, int, np.ndarray] | None:
     """(alpha, beta, thresholds) for one channel of `_wide_join`: `least` (|u|, levels) holds the
-    least w' of each level for each u (hi + 1: never reached).
+    least w' of each level for each u (hi + 1: never reached). Every pair ordered, or, `tolerant`
+    (the real sums' levels), every pair but those within float32 rounding of a boundary:
 
-    The pairs nearest a level's boundary lie closer to it than any small coefficients resolve
+    the pairs nearest a level's boundary lie closer to it than any small coefficients resolve
     (among 145 x 446,029 pairs some lie within 1e-9 of it), but where they lie within one float32
     rounding of the real sum's magnitude the model's own arithmetic cannot tell their side either:
     the smallest coefficients that order every pair but those are taken, and those pairs are the
@@ -353,7 +371,7 @@ def _wide_coefficients(u: np.ndarray, least: np.ndarray, lo: int, hi: int,
         t = np.where(reached, at, np.iinfo(np.int64).max).min(axis=0)
         t = np.where(reached.any(axis=0), t, (alpha * u + beta * hi).max() + 1)
         under = np.where(least > lo, below, np.iinfo(np.int64).min).max(axis=0)
-        if np.all(under - t < max(1.0, magnitude * UNIT_ROUNDOFF)):
+        if np.all(under - t < (max(1.0, magnitude * UNIT_ROUNDOFF) if tolerant else 1)):
             return alpha, beta, t
     return None
 
