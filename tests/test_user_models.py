@@ -192,6 +192,18 @@ def test_official_code_pieces_with_default_quantizers(make, shape, tmp_path: Pat
             result.summary()
 
 
+def _rtlsim_is_brevitas(module: torch.nn.Module, out: Path, cache: Path) -> None:
+    """rtlsim of build `out` equals `module` bit for bit on 16 frames, with and without stalls."""
+    from hwgen.simulate import simulate_build
+
+    x = np.random.default_rng(5).standard_normal((16, 8, 6, 6)).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    for stall in (0.0, 0.3):
+        y, _ = simulate_build(out, x, stall_prob=stall, seed=3, cache_dir=cache)
+        assert np.array_equal(y, want), stall
+
+
 class UnquantizedSumOfBases(torch.nn.Module):
     """A weighted sum of binary convolutions left in floats at the network's end, its coefficients
     in no small integer ratio (learned floats, not ABC-Net's binary fractions): the integer layers
@@ -228,8 +240,6 @@ def test_abc_net_as_the_paper_writes_it_is_bit_exact(tmp_path: Path, verilator_c
     from brevitas.quant import Int8ActPerTensorFixedPoint
     from brevitas_examples.bnn_pynq.models.common import CommonWeightQuant
 
-    from hwgen.simulate import simulate_build
-
     module = trained_looking(ABCBlock(weight_quant=CommonWeightQuant, act_quant=Int8ActPerTensorFixedPoint),
                              (1, 8, 6, 6), seed=1)
     export_brevitas(module, (1, 8, 6, 6)).save(str(tmp_path / "m.onnx"))
@@ -237,12 +247,7 @@ def test_abc_net_as_the_paper_writes_it_is_bit_exact(tmp_path: Path, verilator_c
     build(tmp_path / "m.onnx", out, BuildConfig(cache_dir=verilator_cache))
     ops = [layer["op"] for layer in json.loads((out / "report.json").read_text())["layers"]]
     assert ops.count("MVU") == 10 and ops.count("AddStreams") == 8  # nine bases and the classifier
-    x = np.random.default_rng(5).standard_normal((16, 8, 6, 6)).astype(np.float32)
-    with torch.no_grad():
-        want = module(torch.from_numpy(x)).numpy()
-    for stall in (0.0, 0.3):
-        y, _ = simulate_build(out, x, stall_prob=stall, seed=3, cache_dir=verilator_cache)
-        assert np.array_equal(y, want), stall
+    _rtlsim_is_brevitas(module, out, verilator_cache)
 
 
 class ABCResNet(torch.nn.Module):
@@ -276,15 +281,9 @@ def test_a_small_abc_resnet_as_the_paper_writes_it_is_bit_exact(tmp_path: Path, 
     """The residual join of ABC-Net's weighted sum (nine bases: a sum of 10^4 values) and the 8-bit
     shortcut is too wide to tabulate; it is found by bisection per level on the model's own float32
     ops, and rtlsim equals Brevitas bit for bit, with and without stalls."""
-    from hwgen.simulate import simulate_build
 
     module = trained_looking(ABCResNet(), (1, 8, 6, 6), seed=1)
     export_brevitas(module, (1, 8, 6, 6)).save(str(tmp_path / "m.onnx"))
     out = tmp_path / "b"
     build(tmp_path / "m.onnx", out, BuildConfig(cache_dir=verilator_cache))
-    x = np.random.default_rng(5).standard_normal((16, 8, 6, 6)).astype(np.float32)
-    with torch.no_grad():
-        want = module(torch.from_numpy(x)).numpy()
-    for stall in (0.0, 0.3):
-        y, _ = simulate_build(out, x, stall_prob=stall, seed=3, cache_dir=verilator_cache)
-        assert np.array_equal(y, want), stall
+    _rtlsim_is_brevitas(module, out, verilator_cache)
