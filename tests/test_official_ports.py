@@ -1,7 +1,9 @@
 """The official ReActNet-A and Bi-Real-18 code as a user ports it to Brevitas (`hwgen.models.ports`):
 Brevitas' default quantizers (float scales calibrated on data, binary weights of scale 0.1) verify
-on 32 frames, every frame bit-exact or a named tie; with power-of-two quantizers in their place the
-accelerator equals Brevitas bit for bit; rtlsim with random stalls gives the same bits.
+on 32 frames with random stalls, and on 256 frames every frame is bit-exact or a named tie, ties
+under 1 % (the 32x32 Bi-Real-18 port has one tie among the first 32 frames, three among 512: a
+rate measured on 32 frames moves in steps of 3 %); with power-of-two quantizers in their place the
+accelerator equals Brevitas bit for bit, with and without stalls.
 
 The default run holds the two blocks the ports add to what the zoo builds: Bi-Real's downsampling
 (a binary convolution's accumulator joined to the 1x1 8-bit convolution of the pooled shortcut: a
@@ -27,6 +29,8 @@ from hwgen.models.ports import (
 from hwgen.simulate import simulate_build, verify_build
 
 FRAMES = 32
+#: frames the tie rate is measured on
+RATE_FRAMES = 256
 
 
 class OneBlock(nn.Module):
@@ -50,15 +54,18 @@ def _build(module: nn.Module, shape: tuple[int, ...], tmp_path: Path, cache: Pat
     return out
 
 
-def _frames(image: tuple[int, ...], seed: int = 5) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((FRAMES, *image)).astype(np.float32)
+def _frames(image: tuple[int, ...], count: int = FRAMES) -> np.ndarray:
+    return np.random.default_rng(5).standard_normal((count, *image)).astype(np.float32)
 
 
-def _verifies_with_ties_under_one_percent(out: Path, x: np.ndarray, cache: Path) -> None:
-    for stall in (0.0, 0.3):
-        result = verify_build(out, x, stall_prob=stall, cache_dir=cache)
-        assert result.passed and result.integer_mismatches == 0 and result.tie_frames <= 0.01 * len(x), \
-            result.summary()
+def _verifies_with_ties_under_one_percent(out: Path, image: tuple[int, ...], cache: Path) -> None:
+    """`verify` passes on 32 frames with random stalls, and on 256 frames (where one tie is 0.4 %,
+    not 3 %) every frame is bit-exact or a named tie, the ties under 1 %."""
+    result = verify_build(out, _frames(image, count=FRAMES), stall_prob=0.3, cache_dir=cache)
+    assert result.passed and result.integer_mismatches == 0, result.summary()
+    result = verify_build(out, _frames(image, count=RATE_FRAMES), cache_dir=cache)
+    assert result.passed and result.integer_mismatches == 0 and result.tie_frames < 0.01 * RATE_FRAMES, \
+        result.summary()
 
 
 def _is_brevitas(module: nn.Module, out: Path, x: np.ndarray, cache: Path) -> None:
@@ -83,7 +90,7 @@ def test_bireal_downsampling_joins_two_accumulators(pow2, tmp_path: Path, verila
     if pow2:
         _is_brevitas(module, out, _frames(image), verilator_cache)
     else:
-        _verifies_with_ties_under_one_percent(out, _frames(image), verilator_cache)
+        _verifies_with_ties_under_one_percent(out, image, verilator_cache)
 
 
 def test_reactnet_stride_one_channel_doubling_block(tmp_path: Path, verilator_cache):
@@ -94,7 +101,7 @@ def test_reactnet_stride_one_channel_doubling_block(tmp_path: Path, verilator_ca
     image = (4, 6, 6)
     trained_looking(module, torch.randn(64, *image), seed=2)
     out = _build(module, (1, *image), tmp_path, verilator_cache)
-    _verifies_with_ties_under_one_percent(out, _frames(image), verilator_cache)
+    _verifies_with_ties_under_one_percent(out, image, verilator_cache)
 
 
 PORTS = [(ReActNetPort, (3, 32, 32)), (ReActNetPort, (1, 28, 28)), (BiReal18Port, (3, 32, 32)),
@@ -107,7 +114,7 @@ PORT_IDS = ["reactnet-a-32x32-rgb", "reactnet-a-mnist", "bireal-18-32x32-rgb", "
 def test_port_with_brevitas_defaults_verifies(make, image, tmp_path: Path, verilator_cache):
     module = trained_looking(make(image=image), torch.randn(64, *image), seed=0)
     out = _build(module, module.input_shape, tmp_path, verilator_cache)
-    _verifies_with_ties_under_one_percent(out, _frames(image), verilator_cache)
+    _verifies_with_ties_under_one_percent(out, image, verilator_cache)
 
 
 @pytest.mark.slow

@@ -128,17 +128,20 @@ def _sum_magnitude(model: ModelWrapper, context: dict, tensor: str) -> tuple[np.
     return _magnitude(model, producer, context[producer.input[0]])
 
 
-def _decisions_near(model: ModelWrapper, node, acc: np.ndarray, reach: np.ndarray) -> np.ndarray:
-    """Per element of `acc`: does the node's output differ anywhere within `reach` levels of it? The
-    model's sum lies within the band around the exact one, and between two integer levels its
-    output is one of theirs, so the levels acc - reach .. acc + reach hold every output it can give."""
+def _decisions_near(model: ModelWrapper, node, acc: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Per element of `acc`: can the node's output differ for a sum within `band` of it? The
+    model's sum m lies in [acc - band, acc + band]. Thresholds count T <= m: the count differs from
+    the exact one only for a threshold in (acc - band, acc + band]. A table's output for m between
+    two integer levels is one of theirs, so the levels within ceil(band) hold every output it can
+    give."""
     channels = acc.shape[1]
     table = const(model, node.input[1]).astype(np.float64)
     lift = (1, channels) + (1,) * (acc.ndim - 2) + (-1,)  # (C, K) -> broadcastable against acc[..., None]
     if node.op_type == "MultiThreshold":  # the count of thresholds T <= acc changes at each T
         t = np.broadcast_to(table, (channels, table.shape[1])).reshape(lift)
-        a, r = acc[..., None], reach[..., None]
+        a, r = acc[..., None], band[..., None]
         return ((t > a - r) & (t <= a + r)).any(axis=-1)
+    reach = np.ceil(band)
     in_min = next(a.i for a in node.attribute if a.name == "in_min")  # Lookup: the entries in reach
     rows = np.broadcast_to(table, (channels, table.shape[-1])).reshape(lift)
     index = (acc - in_min).astype(np.int64)
@@ -172,7 +175,7 @@ def near_ties(model: ModelWrapper, context: dict[str, np.ndarray]) -> dict[str, 
         acc = context[node.input[0]]
         magnitude, terms = found
         band = (terms + EXTRA_ROUNDINGS) * UNIT_ROUNDOFF * magnitude.reshape(acc.shape)
-        near[name] = _decisions_near(model, node, acc, np.ceil(band))
+        near[name] = _decisions_near(model, node, acc, band)
     return near
 
 
