@@ -17,6 +17,9 @@ Prints one JSON object and writes the Markdown table to `--table` (committed as
     .venv/bin/python benchmarks/bench_boards.py [--names reactnet-a bireal-18 ...] [--table FILE] [--json FILE]
     .venv/bin/python benchmarks/bench_boards.py --render FILE.json --table FILE.md   (the table of an earlier run)
     .venv/bin/python benchmarks/bench_boards.py --names reactnet-a --merge FILE.json ...   (rerun some rows)
+    .venv/bin/python benchmarks/bench_boards.py --synth reactnet-a zcu104 --merge FILE.json ...
+        (build NAME for BOARD at --target-fps max and synthesize it hierarchically with Yosys:
+         the as-built estimates beside Yosys's totals; about 40 minutes for ReActNet-A)
 
 Each row says which commit measured it (`measured_at`): rows rerun with `--merge` replace those
 of the earlier run, the others keep theirs.
@@ -113,6 +116,63 @@ def phase(name: str, work: Path) -> dict:
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "boards": boards}
 
 
+def synth_row(name: str, board_name: str, work: Path) -> dict:
+    """`name` (ImageNet size) built for the board at its fastest fitting rate, as `hwgen build
+    --board B --target-fps max` does, then synthesized hierarchically (`hwgen.synth`): the
+    build's estimates beside Yosys's totals, or the build's own error where it does not fit."""
+    from hwgen.builder import build
+    from hwgen.config import BuildConfig
+    from hwgen.deploy.boards import lookup_board
+    from hwgen.errors import HwgenError
+    from hwgen.models.zoo import export
+    from hwgen.synth import synthesize
+
+    board = lookup_board(board_name)
+    row = {"name": name, "board": board_name, "measured_at": _commit()}
+    path = export(name, work / f"{name}.onnx", "imagenet", seed=0)
+    t = time.perf_counter()
+    try:
+        report = build(path, work / "b", BuildConfig(board=board_name, clock_mhz=board.fclk_mhz, target_fps="max"))
+    except HwgenError as exc:
+        return {**row, "built": False, "error": str(exc), "build_seconds": round(time.perf_counter() - t)}
+    row["build_seconds"] = round(time.perf_counter() - t)
+    t = time.perf_counter()
+    report = synthesize(work / "b", part=board.part, jobs=1)
+    return {**row, **as_built(report, board.part), "synth_seconds": round(time.perf_counter() - t)}
+
+
+def as_built(report: dict, part_name: str) -> dict:
+    """A synthesized build's `report.json`: its rate on the part, its estimates and Yosys's totals."""
+    part = next(p for p in report["parts"] if part_name.startswith(p["part"]))
+    return {"built": True, "fps": round(part["fps"], 1),
+            "estimate": {k: report["totals"][k] for k in ("est_luts", "est_brams", "est_urams", "est_dsps")},
+            "yosys": report["synth"],
+            "part": {"luts": part["luts"], "bram18": part["bram18"], "uram": part["uram"], "dsp": part["dsp"]}}
+
+
+def synth_table(rows: list[dict]) -> str:
+    """The hierarchical Yosys totals of the as-built designs, beside their estimates."""
+    if not rows:
+        return ""
+    lines = ["", "Built with `--board B --target-fps max` and synthesized hierarchically with Yosys "
+             "(`--synth NAME BOARD`): every unit and the top, estimate / Yosys against the part. "
+             "BRAM18 counts a RAMB36 as two.", "",
+             "| network | board | FPS as built | LUT | FF | BRAM18 | URAM | DSP | fits | build s / Yosys s | measured at |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r["built"]:
+            lines.append(f"| {r['name']} | {r['board']} | does not build: {r['error']} | | | | | | no | "
+                         f"{r['build_seconds']} / - | {r['measured_at']} |")
+            continue
+        e, y, p = r["estimate"], r["yosys"], r["part"]
+        lines.append(
+            f"| {r['name']} | {r['board']} | {r['fps']:,.0f} | {e['est_luts']:,} / {y['luts']:,} of {p['luts']:,} | "
+            f"{y['ffs']:,} | {e['est_brams']:,} / {y['bram18'] + 2 * y['bram36']:,} of {p['bram18']:,} | "
+            f"{e['est_urams']} / {y['uram']} of {p['uram']} | {e['est_dsps']:,} / {y['dsp']:,} of {p['dsp']:,} | "
+            f"{'yes' if y['fits'] else 'no'} | {r['build_seconds']} / {r['synth_seconds']} | {r['measured_at']} |")
+    return "\n".join(lines) + "\n"
+
+
 def _commit() -> str:
     """The commit the benchmark runs at (with `+` where the tree has changes of its own)."""
     def git(*args: str) -> str:
@@ -146,7 +206,7 @@ HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --bo
           "A row's last column is the commit that measured it.")
 
 
-def table(results: list[dict], command: str) -> str:
+def table(results: list[dict], command: str, synth_rows: list[dict] | None = None) -> str:
     lines = [f"`{command}`", "", HEADER, "",
              "| network | " + " | ".join(BOARDS) + " | lower s / peak MiB | measured at |",
              "|---|" + "---|" * (len(BOARDS) + 2)]
@@ -154,7 +214,7 @@ def table(results: list[dict], command: str) -> str:
         goals = GOALS.get(r["name"], (None,) * len(BOARDS))
         lines.append(f"| {r['name']} | " + " | ".join(cell(r["boards"][b], g) for b, g in zip(BOARDS, goals))
                      + f" | {r['lower_seconds']} / {r['peak_mib']:,} | {r.get('measured_at', 'an earlier run')} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + synth_table(synth_rows or [])
 
 
 def main() -> None:
@@ -164,12 +224,26 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="write the JSON here too")
     p.add_argument("--render", type=Path, help="write --table from this earlier run's JSON, running nothing")
     p.add_argument("--merge", type=Path, help="an earlier run's JSON whose rows those run now replace")
+    p.add_argument("--synth", nargs=2, metavar=("NAME", "BOARD"),
+                   help="build NAME for BOARD at --target-fps max and synthesize it (a row of the Yosys table)")
     p.add_argument("--phase", nargs=2, metavar=("NAME", "DIR"), help=argparse.SUPPRESS)
     args = p.parse_args()
     command = "python benchmarks/bench_boards.py --json benchmarks/results/boards_imagenet.json " \
               "--table benchmarks/results/boards_imagenet.md"
     if args.render:
-        args.table.write_text(table(json.loads(args.render.read_text())["results"], command))
+        earlier = json.loads(args.render.read_text())
+        args.table.write_text(table(earlier["results"], command, earlier.get("synth", [])))
+        return
+    if args.synth:
+        with tempfile.TemporaryDirectory() as tmp:
+            row = synth_row(*args.synth, Path(tmp))
+        print(json.dumps(row))
+        if args.merge:
+            out = json.loads(args.merge.read_text())
+            out["synth"] = [r for r in out.get("synth", []) if (r["name"], r["board"]) != tuple(args.synth)] + [row]
+            (args.json or args.merge).write_text(json.dumps(out, indent=1) + "\n")
+            if args.table:
+                args.table.write_text(table(out["results"], command, out["synth"]))
         return
     if args.phase:
         print(json.dumps(phase(args.phase[0], Path(args.phase[1]))))
@@ -186,12 +260,13 @@ def main() -> None:
         rerun = {r["name"]: r for r in results}
         earlier = json.loads(args.merge.read_text())["results"]
         results = [rerun.pop(r["name"], r) for r in earlier] + list(rerun.values())
-    out = {"boards": BOARDS, "results": results}
+    out = {"boards": BOARDS, "results": results,
+           "synth": json.loads(args.merge.read_text()).get("synth", []) if args.merge else []}
     print(json.dumps(out))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     if args.table:
-        args.table.write_text(table(results, command))
+        args.table.write_text(table(results, command, out["synth"]))
 
 
 if __name__ == "__main__":
