@@ -47,6 +47,10 @@ class BuildConfig:
     where paths fork and meet again get their depths: "measured" (a Verilator run), "modelled"
     (from each unit's latency, no simulation) or "auto" (measured where the design is small).
     With a `board` (a name of `hwgen boards`) the build also writes `OUT/deploy/` for it.
+    `dram_read_masters` is how many AXI read masters the DRAM readers share (through an arbiter
+    where one has several): default the board's PS ports for them, at most `MAX_MASTERS` (3), and
+    3 without a board; more than the board has is an error (without a board, any number: one per
+    reader is what `benchmarks/bench_masters.py` measures against sharing).
     `weight_memory` is where the MVUs' weights live: "rom" (initialised memories, in the
     bitstream), "loaded" (every weight memory written after reset from the weight stream,
     `OUT/rtl/weights.bin`), "dram" (every MVU whose weight words fill whole words of the DRAM
@@ -67,6 +71,7 @@ class BuildConfig:
     board: str | None = None
     part: str | None = None
     top_name: str = "hwgen_accel"
+    dram_read_masters: int | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
 
     def __post_init__(self) -> None:
@@ -92,7 +97,12 @@ class BuildConfig:
         if self.board is not None:
             from hwgen.deploy.boards import lookup_board
 
-            lookup_board(self.board)
+            ports = len(lookup_board(self.board).dram_ports)
+            if self.dram_read_masters is not None and self.dram_read_masters > ports:
+                raise HwgenError(f"the board {self.board} has {ports} DRAM ports for read masters, asked for "
+                                 f"{self.dram_read_masters}", where="dram_read_masters")
+        if self.dram_read_masters is not None and self.dram_read_masters < 1:
+            raise HwgenError(f"must be at least 1, got {self.dram_read_masters}", where="dram_read_masters")
         if self.part is not None:
             from hwgen.parts import lookup_part
 
@@ -114,6 +124,8 @@ class BuildConfig:
         `hwgen.rtl.axi.MAX_MASTERS`."""
         from hwgen.rtl.axi import MAX_MASTERS
 
+        if self.dram_read_masters is not None:
+            return self.dram_read_masters
         if self.board is None:
             return MAX_MASTERS
         from hwgen.deploy.boards import lookup_board

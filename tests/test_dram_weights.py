@@ -45,6 +45,11 @@ def tfc_dram(tmp_path_factory, verilator_cache):
     return tmp / "b", report
 
 
+#: TFC with every layer in DRAM on one read master: the bus words of all four images, one a clock
+#: (the arbiter turns from one reader's bursts to the next's without a gap)
+SHARED_MASTER_CYCLES = 922
+
+
 def test_tfc_with_weights_in_dram_is_the_model(tfc_dram, verilator_cache):
     out, report = tfc_dram
     ops = {layer["name"]: layer["op"] for layer in report["layers"] if "MVU" in layer["op"]}
@@ -60,6 +65,32 @@ def test_tfc_with_weights_in_dram_is_the_model(tfc_dram, verilator_cache):
         assert np.array_equal(y, expected), stall
         if stall == 0.0:  # the first layer's 6,272 bytes over a 64-bit bus: 784 cycles, not 64
             assert stats["cycles_per_frame"] == 784 == report["totals"]["max_est_cycles"]
+
+
+def test_readers_sharing_one_master_are_the_model(tmp_path, verilator_cache):
+    """TFC's four weight-stationary layers on one read master (`dram_read_masters=1`: an arbiter
+    takes their bursts in turn): the model with and without stalls, the frame now bound by the
+    one port carrying every layer's weights (922 bus words a frame, where three masters took 784)."""
+    export_brevitas(bnn_pynq_model("TFC_1W1A").eval(), (1, 1, 28, 28)).save(str(tmp_path / "tfc.onnx"))
+    out = tmp_path / "b"
+    build(tmp_path / "tfc.onnx", out, BuildConfig(target_cycles=64, weight_memory="dram", dram_read_masters=1,
+                                                  cache_dir=verilator_cache))
+    assert json.loads((out / "accelerator.json").read_text())["dram_masters"] == 1
+    x = np.random.default_rng(0).uniform(-1, 1, (6, 1, 28, 28)).astype(np.float32)
+    expected = run_input_model(out, x)
+    for stall in (0.0, 0.3):
+        y, stats = simulate_build(out, x, stall_prob=stall, seed=1, cache_dir=verilator_cache)
+        assert np.array_equal(y, expected), stall
+        if stall == 0.0:
+            assert stats["cycles_per_frame"] == SHARED_MASTER_CYCLES
+
+
+def test_more_read_masters_than_the_board_has_is_one_error():
+    with pytest.raises(HwgenError, match=r"^dram_read_masters: the board pynq-z2 has 2 DRAM ports for read masters, "
+                                         r"asked for 3$"):
+        BuildConfig(board="pynq-z2", dram_read_masters=3)
+    with pytest.raises(HwgenError, match=r"^dram_read_masters: must be at least 1, got 0$"):
+        BuildConfig(dram_read_masters=0)
 
 
 def test_a_missing_or_short_dram_image_is_one_error(tfc_dram, tmp_path, verilator_cache):
