@@ -49,8 +49,8 @@ class BuildConfig:
     With a `board` (a name of `hwgen boards`) the build also writes `OUT/deploy/` for it.
     `dram_read_masters` is how many AXI read masters the DRAM readers share (through an arbiter
     where one has several): default the board's PS ports for them, at most `MAX_MASTERS` (3), and
-    3 without a board; more than the board has is an error (without a board, any number: one per
-    reader is what `benchmarks/bench_masters.py` measures against sharing).
+    3 without a board; more than the board has is an error (without a board, any number; the
+    bench's DRAM answers up to four: `benchmarks/bench_masters.py` measures one to four).
     `weight_memory` is where the MVUs' weights live: "rom" (initialised memories, in the
     bitstream), "loaded" (every weight memory written after reset from the weight stream,
     `OUT/rtl/weights.bin`), "dram" (every MVU whose weight words fill whole words of the DRAM
