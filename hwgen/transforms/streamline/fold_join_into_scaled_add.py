@@ -46,7 +46,7 @@ from hwgen.transforms.streamline.fold_elementwise_chain_into_thresholds import (
     FLOAT32_EXACT, LOOKUP_MAX_ENTRIES, LOOKUP_MIN_LEVELS, QUANTIZERS, _Chain, accumulator_range, annotate_ranges,
     note_ties,
 )
-from hwgen.transforms.float_ties import UNIT_ROUNDOFF, note_float_ties
+from hwgen.transforms.float_ties import EXTRA_ROUNDINGS, UNIT_ROUNDOFF, note_float_ties
 
 #: the largest integer coefficient tried for either operand
 MAX_COEFFICIENT = 1 << 12
@@ -188,7 +188,14 @@ class FoldJoinIntoScaledAdd(Transformation):
             raise HwgenError(f"channel {c}: an operand has no scale there ({scale_a[c]:.9g} vs {scale_b[c]:.9g}): "
                              "it does not depend on its integer input", where=f"node {add.name}")
         if not np.allclose(ratios, ratios[0], rtol=1e-6):
-            _per_channel(model, add, chain, ta, tb, pairs_a, pairs_b, ratios, scale_a, scale_b)
+            try:
+                _per_channel(model, add, chain, ta, tb, pairs_a, pairs_b, ratios, scale_a, scale_b)
+            except HwgenError:
+                if not all(n.op_type in AFFINE_OPS for n in chain_a + chain_b + post):
+                    raise
+                # real sums closer than coefficients up to MAX_COEFFICIENT resolve: the wide join's
+                # larger coefficients, the pairs within float32 rounding of a boundary as ties
+                _wide_join(model, add, chain, ta, tb, va, vb, ratios)
             return
         # Where both operands' chains are the same in every channel (per-tensor scales), the sum
         # the Add computes is one float per pair: if that is a function of z, so is everything
@@ -354,10 +361,10 @@ def _wide_coefficients(u: np.ndarray, least: np.ndarray, lo: int, hi: int, ratio
     (the real sums' levels), every pair but those within float32 rounding of a boundary:
 
     the pairs nearest a level's boundary lie closer to it than any small coefficients resolve
-    (among 145 x 446,029 pairs some lie within 1e-9 of it), but where they lie within one float32
-    rounding of the real sum's magnitude the model's own arithmetic cannot tell their side either:
-    the smallest coefficients that order every pair but those are taken, and those pairs are the
-    float ties `verify` names."""
+    (among 145 x 446,029 pairs some lie within 1e-9 of it), but where they lie within a few float32
+    roundings (`EXTRA_ROUNDINGS`, inside the bound `verify` judges ties by) of the real sum's
+    magnitude the model's own arithmetic cannot tell their side either: the smallest coefficients
+    that order every pair but those are taken, and those pairs are the float ties `verify` names."""
     if not np.isfinite(ratio):
         return None
     reach_u, reach_w = int(np.abs(u).max()), max(abs(lo), abs(hi)) + 1
@@ -371,7 +378,7 @@ def _wide_coefficients(u: np.ndarray, least: np.ndarray, lo: int, hi: int, ratio
         t = np.where(reached, at, np.iinfo(np.int64).max).min(axis=0)
         t = np.where(reached.any(axis=0), t, (alpha * u + beta * hi).max() + 1)
         under = np.where(least > lo, below, np.iinfo(np.int64).min).max(axis=0)
-        if np.all(under - t < (max(1.0, magnitude * UNIT_ROUNDOFF) if tolerant else 1)):
+        if np.all(under - t < (max(1.0, EXTRA_ROUNDINGS * magnitude * UNIT_ROUNDOFF) if tolerant else 1)):
             return alpha, beta, t
     return None
 
