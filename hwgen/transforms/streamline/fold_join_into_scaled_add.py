@@ -165,37 +165,35 @@ class FoldJoinIntoScaledAdd(Transformation):
         va = np.arange(int(lo_a.min()), int(hi_a.max()) + 1)
         vb = np.arange(int(lo_b.min()), int(hi_b.max()) + 1)
         channels = lo_a.shape[0]
-        if va.size * vb.size > MAX_PAIRS and all(n.op_type in AFFINE_OPS for n in chain_a + chain_b + post):
-            chain = _JoinChain(model, [ta, tb], chain_a + chain_b + [add] + post, quant)
-            annotate_ranges(model, (ta, tb), ranges)
-            scale_a = _operand_scale(ElementwiseChain(model, ta, chain_a).run(va[[0, -1], None].repeat(channels, 1)),
-                                     va[[0, -1]])
-            scale_b = _operand_scale(ElementwiseChain(model, tb, chain_b).run(vb[[0, -1], None].repeat(channels, 1)),
-                                     vb[[0, -1]])
-            _wide_join(model, add, chain, ta, tb, va, vb, scale_a / scale_b)
-            return
-        if va.size * vb.size > MAX_PAIRS:
+        affine = all(n.op_type in AFFINE_OPS for n in chain_a + chain_b + post)
+        if va.size * vb.size > MAX_PAIRS and not affine:
             raise HwgenError(f"the operands have {va.size} x {vb.size} value pairs, more than hwgen tabulates "
                              f"({MAX_PAIRS}): quantize them (8 bits each) before the add", where=f"node {add.name}")
-        pairs_a, pairs_b = np.repeat(va, vb.size), np.tile(vb, va.size)
         annotate_ranges(model, (ta, tb), ranges)
         chain = _JoinChain(model, [ta, tb], chain_a + chain_b + [add] + post, quant)
-        scale_a = _operand_scale(ElementwiseChain(model, ta, chain_a).run(va[:, None].repeat(channels, 1)), va)
-        scale_b = _operand_scale(ElementwiseChain(model, tb, chain_b).run(vb[:, None].repeat(channels, 1)), vb)
+        # an operand's scale is its chain's slope between the ends of its range
+        scale_a = _operand_scale(ElementwiseChain(model, ta, chain_a).run(va[[0, -1], None].repeat(channels, 1)),
+                                 va[[0, -1]])
+        scale_b = _operand_scale(ElementwiseChain(model, tb, chain_b).run(vb[[0, -1], None].repeat(channels, 1)),
+                                 vb[[0, -1]])
+        if va.size * vb.size > MAX_PAIRS:
+            _wide_join(model, add, chain, ta, tb, va, vb, scale_a / scale_b)
+            return
+        pairs_a, pairs_b = np.repeat(va, vb.size), np.tile(vb, va.size)
         ratios = scale_a / scale_b
         if not np.all(np.isfinite(ratios)) or np.any(ratios == 0):
             c = int(np.flatnonzero(~np.isfinite(ratios) | (ratios == 0))[0])
             raise HwgenError(f"channel {c}: an operand has no scale there ({scale_a[c]:.9g} vs {scale_b[c]:.9g}): "
                              "it does not depend on its integer input", where=f"node {add.name}")
         if not np.allclose(ratios, ratios[0], rtol=1e-6):
-            try:
-                _per_channel(model, add, chain, ta, tb, pairs_a, pairs_b, ratios, scale_a, scale_b)
-            except HwgenError:
-                if not all(n.op_type in AFFINE_OPS for n in chain_a + chain_b + post):
-                    raise
-                # real sums closer than coefficients up to MAX_COEFFICIENT resolve: the wide join's
-                # larger coefficients, the pairs within float32 rounding of a boundary as ties
-                _wide_join(model, add, chain, ta, tb, va, vb, ratios)
+            refusal = _per_channel(model, add, chain, ta, tb, pairs_a, pairs_b, ratios, scale_a, scale_b)
+            if refusal is None:
+                return
+            if not affine:
+                raise refusal
+            # real sums closer than coefficients up to MAX_COEFFICIENT resolve: the wide join's
+            # larger coefficients, the pairs within float32 rounding of a boundary as ties
+            _wide_join(model, add, chain, ta, tb, va, vb, ratios)
             return
         # Where both operands' chains are the same in every channel (per-tensor scales), the sum
         # the Add computes is one float per pair: if that is a function of z, so is everything
@@ -236,7 +234,8 @@ class FoldJoinIntoScaledAdd(Transformation):
 
 
 def _per_channel(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, pairs_a: np.ndarray,
-                 pairs_b: np.ndarray, ratios: np.ndarray, scale_a: np.ndarray, scale_b: np.ndarray) -> None:
+                 pairs_b: np.ndarray, ratios: np.ndarray, scale_a: np.ndarray,
+                 scale_b: np.ndarray) -> HwgenError | None:
     """The join with a coefficient pair per channel: each channel's smallest pair whose z its
     levels are a function of (a non-decreasing one preferred), then thresholds per channel, or a
     table where some channel's levels are not monotone in its z.
@@ -244,37 +243,41 @@ def _per_channel(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, 
     A channel whose float32 levels no pair orders (two input pairs whose real sums lie closer
     than float32 resolves, rounded in the opposite order) takes the levels of the real sums
     (`exact`, float64): its thresholds are then the real ones, and the model's own float32
-    rounding decides the outputs at them, recorded as float ties for `verify`."""
+    rounding decides the outputs at them, recorded as float ties for `verify`.
+
+    Returns None once the join is rewritten, else why it cannot be (the graph untouched): the
+    caller raises that, or, for an affine join, takes `_wide_join`'s larger coefficients."""
     channels = ratios.size
-    levels = chain.levels(pairs_a[:, None].repeat(channels, 1), pairs_b[:, None].repeat(channels, 1))
+    grid_a, grid_b = pairs_a[:, None].repeat(channels, 1), pairs_b[:, None].repeat(channels, 1)
+    levels = chain.levels(grid_a, grid_b)
     exact_levels = None
     alphas, betas, all_rising, rounded = [], [], True, False
     for c in range(channels):
         found = _channel_coefficients(pairs_a, pairs_b, levels[:, c], float(ratios[c]))
         if found is None or not found[2]:
             if exact_levels is None:
-                exact_levels = chain.levels(pairs_a[:, None].repeat(channels, 1), pairs_b[:, None].repeat(channels, 1),
-                                            exact=True)
+                exact_levels = chain.levels(grid_a, grid_b, exact=True)
             real = _channel_coefficients(pairs_a, pairs_b, exact_levels[:, c], float(ratios[c]))
             if real is not None and (found is None or real[2]):
                 found, rounded = real, True
                 levels[:, c] = exact_levels[:, c]
         if found is None:
-            raise HwgenError(f"channel {c}: no integer coefficients up to {MAX_COEFFICIENT} reproduce the model's "
-                             f"rounding of a*{scale_a[c]:.9g} + b*{scale_b[c]:.9g} (scales of {ta} and {tb}) for "
-                             "every input pair: use scales that are powers of two apart", where=f"node {add.name}")
+            return HwgenError(f"channel {c}: no integer coefficients up to {MAX_COEFFICIENT} reproduce the model's "
+                              f"rounding of a*{scale_a[c]:.9g} + b*{scale_b[c]:.9g} (scales of {ta} and {tb}) for "
+                              "every input pair: use scales that are powers of two apart", where=f"node {add.name}")
         alphas.append(found[0])
         betas.append(found[1])
         all_rising &= found[2]
-    z = np.array(alphas)[None, :] * pairs_a[:, None] + np.array(betas)[None, :] * pairs_b[:, None]
+    z = np.array(alphas)[None, :] * grid_a + np.array(betas)[None, :] * grid_b
     span = int(z.max() - z.min()) + 1
     table = span <= LOOKUP_MAX_ENTRIES and (not all_rising or chain.num_thresholds(model) >= LOOKUP_MIN_LEVELS)
     if not all_rising and not table:
-        raise HwgenError(f"the join's output is not monotone in its per-channel sum, whose {span:,} values are "
-                         f"more than a table holds ({LOOKUP_MAX_ENTRIES:,}): quantize the operands to fewer bits",
-                         where=f"node {add.name}")
+        return HwgenError(f"the join's output is not monotone in its per-channel sum, whose {span:,} values are "
+                          f"more than a table holds ({LOOKUP_MAX_ENTRIES:,}): quantize the operands to fewer bits",
+                          where=f"node {add.name}")
     _emit(model, add, chain, ta, tb, 1, 1, z, levels, as_thresholds=not table, per_channel=(alphas, betas),
           rounded=rounded)
+    return None
 
 
 def _wide_join(model: ModelWrapper, add, chain: _JoinChain, ta: str, tb: str, va: np.ndarray, vb: np.ndarray,
