@@ -114,3 +114,18 @@ def test_global_average_pooling_before_the_classifier(tmp_path, verilator_cache)
     import json
     ops = [layer["op"] for layer in json.loads((tmp_path / "build" / "report.json").read_text())["layers"]]
     assert "SumPool" in ops
+
+
+def test_wide_join_never_puts_a_pair_under_a_level_on_its_threshold():
+    """The wide join's coefficients must order every pair: one under a level whose z equals the
+    level's threshold would compare as reaching it (a trained ReActNet-A port lost a level on 57
+    outputs of 16 frames that way, none of them a float tie). Level 1 starts at w = 5 for u = 0
+    and at w = 3 for u = 1: z = u + w puts (1, 3) and (0, 4) on the same z; z = 3u + 2w orders all."""
+    from hwgen.transforms.streamline.fold_join_into_scaled_add import _wide_coefficients
+
+    u, least = np.array([0, 1]), np.array([[5], [3]])
+    assert _wide_coefficients(u, least, 0, 10, 1.0, tolerant=False) is None
+    alpha, beta, t = _wide_coefficients(u, least, 0, 10, 1.5, tolerant=False)
+    for value, first in zip(u, least[:, 0]):
+        for w in range(11):
+            assert (alpha * value + beta * w >= t[0]) == (w >= first), (value, w)

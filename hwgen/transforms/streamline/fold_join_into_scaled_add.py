@@ -381,7 +381,10 @@ def _wide_coefficients(u: np.ndarray, least: np.ndarray, lo: int, hi: int, ratio
         t = np.where(reached, at, np.iinfo(np.int64).max).min(axis=0)
         t = np.where(reached.any(axis=0), t, (alpha * u + beta * hi).max() + 1)
         under = np.where(least > lo, below, np.iinfo(np.int64).min).max(axis=0)
-        if np.all(under - t < (max(1.0, EXTRA_ROUNDINGS * magnitude * UNIT_ROUNDOFF) if tolerant else 1)):
+        # how far the pairs under each level reach past its threshold (>= 1: some pair under the
+        # level would compare at or above it): none, or within the float32 rounding (in z)
+        overlap = under - t + 1
+        if np.all(overlap <= (EXTRA_ROUNDINGS * magnitude * UNIT_ROUNDOFF if tolerant else 0)):
             return alpha, beta, t
     return None
 
