@@ -8,6 +8,7 @@ build that fails at any step leaves no half-written folder, and an earlier build
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ from hwgen.report import build_report, write_json_atomically
 from hwgen.reportpage import write_report_page
 from hwgen.rtl.stitch import stitch
 from hwgen.transforms.graph import declare_domains
+from hwgen.transforms.hardware.set_folding import MAX_BRAM_SHARE, SetFolding
 from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import (
     FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, RewriteFailure, apply_all, check_stage,
@@ -94,34 +96,68 @@ MAX_REFOLDS = 2
 def step_plumbing(s: BuildState) -> BuildState:
     """Plumbing; and where the build folds for the fastest rate that fits (`--target-fps max`)
     and the FIFOs plumbing sized take block RAM the compute units left no room for, folding
-    again from the hardware graph with that block RAM reserved (the fold checkpoint rewritten),
-    then plumbing again: folding counts the compute units only, the FIFOs' depths come after."""
+    again from the hardware graph with block RAM reserved for them (`_fold_beside_fifos`), then
+    plumbing again: folding counts the compute units only, the FIFOs' depths come after."""
     s.model = apply_all(s.model, PLUMBING(s.cfg))
-    for _ in range(MAX_REFOLDS):
-        fifos = _fifo_block_ram_short(s)
-        if not fifos:
-            break
-        s.reserved_bram18 = fifos
-        names = [name for name, _ in STEPS]
-        hardware = ModelWrapper(str(s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"))
-        s.model = step_fold(BuildState(hardware, s.cfg, s.out, reserved_bram18=fifos)).model
-        declare_domains(s.model).save(str(s.out / "graphs" / f"{names.index('fold') + 2:02d}_fold.onnx"))
-        s.model = apply_all(s.model, PLUMBING(s.cfg))
+    need, fifos = _block_ram_need(s.model, s.cfg)
+    if s.cfg.cycles_target is None and need > lookup_part(s.cfg.fit_part).bram18 and fifos > s.reserved_bram18:
+        _fold_beside_fifos(s, fifos)
     check_stage(s.model, "plumbing")
     return s
 
 
-def _fifo_block_ram_short(s: BuildState) -> int:
-    """The block RAM of the plumbed design's FIFOs and converters, where the build folds for the
-    fastest rate, the design needs more block RAM than its part has, and that is more than
-    folding already left to them; else 0."""
-    if s.cfg.cycles_target is not None:
-        return 0
-    units = [(node.op_type, unit_of(s.model, node)) for node in s.model.graph.node]
+def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
+    """Fold again, leaving block RAM to the FIFOs, and plumb: first with what the FIFOs took, as
+    long as they grow (`MAX_REFOLDS`). Where no folding leaves that much (the FIFOs were sized
+    beside a fast folding: the shortcut beside a weight-stationary unit holds three of its passes,
+    and a fast folding has few, long passes), with the most that any folding leaves (the slowest,
+    whose passes are short and whose FIFOs so shrink); where the FIFOs do not fit even then, an
+    error that says what each side takes. Sets `s.model` and `s.reserved_bram18`; the fold
+    checkpoint is the folding kept."""
     part = lookup_part(s.cfg.fit_part)
+    names = [name for name, _ in STEPS]
+    hardware_path = s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"
+    fold_path = s.out / "graphs" / f"{names.index('fold') + 2:02d}_fold.onnx"
+
+    def attempt(reserved: int) -> tuple[ModelWrapper, ModelWrapper, int, int]:
+        """(folded, plumbed, block RAM needed, FIFOs' block RAM) with `reserved` left to the FIFOs."""
+        folded = step_fold(BuildState(ModelWrapper(str(hardware_path)), s.cfg, s.out, reserved_bram18=reserved)).model
+        plumbed = apply_all(ModelWrapper(copy.deepcopy(folded.model)), PLUMBING(s.cfg))
+        return (folded, plumbed, *_block_ram_need(plumbed, s.cfg))
+
+    def keep(folded: ModelWrapper, plumbed: ModelWrapper, reserved: int) -> None:
+        declare_domains(folded).save(str(fold_path))
+        s.model, s.reserved_bram18 = plumbed, reserved
+
+    reserved = fifos
+    try:
+        for _ in range(MAX_REFOLDS):
+            folded, plumbed, need, fifos = attempt(reserved)
+            keep(folded, plumbed, reserved)
+            if need <= part.bram18 or fifos <= reserved:
+                return
+            reserved = fifos
+        return
+    except HwgenError:
+        folding = next(t for t in FOLD(s.cfg) if isinstance(t, SetFolding))
+        least = folding.least_block_ram(ModelWrapper(str(hardware_path)))
+        most = int(MAX_BRAM_SHARE * part.bram18) - least
+        if most <= 0 or most >= reserved:
+            raise
+    folded, plumbed, need, fifos = attempt(most)
+    if need > part.bram18:
+        raise HwgenError(f"no folding leaves its FIFOs their block RAM: at the slowest, the compute units take "
+                         f"{least:,} BRAM18 and the FIFOs {fifos:,}, where the {part.device} has {part.bram18:,}",
+                         where="--target-fps max")
+    keep(folded, plumbed, most)
+
+
+def _block_ram_need(model: ModelWrapper, cfg: BuildConfig) -> tuple[int, int]:
+    """(the plumbed design's BRAM18s on its part, those of its FIFOs and converters)."""
+    units = [(node.op_type, unit_of(model, node)) for node in model.graph.node]
+    part = lookup_part(cfg.fit_part)
     need = part_fit([u for _, u in units], max(u.est_cycles() for _, u in units), part)["est_bram18"]
-    plumbing = sum(u.est_brams() for op, u in units if op in PLUMBING_OPS)
-    return plumbing if need > part.bram18 and plumbing > s.reserved_bram18 else 0
+    return need, sum(u.est_brams() for op, u in units if op in PLUMBING_OPS)
 
 
 def step_rtl(s: BuildState) -> BuildState:

@@ -168,6 +168,14 @@ def test_folding_leaves_block_ram_to_the_fifos(wide_mlp, tmp_path, verilator_cac
     with pytest.raises(HwgenError, match=r"needs \d+ BRAM18 for its compute units, where the part has 5 "
                                          r"\(less 275 that the FIFOs take\)"):
         SetFolding(None, part, dram=dram_budget(cfg), reserved_bram18=275).choose(hardware)
+    # the most any folding leaves to the FIFOs: the part's block RAM less what the slowest folding
+    # takes (what a build whose FIFOs outgrow a fast folding's room falls back to), to the BRAM18
+    least = SetFolding(None, part, dram=dram_budget(cfg)).least_block_ram(hardware)
+    assert 0 < least < 100
+    SetFolding(None, part, dram=dram_budget(cfg), reserved_bram18=280 - least).choose(hardware)
+    with pytest.raises(HwgenError, match=rf"needs {least} BRAM18 for its compute units, where the part has "
+                                         rf"{least - 1} \(less {281 - least} that the FIFOs take\)"):
+        SetFolding(None, part, dram=dram_budget(cfg), reserved_bram18=281 - least).choose(hardware)
 
 
 def test_auto_keeps_on_chip_what_fits(tiny_mlp_onnx, tmp_path, verilator_cache):

@@ -53,6 +53,7 @@ carry exactly the MVU's SIMD elements).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -162,9 +163,7 @@ class SetFolding(Transformation):
         """The folding of every unit that folding chooses for, by node name, the graph left as it
         is (a sweep over targets reads the chosen units' estimates without rewriting the graph)."""
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
-        options = self.options if self.options is not None else fold_options(model)
-        if self.bus_bits:
-            options = {name: _whole_bus_words(opts, self.bus_bits) for name, opts in options.items()}
+        options = self._options(model)
         reachable = max(min(o.cycles for o in opts) for opts in options.values())
         if self.target_cycles is None:
             cycles = self._fastest_fitting(options, reachable)
@@ -174,6 +173,26 @@ class SetFolding(Transformation):
         _match_window_beats(model, nodes, options, chosen, cycles, prices,
                             self._bram_budget - self._block_ram(chosen))
         return chosen
+
+    def least_block_ram(self, model: ModelWrapper) -> int:
+        """The BRAM18s the compute units of `model` take at the slowest folding of all (weights
+        in DRAM in the most passes where block RAM runs short): the most block RAM any folding
+        leaves to the FIFOs is the part's less this."""
+        options = self._options(model)
+        slowest = max(o.cycles for opts in [*options.values(), *self._all_in_dram(options)] for o in opts)
+        starved = copy.copy(self)  # no block RAM to spend: the prices and passes that take the least
+        starved._bram_budget = 0
+        return starved._block_ram(starved._fold(options, slowest)[0])
+
+    def _options(self, model: ModelWrapper) -> dict[str, list[Option]]:
+        options = self.options if self.options is not None else fold_options(model)
+        if self.bus_bits:
+            options = {name: _whole_bus_words(opts, self.bus_bits) for name, opts in options.items()}
+        return options
+
+    def _all_in_dram(self, options: dict[str, list[Option]]) -> list[list[Option]]:
+        """Every unit's foldings with its weights in DRAM (none without a DRAM)."""
+        return [self._in_dram(name, opts) for name, opts in options.items()] if self.dram else []
 
     def _fold(self, options: dict[str, list[Option]], cycles: int) -> tuple[dict[str, Option], tuple]:
         """The cheapest option of every unit within `cycles` at the least BRAM price of
@@ -269,8 +288,8 @@ class SetFolding(Transformation):
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
         folding fits the part; the slowest folding of all if none does."""
         part = self.part
-        in_dram = [self._in_dram(name, opts) for name, opts in options.items()] if self.dram else []
-        candidates = sorted({o.cycles for opts in [*options.values(), *in_dram] for o in opts if o.cycles >= reachable})
+        candidates = sorted({o.cycles for opts in [*options.values(), *self._all_in_dram(options)] for o in opts
+                             if o.cycles >= reachable})
         limits = {"LUTs": MAX_LUT_SHARE * part.luts, "BRAM18": self._bram_budget, "DSPs": part.dsp}
 
         def needs(cycles: int) -> dict[str, int]:
