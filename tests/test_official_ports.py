@@ -1,10 +1,9 @@
 """The official ReActNet-A and Bi-Real-18 code as a user ports it to Brevitas (`hwgen.models.ports`):
 Brevitas' default quantizers (float scales calibrated on data, binary weights of scale 0.1) verify
 on 32 frames with random stalls, and on 256 frames every frame is bit-exact or a named tie, ties
-under 1 % (the 32x32 Bi-Real-18 port has one tie among the first 32 frames, three among 512: a
+under 1 % for the ReActNet-A ports, under 2 % and 4 % for the Bi-Real-18 ones (`TIE_RATES`; a
 rate measured on 32 frames moves in steps of 3 %); with power-of-two quantizers in their place the
-accelerator equals Brevitas bit for bit, with and without stalls, but for the Bi-Real-18 MNIST
-port's 3 of 32 frames that the model's float32 BatchNorms decide (`POW2_TIES`).
+accelerator equals Brevitas bit for bit, with and without stalls.
 
 The default run holds the two blocks the ports add to what the zoo builds: Bi-Real's downsampling
 (a binary convolution's accumulator joined to the 1x1 8-bit convolution of the pooled shortcut: a
@@ -75,15 +74,13 @@ def _verifies_with_ties_under_one_percent(out: Path, image: tuple[int, ...], cac
         result.summary()
 
 
-def _is_brevitas(module: nn.Module, out: Path, x: np.ndarray, cache: Path, ties: tuple[int, ...] = ()) -> None:
-    """rtlsim equals Brevitas bit for bit on every frame of `x` but the named `ties`, with and
-    without stalls."""
+def _is_brevitas(module: nn.Module, out: Path, x: np.ndarray, cache: Path) -> None:
+    """rtlsim equals Brevitas bit for bit on every frame of `x`, with and without stalls."""
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
-    keep = np.setdiff1d(np.arange(len(x)), ties)
     for stall in (0.0, 0.3):
         y, _ = simulate_build(out, x, stall_prob=stall, seed=3, cache_dir=cache)
-        assert np.array_equal(y[keep], want[keep]), stall
+        assert np.array_equal(y, want), stall
 
 
 @pytest.mark.parametrize("pow2", [False, True], ids=["brevitas-defaults", "power-of-two"])
@@ -119,11 +116,12 @@ PORTS = [(ReActNetPort, (3, 32, 32)), (ReActNetPort, (1, 28, 28)), (BiReal18Port
 PORT_IDS = ["reactnet-a-32x32-rgb", "reactnet-a-mnist", "bireal-18-32x32-rgb", "bireal-18-mnist"]
 
 
-#: the Bi-Real-18 MNIST port's ties with Brevitas' defaults: 16 of 512 frames (3.1 %), above the
-#: 1 % the other ports keep. Its stride-1 shortcuts are 1x1 8-bit convolutions of float-scaled
-#: tensors joined to the binary branch; the model rounds their products and sums in float32, and
-#: on those frames a join's real sum lies within that rounding of a level's boundary.
-BIREAL_MNIST_TIE_RATE = 0.04
+#: the Bi-Real-18 ports' tie rates with Brevitas' defaults, above the 1 % the ReActNet-A ports
+#: keep: 32x32 RGB 3 of 256 frames (1.2 %); MNIST under 4 %. Their shortcut joins add a 1x1 8-bit
+#: convolution of float-scaled tensors to the binary branch; the model rounds those products and
+#: sums in float32, and on these frames a join's real sum lies within that rounding of a level's
+#: boundary (`verify` names each).
+TIE_RATES = {(BiReal18Port, (3, 32, 32)): 0.02, (BiReal18Port, (1, 28, 28)): 0.04}
 
 
 @pytest.mark.slow
@@ -131,33 +129,21 @@ BIREAL_MNIST_TIE_RATE = 0.04
 def test_port_with_brevitas_defaults_verifies(make, image, tmp_path: Path, verilator_cache):
     module = trained_looking(make(image=image), _calibration(image), seed=0)
     out = _build(module, module.input_shape, tmp_path, verilator_cache)
-    rate = BIREAL_MNIST_TIE_RATE if (make, image) == (BiReal18Port, (1, 28, 28)) else 0.01
+    rate = TIE_RATES.get((make, image), 0.01)
     _verifies_with_ties_under_one_percent(out, image, verilator_cache, tie_rate=rate)
-
-
-#: the frames `verify` names as ties with power-of-two quantizers (none: bit-exact with Brevitas).
-#: The Bi-Real-18 MNIST port keeps stride 1 in its downsampling blocks, whose shortcut is a 1x1
-#: 8-bit convolution of the unpooled input: its accumulator takes 5 x 10^5 values, and the
-#: BatchNorms and the per-channel mean |w| that join it to the binary branch are float32 even with
-#: power-of-two quantizers. On some channel no integer coefficients order the model's float32
-#: levels (its rounding bends the level boundaries off any line), the real sums' are taken, and on
-#: 3 of 32 frames a sum lies within float32 rounding of a boundary: the model's rounding decides
-#: them, and `verify` names them.
-POW2_TIES = {(BiReal18Port, (1, 28, 28)): (6, 21, 23)}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("make, image", PORTS, ids=PORT_IDS)
 def test_port_with_power_of_two_quantizers_is_bit_exact(make, image, tmp_path: Path, verilator_cache):
-    """Bit-exact with Brevitas with and without stalls, but on the frames `verify` names as the
-    model's float32 ties (`POW2_TIES`)."""
+    """Bit-exact with Brevitas with and without stalls, and `verify` names no tie."""
     module = trained_looking(make(image=image, pow2=True), _calibration(image), seed=0)
     out = _build(module, module.input_shape, tmp_path, verilator_cache)
     x = _frames(image)
     result = verify_build(out, x, cache_dir=verilator_cache)
     assert result.passed and result.integer_mismatches == 0, result.summary()
-    assert result.tied == POW2_TIES.get((make, image), ()), result.summary()
-    _is_brevitas(module, out, x, verilator_cache, ties=result.tied)
+    assert result.exact, result.summary()
+    _is_brevitas(module, out, x, verilator_cache)
 
 
 @pytest.mark.slow
