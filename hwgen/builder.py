@@ -8,7 +8,6 @@ build that fails at any step leaves no half-written folder, and an earlier build
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -109,20 +108,20 @@ def step_plumbing(s: BuildState) -> BuildState:
 def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
     """Fold again, leaving block RAM to the FIFOs, and plumb: first with what the FIFOs took, as
     long as they grow (`MAX_REFOLDS`). Where no folding leaves that much (the FIFOs were sized
-    beside a fast folding: the shortcut beside a weight-stationary unit holds three of its passes,
-    and a fast folding has few, long passes), with the most that any folding leaves (the slowest,
-    whose passes are short and whose FIFOs so shrink); where the FIFOs do not fit even then, an
-    error that says what each side takes. Sets `s.model` and `s.reserved_bram18`; the fold
+    beside a fast folding, and a shortcut beside a weight-stationary unit holds three of its
+    passes), with the most that any folding leaves (the slowest, whose passes are shortest);
+    where the FIFOs do not fit even then, an error that says what each side takes. Sets `s.model` and `s.reserved_bram18`; the fold
     checkpoint is the folding kept."""
     part = lookup_part(s.cfg.fit_part)
     names = [name for name, _ in STEPS]
-    hardware_path = s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"
+    hardware = ModelWrapper(str(s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"))
     fold_path = s.out / "graphs" / f"{names.index('fold') + 2:02d}_fold.onnx"
 
     def attempt(reserved: int) -> tuple[ModelWrapper, ModelWrapper, int, int]:
         """(folded, plumbed, block RAM needed, FIFOs' block RAM) with `reserved` left to the FIFOs."""
-        folded = step_fold(BuildState(ModelWrapper(str(hardware_path)), s.cfg, s.out, reserved_bram18=reserved)).model
-        plumbed = apply_all(ModelWrapper(copy.deepcopy(folded.model)), PLUMBING(s.cfg))
+        # apply_all works on copies: the hardware graph and the folded one stay as they are
+        folded = step_fold(BuildState(hardware, s.cfg, s.out, reserved_bram18=reserved)).model
+        plumbed = apply_all(folded, PLUMBING(s.cfg))
         return (folded, plumbed, *_block_ram_need(plumbed, s.cfg))
 
     def keep(folded: ModelWrapper, plumbed: ModelWrapper, reserved: int) -> None:
@@ -140,7 +139,7 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
         return
     except HwgenError:
         folding = next(t for t in FOLD(s.cfg) if isinstance(t, SetFolding))
-        least = folding.least_block_ram(ModelWrapper(str(hardware_path)))
+        least = folding.least_block_ram(hardware)
         most = int(MAX_BRAM_SHARE * part.bram18) - least
         if most <= 0 or most >= reserved:
             raise
