@@ -90,6 +90,7 @@ def fold_for(hardware, options: dict, board_name: str) -> dict:
     weights = [m for o in picks if not o.dram_bytes for m in o.unit.ram_weight_memories()]
     urams = sum(uram_count(d, w) for (d, w), u in zip(weights, uram_choice(weights, part.uram)) if u) if part.uram else 0
     fps = board.fclk_mhz * 1e6 / cycles
+    images = sum(o.dram_bytes // o.passes for o in picks if o.dram_bytes)
     return {
         "fits": True, "fps": round(fps, 1), "cycles": cycles,
         "luts": sum(o.resources[0] for o in picks) + sum(u.est_luts() for u in fixed),
@@ -97,6 +98,9 @@ def fold_for(hardware, options: dict, board_name: str) -> dict:
         "dsps": sum(o.resources[2] for o in picks) + sum(u.est_dsps() for u in fixed),
         "dram_layers": sum(1 for o in picks if o.dram_bytes),
         "dram_mbytes_per_s": round(dram_bytes * fps / 1e6, 1), "board_mbytes_per_s": round(board.dram_mbytes_per_s, 1),
+        # how often a frame reads the DRAM layers' weights, on average (their passes)
+        "dram_reads_per_frame": round(dram_bytes / images, 1) if images else 0,
+        "binds": folding.limit.describe(board.fclk_mhz),
         "part": {"luts": part.luts, "bram18": part.bram18, "uram": part.uram, "dsp": part.dsp},
         "fold_seconds": round(time.perf_counter() - t, 1),
     }
@@ -186,23 +190,30 @@ def cell(result: dict, goal: float | None) -> str:
         return f"does not fit: {result['limit']}"
     mark = "" if goal is None else (" (goal met)" if result["fps"] >= goal else f" (goal {goal:,})")
     layers = result["dram_layers"]
+    reads = (f", their weights read {result['dram_reads_per_frame']:,g} times a frame"
+             if layers and "dram_reads_per_frame" in result else "")
+    binds = f"; faster binds on {result['binds']}" if "binds" in result else ""
     return (f"{result['fps']:,.0f} FPS{mark}: {result['luts']:,} / {result['bram18']:,} / {result['uram']} / "
             f"{result['dsps']:,}; DRAM {result['dram_mbytes_per_s']:,.0f} of {result['board_mbytes_per_s']:,.0f} MB/s "
-            f"({layers} layer{'' if layers == 1 else 's'} in DRAM)")
+            f"({layers} layer{'' if layers == 1 else 's'} in DRAM{reads}){binds}")
 
 
 HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --board B --target-fps max` "
           "chooses (weights on chip, in UltraRAM where the part has it, in DRAM where block RAM cannot hold "
           "them), compute units only, at the board's clock (PYNQ-Z2 100 MHz, Ultra96-V2 150, KV260 and ZCU104 "
           "200). A cell: FPS (against the goal where the issue sets one): LUT / BRAM18 / URAM / DSP; DRAM "
-          "MB/s against what the board carries. Where nothing fits, the build's own message: the resource "
+          "MB/s against what the board carries, and how often a frame reads the weights of the layers in DRAM "
+          "(their passes: a pass re-reads every weight, and block RAM holds a pass of input and output); "
+          "then what stops a faster folding (`report.json` `target.binds`): the resource the next faster one "
+          "needs beyond the part, the DRAM bandwidth where it would fit with a DRAM that carried anything, or "
+          "the pipeline's own minimum. Where nothing fits, the build's own message: the resource "
           "that binds at the slowest folding. Last column: export and lowering to hardware units, seconds, "
           "and the peak resident memory. The FIFOs that plumbing adds after folding are not counted here; "
           "a build folds again to leave them their block RAM: ReActNet-A built for the ZCU104 with "
-          "`--target-fps max` runs at 387 FPS. ReActNet-A for the PYNQ-Z2 does not build: its FIFOs (the 8-bit "
-          "shortcuts beside weight-stationary layers, three passes each) take 147 BRAM18, and with the 133 "
-          "left even the slowest folding of its compute units needs 247 (`hwgen build --board pynq-z2 "
-          "--target-fps max`, at commit 94188c1); spilling those shortcuts to DRAM is what it lacks. "
+          "`--target-fps max` runs at 387 FPS. ReActNet-A for the PYNQ-Z2 does not build: at the slowest folding "
+          "its compute units take 247 BRAM18 and its FIFOs 145 (the 8-bit shortcuts beside the 3x3 convolutions "
+          "hold their window generators' lag), where the xc7z020 has 280 (the Yosys table's row); spilling "
+          "those shortcuts to DRAM is what it lacks. "
           "A row's last column is the commit that measured it.")
 
 

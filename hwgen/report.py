@@ -14,7 +14,9 @@ xczu7ev, xck26: `part`, `clock_mhz`, capacities `luts`, `bram18`, `uram`, `dsp`,
 the fastest folding that fits; `reached_cycles`: the slowest unit's; `limited_by`: that unit;
 `part`: the part folded for; `fits`: the design within it by the estimates; `over`: each resource
 it needs beyond the part, `needed` and the `part`'s; `met`: the rate reached and the design
-fitting). `est_brams` counts 18 Kb block RAMs. Each layer
+fitting; `binds`: for the fastest folding that fits, what stops a faster one, null otherwise:
+`resource` (LUTs, BRAM18, DSPs, "DRAM MB/s", or "cycles" where the pipeline goes no faster),
+`need` and `have` of it at `faster_cycles`, `unit` for "cycles", and `text`, in words). `est_brams` counts 18 Kb block RAMs. Each layer
 also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise). `fifo_sizing`
 says how the FIFOs at joins got their depths ("measured" or "modelled"; a chain's FIFOs are
 always modelled: two beats, more behind a unit that sends in bursts). `hwgen synth` adds `synth` blocks.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from qonnx.core.modelwrapper import ModelWrapper
@@ -33,6 +36,7 @@ from hwgen.fit import dram_mbytes_per_s, overuse, part_fit, parts_table
 from hwgen.ops import PLUMBING_OPS, unit_of
 from hwgen.parts import Part
 from hwgen.transforms.hardware.requantization import requantization_counts
+from hwgen.transforms.hardware.set_folding import FOLD_LIMIT_KEY, FoldLimit
 from hwgen.transforms.hardware.size_fifos import SIZING_KEY
 
 
@@ -90,8 +94,19 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
         "target": {"cycles": target_cycles, "reached_cycles": max_cycles,
                    "met": (target_cycles is None or max_cycles <= target_cycles) and not over,
                    "limited_by": slowest, "part": part.device, "fits": not over,
-                   "over": {name: {"needed": need, "part": have} for name, (need, have) in over.items()}},
+                   "over": {name: {"needed": need, "part": have} for name, (need, have) in over.items()},
+                   "binds": fold_limit(model, clock_mhz, target_cycles)},
     }
+
+
+def fold_limit(model: ModelWrapper, clock_mhz: float, target_cycles: int | None) -> dict | None:
+    """What `SetFolding` found stops a faster folding (`FoldLimit`), with its sentence; None
+    where a rate was asked for."""
+    recorded = model.get_metadata_prop(FOLD_LIMIT_KEY)
+    if target_cycles is not None or not recorded:
+        return None
+    limit = FoldLimit(**json.loads(recorded))
+    return {**asdict(limit), "text": limit.describe(clock_mhz)}
 
 
 def write_json_atomically(path: Path, data: dict) -> None:

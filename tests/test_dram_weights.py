@@ -138,6 +138,8 @@ def test_auto_streams_from_dram_what_block_ram_cannot_hold(wide_mlp, tmp_path, v
     assert dram["bytes_per_frame"] == (784 * 2048 + 2048 * 2048) // 8
     assert dram["mbytes_per_s"] <= dram["available_mbytes_per_s"] == pytest.approx(1492.4)
     assert report["totals"]["max_est_cycles"] == 65536  # 1,526 FPS at 100 MHz
+    # a faster folding needs more block RAM than the part has, even with its weights in DRAM
+    assert report["target"]["binds"]["resource"] == "BRAM18", report["target"]["binds"]
     x = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28)).astype(np.float32)
     expected = run_input_model(out, x)
     for stall in (0.0, 0.2):
@@ -176,6 +178,31 @@ def test_folding_leaves_block_ram_to_the_fifos(wide_mlp, tmp_path, verilator_cac
     with pytest.raises(HwgenError, match=rf"needs {least} BRAM18 for its compute units, where the part has "
                                          rf"{least - 1} \(less {281 - least} that the FIFOs take\)"):
         SetFolding(None, part, dram=dram_budget(cfg), reserved_bram18=281 - least).choose(hardware)
+
+
+def test_the_fastest_folding_says_what_stops_a_faster_one(wide_mlp):
+    """`SetFolding.limit` of the fastest folding that fits: the block RAM at the PYNQ-Z2's DRAM
+    bandwidth (no DRAM would let the next faster folding fit), the DRAM where it carries less
+    (what the next faster folding would read, against what the DRAM carries)."""
+    from dataclasses import replace
+
+    from hwgen.frontend import load_onnx, prepare
+    from hwgen.parts import lookup_part
+    from hwgen.transforms.hardware.set_folding import FoldLimit, SetFolding
+    from hwgen.transforms.partition import split_host_and_accelerator
+    from hwgen.transforms.pipeline import STREAMLINE, TO_HARDWARE, apply_all, dram_budget
+
+    hardware = apply_all(split_host_and_accelerator(apply_all(prepare(load_onnx(wide_mlp)), STREAMLINE)).accel,
+                         TO_HARDWARE)
+    part, dram = lookup_part("xc7z020"), dram_budget(BuildConfig(board="pynq-z2", target_fps="max"))
+    board = SetFolding(None, part, dram=dram)
+    board.choose(hardware)
+    assert board.limit == FoldLimit("BRAM18", 469, 280, faster_cycles=57344)
+    slow = SetFolding(None, part, dram=replace(dram, mbytes_per_s=600.0))
+    cycles = max(o.cycles for o in slow.choose(hardware).values())
+    assert cycles == 131072 and slow.limit == FoldLimit("DRAM MB/s", 632.1, 600.0, faster_cycles=114688)
+    assert slow.limit.describe(100.0) == ("DRAM bandwidth: the next faster folding (872 FPS) would read 632 MB/s "
+                                          "of weights from DRAM, where the board carries 600 (block RAM holds the rest)")
 
 
 def test_auto_keeps_on_chip_what_fits(tiny_mlp_onnx, tmp_path, verilator_cache):

@@ -43,7 +43,7 @@ def test_several_window_pieces_per_clock_exact_at_the_input_rate(conv_onnx, tmp_
     assert (first["SIMD"], first["MMV"]) == (3, 9)  # a whole window per beat: 64 beats, 100 in
     assert first["est_cycles"] == 100
     assert report["target"] == {"cycles": 100, "reached_cycles": 100, "met": True, "limited_by": "SlidingWindow_0",
-                                "part": "xc7z020", "fits": True, "over": {}}
+                                "binds": None, "part": "xc7z020", "fits": True, "over": {}}
     x = np.random.default_rng(0).random((6, 3, 10, 10)).astype(np.float32)
     expected = run_input_model(out, x)
     for stall in (0.0, 0.3):
@@ -62,7 +62,7 @@ def test_unreachable_target_is_said_and_folded_for_the_reachable_rate(conv_onnx,
     assert "10 cycles/frame" in warning[0] and "SlidingWindow_0 needs 100 cycles/frame" in warning[0]
     report = json.loads((tmp_path / "fast" / "report.json").read_text())
     assert report["target"] == {"cycles": 10, "reached_cycles": 100, "met": False, "limited_by": "SlidingWindow_0",
-                                "part": "xc7z020", "fits": True, "over": {}}
+                                "binds": None, "part": "xc7z020", "fits": True, "over": {}}
     # the same hardware as asked for the reachable rate, not more
     assert main(["build", str(conv_onnx), "-o", str(tmp_path / "reachable"), "--target-cycles", "100"]) == 0
     reachable = json.loads((tmp_path / "reachable" / "report.json").read_text())
@@ -83,6 +83,11 @@ def test_fastest_folding_that_fits_the_part(tmp_path, capsys):
     assert sum(entry["est_luts"] for entry in compute) <= MAX_LUT_SHARE * part.luts
     assert sum(entry["est_brams"] for entry in compute) <= part.bram18
     assert 1 < report["target"]["reached_cycles"] < 64  # faster than finn-examples' folding
+    # what stops a faster one: its LUTs beyond the compute units' share of the part
+    binds = report["target"]["binds"]
+    assert (binds["resource"], binds["have"]) == ("LUTs", round(MAX_LUT_SHARE * part.luts)), binds
+    assert binds["need"] > binds["have"] and binds["faster_cycles"] < report["target"]["reached_cycles"]
+    assert binds["text"].startswith("LUTs: the next faster folding ("), binds
     toml = (tmp_path / "b" / "build.toml").read_text()
     assert 'target_fps = "max"' in toml and 'part = "xc7z010"' in toml
 

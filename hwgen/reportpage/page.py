@@ -133,7 +133,9 @@ def summary_rows(d: BuildData) -> list[list]:
     rows = [["units", f"{len(layers)} ({compute} compute, {len(layers) - compute} FIFOs, converters, duplicators)"],
             ["clock", f"{r['clock_mhz']:g} MHz"],
             ["estimated cycles per frame", f"{r['totals']['max_est_cycles']:,} ({r['est_fps']:,.0f} FPS)"],
-            ["target", "the fastest folding that fits" if target.get("cycles") is None else
+            ["target", ("the fastest folding that fits" + (f"; a faster one: {target['binds']['text']}"
+                                                             if target.get("binds") else ""))
+             if target.get("cycles") is None else
              f"{target['cycles']:,} cycles per frame ({'met' if target.get('met') else 'NOT met'})"],
             ["bottleneck", f"{target.get('limited_by')} ({target.get('reached_cycles', 0):,} cycles per frame)"],
             ["FIFO sizing", r.get("fifo_sizing") or "none"]]

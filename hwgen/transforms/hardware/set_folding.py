@@ -32,7 +32,11 @@ smallest cycle count whose cheapest folding keeps the compute units within `part
 `MAX_BRAM_SHARE` of it and DSPs within the part). Cost only falls as the target rises,
 so a bisection over the cycle counts the units can take finds it. Where even the slowest folding
 does not fit, that is an error naming the resource that binds, what the design needs of it and
-what the part has.
+what the part has. Where one does, `limit` says what stops a faster one (`FoldLimit`): the resource
+the next faster cycle count needs beyond the part, the DRAM bandwidth where that folding would fit
+with a DRAM that carried anything (the weights that block RAM cannot hold would stream in fewer
+passes), or the pipeline's own minimum (its slowest unit at its fastest folding). `apply` records
+it in the model (`FOLD_LIMIT_KEY`) for `report.json`.
 
 With a DRAM to stream from (`DramBudget`: the board's bandwidth at the clock, its read masters
 and their width; `--weight-memory auto`), an MVU also has the foldings whose weight words fill
@@ -54,8 +58,9 @@ carry exactly the MVU's SIMD elements).
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
@@ -80,6 +85,8 @@ MAX_BRAM_SHARE = 1.0
 BRAM_PRICES = (0.0, *(float(2 ** k) for k in range(11)))
 #: prices of a URAM288 in LUTs that folding tries on a part with UltraRAM, the least first
 URAM_PRICES = (0.0, *(float(4 ** k) for k in range(8)))
+#: the model's metadata key under which `SetFolding` records its `FoldLimit` (JSON)
+FOLD_LIMIT_KEY = "hwgen_fold_limit"
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,32 @@ class DramBudget:
         return min(by_dram, self.masters * self.bus_bits // 8 * cycles)
 
 
+@dataclass(frozen=True)
+class FoldLimit:
+    """What stops a faster folding than the fastest that fits: `resource` ("LUTs", "BRAM18",
+    "DSPs" or "DRAM MB/s") of which the next faster cycle count, `faster_cycles`, needs `need`
+    where the part (or the board's DRAM) has `have`; or "cycles": the pipeline takes no fewer than
+    `need` cycles per frame, its slowest unit `unit` at its fastest folding."""
+
+    resource: str
+    need: float
+    have: float
+    faster_cycles: int | None = None
+    unit: str | None = None
+
+    def describe(self, clock_mhz: float) -> str:
+        """One plain sentence, with the rates at `clock_mhz`."""
+        if self.resource == "cycles":
+            return (f"the pipeline's minimum: {self.unit} takes {self.need:,.0f} cycles per frame at its fastest "
+                    "folding")
+        fps = clock_mhz * 1e6 / self.faster_cycles
+        faster = f"the next faster folding ({fps:,.{0 if fps >= 100 else 1}f} FPS)"
+        if self.resource == "DRAM MB/s":
+            return (f"DRAM bandwidth: {faster} would read {self.need:,.0f} MB/s of weights from DRAM, where the "
+                    f"board carries {self.have:,.0f} (block RAM holds the rest)")
+        return f"{self.resource}: {faster} needs {self.need:,.0f} for its compute units, where they may take {self.have:,.0f}"
+
+
 class SetFolding(Transformation):
     """Fold for `target_cycles` (None: the fastest that fits), pricing block RAM and DSPs on `part`."""
 
@@ -136,12 +169,16 @@ class SetFolding(Transformation):
         self.dram = dram
         self._bram_budget = MAX_BRAM_SHARE * part.bram18 - reserved_bram18
         self._dram_options: dict[str, list[Option]] = {}
+        #: what stops a faster folding, once `choose` has found the fastest that fits (else None)
+        self.limit: FoldLimit | None = None
 
     def apply(self, model: ModelWrapper):
         nodes = [n for n in model.graph.node if n.op_type in FOLDING]
         if not nodes:
             return model, False
         chosen = self.choose(model)
+        if self.limit is not None:
+            model.set_metadata_prop(FOLD_LIMIT_KEY, json.dumps(asdict(self.limit)))
         changed = False
         for node in nodes:
             op = getCustomOp(node)
@@ -316,7 +353,34 @@ class SetFolding(Transformation):
                 hi = mid
             else:
                 lo = mid + 1
+        self.limit = self._limit(options, candidates[lo - 1], needs(candidates[lo - 1]), limits) if lo else \
+            _pipeline_minimum(options, reachable)
         return candidates[lo]
+
+    def _limit(self, options: dict[str, list[Option]], faster: int, need: dict[str, int],
+               limits: dict[str, float]) -> FoldLimit:
+        """Why `faster` cycles per frame (`need` of each resource against `limits`) do not fit:
+        the DRAM's bandwidth where a DRAM that carried anything would let them, else the resource
+        the most over its limit."""
+        if self.dram is not None:
+            boundless = copy.copy(self)
+            boundless.dram = replace(self.dram, mbytes_per_s=float("inf"), masters=1 << 20)
+            chosen = boundless._fold(options, faster)[0]
+            picks = chosen.values()
+            luts, _, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
+            unbound = {"LUTs": luts, "BRAM18": boundless._block_ram(chosen), "DSPs": dsps}
+            if all(unbound[name] <= limits[name] for name in limits):
+                per_s = self.dram.clock_mhz / faster  # frames per microsecond: bytes a frame -> MB/s
+                return FoldLimit("DRAM MB/s", round(sum(p.dram_bytes for p in picks) * per_s, 1),
+                                 round(self.dram.bytes_per_frame(faster) * per_s, 1), faster)
+        name = max(limits, key=lambda r: need[r] / max(limits[r], 1))
+        return FoldLimit(name, need[name], round(limits[name]), faster)
+
+
+def _pipeline_minimum(options: dict[str, list[Option]], reachable: int) -> FoldLimit:
+    """The limit of a design folded at the fastest its slowest unit goes."""
+    unit = next(name for name, opts in options.items() if min(o.cycles for o in opts) == reachable)
+    return FoldLimit("cycles", reachable, reachable, unit=unit)
 
 
 def _share(resource: str, reserved_bram18: float) -> str:
