@@ -15,7 +15,8 @@ for bit, including float rounding and ties (sign(0) = +1) at the threshold itsel
 
 A channel whose chain is non-increasing (a negative BatchNorm scale) is made non-decreasing by
 negating that output column of the weights (for XNOR layers: inverting its bits, p -> MW - p), so
-hardware only ever compares `acc >= T`.
+hardware only ever compares `acc >= T`. Where P is an integer weighted sum (`ScaledAdd`: ABC-Net's
+sum of its M x N convolutions, a BatchNorm after it), that channel's two coefficients are negated.
 """
 
 from __future__ import annotations
@@ -165,6 +166,33 @@ def find_thresholds(chain: _Chain, lo: np.ndarray, hi: np.ndarray, mirror: int |
     return low.T.astype(np.int64), falling
 
 
+def _weighted_sum(model: ModelWrapper, tensor: str):
+    """The `ScaledAdd` producing `tensor` where the chain being folded is its only reader (its
+    channels can then be mirrored), else None."""
+    producer = model.find_producer(tensor)
+    if producer is None or producer.op_type != "ScaledAdd" or single_consumer(model, tensor) is None:
+        return None
+    return producer
+
+
+def _mirror_weighted_sum(model: ModelWrapper, node, falling: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Negate both coefficients of the `falling` channels of the `ScaledAdd` `node` (z -> -z
+    there), retype its output for the new range, and return that range per channel."""
+    from hwgen.units.add_streams import sum_range
+
+    op = getCustomOp(node)
+    alpha, beta = (np.broadcast_to(np.asarray(c, np.int64), falling.shape) for c in op.coefficients())
+    sign = np.where(falling, -1, 1)
+    alphas, betas = [int(a) for a in sign * alpha], [int(b) for b in sign * beta]
+    for name, value in (("alpha", 1), ("beta", 1), ("alphas", alphas), ("betas", betas)):
+        op.set_nodeattr(name, value)
+    da, db = (model.get_tensor_datatype(t) for t in node.input)
+    dtype = int_dtype_for_range(*sum_range(da, db, alphas, betas))
+    op.set_nodeattr("out_dtype", dtype.name)
+    model.set_tensor_datatype(node.output[0], dtype)
+    return np.full(falling.shape, int(dtype.min())), np.full(falling.shape, int(dtype.max()))
+
+
 def check_exact_range(lo: int, hi: int, node) -> None:
     """Refuse integer ranges float32 cannot hold exactly (a 25-bit accumulator): thresholds or
     values there would be rounded, in the model as in its QONNX form, and hwgen exact to neither."""
@@ -254,8 +282,13 @@ class FoldElementwiseChainIntoThresholds(Transformation):
         mirror = None
         if producer is not None and single_consumer(model, tensor) is not None:
             mirror = const(model, producer.input[1]).shape[0] if producer.op_type == "XnorPopcountMatMul" else 0
+        weighted_sum = _weighted_sum(model, tensor) if producer is None else None
+        if weighted_sum is not None:
+            mirror = 0
         thresholds, falling = find_thresholds(chain, lo, hi, mirror, chain.num_thresholds(model))
-        if falling.any():
+        if falling.any() and weighted_sum is not None:
+            lo, hi = _mirror_weighted_sum(model, weighted_sum, falling)
+        elif falling.any():
             w = const(model, producer.input[1]).copy()
             if producer.op_type == "XnorPopcountMatMul":
                 w[:, falling] = 1 - w[:, falling]
