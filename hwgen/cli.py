@@ -112,6 +112,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"built {args.output}: {len(report['layers'])} units, {t['max_est_cycles']} cycles/frame "
           f"(est. {report['est_fps']:.0f} FPS at {report['clock_mhz']} MHz), {t['est_luts']} LUTs, "
           f"{t['est_brams']} BRAM18, {t['est_dsps']} DSPs (estimates); report: {Path(args.output) / 'report.html'}")
+    if target.get("binds"):
+        print(f"the fastest folding that fits the {target['part']}; faster binds on {target['binds']['text']}")
     if args.board:
         print(f"deploy folder for {args.board}: {Path(args.output) / 'deploy'}; Vivado flow: "
               f"{Path(args.output) / 'vivado' / 'build.sh'}")

@@ -88,6 +88,8 @@ def test_fastest_folding_that_fits_the_part(tmp_path, capsys):
     assert (binds["resource"], binds["have"]) == ("LUTs", round(MAX_LUT_SHARE * part.luts)), binds
     assert binds["need"] > binds["have"] and binds["faster_cycles"] < report["target"]["reached_cycles"]
     assert binds["text"].startswith("LUTs: the next faster folding ("), binds
+    out = capsys.readouterr().out
+    assert f"the fastest folding that fits the xc7z010; faster binds on {binds['text']}\n" in out, out
     toml = (tmp_path / "b" / "build.toml").read_text()
     assert 'target_fps = "max"' in toml and 'part = "xc7z010"' in toml
 

@@ -1,6 +1,7 @@
 """The stream wire format, in numpy alone: what the simulator, the host side and the board driver
 share (`hwgen.streams` is this, for QONNX datatypes). Datatypes are named as QONNX names them:
-BIPOLAR (one bit, 1 = +1), BINARY, INTn (two's complement), UINTn. Element `i` of a beat sits at
+BIPOLAR (one bit, 1 = +1), BINARY, TERNARY ({-1, 0, +1} as two bits, two's complement), INTn
+(two's complement), UINTn. Element `i` of a beat sits at
 bits `[i*w, (i+1)*w)`, little-endian bytes, `ceil(width / 8)` bytes per beat.
 """
 
@@ -15,6 +16,8 @@ def dtype_bits(name: str) -> tuple[int, bool]:
     """(bit width, signed) of an integer datatype name."""
     if name in ("BIPOLAR", "BINARY"):
         return 1, name == "BIPOLAR"
+    if name == "TERNARY":
+        return 2, True
     for prefix, signed in (("UINT", False), ("INT", True)):
         if name.startswith(prefix) and name[len(prefix):].isdigit() and int(name[len(prefix):]) > 0:
             return int(name[len(prefix):]), signed
@@ -22,7 +25,7 @@ def dtype_bits(name: str) -> tuple[int, bool]:
 
 
 def value_range(name: str) -> tuple[int, int]:
-    if name == "BIPOLAR":
+    if name in ("BIPOLAR", "TERNARY"):
         return -1, 1
     bits, signed = dtype_bits(name)
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)

@@ -23,14 +23,14 @@ from qonnx.core.datatype import BaseDataType, DataType
 from hwgen.errors import HwgenError
 from hwgen.streams import pack_beats
 
-_INT_NAME = re.compile(r"^(BINARY|BIPOLAR|U?INT\d+)$")
+_INT_NAME = re.compile(r"^(BINARY|BIPOLAR|TERNARY|U?INT\d+)$")
 
 
 def check_dtype(dtype: object, name: str, where: str) -> BaseDataType:
-    """Return `dtype` if it is BINARY, BIPOLAR, INTn or UINTn, else raise naming parameter `name`."""
+    """Return `dtype` if it is BINARY, BIPOLAR, TERNARY, INTn or UINTn, else raise naming parameter `name`."""
     if not isinstance(dtype, BaseDataType) or not _INT_NAME.match(dtype.name):
         shown = getattr(dtype, "name", repr(dtype))
-        raise HwgenError(f"{name} must be BINARY, BIPOLAR, INTn or UINTn, not {shown}", where=where)
+        raise HwgenError(f"{name} must be BINARY, BIPOLAR, TERNARY, INTn or UINTn, not {shown}", where=where)
     return dtype
 
 
@@ -54,6 +54,11 @@ def is_bipolar(dtype: BaseDataType) -> bool:
 
 def is_binary(dtype: BaseDataType) -> bool:
     return dtype == DataType["BINARY"]
+
+
+def is_ternary(dtype: BaseDataType) -> bool:
+    """{-1, 0, +1} in two bits (two's complement): a BIPOLAR stream padded with real zeros."""
+    return dtype == DataType["TERNARY"]
 
 
 def smallest_int_dtype(lo: int, hi: int) -> BaseDataType:

@@ -23,6 +23,7 @@ from hwgen.units.mvu import MVU, accumulator_dtype, accumulator_range
 
 BINARY, BIPOLAR = DataType["BINARY"], DataType["BIPOLAR"]
 INT2, UINT2, UINT8, INT8 = DataType["INT2"], DataType["UINT2"], DataType["UINT8"], DataType["INT8"]
+TERNARY = DataType["TERNARY"]
 
 
 def random_values(rng: np.random.Generator, dtype, shape) -> np.ndarray:
@@ -144,6 +145,10 @@ CASES = {
     "uint8_bipolar_shared_sum": (27, 8, 4, 27, UINT8, BIPOLAR, 1, BIPOLAR, 0, 3),
     # CNV's first layer on signed pixels: the top bit's column of the bit heaps holds complements
     "int8_bipolar_signed_heap": (27, 8, 4, 9, INT8, BIPOLAR, 1, BIPOLAR, 0, 3),
+    # a padded binary convolution's windows ({-1, 0, +1}) x bipolar weights: two popcounts, thresholds
+    "ternary_bipolar_t1": (18, 8, 2, 6, TERNARY, BIPOLAR, 1, BIPOLAR, 0, 3),
+    # the same, wide (its heaps and the shared nonzero count pass the same registers), accumulator out
+    "ternary_bipolar_wide_acc": (144, 4, 4, 72, TERNARY, BIPOLAR, 0, None, 0, 2),
 }
 
 

@@ -6,13 +6,15 @@
 The window generator emits, for each output pixel in raster order, the window's elements in
 (kh, kw, c) order, so the weights become W' = W.transpose(kh, kw, c_in, c_out) reshaped to
 (kh*kw*c_in, c_out). With padding, a padded element must be a real 0, as in PyTorch: where the
-input datatype cannot hold 0 (BIPOLAR, ±1), the window widens it to INT2 and pads with 0, and the
-matrix-vector unit multiplies {-1, 0, +1} by its weights. No border pixel is approximated.
+input datatype cannot hold 0 (BIPOLAR, ±1), the window widens it (BIPOLAR to TERNARY, {-1, 0, +1}
+in two bits) and pads with 0, and the matrix-vector unit multiplies {-1, 0, +1} by its weights (two
+popcounts where the weights are ±1). No border pixel is approximated.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name
@@ -20,6 +22,7 @@ from qonnx.util.basic import get_by_name
 from hwgen.errors import HwgenError
 from hwgen.transforms.graph import HWGEN_DOMAIN, fresh_node_name, add_const, const, insert_after, int_dtype_for_range, make_node, new_tensor, single_consumer
 from hwgen.transforms.hardware.infer_mvu import fusable, threshold_output, threshold_rows
+from hwgen.units.datapath import is_bipolar
 from hwgen.units.mvu import accumulator_dtype
 
 
@@ -68,7 +71,8 @@ class InferConvolution(Transformation):
             padded = any(geo[k] for k in ("pad_top", "pad_left", "pad_bottom", "pad_right"))
             wdt_in = idt
             if padded and not idt.allowed(0):
-                wdt_in = int_dtype_for_range(min(0, idt.min()), max(0, idt.max()))
+                wdt_in = DataType["TERNARY"] if is_bipolar(idt) else int_dtype_for_range(min(0, idt.min()),
+                                                                                        max(0, idt.max()))
             out_h = (geo["in_h"] + geo["pad_top"] + geo["pad_bottom"] - kh) // geo["stride_h"] + 1
             out_w = (geo["in_w"] + geo["pad_left"] + geo["pad_right"] - kw) // geo["stride_w"] + 1
             windows = new_tensor(model, shape=[model.get_tensor_shape(conv.input[0])[0],
