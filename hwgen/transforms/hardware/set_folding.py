@@ -145,7 +145,8 @@ class FoldLimit:
         if self.resource == "DRAM MB/s":
             return (f"DRAM bandwidth: {faster} would read {self.need:,.0f} MB/s of weights from DRAM, where the "
                     f"board carries {self.have:,.0f} (block RAM holds the rest)")
-        return f"{self.resource}: {faster} needs {self.need:,.0f} for its compute units, where they may take {self.have:,.0f}"
+        return (f"{self.resource}: {faster} needs {self.need:,.0f} for its compute units, where they may take "
+                f"{self.have:,.0f}")
 
 
 class SetFolding(Transformation):
@@ -330,10 +331,7 @@ class SetFolding(Transformation):
         limits = {"LUTs": MAX_LUT_SHARE * part.luts, "BRAM18": self._bram_budget, "DSPs": part.dsp}
 
         def needs(cycles: int) -> dict[str, int]:
-            chosen = self._fold(options, cycles)[0]
-            picks = chosen.values()
-            luts, _, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
-            return {"LUTs": luts, "BRAM18": self._block_ram(chosen), "DSPs": dsps}
+            return self._needs(self._fold(options, cycles)[0])
 
         def fits(cycles: int) -> bool:
             return all(need <= limits[name] for name, need in needs(cycles).items())
@@ -357,6 +355,12 @@ class SetFolding(Transformation):
             _pipeline_minimum(options, reachable)
         return candidates[lo]
 
+    def _needs(self, chosen: dict[str, Option]) -> dict[str, int]:
+        """The LUTs, block RAM (UltraRAM taking what it will) and DSPs of the chosen units."""
+        picks = chosen.values()
+        luts, _, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
+        return {"LUTs": luts, "BRAM18": self._block_ram(chosen), "DSPs": dsps}
+
     def _limit(self, options: dict[str, list[Option]], faster: int, need: dict[str, int],
                limits: dict[str, float]) -> FoldLimit:
         """Why `faster` cycles per frame (`need` of each resource against `limits`) do not fit:
@@ -366,12 +370,10 @@ class SetFolding(Transformation):
             boundless = copy.copy(self)
             boundless.dram = replace(self.dram, mbytes_per_s=float("inf"), masters=1 << 20)
             chosen = boundless._fold(options, faster)[0]
-            picks = chosen.values()
-            luts, _, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
-            unbound = {"LUTs": luts, "BRAM18": boundless._block_ram(chosen), "DSPs": dsps}
+            unbound = boundless._needs(chosen)
             if all(unbound[name] <= limits[name] for name in limits):
                 per_s = self.dram.clock_mhz / faster  # frames per microsecond: bytes a frame -> MB/s
-                return FoldLimit("DRAM MB/s", round(sum(p.dram_bytes for p in picks) * per_s, 1),
+                return FoldLimit("DRAM MB/s", round(sum(p.dram_bytes for p in chosen.values()) * per_s, 1),
                                  round(self.dram.bytes_per_frame(faster) * per_s, 1), faster)
         name = max(limits, key=lambda r: need[r] / max(limits[r], 1))
         return FoldLimit(name, need[name], round(limits[name]), faster)
