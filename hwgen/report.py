@@ -16,8 +16,8 @@ the fastest folding that fits; `reached_cycles`: the slowest unit's; `limited_by
 it needs beyond the part, `needed` and the `part`'s; `met`: the rate reached and the design
 fitting; `binds`: for the fastest folding that fits, what stops a faster one, null otherwise:
 `resource` (LUTs, BRAM18, DSPs, "DRAM MB/s", or "cycles" where the pipeline goes no faster),
-`need` and `have` of it at `faster_cycles`, `unit` for "cycles", and `text`, in words). `est_brams` counts 18 Kb block RAMs. Each layer
-also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise). `fifo_sizing`
+`need` and `have` of it at `faster_cycles`, `unit` for "cycles", and `text`, in words).
+`est_brams` counts 18 Kb block RAMs. Each layer also has `depth` (the FIFO depth in beats for `StreamingFifo`, null otherwise). `fifo_sizing`
 says how the FIFOs at joins got their depths ("measured" or "modelled"; a chain's FIFOs are
 always modelled: two beats, more behind a unit that sends in bursts). `hwgen synth` adds `synth` blocks.
 """

@@ -175,9 +175,9 @@ def _weighted_sum(model: ModelWrapper, tensor: str):
     return producer
 
 
-def _mirror_weighted_sum(model: ModelWrapper, node, falling: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _mirror_weighted_sum(model: ModelWrapper, node, falling: np.ndarray) -> None:
     """Negate both coefficients of the `falling` channels of the `ScaledAdd` `node` (z -> -z
-    there), retype its output for the new range, and return that range per channel."""
+    there) and retype its output for the new range."""
     from hwgen.units.add_streams import sum_range
 
     op = getCustomOp(node)
@@ -190,7 +190,6 @@ def _mirror_weighted_sum(model: ModelWrapper, node, falling: np.ndarray) -> tupl
     dtype = int_dtype_for_range(*sum_range(da, db, alphas, betas))
     op.set_nodeattr("out_dtype", dtype.name)
     model.set_tensor_datatype(node.output[0], dtype)
-    return np.full(falling.shape, int(dtype.min())), np.full(falling.shape, int(dtype.max()))
 
 
 def check_exact_range(lo: int, hi: int, node) -> None:
@@ -287,7 +286,7 @@ class FoldElementwiseChainIntoThresholds(Transformation):
             mirror = 0
         thresholds, falling = find_thresholds(chain, lo, hi, mirror, chain.num_thresholds(model))
         if falling.any() and weighted_sum is not None:
-            lo, hi = _mirror_weighted_sum(model, weighted_sum, falling)
+            _mirror_weighted_sum(model, weighted_sum, falling)
         elif falling.any():
             w = const(model, producer.input[1]).copy()
             if producer.op_type == "XnorPopcountMatMul":
