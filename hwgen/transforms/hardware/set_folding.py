@@ -210,6 +210,8 @@ class SetFolding(Transformation):
         chosen, prices = self._fold(options, cycles)
         _match_window_beats(model, nodes, options, chosen, cycles, prices,
                             self._bram_budget - self._block_ram(chosen))
+        if self.target_cycles is None:
+            self.limit = self._limit(options, max(o.cycles for o in chosen.values()), reachable)
         return chosen
 
     def least_block_ram(self, model: ModelWrapper) -> int:
@@ -326,9 +328,8 @@ class SetFolding(Transformation):
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
         folding fits the part; the slowest folding of all if none does."""
         part = self.part
-        candidates = sorted({o.cycles for opts in [*options.values(), *self._all_in_dram(options)] for o in opts
-                             if o.cycles >= reachable})
-        limits = {"LUTs": MAX_LUT_SHARE * part.luts, "BRAM18": self._bram_budget, "DSPs": part.dsp}
+        candidates = self._candidates(options, reachable)
+        limits = self._limits()
 
         def needs(cycles: int) -> dict[str, int]:
             return self._needs(self._fold(options, cycles)[0])
@@ -351,9 +352,16 @@ class SetFolding(Transformation):
                 hi = mid
             else:
                 lo = mid + 1
-        self.limit = self._limit(options, candidates[lo - 1], needs(candidates[lo - 1]), limits) if lo else \
-            _pipeline_minimum(options, reachable)
         return candidates[lo]
+
+    def _candidates(self, options: dict[str, list[Option]], reachable: int) -> list[int]:
+        """The cycle counts some unit's folding takes (in DRAM too), from `reachable` up."""
+        return sorted({o.cycles for opts in [*options.values(), *self._all_in_dram(options)] for o in opts
+                       if o.cycles >= reachable})
+
+    def _limits(self) -> dict[str, float]:
+        """What of the part the compute units may take."""
+        return {"LUTs": MAX_LUT_SHARE * self.part.luts, "BRAM18": self._bram_budget, "DSPs": self.part.dsp}
 
     def _needs(self, chosen: dict[str, Option]) -> dict[str, int]:
         """The LUTs, block RAM (UltraRAM taking what it will) and DSPs of the chosen units."""
@@ -361,11 +369,15 @@ class SetFolding(Transformation):
         luts, _, dsps = (sum(p.resources[i] for p in picks) for i in range(3))
         return {"LUTs": luts, "BRAM18": self._block_ram(chosen), "DSPs": dsps}
 
-    def _limit(self, options: dict[str, list[Option]], faster: int, need: dict[str, int],
-               limits: dict[str, float]) -> FoldLimit:
-        """Why `faster` cycles per frame (`need` of each resource against `limits`) do not fit:
-        the DRAM's bandwidth where a DRAM that carried anything would let them, else the resource
-        the most over its limit."""
+    def _limit(self, options: dict[str, list[Option]], achieved: int, reachable: int) -> FoldLimit:
+        """What stops a folding faster than the fastest that fits (its slowest unit `achieved`
+        cycles per frame): the pipeline's minimum where that is `reachable`; else at the largest
+        cycle count below it, the DRAM's bandwidth where a DRAM that carried anything would let
+        that fit, or the resource the most over what the compute units may take."""
+        faster = [c for c in self._candidates(options, reachable) if c < achieved]
+        if not faster:
+            return _pipeline_minimum(options, reachable)
+        faster, limits = faster[-1], self._limits()
         if self.dram is not None:
             boundless = copy.copy(self)
             boundless.dram = replace(self.dram, mbytes_per_s=float("inf"), masters=1 << 20)
@@ -375,6 +387,7 @@ class SetFolding(Transformation):
                 per_s = self.dram.clock_mhz / faster  # frames per microsecond: bytes a frame -> MB/s
                 return FoldLimit("DRAM MB/s", round(sum(p.dram_bytes for p in chosen.values()) * per_s, 1),
                                  round(self.dram.bytes_per_frame(faster) * per_s, 1), faster)
+        need = self._needs(self._fold(options, faster)[0])
         name = max(limits, key=lambda r: need[r] / max(limits[r], 1))
         return FoldLimit(name, need[name], round(limits[name]), faster)
 
