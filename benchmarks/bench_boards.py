@@ -212,7 +212,8 @@ HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --bo
           "a build folds again to leave them their block RAM: ReActNet-A built for the ZCU104 with "
           "`--target-fps max` runs at 387 FPS. ReActNet-A for the PYNQ-Z2 does not build: at the slowest folding "
           "its compute units take 247 BRAM18 and its FIFOs 145 (the 8-bit shortcuts beside the 3x3 convolutions "
-          "hold their window generators' lag), where the xc7z020 has 280 (the Yosys table's row); spilling "
+          "hold their window generators' lag), where the xc7z020 has 280 (the build's message, run by hand at "
+          "95ec36d; the Yosys table's row is the earlier message); spilling "
           "those shortcuts to DRAM is what it lacks. "
           "A row's last column is the commit that measured it.")
 
