@@ -33,6 +33,7 @@ from hwgen.transforms.float_ties import inexact_scales, note_float_ties
 from hwgen.transforms.quant import dtype_for_levels, quant_levels
 from hwgen.ops.integer import DOMAIN as INTEGER_DOMAIN
 from hwgen.transforms.graph import QONNX_DOMAIN, add_const, const, int_dtype_for_range, make_node, single_consumer
+from hwgen.units.add_streams import sum_range
 
 QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold", "Sign")
 #: a table (ChannelwiseLookup) replaces thresholds for inputs of at most this many values, when
@@ -178,8 +179,6 @@ def _weighted_sum(model: ModelWrapper, tensor: str):
 def _mirror_weighted_sum(model: ModelWrapper, node, falling: np.ndarray) -> None:
     """Negate both coefficients of the `falling` channels of the `ScaledAdd` `node` (z -> -z
     there) and retype its output for the new range."""
-    from hwgen.units.add_streams import sum_range
-
     op = getCustomOp(node)
     alpha, beta = (np.broadcast_to(np.asarray(c, np.int64), falling.shape) for c in op.coefficients())
     sign = np.where(falling, -1, 1)
