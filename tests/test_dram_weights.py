@@ -124,7 +124,7 @@ def test_auto_streams_from_dram_what_block_ram_cannot_hold(wide_mlp, tmp_path, v
     every weight on chip nothing fits; the layers that save the most block RAM per DRAM byte read
     their weights from DRAM, within the board's bandwidth, and the design fits. rtlsim is the
     model, and a frame takes its slowest unit's estimate exactly."""
-    with pytest.raises(HwgenError, match=r"no folding fits the xc7z020: even the slowest .* needs 620 BRAM18"):
+    with pytest.raises(HwgenError, match=r"no folding fits the xc7z020: even the slowest .* needs 548 BRAM18"):
         build(wide_mlp, tmp_path / "rom", BuildConfig(board="pynq-z2", target_fps="max", weight_memory="rom",
                                                       fifo_sizing="modelled", cache_dir=verilator_cache))
     out = tmp_path / "auto"
@@ -197,7 +197,7 @@ def test_the_fastest_folding_says_what_stops_a_faster_one(wide_mlp):
     part, dram = lookup_part("xc7z020"), dram_budget(BuildConfig(board="pynq-z2", target_fps="max"))
     board = SetFolding(None, part, dram=dram)
     assert max(o.cycles for o in board.choose(hardware).values()) == 65536
-    assert board.limit == FoldLimit("BRAM18", 469, 280, faster_cycles=57344)
+    assert board.limit == FoldLimit("BRAM18", 461, 280, faster_cycles=57344)
     slow = SetFolding(None, part, dram=replace(dram, mbytes_per_s=600.0))
     cycles = max(o.cycles for o in slow.choose(hardware).values())
     assert cycles == 131072 and slow.limit == FoldLimit("DRAM MB/s", 632.1, 600.0, faster_cycles=114688)

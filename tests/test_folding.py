@@ -113,7 +113,7 @@ def test_fastest_folding_when_nothing_fits_is_one_error(too_big_onnx, tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--target-fps max: no folding fits the xc7z010" in err, err
     # the nearest miss within the part's LUTs: 5.8 Mbit of weights in 361 BRAM18 of 120
-    assert "needs 361 BRAM18 for its compute units, where the part has 120" in err, err
+    assert "needs 320 BRAM18 for its compute units, where the part has 120" in err, err
     assert not out.exists() and not list(tmp_path.glob(".b.building-*"))
 
 
@@ -155,6 +155,23 @@ def test_block_ram_is_a_constraint_not_a_price():
     roomy = Part("test", "xc7", luts=53200, ffs=106400, bram36=140, dsp=220)
     chosen, _ = SetFolding(100, roomy)._fold(options, 100)
     assert chosen["a"].knobs == chosen["b"].knobs == {"weights_in_luts": 0}  # block RAM is free
+
+
+def test_block_ram_is_freed_unit_by_unit_where_no_price_fits():
+    """Ten like weight memories, 13 BRAM18 or 2,000 LUTs each: at every price of the ladder they
+    all stay in block RAM (130 BRAM18 where the xc7z010 has 120) or all go to LUTs (20,000 where
+    it has 17,600). Folding frees block RAM one unit at a time from the nearest miss: one of them
+    goes to LUTs and the design fits. A unit whose only cheaper-in-block-RAM folding is too slow
+    keeps its folding."""
+    from hwgen.transforms.hardware.set_folding import Option, SetFolding
+
+    part = lookup_part("xc7z010")
+    options = {f"m{i}": [Option({"weights_in_luts": 0}, None, 100, (0, 13, 0)),
+                         Option({"weights_in_luts": 1}, None, 100, (2000, 0, 0))] for i in range(10)}
+    options["slow"] = [Option({"PE": 1}, None, 400, (10, 0, 0)), Option({"PE": 4}, None, 100, (40, 1, 0))]
+    chosen, _ = SetFolding(100, part)._fold(options, 100)
+    assert sorted(o.resources for o in chosen.values()) == [(0, 13, 0)] * 9 + [(40, 1, 0), (2000, 0, 0)]
+    assert sum(o.resources[1] for o in chosen.values()) == 118 <= part.bram18
 
 
 def test_deep_narrow_weights_take_a_shape_that_ultraram_holds():

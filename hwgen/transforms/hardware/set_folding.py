@@ -12,7 +12,9 @@ within `MAX_BRAM_SHARE` of the part's, less the weight memories its UltraRAM wil
 (`hwgen.fit.uram_choice`, as `ChooseWeightMemories` places them). An 18 Kb BRAM is priced at the least of `BRAM_PRICES`
 (LUTs) for which the cheapest foldings keep within that (a Lagrangian price: from nothing, where
 block RAM is plentiful, so that it takes whatever it saves LUTs on, up to several times the
-part's LUTs per BRAM, where it is scarce and a shallow, wide weight ROM goes to LUTs). A DSP is
+part's LUTs per BRAM, where it is scarce and a shallow, wide weight ROM goes to LUTs; where no
+price fits, the nearest miss frees block RAM a unit at a time, the cheapest in LUTs per BRAM first,
+since one price moves all memories of a like cost at once). A DSP is
 priced at the LUTs it stands for on the part (its LUTs over its DSPs: 242 on the xc7z020).
 On a part with UltraRAM a URAM288 has a price of its own (`URAM_PRICES`, tried from nothing up,
 the BRAM prices within each): a weight memory that UltraRAM may take costs the lesser of its
@@ -262,8 +264,43 @@ class SetFolding(Transformation):
             # takes the most), else the design as cheap in LUTs as it comes (memories stay put)
             prices = nearest[1] if nearest else (1.0, BRAM_PRICES[0], dsp_price, URAM_PRICES[0])
             chosen = self._pick(options, cycles, prices)
+            self._free_block_ram(chosen, options, cycles, dsp_price)
         _spend_block_ram(chosen, options, cycles, budget, self._block_ram)
         return chosen, prices
+
+    def _free_block_ram(self, chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int,
+                        dsp_price: float) -> None:
+        """Where no single price fits the block RAM (the nearest miss), free it one unit at a time:
+        while the design needs more than the budget, take the folding within `cycles` (on chip, or
+        with its weights in DRAM where the bandwidth carries them) that frees block RAM for the
+        fewest LUTs (a DSP at `dsp_price`) per BRAM18 freed, while the LUTs stay within
+        `MAX_LUT_SHARE` of the part and the DSPs within it. A price moves every memory of a like
+        cost together, and one step of the price ladder can move too many (LUTs overflow) where
+        the step before moved too few: Bi-Real-18 on the xc7z020 missed by 3 BRAM18 of 280 with
+        17,000 LUTs to spare."""
+        lut_cap, carried = MAX_LUT_SHARE * self.part.luts, self.dram.bytes_per_frame(cycles) if self.dram else 0
+        need = self._block_ram(chosen)
+        while need > self._bram_budget:
+            luts, dsps, used = (sum(o.resources[0] for o in chosen.values()), sum(o.resources[2] for o in chosen.values()),
+                                sum(o.dram_bytes for o in chosen.values()))
+            swaps = []
+            for name, opts in options.items():
+                now = chosen[name]
+                for o in [*opts, *(self._in_dram(name, opts) if self.dram else ())]:
+                    freed, extra_luts, extra_dsps = (now.resources[1] - o.resources[1], o.resources[0] - now.resources[0],
+                                                     o.resources[2] - now.resources[2])
+                    if (freed <= 0 or o.cycles > cycles or luts + extra_luts > max(lut_cap, luts)
+                            or dsps + extra_dsps > max(self.part.dsp, dsps)
+                            or used - now.dram_bytes + o.dram_bytes > max(carried, used)):
+                        continue
+                    swaps.append(((max(extra_luts, 0) + dsp_price * max(extra_dsps, 0)) / freed, name, o))
+            for _, name, o in sorted(swaps, key=lambda s: s[0]):
+                after = self._block_ram({**chosen, name: o})
+                if after < need:
+                    chosen[name], need = o, after
+                    break
+            else:
+                return
 
     def _pick(self, options: dict[str, list[Option]], cycles: int, prices: tuple[float, ...]) -> dict[str, Option]:
         """Each unit's cheapest option within `cycles` at `prices`, weights moved to DRAM where
