@@ -10,6 +10,7 @@ from hwgen.units.dwc import DataWidthConverter
 from hwgen.units.fifo import StreamingFifo
 from hwgen.units.add_streams import AddStreams
 from hwgen.units.concat_streams import ConcatStreams
+from hwgen.units.dram_fifo import DramFifo
 from hwgen.units.dram_mvu import DramMVU
 from hwgen.units.label_select import LabelSelect
 from hwgen.units.lookup import ChannelwiseLookup
@@ -23,7 +24,7 @@ from hwgen.units.window_max import WindowMax
 
 UNITS: tuple[type[Unit], ...] = (MVU, DramMVU, Thresholding, Requantize, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
                                  WindowMax, SumPool, AddStreams, ConcatStreams,
-                                 StreamingFifo, DataWidthConverter, DuplicateStreams)
+                                 StreamingFifo, DramFifo, DataWidthConverter, DuplicateStreams)
 
 #: op type (= unit class name) -> the QONNX custom op class that builds and runs that unit
 HARDWARE_OPS: dict[str, type[HardwareOp]] = {

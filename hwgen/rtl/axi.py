@@ -43,6 +43,17 @@ def axi_read_members(data_bits: int) -> dict[str, wiring.Member]:
     }
 
 
+def axi_write_members(data_bits: int) -> dict[str, wiring.Member]:
+    """The write half of a master (`m_axi_aw*`, `w*`, `b*`), as a unit that writes DRAM has it
+    beside its read half: `awsize` is the data width, `awburst` INCR, `wstrb` all ones and
+    `bresp` unread, tied off where the master is connected."""
+    return {
+        "m_axi_awaddr": Out(ADDR_BITS), "m_axi_awlen": Out(8), "m_axi_awvalid": Out(1), "m_axi_awready": In(1),
+        "m_axi_wdata": Out(data_bits), "m_axi_wlast": Out(1), "m_axi_wvalid": Out(1), "m_axi_wready": In(1),
+        "m_axi_bvalid": In(1), "m_axi_bready": Out(1),
+    }
+
+
 def dram_member_names(component: wiring.Component) -> list[str]:
     """The AXI read master's and the base address's members of a unit component, none for a unit
     that does not read DRAM."""

@@ -334,9 +334,11 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
                   default=0)
     if masters > 4:
         raise HwgenError(f"the bench's DRAM answers 1 to 4 read masters, the design has {masters}")
+    # ... of which those that also write (a FIFO spilled to DRAM) have m_axi<k>_awaddr
+    writes = sum(1 << int(k) for k in {k for text in sources.values() for k in re.findall(r"\bm_axi(\d+)_awaddr\b", text)})
     make_settings = _QUICK_MAKE_VARS if quick else _MAKE_VARS
     flags = VERILATOR_FLAGS + (("--threads", str(threads)) if threads > 1 else ())
-    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr((ports, weights, masters)).encode(), config.encode(),
+    parts: list[bytes] = [top.encode(), harness, _toolchain_key(), repr((ports, weights, masters, writes)).encode(), config.encode(),
                           repr(make_settings).encode(), repr(flags).encode()]
     for name, text in sources.items():
         parts += [name.encode(), text.encode()]
@@ -389,7 +391,7 @@ def build_verilog(sources: Mapping[str, str], top: str, cache_dir: Path, *, jobs
         runtime = _Runtime(cache_dir, obj_dir)
         had_runtime = runtime.complete()
         make_vars = [f"{k}={v}" for k, v in make_settings] + [f"PYTHON3={sys.executable}"]
-        defines = (f"-DHWGEN_IN={ports[0]} -DHWGEN_OUT={ports[1]} -DHWGEN_DRAM={masters}"
+        defines = (f"-DHWGEN_IN={ports[0]} -DHWGEN_OUT={ports[1]} -DHWGEN_DRAM={masters} -DHWGEN_DRAM_WRITES={writes}"
                    + (" -DHWGEN_WEIGHTS" if weights else ""))
         _run_tool(
             ["make", "-f", "Vtop.mk", f"-j{jobs}", *make_vars, *runtime.make_args(obj_dir, defines)],

@@ -14,7 +14,11 @@
 // bench holds a DRAM image at that base and answers every read burst after a latency, one beat
 // per cycle, with random back-pressure on arready and gaps in rvalid at the stall probability. A
 // read outside the image is an error (exit 5) naming the master; a DRAM told to stay silent never
-// answers, and the deadlock report names the masters whose reads wait.
+// answers, and the deadlock report names the masters whose reads wait. Master K also writes where
+// bit K of -DHWGEN_DRAM_WRITES is set (a FIFO spilled to DRAM): awaddr, awlen, awvalid/awready;
+// wdata, wlast, wvalid/wready; bvalid/bready. The bench takes each burst's address, then its data
+// (into the image, which reads then see), and answers it after the latency, with the same random
+// back-pressure; a write outside the image or a wlast out of place is an error (exit 5).
 //
 // Usage: harness CONFIG_FILE, a text file of lines
 //   in PATH BYTES BEATS_PER_FRAME [once]  one per input stream, in port order; `once`: the file
@@ -311,6 +315,37 @@ void tick(Vtop* top) {
 #define HWGEN_DRAM 0
 #endif
 
+#ifndef HWGEN_DRAM_WRITES
+#define HWGEN_DRAM_WRITES 0
+#endif
+
+// The write channels of a master that writes, and the bursts the bench holds for it.
+struct Writer {
+    std::function<void(uint8_t*, std::size_t)> get_wdata;
+    IData* awaddr;
+    CData* awlen;
+    CData* awvalid;
+    CData* awready;
+    CData* wlast;
+    CData* wvalid;
+    CData* wready;
+    CData* bvalid;
+    CData* bready;
+    struct Burst {
+        uint64_t addr, beats;
+    };
+    std::vector<Burst> bursts;        // addresses taken, data not yet wholly taken (front first)
+    uint64_t beat = 0;                // of the front burst
+    std::vector<uint64_t> responses;  // due cycles of the answers not yet taken (front first)
+    bool answering = false;
+};
+
+#define HWGEN_WRITER(K)                                                                                   \
+    std::make_shared<Writer>(Writer{                                                                      \
+        [top](uint8_t* b, std::size_t n) { get_beat(top->m_axi##K##_wdata, b, n); }, &top->m_axi##K##_awaddr, \
+        &top->m_axi##K##_awlen, &top->m_axi##K##_awvalid, &top->m_axi##K##_awready, &top->m_axi##K##_wlast,  \
+        &top->m_axi##K##_wvalid, &top->m_axi##K##_wready, &top->m_axi##K##_bvalid, &top->m_axi##K##_bready})
+
 // One read master of the design and the bench's DRAM behind it.
 struct Master {
     std::string name;
@@ -329,6 +364,7 @@ struct Master {
     std::vector<Burst> queue;  // accepted, not yet wholly answered (front first)
     uint64_t beat = 0;         // of the front burst
     bool presenting = false;
+    std::shared_ptr<Writer> write;  // none for a master that only reads
 };
 
 #define HWGEN_MASTER(K)                                                                                  \
@@ -341,15 +377,27 @@ std::vector<Master> dram_masters(Vtop* top) {
     std::vector<Master> m;
 #if HWGEN_DRAM > 0
     m.push_back(HWGEN_MASTER(0));
+#if HWGEN_DRAM_WRITES & 1
+    m.back().write = HWGEN_WRITER(0);
+#endif
 #endif
 #if HWGEN_DRAM > 1
     m.push_back(HWGEN_MASTER(1));
+#if HWGEN_DRAM_WRITES & 2
+    m.back().write = HWGEN_WRITER(1);
+#endif
 #endif
 #if HWGEN_DRAM > 2
     m.push_back(HWGEN_MASTER(2));
+#if HWGEN_DRAM_WRITES & 4
+    m.back().write = HWGEN_WRITER(2);
+#endif
 #endif
 #if HWGEN_DRAM > 3
     m.push_back(HWGEN_MASTER(3));
+#if HWGEN_DRAM_WRITES & 8
+    m.back().write = HWGEN_WRITER(3);
+#endif
 #endif
     return m;
 }
@@ -369,6 +417,20 @@ std::string hex(uint64_t v) {
     return buf;
 }
 
+// A burst the bench takes must lie in the image, aligned to its words, within a 4 KB page.
+void check_burst(const Master& m, const std::string& what, uint64_t addr, uint64_t beats, uint64_t base,
+                 uint64_t size) {
+    const uint64_t bytes = beats * m.data_bytes;
+    if (addr < base || addr - base + bytes > size) {
+        fail(5, "DRAM master " + m.name + ": a " + what + " of " + std::to_string(bytes) + " bytes at " + hex(addr) +
+                    " lies outside the DRAM image [" + hex(base) + ", " + hex(base + size) + ")");
+    }
+    if (addr % m.data_bytes || addr / 4096 != (addr + bytes - 1) / 4096) {
+        fail(5, "DRAM master " + m.name + ": the " + what + " burst at " + hex(addr) + " of " + std::to_string(beats) +
+                    " beats is unaligned or crosses a 4 KB boundary");
+    }
+}
+
 std::string waiting_reads(const std::vector<Master>& masters, uint64_t cycle) {
     std::string s;
     for (const Master& m : masters) {
@@ -379,6 +441,14 @@ std::string waiting_reads(const std::vector<Master>& masters, uint64_t cycle) {
                  std::to_string(cycle - m.queue.front().requested) + " cycles ago)";
         } else if (*m.arvalid && !*m.arready) {
             s += "; DRAM master " + m.name + ": its read request at " + hex(*m.araddr) + " is not taken";
+        }
+        if (m.write && !m.write->responses.empty()) {
+            s += "; DRAM master " + m.name + " waits for " + std::to_string(m.write->responses.size()) +
+                 " write answers";
+        } else if (m.write && !m.write->bursts.empty()) {
+            s += "; DRAM master " + m.name + " owes the data of a write burst at " + hex(m.write->bursts.front().addr);
+        } else if (m.write && *m.write->awvalid && !*m.write->awready) {
+            s += "; DRAM master " + m.name + ": its write request at " + hex(*m.write->awaddr) + " is not taken";
         }
     }
     return s;
@@ -485,7 +555,10 @@ int main(int argc, char** argv) {
     for (Port& p : ins) *p.valid = 0;
     for (Port& p : outs) *p.ready = 0;
     set_dram_base(top.get(), dram_base);
-    for (Master& m : masters) *m.arready = 0, *m.rvalid = 0, *m.rlast = 0;
+    for (Master& m : masters) {
+        *m.arready = 0, *m.rvalid = 0, *m.rlast = 0;
+        if (m.write) *m.write->awready = 0, *m.write->wready = 0, *m.write->bvalid = 0;
+    }
     for (int i = 0; i < 4; ++i) tick(top.get());
     top->ap_rst_n = 1;
 
@@ -523,6 +596,15 @@ int main(int argc, char** argv) {
                 *m.rlast = m.beat + 1 == b.beats;
             }
             *m.rvalid = m.presenting;
+            if (Writer* w = m.write.get()) {
+                *w->awready = !dram_silent && w->bursts.size() < 4 && !dram_rng[k].chance(stall);
+                *w->wready = !dram_silent && !w->bursts.empty() && !dram_rng[k].chance(stall);
+                if (!w->answering && !dram_silent && !w->responses.empty() && w->responses.front() <= cycle &&
+                    !dram_rng[k].chance(stall)) {
+                    w->answering = true;
+                }
+                *w->bvalid = w->answering;
+            }
         }
         top->eval();
         for (Level& l : levels) {  // the handshakes the coming edge takes
@@ -561,18 +643,37 @@ int main(int argc, char** argv) {
             }
             if (*m.arvalid && *m.arready) {
                 const uint64_t addr = *m.araddr, beats = static_cast<uint64_t>(*m.arlen) + 1;
-                const uint64_t bytes = beats * m.data_bytes;
-                if (addr < dram_base || addr - dram_base + bytes > dram.size()) {
-                    fail(5, "DRAM master " + m.name + ": a read of " + std::to_string(bytes) + " bytes at " +
-                                hex(addr) + " lies outside the DRAM image [" + hex(dram_base) + ", " +
-                                hex(dram_base + dram.size()) + ")");
-                }
-                if (addr % m.data_bytes || addr / 4096 != (addr + bytes - 1) / 4096) {
-                    fail(5, "DRAM master " + m.name + ": the burst at " + hex(addr) + " of " + std::to_string(beats) +
-                                " beats is unaligned or crosses a 4 KB boundary");
-                }
+                check_burst(m, "read", addr, beats, dram_base, dram.size());
                 m.queue.push_back({addr, beats, cycle + dram_latency, cycle});
                 fired = true;
+            }
+            if (Writer* w = m.write.get()) {
+                if (*w->bvalid && *w->bready) {
+                    w->responses.erase(w->responses.begin());
+                    w->answering = false;
+                    fired = true;
+                }
+                if (*w->wvalid && *w->wready) {
+                    const Writer::Burst& b = w->bursts.front();
+                    if (static_cast<bool>(*w->wlast) != (w->beat + 1 == b.beats)) {
+                        fail(5, "DRAM master " + m.name + ": wlast " + std::to_string(*w->wlast) + " on beat " +
+                                    std::to_string(w->beat + 1) + " of the write burst at " + hex(b.addr) + " of " +
+                                    std::to_string(b.beats) + " beats");
+                    }
+                    w->get_wdata(&dram[b.addr - dram_base + w->beat * m.data_bytes], m.data_bytes);
+                    if (++w->beat == b.beats) {
+                        w->bursts.erase(w->bursts.begin());
+                        w->beat = 0;
+                        w->responses.push_back(cycle + dram_latency);
+                    }
+                    fired = true;
+                }
+                if (*w->awvalid && *w->awready) {
+                    const uint64_t addr = *w->awaddr, beats = static_cast<uint64_t>(*w->awlen) + 1;
+                    check_burst(m, "write", addr, beats, dram_base, dram.size());
+                    w->bursts.push_back({addr, beats});
+                    fired = true;
+                }
             }
         }
         top->ap_clk = 1;

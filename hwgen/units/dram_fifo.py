@@ -1,0 +1,256 @@
+"""DramFifo: a stream FIFO whose storage is a ring in DRAM, for a shortcut that must hold more of a
+frame than block RAM can spare (an 8-bit shortcut beside a window generator's rows).
+
+    StreamingFifo(depth=d)   =>   DramFifo(depth=d, data_bits, offset)
+
+    in -> pack -> write bursts (AXI4 write: m_axi_aw*, w*, b*) -> ring at dram_base + offset
+                  ring -> read bursts (AXI4 read: m_axi_ar*, r*) -> unpack -> out
+
+Packing: a bus word carries `slots` = data_bits // (beat bits + 1) beats, each with a valid bit
+(8-bit beats on a 64-bit bus: 7 a word). A word goes out full, with a frame's last beat, or part
+full when no beat has come for `FLUSH_CYCLES` (a shortcut whose reader needs a beat before more
+come): the valid bits say how many beats it holds, so the reader needs no count beside the data.
+
+Writing: words wait in a small FIFO (LUT RAM) and go out in bursts of up to `MAX_BURST` words
+that never cross a `MAX_BURST`-word boundary of the ring (so never a 4 KB one), a burst when a
+boundary's worth is there, when a frame's last word is in, or when the oldest word has waited
+`FLUSH_CYCLES`; one write burst in flight, and a word counts as in the ring once its burst's
+response has come.
+
+Reading: every word in the ring is read back in bursts up to the same boundaries, as soon as it
+is there, one burst in flight, each requested only when the read FIFO has room for all of it
+(credits, as `DramReader`), so `rready` never drops. The ring holds `ring_words` words: a power
+of two of at least `depth` words (one beat a word where beats trickle in slower than the flush),
+and the writer waits while the words not yet read back fill it.
+
+DRAM traffic: each beat is written and read once, `slots` to a word where the stream runs
+steadily: 2 x ceil(beats / slots) words a frame (`dram_bytes_per_frame`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
+
+from hwgen.errors import HwgenError
+from hwgen.rtl.axi import ADDR_BITS, BURST_BOUNDARY, MAX_BURST, axi_read_members, axi_write_members
+from hwgen.units.base import stream_ports
+from hwgen.units.datapath import ram_luts
+from hwgen.units.fifo import StreamingFifo
+from hwgen.units.dram_reader import BUS_BITS
+
+_WHERE = "DramFifo"
+#: cycles without a new beat after which a part-full word, or part of a burst, goes out
+FLUSH_CYCLES = 1024
+#: words of the write and read FIFOs on chip: two bursts each
+BUFFER_WORDS = 2 * MAX_BURST
+#: free-running word counters: differences stay far below their range
+COUNT_BITS = 32
+
+
+@dataclass(frozen=True)
+class DramFifo(StreamingFifo):
+    """A FIFO of at least `depth` beats of `elems_per_beat` elements of `dtype`, held in a ring of
+    DRAM at `offset` bytes from the DRAM base, over a `data_bits` bus; frames pass unchanged."""
+
+    data_bits: int = 64
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.data_bits not in BUS_BITS:
+            raise HwgenError(f"data_bits must be one of {BUS_BITS}, not {self.data_bits!r}", where=_WHERE)
+        if self.slots < 1:
+            raise HwgenError(f"a beat of {self.spec.width} bits and its valid bit do not fit a {self.data_bits}-bit "
+                             "bus word", where=_WHERE)
+        if not isinstance(self.offset, int) or self.offset < 0 or self.offset % BURST_BOUNDARY:
+            raise HwgenError(f"offset must be a multiple of {BURST_BOUNDARY} bytes, not {self.offset!r}", where=_WHERE)
+        if self.offset + self.dram_image_bytes() > 1 << ADDR_BITS:
+            raise HwgenError(f"the ring ends beyond the {ADDR_BITS}-bit address space", where=_WHERE)
+
+    @property
+    def slots(self) -> int:
+        """Beats a bus word carries, each with its valid bit."""
+        return self.data_bits // (self.spec.width + 1)
+
+    @property
+    def word_bytes(self) -> int:
+        return self.data_bits // 8
+
+    @property
+    def ring_words(self) -> int:
+        """Words of the ring: a power of two, at least `depth` (a beat a word at worst) and two
+        bursts."""
+        return 1 << (max(BUFFER_WORDS, self.depth) - 1).bit_length()
+
+    def component(self) -> wiring.Component:
+        return DramFifoComponent(self)
+
+    def dram_image(self) -> np.ndarray:
+        """The ring's initial contents: nothing is read before it is written."""
+        return np.zeros(self.dram_image_bytes(), np.uint8)
+
+    def dram_image_bytes(self) -> int:
+        return self.ring_words * self.word_bytes
+
+    def dram_bytes_per_frame(self) -> int:
+        """Each beat written and read once, `slots` a word."""
+        return 2 * math.ceil(self.beats_per_frame / self.slots) * self.word_bytes
+
+    def dram_writes(self) -> bool:
+        return True
+
+    def est_cycles(self) -> int:
+        return self.beats_per_frame
+
+    def est_luts(self) -> int:
+        """The two word FIFOs in LUT RAM, the packing register's slot enables and the unpacking
+        mux (a LUT per bit per four slots), the word counters, their compares and the two
+        address adders (a LUT per bit each)."""
+        width = self.spec.width
+        fifos = 2 * ram_luts(BUFFER_WORDS, self.data_bits)
+        packing = self.data_bits + width * math.ceil(self.slots / 4)
+        counters = 6 * COUNT_BITS + 2 * ADDR_BITS + 2 * FLUSH_CYCLES.bit_length()
+        return fifos + packing + counters
+
+    def est_brams(self) -> int:
+        return 0
+
+
+class DramFifoComponent(wiring.Component):
+    """See the module docstring."""
+
+    def __init__(self, unit: DramFifo) -> None:
+        self.unit = unit
+        width = unit.spec.width
+        super().__init__({**stream_ports(width, width), **axi_read_members(unit.data_bits),
+                          **axi_write_members(unit.data_bits)})
+
+    def elaborate(self, platform: object) -> Module:
+        u = self.unit
+        m = Module()
+        width, slots, bits = u.spec.width, u.slots, u.data_bits
+        slot_bits = width + 1
+        ring = u.ring_words
+        shift = u.word_bytes.bit_length() - 1
+        m.submodules.wbuf = wbuf = SyncFIFO(width=bits, depth=BUFFER_WORDS)
+        m.submodules.rbuf = rbuf = SyncFIFO(width=bits, depth=BUFFER_WORDS)
+        ring_base = Signal(ADDR_BITS)
+        m.d.sync += ring_base.eq(self.dram_base + u.offset)
+
+        # ---- pack: beats into the word register, out when full or after FLUSH_CYCLES idle
+        word = Signal(bits)
+        fill = Signal(range(slots + 1))
+        idle = Signal(range(FLUSH_CYCLES + 1))
+        take = self.inp.valid & self.inp.ready
+        placed = Signal(bits)
+        m.d.comb += placed.eq(word)
+        for s in range(slots):
+            with m.If(fill == s):
+                m.d.comb += placed[s * slot_bits:(s + 1) * slot_bits].eq(Cat(self.inp.payload, Const(1, 1)))
+        pos = Signal(range(u.beats_per_frame))  # of the next beat in its frame
+        frame_end = take & (pos == u.beats_per_frame - 1)
+        with m.If(take):
+            m.d.sync += pos.eq(Mux(frame_end, 0, pos + 1))
+        closing = take & ((fill == slots - 1) | frame_end)
+        flushing = ~take & (fill != 0) & (idle == FLUSH_CYCLES)
+        m.d.comb += [self.inp.ready.eq((fill < slots - 1) | wbuf.w_rdy),
+                     wbuf.w_en.eq(closing | (flushing & wbuf.w_rdy)),
+                     wbuf.w_data.eq(Mux(closing, placed, word))]
+        with m.If(closing | (flushing & wbuf.w_rdy)):
+            m.d.sync += [word.eq(0), fill.eq(0)]
+        with m.Elif(take):
+            m.d.sync += [word.eq(placed), fill.eq(fill + 1)]
+        with m.If(take | (fill == 0)):
+            m.d.sync += idle.eq(0)
+        with m.Elif(idle != FLUSH_CYCLES):
+            m.d.sync += idle.eq(idle + 1)
+
+        # ---- write: bursts to the ring, one in flight
+        written = Signal(COUNT_BITS)  # words whose bursts were asked for
+        committed = Signal(COUNT_BITS)  # words whose bursts were answered
+        freed = Signal(COUNT_BITS)  # words read back
+        waited = Signal(range(FLUSH_CYCLES + 1))
+        w_len = Signal(range(MAX_BURST + 1))
+        w_left = Signal(range(MAX_BURST + 1))
+        w_to_edge = MAX_BURST - written[:MAX_BURST.bit_length() - 1]
+        w_count = Mux(wbuf.level < w_to_edge, wbuf.level, w_to_edge)
+        w_room = (written - freed)[:COUNT_BITS] + w_to_edge <= ring  # modulo the counters' range
+        awvalid, wphase, bphase = Signal(), Signal(), Signal()
+        busy = awvalid | wphase | bphase
+        tail = Signal(range(BUFFER_WORDS + 1))  # words in the write FIFO up to a frame's last: out now
+        w_issue = ~busy & (wbuf.level != 0) & w_room & ((wbuf.level >= w_to_edge) | (waited == FLUSH_CYCLES)
+                                                        | (tail != 0))
+        sent = Mux(w_issue, w_count, 0)
+        with m.If(frame_end):
+            m.d.sync += tail.eq(wbuf.level + 1 - sent)
+        with m.Elif(w_issue):
+            m.d.sync += tail.eq(Mux(tail > w_count, tail - w_count, 0))
+        with m.If(busy | (wbuf.level == 0)):
+            m.d.sync += waited.eq(0)
+        with m.Elif(waited != FLUSH_CYCLES):
+            m.d.sync += waited.eq(waited + 1)
+        awaddr = Signal(ADDR_BITS)
+        awlen = Signal(8)
+        m.d.comb += [self.m_axi_awaddr.eq(awaddr), self.m_axi_awlen.eq(awlen), self.m_axi_awvalid.eq(awvalid)]
+        with m.If(w_issue):
+            m.d.sync += [awvalid.eq(1), awlen.eq(w_count - 1), w_len.eq(w_count), w_left.eq(w_count),
+                         awaddr.eq(ring_base + (written[:ring.bit_length() - 1] << shift))]
+        with m.If(awvalid & self.m_axi_awready):
+            m.d.sync += [awvalid.eq(0), wphase.eq(1), written.eq(written + w_len)]
+        w_fire = wphase & self.m_axi_wready & wbuf.r_rdy
+        m.d.comb += [self.m_axi_wvalid.eq(wphase & wbuf.r_rdy), self.m_axi_wdata.eq(wbuf.r_data),
+                     self.m_axi_wlast.eq(w_left == 1), wbuf.r_en.eq(w_fire), self.m_axi_bready.eq(bphase)]
+        with m.If(w_fire):
+            m.d.sync += w_left.eq(w_left - 1)
+            with m.If(w_left == 1):
+                m.d.sync += [wphase.eq(0), bphase.eq(1)]
+        with m.If(bphase & self.m_axi_bvalid):
+            m.d.sync += [bphase.eq(0), committed.eq(committed + w_len)]
+
+        # ---- read: every committed word back, in bursts, one in flight, with room for all of it
+        asked = Signal(COUNT_BITS)
+        credits = Signal(range(BUFFER_WORDS + 1), init=BUFFER_WORDS)
+        r_to_edge = MAX_BURST - asked[:MAX_BURST.bit_length() - 1]
+        ready_words = Signal(COUNT_BITS)
+        m.d.comb += ready_words.eq(committed - asked)  # modulo the counters' range
+        r_count = Mux(ready_words < r_to_edge, ready_words, r_to_edge)
+        arvalid, rphase = Signal(), Signal()
+        r_issue = ~arvalid & ~rphase & (ready_words != 0) & (credits >= r_count)
+        araddr = Signal(ADDR_BITS)
+        arlen = Signal(8)
+        r_len = Signal(range(MAX_BURST + 1))
+        m.d.comb += [self.m_axi_araddr.eq(araddr), self.m_axi_arlen.eq(arlen), self.m_axi_arvalid.eq(arvalid)]
+        with m.If(r_issue):
+            m.d.sync += [arvalid.eq(1), arlen.eq(r_count - 1), r_len.eq(r_count),
+                         araddr.eq(ring_base + (asked[:ring.bit_length() - 1] << shift))]
+        with m.If(arvalid & self.m_axi_arready):
+            m.d.sync += [arvalid.eq(0), rphase.eq(1), asked.eq(asked + r_len)]
+        r_fire = self.m_axi_rvalid & self.m_axi_rready
+        m.d.comb += [self.m_axi_rready.eq(rbuf.w_rdy), rbuf.w_data.eq(self.m_axi_rdata), rbuf.w_en.eq(r_fire)]
+        with m.If(r_fire):
+            m.d.sync += freed.eq(freed + 1)
+            with m.If(self.m_axi_rlast):
+                m.d.sync += rphase.eq(0)
+
+        # ---- unpack: the valid slots of each word, in order
+        slot = Signal(range(slots))
+        payloads = [rbuf.r_data[s * slot_bits:s * slot_bits + width] for s in range(slots)]
+        valids = [rbuf.r_data[s * slot_bits + width] for s in range(slots)]
+        payload, valid, last = Signal(width), Signal(), Signal()
+        for s in range(slots):
+            with m.If(slot == s):
+                m.d.comb += [payload.eq(payloads[s]), valid.eq(valids[s]),
+                             last.eq(1 if s == slots - 1 else ~valids[s + 1])]
+        out_fire = self.out.valid & self.out.ready
+        pop = out_fire & last
+        m.d.comb += [self.out.payload.eq(payload), self.out.valid.eq(rbuf.r_rdy & valid), rbuf.r_en.eq(pop)]
+        with m.If(out_fire):
+            m.d.sync += slot.eq(Mux(last, 0, slot + 1))
+        m.d.sync += credits.eq(credits + pop - Mux(r_issue, r_count, 0))
+        return m
