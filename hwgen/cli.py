@@ -2,6 +2,7 @@
 
     hwgen build [MODEL.onnx] -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
                                 [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded|dram]
+                                [--fifo-memory auto|chip|dram]
                                 [--board NAME [--bitstream]]
                                 [--config OUT/build.toml] [--from-step STEP] [--json] [--quiet]
     hwgen sim OUT --input X.npy --output Y.npy [--stall-prob P] [--json] [--quiet]
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.config import FIFO_SIZING_MODES, WEIGHT_MEMORY_MODES
+from hwgen.config import FIFO_MEMORY_MODES, FIFO_SIZING_MODES, WEIGHT_MEMORY_MODES
 from hwgen.dispatch import run_command
 from hwgen.errors import HwgenError
 
@@ -81,7 +82,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         clock = lookup_board(args.board).fclk_mhz if args.board else 100.0
     cfg = BuildConfig(clock_mhz=clock, target_cycles=args.target_cycles, target_fps=args.target_fps,
                       folding=_load_folding(args.folding), fifo_sizing=args.fifo_sizing or "auto",
-                      weight_memory=args.weight_memory or "auto", board=args.board,
+                      weight_memory=args.weight_memory or "auto", fifo_memory=args.fifo_memory or "auto",
+                      board=args.board,
                       part=args.part, **_cache(args))
     with _progress(args, "build") as progress:
         report = build(args.model, args.output, cfg, from_step=args.from_step, progress=progress)
@@ -308,6 +310,9 @@ def parser() -> argparse.ArgumentParser:
                         "read from DRAM once per frame (dram: OUT/rtl/dram.bin, in OUT/deploy/ with --board), "
                         "or auto: loaded into UltraRAM where --part has it and that saves block RAM, "
                         "from DRAM where block RAM cannot hold them")
+    b.add_argument("--fifo-memory", choices=FIFO_MEMORY_MODES, default=None,
+                   help="FIFOs at joins in block RAM or LUT RAM (chip), in rings in DRAM where they would take block "
+                        "RAM (dram), or auto: in DRAM those the part cannot hold beside its compute units")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sim", help="simulate a build in Verilator")

@@ -16,6 +16,8 @@ DEFAULT_TARGET_FPS = 100_000.0
 FIFO_SIZING_MODES = ("auto", "measured", "modelled")
 #: where MVU weights live (see `hwgen.transforms.hardware.choose_weight_memories`)
 WEIGHT_MEMORY_MODES = ("auto", "rom", "loaded", "dram")
+#: where the FIFOs at joins may hold their beats (`hwgen.transforms.hardware.spill_fifos`)
+FIFO_MEMORY_MODES = ("auto", "chip", "dram")
 
 
 def default_cache_dir() -> Path:
@@ -59,6 +61,10 @@ class BuildConfig:
     UltraRAM where `fit_part` has UltraRAM and that saves block RAM, else ROM; and where block
     RAM cannot hold them, the layers that save the most of it per DRAM byte read their weights
     from DRAM, within the board's bandwidth: `hwgen.transforms.hardware.set_folding`).
+    `fifo_memory` is where the FIFOs at joins hold their beats: "chip" (block RAM or LUT RAM),
+    "dram" (every one in block RAM goes to a ring in DRAM: `hwgen.units.dram_fifo`) or "auto"
+    (those the part cannot hold beside its compute units, where a DRAM carries them:
+    `hwgen.transforms.hardware.spill_fifos`).
     """
 
     clock_mhz: float = 100.0
@@ -68,6 +74,7 @@ class BuildConfig:
     fifo_depth: int = 2
     fifo_sizing: str = "auto"
     weight_memory: str = "auto"
+    fifo_memory: str = "auto"
     board: str | None = None
     part: str | None = None
     top_name: str = "hwgen_accel"
@@ -92,6 +99,9 @@ class BuildConfig:
         if self.weight_memory not in WEIGHT_MEMORY_MODES:
             raise HwgenError(f"must be one of {', '.join(WEIGHT_MEMORY_MODES)}, got {self.weight_memory!r}",
                              where="weight_memory")
+        if self.fifo_memory not in FIFO_MEMORY_MODES:
+            raise HwgenError(f"must be one of {', '.join(FIFO_MEMORY_MODES)}, got {self.fifo_memory!r}",
+                             where="fifo_memory")
         if self.folding is not None:
             check_folding(self.folding)
         if self.board is not None:
@@ -205,7 +215,7 @@ def file_sha256(path: Path) -> str:
 #: the options a build.toml holds: exactly those of `hwgen build` (with their TOML types)
 CONFIG_KEYS: dict[str, tuple[type, ...]] = {
     "target_cycles": (int,), "target_fps": (int, float, str), "clock_mhz": (int, float), "folding": (str,),
-    "fifo_sizing": (str,), "weight_memory": (str,), "board": (str,), "part": (str,),
+    "fifo_sizing": (str,), "weight_memory": (str,), "fifo_memory": (str,), "board": (str,), "part": (str,),
 }
 
 

@@ -88,6 +88,10 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
         },
         "dram": {"bytes_per_frame": dram_bytes,
                  "mbytes_per_s": round(dram_bytes * clock_mhz / max_cycles, 1),
+                 # FIFOs at joins whose beats go through a ring in DRAM (`hwgen.units.dram_fifo`), and
+                 # their share of the bytes
+                 "fifos": [layer["name"] for layer in layers if layer["op"] == "DramFifo"],
+                 "fifo_bytes_per_frame": sum(u.dram_bytes_per_frame() for u in units if u.dram_writes()),
                  "available_mbytes_per_s": round(board.dram_mbytes_per_s if board else dram_mbytes_per_s(part), 1)},
         "parts": parts_table(units, max_cycles),
         "requantization": requantization_counts(model),

@@ -103,36 +103,16 @@ class ReadArbiter(wiring.Component):
 
     def __init__(self, readers: int, data_bits: int) -> None:
         self.readers, self.data_bits = readers, data_bits
-        members: dict[str, wiring.Member] = {}
-        flip = {wiring.In: Out, wiring.Out: In}
-        for name, member in axi_read_members(data_bits).items():
-            if name == "dram_base":
-                continue
-            signal = name.removeprefix("m_axi_")
-            members[f"m_{signal}"] = member  # as a reader has it: out toward the DRAM
-            for k in range(readers):
-                members[f"s{k}_{signal}"] = flip[member.flow](member.shape)
-        super().__init__(members)
+        read = {name: member for name, member in axi_read_members(data_bits).items() if name != "dram_base"}
+        super().__init__(_arbiter_members(read, readers))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         n = self.readers
         s = lambda k, name: getattr(self, f"s{k}_{name}")  # noqa: E731
         m.submodules.order = order = SyncFIFO(width=max(1, (n - 1).bit_length()), depth=ARBITER_BURSTS)
-        pointer = Signal(range(n))
-        requesting = Signal()
-        m.d.comb += requesting.eq(Array(s(k, "arvalid") for k in range(n))[pointer])
-        grant = ~self.m_arvalid & requesting & order.w_rdy
-        with m.If(grant):
-            m.d.sync += [self.m_arvalid.eq(1), self.m_araddr.eq(Array(s(k, "araddr") for k in range(n))[pointer]),
-                         self.m_arlen.eq(Array(s(k, "arlen") for k in range(n))[pointer])]
-        with m.Elif(self.m_arvalid & self.m_arready):
-            m.d.sync += self.m_arvalid.eq(0)
-        with m.If(~grant):
-            m.d.sync += pointer.eq(Mux(pointer == n - 1, 0, pointer + 1))
+        pointer, grant = _grant_in_turn(m, self, "ar", n, order.w_rdy)
         m.d.comb += [order.w_data.eq(pointer), order.w_en.eq(grant)]
-        for k in range(n):
-            m.d.comb += s(k, "arready").eq(grant & (pointer == k))
         # data: to the reader at the head of the order, until its burst's last beat
         head = order.r_data
         for k in range(n):
@@ -141,4 +121,80 @@ class ReadArbiter(wiring.Component):
                          s(k, "rvalid").eq(self.m_rvalid & mine)]
         m.d.comb += [self.m_rready.eq(order.r_rdy & Array(s(k, "rready") for k in range(n))[head]),
                      order.r_en.eq(self.m_rvalid & self.m_rready & self.m_rlast)]
+        return m
+
+
+def _arbiter_members(master: dict[str, wiring.Member], ports: int) -> dict[str, wiring.Member]:
+    """An arbiter's members: the master's channels as a unit has them (`m_<signal>`, out toward
+    the DRAM), and each port's the other way round (`s<k>_<signal>`)."""
+    flip = {wiring.In: Out, wiring.Out: In}
+    members: dict[str, wiring.Member] = {}
+    for name, member in master.items():
+        signal = name.removeprefix("m_axi_")
+        members[f"m_{signal}"] = member
+        for k in range(ports):
+            members[f"s{k}_{signal}"] = flip[member.flow](member.shape)
+    return members
+
+
+def _grant_in_turn(m: Module, arbiter: wiring.Component, channel: str, n: int, room: object) -> tuple[Signal, object]:
+    """An arbiter's address channel (`channel` "ar" or "aw"): the request of the port under a
+    pointer that visits the `n` ports in turn (moving on each cycle it grants nothing) is granted
+    while the master's address register is free and there is `room`, and held there until the
+    master takes it. Returns the pointer and the grant."""
+    port = lambda k, name: getattr(arbiter, f"s{k}_{channel}{name}")  # noqa: E731
+    valid, ready = getattr(arbiter, f"m_{channel}valid"), getattr(arbiter, f"m_{channel}ready")
+    pointer = Signal(range(n))
+    requesting = Signal()
+    m.d.comb += requesting.eq(Array(port(k, "valid") for k in range(n))[pointer])
+    grant = ~valid & requesting & room
+    with m.If(grant):
+        m.d.sync += [valid.eq(1), getattr(arbiter, f"m_{channel}addr").eq(Array(port(k, "addr") for k in range(n))[pointer]),
+                     getattr(arbiter, f"m_{channel}len").eq(Array(port(k, "len") for k in range(n))[pointer])]
+    with m.Elif(valid & ready):
+        m.d.sync += valid.eq(0)
+    with m.If(~grant):
+        m.d.sync += pointer.eq(Mux(pointer == n - 1, 0, pointer + 1))
+    for k in range(n):
+        m.d.comb += port(k, "ready").eq(grant & (pointer == k))
+    return pointer, grant
+
+
+class WriteArbiter(wiring.Component):
+    """Several writers' AXI4 write channels onto one master: address requests granted one at a
+    time (a pointer visiting the writers in turn, as `ReadArbiter`), each grant's writer into an
+    order FIFO that routes the write data (in address order, as AXI4 has it) from that writer
+    until `wlast`, then into a second order FIFO that routes the responses back. Members:
+    `s<k>_<signal>` for writer k, `m_<signal>` for the master."""
+
+    def __init__(self, writers: int, data_bits: int) -> None:
+        self.writers, self.data_bits = writers, data_bits
+        super().__init__(_arbiter_members(axi_write_members(data_bits), writers))
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        n = self.writers
+        s = lambda k, name: getattr(self, f"s{k}_{name}")  # noqa: E731
+        index_bits = max(1, (n - 1).bit_length())
+        m.submodules.data_order = data_order = SyncFIFO(width=index_bits, depth=ARBITER_BURSTS)
+        m.submodules.answer_order = answer_order = SyncFIFO(width=index_bits, depth=ARBITER_BURSTS)
+        unanswered = Signal(range(ARBITER_BURSTS + 1))  # granted bursts not yet answered: room in both FIFOs
+        pointer, grant = _grant_in_turn(m, self, "aw", n, unanswered < ARBITER_BURSTS)
+        m.d.sync += unanswered.eq(unanswered + grant - (self.m_bvalid & self.m_bready))
+        m.d.comb += [data_order.w_data.eq(pointer), data_order.w_en.eq(grant)]
+        # data: from the writer at the head of the data order until its burst's last beat, whose
+        # writer then waits for its answer
+        head = data_order.r_data
+        m.d.comb += [self.m_wvalid.eq(data_order.r_rdy & Array(s(k, "wvalid") for k in range(n))[head]),
+                     self.m_wdata.eq(Array(s(k, "wdata") for k in range(n))[head]),
+                     self.m_wlast.eq(Array(s(k, "wlast") for k in range(n))[head])]
+        last = self.m_wvalid & self.m_wready & self.m_wlast
+        m.d.comb += [data_order.r_en.eq(last), answer_order.w_en.eq(last), answer_order.w_data.eq(head)]
+        for k in range(n):
+            m.d.comb += s(k, "wready").eq(self.m_wready & data_order.r_rdy & (head == k))
+        # answers: to the writer at the head of the answer order
+        for k in range(n):
+            m.d.comb += s(k, "bvalid").eq(self.m_bvalid & answer_order.r_rdy & (answer_order.r_data == k))
+        m.d.comb += [self.m_bready.eq(answer_order.r_rdy & Array(s(k, "bready") for k in range(n))[answer_order.r_data]),
+                     answer_order.r_en.eq(self.m_bvalid & self.m_bready)]
         return m

@@ -33,7 +33,9 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from hwgen.errors import HwgenError
 from hwgen.ops import unit_of
-from hwgen.rtl.axi import DRAM_FILE, MAX_MASTERS, ReadArbiter, axi_read_members, connect, top_name
+from hwgen.rtl.axi import (
+    DRAM_FILE, MAX_MASTERS, ReadArbiter, WriteArbiter, axi_read_members, axi_write_members, connect, top_name,
+)
 from hwgen.rtl.axis import WEIGHT_PORT, port_names
 from hwgen.rtl.emit import rtlil_to_verilog_batch, to_rtlil, to_verilog_and_rtlil
 from hwgen.streams import beat_bytes
@@ -85,6 +87,9 @@ class AcceleratorTop(wiring.Component):
         for g, group in enumerate(self.groups):
             for name, member in axi_read_members(group[0].unit.data_bits).items():
                 members[top_name(name, g)] = member
+            if any(inst.unit.dram_writes() for inst in group):
+                for name, member in axi_write_members(group[0].unit.data_bits).items():
+                    members[top_name(name, g)] = member
         super().__init__(members)
 
     def _weight_router(self, m: Module) -> dict[str, dict[str, Signal]]:
@@ -133,7 +138,28 @@ class AcceleratorTop(wiring.Component):
                     else:
                         mine[f"{direction}_{name}"] = getattr(arbiter, f"s{k}_" + name.removeprefix("m_axi_"))
                 ports[inst.module] = mine
+            self._write_master(m, g, group, ports)
         return ports
+
+    def _write_master(self, m: Module, g: int, group: list[Instantiation], ports: dict[str, dict[str, object]]) -> None:
+        """The write channels of master `g`'s writers (FIFOs spilled to DRAM): straight to the
+        master where it has one, else through a `WriteArbiter`."""
+        writers = [inst for inst in group if inst.unit.dram_writes()]
+        if not writers:
+            return
+        members = axi_write_members(group[0].unit.data_bits)
+        arbiter = None
+        if len(writers) > 1:
+            arbiter = m.submodules[f"dram_write_arbiter{g}"] = WriteArbiter(len(writers), group[0].unit.data_bits)
+            for name, member in members.items():
+                m.d.comb += connect(getattr(arbiter, "m_" + name.removeprefix("m_axi_")),
+                                    getattr(self, top_name(name, g)), member.flow)
+        for k, inst in enumerate(writers):
+            for name, member in members.items():
+                direction = "i" if member.flow == wiring.In else "o"
+                outer = (getattr(self, top_name(name, g)) if arbiter is None
+                         else getattr(arbiter, f"s{k}_" + name.removeprefix("m_axi_")))
+                ports[inst.module][f"{direction}_{name}"] = outer
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

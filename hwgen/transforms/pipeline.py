@@ -5,7 +5,8 @@
     (partition)  host pre | accelerator | host post        (hwgen.transforms.partition)
     TO_HARDWARE  integer graph -> hardware-unit nodes
     FOLD         PE / SIMD per unit; weights in ROM, loaded after reset (UltraRAM), or in DRAM
-    PLUMBING     fan-out, width converters and a FIFO on every edge
+    PLUMBING     fan-out, width converters and a FIFO on every edge (those at joins that block RAM
+                 cannot hold spilled to DRAM)
 
 Each list is applied in order, each rewrite to its fixed point; after a stage, `check_stage` asserts
 what the graph may now contain. `hwgen.builder` runs the stages as steps with a checkpoint after each.
@@ -50,6 +51,7 @@ from hwgen.transforms.hardware.insert_fifos import InsertFifos
 from hwgen.transforms.hardware.remove_layout_transposes import RemoveLayoutTransposes
 from hwgen.transforms.hardware.set_folding import DramBudget, SetFolding
 from hwgen.transforms.hardware.size_fifos import SizeFifos
+from hwgen.transforms.hardware.spill_fifos import SpillFifos
 from hwgen.transforms.fixed_point import FixedPoint
 from hwgen.transforms.ingest.annotate_integer_weights import AnnotateIntegerWeights
 from hwgen.transforms.ingest.annotate_sign_outputs import AnnotateSignOutputs
@@ -177,7 +179,17 @@ def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
                                    SizeFifos(cfg.cache_dir, cfg.top_name, cfg.fifo_sizing)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, PLUMBING_OPS))
+    fifo_memory = cfg.fifo_memory if cfg.fifo_memory != "auto" or has_dram(cfg) else "chip"
+    steps.append(SpillFifos(fifo_memory, lookup_part(cfg.fit_part), cfg.dram_bits, cfg.cycles_target is not None))
     return steps
+
+
+def has_dram(cfg: BuildConfig) -> bool:
+    """Whether the build has a DRAM to spill FIFOs to: its board's, else one of a board that
+    carries its part."""
+    if cfg.board is not None:
+        return bool(lookup_board(cfg.board).dram_mbytes_per_s)
+    return bool(dram_mbytes_per_s(lookup_part(cfg.fit_part)))
 
 
 #: what each stage may leave in the graph (the accelerator part, from the partition on), and what

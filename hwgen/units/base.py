@@ -148,6 +148,11 @@ class Unit(ABC):
         (`hwgen.fit`)."""
         return 0
 
+    def dram_writes(self) -> bool:
+        """Whether the unit also writes DRAM (a FIFO spilled there: `hwgen.units.dram_fifo`), with
+        the write half of an AXI4 master beside its read half."""
+        return False
+
     def held_fraction(self) -> float:
         """The most of one input frame the unit takes in before it has given out what it owes
         for it (a window generator holds rows, a matrix-vector unit a vector or two): what a

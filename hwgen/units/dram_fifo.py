@@ -8,14 +8,15 @@ frame than block RAM can spare (an 8-bit shortcut beside a window generator's ro
 
 Packing: a bus word carries `slots` = data_bits // (beat bits + 1) beats, each with a valid bit
 (8-bit beats on a 64-bit bus: 7 a word). A word goes out full, with a frame's last beat, or part
-full when no beat has come for `FLUSH_CYCLES` (a shortcut whose reader needs a beat before more
-come): the valid bits say how many beats it holds, so the reader needs no count beside the data.
+full when no beat has come for `flush_cycles` (the fork before a shortcut stalls until the join
+after it takes a beat, which may be in this word): the valid bits say how many beats it holds, so
+the reader needs no count beside the data. `flush_cycles` should exceed the stream's usual gap
+between beats (`SpillFifos` sets twice it, and 8), or slow streams send words part full.
 
-Writing: words wait in a small FIFO (LUT RAM) and go out in bursts of up to `MAX_BURST` words
-that never cross a `MAX_BURST`-word boundary of the ring (so never a 4 KB one), a burst when a
-boundary's worth is there, when a frame's last word is in, or when the oldest word has waited
-`FLUSH_CYCLES`; one write burst in flight, and a word counts as in the ring once its burst's
-response has come.
+Writing: words wait in a small FIFO (LUT RAM) and go out as soon as the write channel is free,
+all that are there in one burst of up to `MAX_BURST` words that never crosses a `MAX_BURST`-word
+boundary of the ring (so never a 4 KB one): one write burst in flight, so the words that come
+while it is answered make the next; a word counts as in the ring once its burst is answered.
 
 Reading: every word in the ring is read back in bursts up to the same boundaries, as soon as it
 is there, one burst in flight, each requested only when the read FIFO has room for all of it
@@ -45,7 +46,7 @@ from hwgen.units.fifo import StreamingFifo
 from hwgen.units.dram_reader import BUS_BITS
 
 _WHERE = "DramFifo"
-#: cycles without a new beat after which a part-full word, or part of a burst, goes out
+#: cycles without a new beat after which a part-full word goes out, unless given
 FLUSH_CYCLES = 1024
 #: words of the write and read FIFOs on chip: two bursts each
 BUFFER_WORDS = 2 * MAX_BURST
@@ -60,6 +61,7 @@ class DramFifo(StreamingFifo):
 
     data_bits: int = 64
     offset: int = 0
+    flush_cycles: int = FLUSH_CYCLES
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +72,8 @@ class DramFifo(StreamingFifo):
                              "bus word", where=_WHERE)
         if not isinstance(self.offset, int) or self.offset < 0 or self.offset % BURST_BOUNDARY:
             raise HwgenError(f"offset must be a multiple of {BURST_BOUNDARY} bytes, not {self.offset!r}", where=_WHERE)
+        if not isinstance(self.flush_cycles, int) or self.flush_cycles < 1:
+            raise HwgenError(f"flush_cycles must be at least 1, not {self.flush_cycles!r}", where=_WHERE)
         if self.offset + self.dram_image_bytes() > 1 << ADDR_BITS:
             raise HwgenError(f"the ring ends beyond the {ADDR_BITS}-bit address space", where=_WHERE)
 
@@ -115,7 +119,7 @@ class DramFifo(StreamingFifo):
         width = self.spec.width
         fifos = 2 * ram_luts(BUFFER_WORDS, self.data_bits)
         packing = self.data_bits + width * math.ceil(self.slots / 4)
-        counters = 6 * COUNT_BITS + 2 * ADDR_BITS + 2 * FLUSH_CYCLES.bit_length()
+        counters = 6 * COUNT_BITS + 2 * ADDR_BITS + self.flush_cycles.bit_length()
         return fifos + packing + counters
 
     def est_brams(self) -> int:
@@ -143,10 +147,10 @@ class DramFifoComponent(wiring.Component):
         ring_base = Signal(ADDR_BITS)
         m.d.sync += ring_base.eq(self.dram_base + u.offset)
 
-        # ---- pack: beats into the word register, out when full or after FLUSH_CYCLES idle
+        # ---- pack: beats into the word register, out when full, at a frame end or after flush_cycles idle
         word = Signal(bits)
         fill = Signal(range(slots + 1))
-        idle = Signal(range(FLUSH_CYCLES + 1))
+        idle = Signal(range(u.flush_cycles + 1))
         take = self.inp.valid & self.inp.ready
         placed = Signal(bits)
         m.d.comb += placed.eq(word)
@@ -158,7 +162,7 @@ class DramFifoComponent(wiring.Component):
         with m.If(take):
             m.d.sync += pos.eq(Mux(frame_end, 0, pos + 1))
         closing = take & ((fill == slots - 1) | frame_end)
-        flushing = ~take & (fill != 0) & (idle == FLUSH_CYCLES)
+        flushing = ~take & (fill != 0) & (idle == u.flush_cycles)
         m.d.comb += [self.inp.ready.eq((fill < slots - 1) | wbuf.w_rdy),
                      wbuf.w_en.eq(closing | (flushing & wbuf.w_rdy)),
                      wbuf.w_data.eq(Mux(closing, placed, word))]
@@ -168,33 +172,20 @@ class DramFifoComponent(wiring.Component):
             m.d.sync += [word.eq(placed), fill.eq(fill + 1)]
         with m.If(take | (fill == 0)):
             m.d.sync += idle.eq(0)
-        with m.Elif(idle != FLUSH_CYCLES):
+        with m.Elif(idle != u.flush_cycles):
             m.d.sync += idle.eq(idle + 1)
 
         # ---- write: bursts to the ring, one in flight
         written = Signal(COUNT_BITS)  # words whose bursts were asked for
         committed = Signal(COUNT_BITS)  # words whose bursts were answered
         freed = Signal(COUNT_BITS)  # words read back
-        waited = Signal(range(FLUSH_CYCLES + 1))
         w_len = Signal(range(MAX_BURST + 1))
         w_left = Signal(range(MAX_BURST + 1))
         w_to_edge = MAX_BURST - written[:MAX_BURST.bit_length() - 1]
         w_count = Mux(wbuf.level < w_to_edge, wbuf.level, w_to_edge)
         w_room = (written - freed)[:COUNT_BITS] + w_to_edge <= ring  # modulo the counters' range
         awvalid, wphase, bphase = Signal(), Signal(), Signal()
-        busy = awvalid | wphase | bphase
-        tail = Signal(range(BUFFER_WORDS + 1))  # words in the write FIFO up to a frame's last: out now
-        w_issue = ~busy & (wbuf.level != 0) & w_room & ((wbuf.level >= w_to_edge) | (waited == FLUSH_CYCLES)
-                                                        | (tail != 0))
-        sent = Mux(w_issue, w_count, 0)
-        with m.If(frame_end):
-            m.d.sync += tail.eq(wbuf.level + 1 - sent)
-        with m.Elif(w_issue):
-            m.d.sync += tail.eq(Mux(tail > w_count, tail - w_count, 0))
-        with m.If(busy | (wbuf.level == 0)):
-            m.d.sync += waited.eq(0)
-        with m.Elif(waited != FLUSH_CYCLES):
-            m.d.sync += waited.eq(waited + 1)
+        w_issue = ~(awvalid | wphase | bphase) & (wbuf.level != 0) & w_room
         awaddr = Signal(ADDR_BITS)
         awlen = Signal(8)
         m.d.comb += [self.m_axi_awaddr.eq(awaddr), self.m_axi_awlen.eq(awlen), self.m_axi_awvalid.eq(awvalid)]

@@ -110,20 +110,21 @@ def move_to_dram(model: ModelWrapper, passes: dict[str, int] | None, bus_bits: i
                          **attrs)
         model.graph.node.remove(node)
         model.graph.node.insert(index, dram)
-        offset = _aligned(offset + unit_of(model, dram).dram_image_bytes())
+        offset = aligned(offset + unit_of(model, dram).dram_image_bytes())
         changed = True
     return changed
 
 
-def _aligned(offset: int) -> int:
+def aligned(offset: int) -> int:
+    """`offset` up to the next 4 KB boundary: every DRAM image starts at one, so no burst crosses one."""
     return -(-offset // BURST_BOUNDARY) * BURST_BOUNDARY
 
 
 def dram_units(model: ModelWrapper) -> list:
-    """The units of `model` that read DRAM, in graph order."""
-    return [unit for unit in (unit_of(model, n) for n in model.graph.node if n.op_type == "DramMVU")]
+    """The units of `model` that hold an image in DRAM (weights, a FIFO's ring), in graph order."""
+    return [unit for unit in (unit_of(model, n) for n in model.graph.node if n.op_type in ("DramMVU", "DramFifo"))]
 
 
 def dram_end(model: ModelWrapper) -> int:
     """The first 4 KB boundary after every DRAM image of `model`."""
-    return max((_aligned(u.offset + u.dram_image_bytes()) for u in dram_units(model)), default=0)
+    return max((aligned(u.offset + u.dram_image_bytes()) for u in dram_units(model)), default=0)
