@@ -105,6 +105,9 @@ class Option:
     dram_bytes: int = 0
     #: passes a frame of a unit whose weights stream from DRAM (`hwgen.units.dram_mvu`)
     passes: int = 1
+    #: (depth, width) of each weight memory in block RAM or UltraRAM (`Unit.ram_weight_memories`),
+    #: listed once: folding weighs UltraRAM's share of them for every choice it tries
+    ram_weights: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -343,7 +346,7 @@ class SetFolding(Transformation):
             bits = self.dram.bus_bits
             self._dram_options[name] = [
                 replace(o, cycles=plan.cycles, resources=(plan.luts, plan.brams, plan.dsps), weights=(),
-                        dram_bytes=plan.dram_bytes, passes=passes)
+                        dram_bytes=plan.dram_bytes, passes=passes, ram_weights=())
                 for o in options if isinstance(o.unit, MVU) and can_stream(o.unit, bits)
                 for passes in pass_choices(o.unit.vectors_per_frame)
                 for plan in (plan_of(o.unit, bits, passes),)]
@@ -354,7 +357,7 @@ class SetFolding(Transformation):
         that `ChooseWeightMemories` will place there)."""
         if not self.part.uram:
             return 0
-        weights = [memory for o in chosen.values() if not o.dram_bytes for memory in o.unit.ram_weight_memories()]
+        weights = [memory for o in chosen.values() if not o.dram_bytes for memory in o.ram_weights]
         return sum(memory_bram18(d, w) for (d, w), u in zip(weights, uram_choice(weights, self.part.uram)) if u)
 
     def _block_ram(self, chosen: dict[str, Option]) -> int:
@@ -467,9 +470,9 @@ def options_of(base: Unit) -> list[Option]:
     for knobs in base.folding_space():
         unit = base.refolded(**knobs)
         resources = (int(unit.est_luts()), int(unit.est_brams()), int(unit.est_dsps()))
-        weights = tuple((memory_bram18(d, w), uram_count(d, w)) for d, w in unit.ram_weight_memories()
-                        if uram_eligible(d, w))
-        options.append(Option(knobs, unit, int(unit.est_cycles()), resources, weights))
+        ram_weights = tuple(unit.ram_weight_memories())
+        weights = tuple((memory_bram18(d, w), uram_count(d, w)) for d, w in ram_weights if uram_eligible(d, w))
+        options.append(Option(knobs, unit, int(unit.est_cycles()), resources, weights, ram_weights=ram_weights))
     return options
 
 
