@@ -171,7 +171,7 @@ def step_rtl(s: BuildState) -> BuildState:
         StreamInfo.of(g_out, s.model.get_tensor_shape(g_out), design.output),
         s.model_input_name, s.model_input_dtype, design.modules,
         [{"name": e.name, "tensor": e.tensor, "producer": e.producer, "consumer": e.consumer} for e in design.edges],
-        design.weight_beats, design.dram_bytes, design.dram_masters, design.dram_bits,
+        design.weight_beats, design.dram_bytes, design.dram_masters, design.dram_bits, design.dram_writers,
     )
     return s
 

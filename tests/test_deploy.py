@@ -119,7 +119,8 @@ def tfc_deploy(shared_data, tmp_path_factory, verilator_cache):
 def test_deploy_folder_contents(tfc_deploy):
     report = json.loads((tfc_deploy / "report.json").read_text())
     # weights on chip: no DRAM read, against the PYNQ-Z2's DDR3 (not the part's least board)
-    assert report["dram"] == {"bytes_per_frame": 0, "mbytes_per_s": 0.0, "available_mbytes_per_s": 1492.4}
+    assert report["dram"] == {"bytes_per_frame": 0, "mbytes_per_s": 0.0, "available_mbytes_per_s": 1492.4,
+                              "fifos": [], "fifo_bytes_per_frame": 0}
     assert [row["dram_mbytes_per_s"] for row in report["parts"]] == [1470.0, 5972.4, 9600.0, 9600.0]
     deploy = tfc_deploy / "deploy"
     info = json.loads((deploy / "accelerator.json").read_text())

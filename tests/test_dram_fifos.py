@@ -89,3 +89,27 @@ def test_auto_spills_what_block_ram_cannot_hold(block_onnx, tmp_path, verilator_
 def test_fifo_memory_is_checked():
     with pytest.raises(HwgenError, match="fifo_memory: must be one of auto, chip, dram, got 'ram'"):
         BuildConfig(fifo_memory="ram")
+
+
+def test_a_board_build_with_shortcuts_in_dram_deploys_and_runs(block_onnx, tmp_path, verilator_cache):
+    """For the PYNQ-Z2: each ring on a master of its own, which writes as well as reads: the
+    shell's ports carry the write channels at the bus width, the Tcl passes the structural run,
+    and the driver against the simulated fabric (its DRAM written and read back) gives the
+    model's outputs, with stalls."""
+    from hwgen.deploy.checks import run_tcl_skeleton, shell_ports
+    from hwgen.deploy.sim_pynq import simulated_accelerator
+
+    path, shape = block_onnx
+    out = tmp_path / "b"
+    build(path, out, BuildConfig(target_cycles=TARGET_CYCLES, fifo_memory="dram", board="pynq-z2",
+                                 fifo_sizing="modelled", cache_dir=verilator_cache))
+    info = json.loads((out / "accelerator.json").read_text())
+    assert info["dram_masters"] == 2 and info["dram_writers"] == [0, 1]
+    ports = shell_ports((out / "vivado" / "src" / "hwgen_dma_shell.v").read_text())
+    for k in range(2):
+        assert ports[f"m_axi_dram{k}_awaddr"] == ("output", 32) and ports[f"m_axi_dram{k}_wdata"] == ("output", 64)
+        assert ports[f"m_axi_dram{k}_wstrb"] == ("output", 8) and ports[f"m_axi_dram{k}_bvalid"] == ("input", 1)
+    assert run_tcl_skeleton(out / "vivado" / "build.tcl")
+    x = np.random.default_rng(3).random((5, *shape[1:])).astype(np.float32)
+    acc = simulated_accelerator(out / "deploy", batch_size=2, stall_prob=0.2, seed=4, cache_dir=verilator_cache)
+    assert np.array_equal(acc.execute(x), run_input_model(out, x))

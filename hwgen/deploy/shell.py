@@ -16,7 +16,10 @@ by name, its Verilog is `OUT/rtl/<top>.v`); Vivado packages this shell as the IP
 
 A read master's constant AXI signals are the shell's: `arsize` the bus width, `arburst` INCR,
 `arcache` 0011 (normal, bufferable: what the PS's HP ports expect of a non-coherent master),
-`arprot` 000; `rresp` is not looked at (the PS answers OKAY for its DRAM).
+`arprot` 000; `rresp` is not looked at (the PS answers OKAY for its DRAM). A master that also
+writes (a FIFO spilled to DRAM: `accelerator.json` `dram_writers`) has the write channels too,
+`awvalid` / `awready` held like `arvalid` / `arready`, `aw*` tied as `ar*`, `wstrb` all ones and
+`bresp` not looked at.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.deploy.control import CONTROL_PREFIX, DramControl, control_members
 from hwgen.driver.wire import beat_bytes, dma_bytes
-from hwgen.rtl.axi import ADDR_BITS, axi_read_members, connect, top_name
+from hwgen.rtl.axi import ADDR_BITS, axi_read_members, axi_write_members, connect, top_name
 
 #: the weight stream's tdata bits (`hwgen.units.weight_stream.WEIGHT_BEAT_BITS`; the driver's copy
 #: of hwgen does not have the units)
@@ -52,13 +55,24 @@ def dram_port_members(data_bits: int) -> dict[str, object]:
     }
 
 
+def dram_write_members(data_bits: int) -> dict[str, object]:
+    """The write channels of a master that writes, at the shell, named as `dram_port_members`."""
+    return {
+        "awaddr": Out(ADDR_BITS), "awlen": Out(8), "awsize": Out(3), "awburst": Out(2), "awcache": Out(4),
+        "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_bits), "wstrb": Out(data_bits // 8), "wlast": Out(1), "wvalid": Out(1), "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+    }
+
+
 class DmaShell(wiring.Component):
     def __init__(self, top: str, in_width: int, out_width: int, out_beats_per_frame: int,
-                 weights: bool = False, dram_masters: int = 0, dram_bits: int = 64) -> None:
+                 weights: bool = False, dram_masters: int = 0, dram_bits: int = 64,
+                 dram_writers: tuple[int, ...] = ()) -> None:
         """`dram_masters`: the read masters of a build that reads DRAM (`accelerator.json`), each
-        `dram_bits` wide."""
+        `dram_bits` wide; `dram_writers`: those of them that also write."""
         self.top, self.out_beats, self.weights = top, out_beats_per_frame, weights
-        self.dram_masters, self.dram_bits = dram_masters, dram_bits
+        self.dram_masters, self.dram_bits, self.dram_writers = dram_masters, dram_bits, tuple(dram_writers)
         self.in_bytes, self.out_bytes = beat_bytes(in_width), beat_bytes(out_width)
         self.in_dma, self.out_dma = 8 * dma_bytes(in_width), 8 * dma_bytes(out_width)
         members = {
@@ -75,7 +89,7 @@ class DmaShell(wiring.Component):
             members.update({f"{CONTROL_PREFIX}_{name}": member for name, member in control_members().items()})
             for k in range(dram_masters):
                 members.update({f"{dram_port(k)}_{name}": member
-                                for name, member in dram_port_members(dram_bits).items()})
+                                for name, member in self._port_members(k).items()})
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
@@ -103,6 +117,13 @@ class DmaShell(wiring.Component):
         return m
 
 
+    def _port_members(self, master: int) -> dict[str, object]:
+        """Master k's signals at the shell: a read master's, and the write channels where it writes."""
+        members = dram_port_members(self.dram_bits)
+        if master in self.dram_writers:
+            members.update(dram_write_members(self.dram_bits))
+        return members
+
     def _dram(self, m: Module) -> dict[str, object]:
         """The control block and the read masters, gated by its `enabled`; the top's ports that
         join them (none for a build without DRAM)."""
@@ -114,15 +135,23 @@ class DmaShell(wiring.Component):
                                 control.signature.members[name].flow)
         ports: dict[str, object] = {"i_dram_base": control.dram_base}
         for k in range(self.dram_masters):
-            port = {name: getattr(self, f"{dram_port(k)}_{name}") for name in dram_port_members(self.dram_bits)}
-            arvalid, arready = Signal(name=f"arvalid{k}"), Signal(name=f"arready{k}")
-            m.d.comb += [port["arvalid"].eq(arvalid & control.enabled), arready.eq(port["arready"] & control.enabled),
-                         port["arsize"].eq((self.dram_bits // 8).bit_length() - 1),
-                         port["arburst"].eq(AXI_BURST_INCR), port["arcache"].eq(AXI_CACHE), port["arprot"].eq(0)]
-            # the top's master k: its handshake through the gate (held until the readers are enabled),
-            # the rest straight to the shell's port
-            inner = {"m_axi_arvalid": arvalid, "m_axi_arready": arready}
-            for name, member in axi_read_members(self.dram_bits).items():
+            port = {name: getattr(self, f"{dram_port(k)}_{name}") for name in self._port_members(k)}
+            writes = k in self.dram_writers
+            members = {**axi_read_members(self.dram_bits), **(axi_write_members(self.dram_bits) if writes else {})}
+            inner = {}
+            # the top's master k: its address handshakes through the gate (held until the masters
+            # are enabled), the rest straight to the shell's port
+            for channel in ("ar", "aw") if writes else ("ar",):
+                valid, ready = Signal(name=f"{channel}valid{k}"), Signal(name=f"{channel}ready{k}")
+                m.d.comb += [port[f"{channel}valid"].eq(valid & control.enabled),
+                             ready.eq(port[f"{channel}ready"] & control.enabled),
+                             port[f"{channel}size"].eq((self.dram_bits // 8).bit_length() - 1),
+                             port[f"{channel}burst"].eq(AXI_BURST_INCR), port[f"{channel}cache"].eq(AXI_CACHE),
+                             port[f"{channel}prot"].eq(0)]
+                inner.update({f"m_axi_{channel}valid": valid, f"m_axi_{channel}ready": ready})
+            if writes:
+                m.d.comb += port["wstrb"].eq((1 << (self.dram_bits // 8)) - 1)
+            for name, member in members.items():
                 if name != "dram_base":
                     signal = inner.get(name, port.get(name.removeprefix("m_axi_")))
                     ports[("i_" if member.flow == In else "o_") + top_name(name, k)] = signal

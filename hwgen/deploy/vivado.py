@@ -211,7 +211,8 @@ def write_flow(build_dir: Path, board: Board) -> Path:
     weights = bool(info.get("weight_beats"))
     masters = int(info.get("dram_masters", 0))
     shell = DmaShell(info["top"], info["input"]["width"], info["output"]["width"], info["output"]["beats_per_frame"],
-                     weights, masters, int(info.get("dram_bits", 0)) or board.hp_data_width)
+                     weights, masters, int(info.get("dram_bits", 0)) or board.hp_data_width,
+                     tuple(info.get("dram_writers", ())))
     (vivado / "src" / f"{SHELL_NAME}.v").write_text(to_verilog(shell, SHELL_NAME))
     rtl = sorted(p.name for p in (build_dir / "rtl").glob("*.v"))
     files = [f"../rtl/{name}" for name in rtl] + [f"src/{SHELL_NAME}.v"]

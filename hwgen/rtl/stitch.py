@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +230,7 @@ class StitchedDesign:
     dram_bytes: int = 0  # the DRAM's contents (`dram.bin`) for read masters m_axi0..; 0: no DRAM
     dram_masters: int = 0  # read masters of the top (m_axi0..), each `dram_bits` wide
     dram_bits: int = 0
+    dram_writers: list[int] = field(default_factory=list)  # the masters that also write (FIFOs in DRAM)
 
 
 def _edges(model: ModelWrapper, specs: dict[str, tuple[list[StreamSpec], list[StreamSpec]]]) -> list[Edge]:
@@ -310,7 +311,8 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel",
     last = next((i, k) for i in instances for k, t in enumerate(i.outputs) if t == out_tensor)
     return StitchedDesign(top, files, first[0].unit.inputs[first[1]], last[0].unit.outputs[last[1]], rtlil,
                           modules, edges, sum(len(b) for _, b in shares), image.size, len(accel.groups),
-                          accel.groups[0][0].unit.data_bits if accel.groups else 0)
+                          accel.groups[0][0].unit.data_bits if accel.groups else 0,
+                          [g for g, group in enumerate(accel.groups) if any(i.unit.dram_writes() for i in group)])
 
 
 #: Verilog and RTLIL already emitted in this process, by (unit parameters, module name): a build
