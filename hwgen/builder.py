@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,11 +33,14 @@ from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import build_report, write_json_atomically
 from hwgen.reportpage import write_report_page
 from hwgen.rtl.stitch import stitch
+from hwgen.units.dram_fifo import DramFifo
+from hwgen.units.fifo import StreamingFifo
 from hwgen.transforms.graph import declare_domains
 from hwgen.transforms.hardware.set_folding import MAX_BRAM_SHARE, SetFolding
+from hwgen.transforms.hardware.spill_fifos import spillable
 from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import (
-    FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, RewriteFailure, apply_all, check_stage,
+    FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, RewriteFailure, apply_all, check_stage, has_dram,
 )
 
 
@@ -59,6 +62,8 @@ class BuildState:
     report: dict | None = None
     #: block RAM the folding leaves to the FIFOs (`step_plumbing`, folding for the fastest rate)
     reserved_bram18: int = 0
+    #: DRAM bytes a frame the folding leaves to the FIFOs spilled there (likewise)
+    reserved_dram_bytes: int = 0
 
 
 def step_streamline(s: BuildState) -> BuildState:
@@ -83,7 +88,7 @@ def step_to_hardware(s: BuildState) -> BuildState:
 
 
 def step_fold(s: BuildState) -> BuildState:
-    s.model = apply_all(s.model, FOLD(s.cfg, reserved_bram18=s.reserved_bram18))
+    s.model = apply_all(s.model, FOLD(s.cfg, reserved_bram18=s.reserved_bram18, reserved_dram_bytes=s.reserved_dram_bytes))
     check_stage(s.model, "fold")
     return s
 
@@ -110,19 +115,22 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
     long as they grow (`MAX_REFOLDS`). Where no folding leaves that much (the FIFOs were sized
     beside a fast folding, and a shortcut beside a weight-stationary unit holds three of its
     passes), with the most that any folding leaves (the slowest, whose passes are shortest);
-    where the FIFOs do not fit even then, an error that says what each side takes. Sets `s.model` and `s.reserved_bram18`; the fold
-    checkpoint is the folding kept."""
+    where the FIFOs do not fit even then and the build has a DRAM (`--fifo-memory auto`), with
+    the FIFOs at joins in DRAM (`SpillFifos`), leaving block RAM to the others and the DRAM the
+    bandwidth of those; else an error that says what each side takes. Sets `s.model`,
+    `s.reserved_bram18` and `s.reserved_dram_bytes`; the fold checkpoint is the folding kept."""
     part = lookup_part(s.cfg.fit_part)
     names = [name for name, _ in STEPS]
     hardware = ModelWrapper(str(s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"))
     fold_path = s.out / "graphs" / f"{names.index('fold') + 2:02d}_fold.onnx"
 
-    def attempt(reserved: int) -> tuple[ModelWrapper, ModelWrapper, int, int]:
+    def attempt(reserved: int, cfg: BuildConfig = s.cfg, dram_bytes: int = 0) -> tuple[ModelWrapper, ModelWrapper, int, int]:
         """(folded, plumbed, block RAM needed, FIFOs' block RAM) with `reserved` left to the FIFOs."""
         # apply_all works on copies: the hardware graph and the folded one stay as they are
-        folded = step_fold(BuildState(hardware, s.cfg, s.out, reserved_bram18=reserved)).model
-        plumbed = apply_all(folded, PLUMBING(s.cfg))
-        return (folded, plumbed, *_block_ram_need(plumbed, s.cfg))
+        folded = step_fold(BuildState(hardware, cfg, s.out, reserved_bram18=reserved,
+                                      reserved_dram_bytes=dram_bytes)).model
+        plumbed = apply_all(folded, PLUMBING(cfg))
+        return (folded, plumbed, *_block_ram_need(plumbed, cfg))
 
     def keep(folded: ModelWrapper, plumbed: ModelWrapper, reserved: int) -> None:
         declare_domains(folded).save(str(fold_path))
@@ -141,14 +149,44 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
         folding = next(t for t in FOLD(s.cfg) if isinstance(t, SetFolding))
         least = folding.least_block_ram(hardware)
         most = int(MAX_BRAM_SHARE * part.bram18) - least
-        if most <= 0 or most >= reserved:
+        if (most <= 0 or most >= reserved) and not _may_spill(s.cfg):
             raise
-    folded, plumbed, need, fifos = attempt(most)
+    if 0 < most < reserved:
+        folded, plumbed, need, fifos = attempt(most)
+        if need <= part.bram18:
+            keep(folded, plumbed, most)
+            return
+        if not _may_spill(s.cfg):
+            raise HwgenError(f"no folding leaves its FIFOs their block RAM: at the slowest, the compute units take "
+                             f"{least:,} BRAM18 and the FIFOs {fifos:,}, where the {part.device} has {part.bram18:,}",
+                             where="--target-fps max")
+    # the FIFOs at joins go to DRAM (`--fifo-memory auto`): fold leaving block RAM to the FIFOs
+    # that stay and DRAM bandwidth to those that go, then plumb spilling them
+    kept, spilled_bytes = _spill_needs(s.model, s.cfg.dram_bits)
+    folded, plumbed, need, fifos = attempt(kept, replace(s.cfg, fifo_memory="dram"), spilled_bytes)
     if need > part.bram18:
-        raise HwgenError(f"no folding leaves its FIFOs their block RAM: at the slowest, the compute units take "
-                         f"{least:,} BRAM18 and the FIFOs {fifos:,}, where the {part.device} has {part.bram18:,}",
+        raise HwgenError(f"no folding fits beside its FIFOs, even with those at joins in DRAM: the compute units and "
+                         f"FIFOs take {need:,} BRAM18, where the {part.device} has {part.bram18:,}",
                          where="--target-fps max")
-    keep(folded, plumbed, most)
+    keep(folded, plumbed, kept)
+    s.reserved_dram_bytes = spilled_bytes
+
+
+def _may_spill(cfg: BuildConfig) -> bool:
+    """Whether `--fifo-memory auto` may put FIFOs at joins into DRAM (the build has one)."""
+    return cfg.fifo_memory == "auto" and has_dram(cfg)
+
+
+def _spill_needs(model: ModelWrapper, bus_bits: int) -> tuple[int, int]:
+    """For a plumbed design whose FIFOs at joins go to DRAM: the block RAM of the FIFOs and
+    converters that stay on chip, and the DRAM bytes a frame of those that go."""
+    spilled = {node.name for node in spillable(model, bus_bits)}
+    kept = sum(unit_of(model, n).est_brams() for n in model.graph.node
+               if n.op_type in PLUMBING_OPS and n.name not in spilled)
+    traffic = sum(DramFifo(**{f.name: getattr(unit_of(model, n), f.name) for f in fields(StreamingFifo)},
+                           data_bits=bus_bits).dram_bytes_per_frame()
+                  for n in model.graph.node if n.name in spilled)
+    return kept, traffic
 
 
 def _block_ram_need(model: ModelWrapper, cfg: BuildConfig) -> tuple[int, int]:

@@ -113,3 +113,22 @@ def test_a_board_build_with_shortcuts_in_dram_deploys_and_runs(block_onnx, tmp_p
     x = np.random.default_rng(3).random((5, *shape[1:])).astype(np.float32)
     acc = simulated_accelerator(out / "deploy", batch_size=2, stall_prob=0.2, seed=4, cache_dir=verilator_cache)
     assert np.array_equal(acc.execute(x), run_input_model(out, x))
+
+
+def test_the_fastest_folding_spills_the_fifos_no_folding_leaves_room_for(block_onnx, tmp_path, verilator_cache):
+    """A shortcut FIFO made deeper by hand than the Ultra96-V2's block RAM (120,000 beats of 64
+    bits at the fastest foldings: 470 BRAM18 of its 432): no folding leaves it its block RAM. With
+    `--fifo-memory chip` the build stops saying so; with `auto` (the default) `--target-fps max`
+    puts the FIFOs at joins into DRAM, leaving the DRAM their bandwidth, and the design fits."""
+    path, _ = block_onnx
+    options = dict(target_fps="max", board="ultra96-v2", fifo_sizing="modelled",
+                   folding={"StreamingFifo_2": {"depth": 120_000}}, cache_dir=verilator_cache)
+    with pytest.raises(HwgenError, match=r"no folding leaves its FIFOs their block RAM: at the slowest, the compute "
+                                         r"units take \d+ BRAM18 and the FIFOs [\d,]+, where the xczu3eg has 432"):
+        build(path, tmp_path / "chip", BuildConfig(fifo_memory="chip", **options))
+    report = build(path, tmp_path / "auto", BuildConfig(**options))
+    fifos = report["dram"]["fifos"]  # the two shortcuts' (the second's name depends on the converters)
+    assert len(fifos) == 2 and fifos[0] == "DramFifo_2"
+    assert report["target"]["binds"]["fifo_mbytes_per_s"] > 0  # their bandwidth is what stops a faster folding
+    assert report["target"]["fits"] and report["dram"]["mbytes_per_s"] <= report["dram"]["available_mbytes_per_s"]
+    assert next(layer["depth"] for layer in report["layers"] if layer["name"] == "DramFifo_2") == 120_000

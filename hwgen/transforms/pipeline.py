@@ -15,6 +15,7 @@ what the graph may now contain. `hwgen.builder` runs the stages as steps with a 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
@@ -144,14 +145,19 @@ TO_HARDWARE: list[Transformation] = [
 ]
 
 
-def FOLD(cfg: BuildConfig, options: dict | None = None, reserved_bram18: int = 0) -> list[Transformation]:  # noqa: N802
+def FOLD(cfg: BuildConfig, options: dict | None = None, reserved_bram18: int = 0,  # noqa: N802
+         reserved_dram_bytes: int = 0) -> list[Transformation]:
     """Automatic folding for the target, then the hand folding on top of it; then where the
     weights live (ROM, or loaded after reset, in UltraRAM where the part has it, or DRAM).
     `options`: the units' foldings listed once (`fold_options`) where one graph is folded for many
-    targets; `reserved_bram18`: block RAM left to the FIFOs (`SetFolding`)."""
+    targets; `reserved_bram18`: block RAM left to the FIFOs (`SetFolding`); `reserved_dram_bytes`:
+    DRAM bytes a frame left to the FIFOs spilled there."""
     bus = cfg.dram_bits if cfg.weight_memory == "dram" else None
+    budget = dram_budget(cfg)
+    if budget is not None and reserved_dram_bytes:
+        budget = replace(budget, reserved_bytes=reserved_dram_bytes)
     steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part), options, bus,
-                                              dram_budget(cfg), reserved_bram18)]
+                                              budget, reserved_bram18)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
     steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part), cfg.dram_bits))

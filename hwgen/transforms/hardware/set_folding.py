@@ -120,11 +120,17 @@ class DramBudget:
     clock_mhz: float
     masters: int
     bus_bits: int
+    #: bytes a frame that others take (FIFOs spilled to DRAM: `hwgen.units.dram_fifo`)
+    reserved_bytes: int = 0
 
-    def bytes_per_frame(self, cycles: int) -> float:
+    def carried(self, cycles: int) -> float:
         """What the DRAM and the masters carry in a frame of `cycles` clocks."""
         by_dram = self.mbytes_per_s * cycles / self.clock_mhz
         return min(by_dram, self.masters * self.bus_bits // 8 * cycles)
+
+    def bytes_per_frame(self, cycles: int) -> float:
+        """What the DRAM and the masters carry for weights in a frame of `cycles` clocks."""
+        return max(0.0, self.carried(cycles) - self.reserved_bytes)
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,8 @@ class FoldLimit:
     have: float
     faster_cycles: int | None = None
     unit: str | None = None
+    #: of a DRAM `need`, the MB/s of the FIFOs spilled there (`hwgen.units.dram_fifo`)
+    fifo_mbytes_per_s: float = 0.0
 
     def describe(self, clock_mhz: float) -> str:
         """One plain sentence, with the rates at `clock_mhz`."""
@@ -147,6 +155,10 @@ class FoldLimit:
                     "folding")
         fps = clock_mhz * 1e6 / self.faster_cycles
         faster = f"the next faster folding ({fps:,.{0 if fps >= 100 else 1}f} FPS)"
+        if self.resource == "DRAM MB/s" and self.fifo_mbytes_per_s:
+            return (f"DRAM bandwidth: {faster} would move {self.need:,.0f} MB/s through DRAM "
+                    f"({self.fifo_mbytes_per_s:,.0f} of it the FIFOs spilled there), where the board carries "
+                    f"{self.have:,.0f}")
         if self.resource == "DRAM MB/s":
             return (f"DRAM bandwidth: {faster} would read {self.need:,.0f} MB/s of weights from DRAM, where the "
                     f"board carries {self.have:,.0f} (block RAM holds the rest)")
@@ -375,7 +387,8 @@ class SetFolding(Transformation):
             return self._needs(self._fold(options, cycles)[0])
 
         def fits(cycles: int) -> bool:
-            return all(need <= limits[name] for name, need in needs(cycles).items())
+            reserved = self.dram is None or self.dram.reserved_bytes <= self.dram.carried(cycles)
+            return reserved and all(need <= limits[name] for name, need in needs(cycles).items())
 
         lo, hi = 0, len(candidates) - 1
         if not fits(candidates[hi]):
@@ -425,8 +438,9 @@ class SetFolding(Transformation):
             unbound = boundless._needs(chosen)
             if all(unbound[name] <= limits[name] for name in limits):
                 per_s = self.dram.clock_mhz / faster  # frames per microsecond: bytes a frame -> MB/s
-                return FoldLimit("DRAM MB/s", round(sum(p.dram_bytes for p in chosen.values()) * per_s, 1),
-                                 round(self.dram.bytes_per_frame(faster) * per_s, 1), faster)
+                moved = sum(p.dram_bytes for p in chosen.values()) + self.dram.reserved_bytes
+                return FoldLimit("DRAM MB/s", round(moved * per_s, 1), round(self.dram.carried(faster) * per_s, 1),
+                                 faster, fifo_mbytes_per_s=round(self.dram.reserved_bytes * per_s, 1))
         need = self._needs(self._fold(options, faster)[0])
         name = max(limits, key=lambda r: need[r] / max(limits[r], 1))
         return FoldLimit(name, need[name], round(limits[name]), faster)
