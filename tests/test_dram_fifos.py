@@ -1,6 +1,6 @@
 """FIFOs at joins spilled to DRAM (`--fifo-memory`): a ReActNet block whose shortcut FIFOs hold their
 beats in rings of DRAM is bit-exact in rtlsim, with and without stalls on every stream and on
-the DRAM, and runs at its slowest unit's estimate to the cycle; "auto" spills only what block
+the DRAM, and runs within 1 % of its slowest unit's estimate; "auto" spills only what block
 RAM cannot hold, the largest first, and only for a fixed target."""
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def test_shortcuts_in_dram_are_bit_exact_at_the_units_rate(block_onnx, masters, 
     for stall in (0.0, 0.3):
         y, stats = simulate_build(out, x, stall_prob=stall, seed=2, cache_dir=verilator_cache)
         assert np.array_equal(y, expected), stall
-        if stall == 0.0:  # on one master, the two rings' bursts wait for each other now and then
+        if stall == 0.0:  # a join waits on a ring's DRAM round trip now and then: a few cycles a frame
             assert report["totals"]["max_est_cycles"] == TARGET_CYCLES
-            assert stats["cycles_per_frame"] == (TARGET_CYCLES if masters is None else pytest.approx(TARGET_CYCLES, rel=0.01))
+            assert stats["cycles_per_frame"] == pytest.approx(TARGET_CYCLES, rel=0.01)
 
 
 def test_auto_spills_what_block_ram_cannot_hold(block_onnx, tmp_path, verilator_cache):

@@ -197,3 +197,19 @@ def test_dram_mvu_estimates_and_levels(shape, tmp_path):
         w = rng.choice([-1, 1], (mw, mh))
     unit = DramMVU(mw, mh, pe, simd, idt, wdt, w, None, accumulator_dtype(idt, wdt, w), 0, vectors, bus, 4096)
     assert_alone_within_estimates_and_levels(f"DramMVU_{mw}x{mh}", unit, tmp_path)
+
+
+@pytest.mark.parametrize("dtype, elems, bus, depth", [
+    pytest.param("INT8", 1, 64, 20_000, id="8bit-64bus"),  # a ReActNet-A shortcut at 14x14 on the PYNQ-Z2
+    pytest.param("UINT4", 3, 128, 500, id="12bit-128bus"),
+])
+def test_dram_fifo_estimates_and_levels(dtype, elems, bus, depth, tmp_path):
+    """A FIFO spilled to DRAM: its buffers in LUT RAM, packing and unpacking, the ring's counters
+    and address adders."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.units.dram_fifo import DramFifo
+
+    unit = DramFifo(DataType[dtype], elems, 100_352, depth, bus, 0, 200)
+    assert unit.est_brams() == 0
+    assert_alone_within_estimates_and_levels(f"DramFifo_{dtype}_{bus}", unit, tmp_path)
