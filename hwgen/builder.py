@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -124,13 +124,14 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
     hardware = ModelWrapper(str(s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"))
     fold_path = s.out / "graphs" / f"{names.index('fold') + 2:02d}_fold.onnx"
 
-    def attempt(reserved: int, cfg: BuildConfig = s.cfg, dram_bytes: int = 0) -> tuple[ModelWrapper, ModelWrapper, int, int]:
-        """(folded, plumbed, block RAM needed, FIFOs' block RAM) with `reserved` left to the FIFOs."""
+    def attempt(reserved: int, dram_bytes: int = 0) -> tuple[ModelWrapper, ModelWrapper, int, int]:
+        """(folded, plumbed, block RAM needed, FIFOs' block RAM) with `reserved` left to the FIFOs
+        (and `dram_bytes` of DRAM a frame: then plumbing spills FIFOs to fit the part)."""
         # apply_all works on copies: the hardware graph and the folded one stay as they are
-        folded = step_fold(BuildState(hardware, cfg, s.out, reserved_bram18=reserved,
+        folded = step_fold(BuildState(hardware, s.cfg, s.out, reserved_bram18=reserved,
                                       reserved_dram_bytes=dram_bytes)).model
-        plumbed = apply_all(folded, PLUMBING(cfg))
-        return (folded, plumbed, *_block_ram_need(plumbed, cfg))
+        plumbed = apply_all(folded, PLUMBING(s.cfg, spill_to_fit=dram_bytes > 0))
+        return (folded, plumbed, *_block_ram_need(plumbed, s.cfg))
 
     def keep(folded: ModelWrapper, plumbed: ModelWrapper, reserved: int) -> None:
         declare_domains(folded).save(str(fold_path))
@@ -163,7 +164,7 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
     # the FIFOs at joins go to DRAM (`--fifo-memory auto`): fold leaving block RAM to the FIFOs
     # that stay and DRAM bandwidth to those that go, then plumb spilling them
     kept, spilled_bytes = _spill_needs(s.model, s.cfg.dram_bits)
-    folded, plumbed, need, fifos = attempt(kept, replace(s.cfg, fifo_memory="dram"), spilled_bytes)
+    folded, plumbed, need, fifos = attempt(kept, spilled_bytes)
     if need > part.bram18:
         raise HwgenError(f"no folding fits beside its FIFOs, even with those at joins in DRAM: the compute units and "
                          f"FIFOs take {need:,} BRAM18, where the {part.device} has {part.bram18:,}",
@@ -178,9 +179,10 @@ def _may_spill(cfg: BuildConfig) -> bool:
 
 
 def _spill_needs(model: ModelWrapper, bus_bits: int) -> tuple[int, int]:
-    """For a plumbed design whose FIFOs at joins go to DRAM: the block RAM of the FIFOs and
-    converters that stay on chip, and the DRAM bytes a frame of those that go."""
-    spilled = {node.name for node in spillable(model, bus_bits)}
+    """For a plumbed design whose FIFOs at joins in block RAM may go to DRAM: the block RAM of
+    the FIFOs and converters that stay on chip in any case, and the DRAM bytes a frame of those
+    that may go (all of them, at most)."""
+    spilled = {node.name for node in spillable(model, bus_bits) if unit_of(model, node).est_brams()}
     kept = sum(unit_of(model, n).est_brams() for n in model.graph.node
                if n.op_type in PLUMBING_OPS and n.name not in spilled)
     traffic = sum(DramFifo(**{f.name: getattr(unit_of(model, n), f.name) for f in fields(StreamingFifo)},

@@ -177,16 +177,18 @@ def dram_budget(cfg: BuildConfig) -> DramBudget | None:
     return DramBudget(mbytes, cfg.clock_mhz, cfg.dram_masters, cfg.dram_bits) if mbytes else None
 
 
-def PLUMBING(cfg: BuildConfig) -> list[Transformation]:  # noqa: N802
+def PLUMBING(cfg: BuildConfig, spill_to_fit: bool = False) -> list[Transformation]:  # noqa: N802
     """Fan-out, width converters and a FIFO on every edge, sized (measured in Verilator or
     modelled, `cfg.fifo_sizing`) where paths fork and meet again; then the hand depths of the
-    folding file."""
+    folding file; then the FIFOs at joins into DRAM as `cfg.fifo_memory` says ("auto": those the
+    part cannot hold, for a fixed target, or where the build asks, `spill_to_fit`)."""
     steps: list[Transformation] = [InsertDuplicateStreams(), InsertDataWidthConverters(), InsertFifos(cfg.fifo_depth),
                                    SizeFifos(cfg.cache_dir, cfg.top_name, cfg.fifo_sizing)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, PLUMBING_OPS))
     fifo_memory = cfg.fifo_memory if cfg.fifo_memory != "auto" or has_dram(cfg) else "chip"
-    steps.append(SpillFifos(fifo_memory, lookup_part(cfg.fit_part), cfg.dram_bits, cfg.cycles_target is not None))
+    steps.append(SpillFifos(fifo_memory, lookup_part(cfg.fit_part), cfg.dram_bits,
+                            spill_to_fit or cfg.cycles_target is not None))
     return steps
 
 

@@ -13,10 +13,10 @@ and only where a beat and its valid bit fit a bus word.
 
 `mode` (`BuildConfig.fifo_memory`): "dram" spills every such FIFO; "chip" none; "auto" those in
 block RAM, the most first, that the design needs gone to fit `part` (its compute units and FIFOs
-by the estimates), when the build folds for a fixed target. A build folding for the fastest rate
-that fits (`--target-fps max`) first folds again to leave its FIFOs their block RAM
-(`hwgen.builder`), and spills them ("dram") only where no folding does. The rings lie after every
-other DRAM image, each at a 4 KB boundary.
+by the estimates), when asked to fit (`to_fit`: a build folding for a fixed target). A build
+folding for the fastest rate that fits (`--target-fps max`) first folds again to leave its FIFOs
+their block RAM (`hwgen.builder`), and asks this to fit only where no folding does. The rings lie
+after every other DRAM image, each at a 4 KB boundary.
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ from hwgen.units.dram_fifo import BUFFER_WORDS, FLUSH_CYCLES
 
 class SpillFifos(Transformation):
     """Spill FIFOs at joins to DRAM over a `bus_bits` bus, as `mode` says (see the module doc):
-    in "auto" only for a fixed target (`fixed_target`) where the design would not fit `part`."""
+    in "auto" only when asked `to_fit` and the design would not fit `part`."""
 
-    def __init__(self, mode: str, part: Part, bus_bits: int, fixed_target: bool) -> None:
+    def __init__(self, mode: str, part: Part, bus_bits: int, to_fit: bool) -> None:
         super().__init__()
-        self.mode, self.part, self.bus_bits, self.fixed_target = mode, part, bus_bits, fixed_target
+        self.mode, self.part, self.bus_bits, self.to_fit = mode, part, bus_bits, to_fit
 
     def apply(self, model: ModelWrapper):
-        if self.mode == "chip" or (self.mode == "auto" and not self.fixed_target):
+        if self.mode == "chip" or (self.mode == "auto" and not self.to_fit):
             return model, False
         candidates = sorted(spillable(model, self.bus_bits), key=lambda n: -unit_of(model, n).est_brams())
         if self.mode == "auto":
