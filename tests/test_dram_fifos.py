@@ -129,6 +129,5 @@ def test_the_fastest_folding_spills_the_fifos_no_folding_leaves_room_for(block_o
         build(path, tmp_path / "chip", BuildConfig(fifo_memory="chip", **options))
     report = build(path, tmp_path / "auto", BuildConfig(**options))
     assert report["dram"]["fifos"] == ["DramFifo_2"]  # the other shortcut's fits beside the compute units
-    assert report["target"]["binds"]["fifo_mbytes_per_s"] > 0  # their bandwidth is what stops a faster folding
     assert report["target"]["fits"] and report["dram"]["mbytes_per_s"] <= report["dram"]["available_mbytes_per_s"]
     assert next(layer["depth"] for layer in report["layers"] if layer["name"] == "DramFifo_2") == 120_000
