@@ -174,6 +174,27 @@ def test_block_ram_is_freed_unit_by_unit_where_no_price_fits():
     assert sum(o.resources[1] for o in chosen.values()) == 118 <= part.bram18
 
 
+def test_the_fastest_folding_leaves_the_spilled_fifos_their_bandwidth():
+    """FIFOs spilled to DRAM take 200 bytes a frame where the DRAM carries a byte a clock: a
+    folding of 100 cycles per frame would leave them 100, so folding takes the one of 400, and
+    says that their bandwidth is what stops the faster one."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+    from onnx import helper
+
+    from hwgen.transforms.hardware.set_folding import DramBudget, FoldLimit, Option, SetFolding
+
+    options = {"u": [Option({"PE": 1}, None, 400, (5, 0, 0)), Option({"PE": 4}, None, 100, (10, 0, 0))]}
+    empty = ModelWrapper(qonnx_make_model(helper.make_graph([], "g", [], [])))
+    dram = DramBudget(100.0, 100.0, 1, 64, reserved_bytes=200)
+    folding = SetFolding(None, lookup_part("xc7z020"), options, dram=dram)
+    assert folding.choose(empty)["u"].cycles == 400
+    assert folding.limit == FoldLimit("DRAM MB/s", 200.0, 100.0, 100, fifo_mbytes_per_s=200.0)
+    assert folding.limit.describe(100.0) == ("DRAM bandwidth: the next faster folding (1,000,000 FPS) would move "
+                                             "200 MB/s through DRAM (200 of it the FIFOs spilled there), where the "
+                                             "board carries 100")
+
+
 def test_deep_narrow_weights_take_a_shape_that_ultraram_holds():
     """On a part with UltraRAM whose block RAM the rest of the design fills, a classifier's 8-bit
     weights (1024 x 1000, 8.2 Mbit) folded one MAC per clock would be 1,024,000 words of 8 bits:
