@@ -2,9 +2,10 @@
 run in Verilator bit for bit against Brevitas (32 images, with random stalls too), stall-free at
 exactly the slowest unit's estimate.
 
-ABC-Net (3, 3) runs by default; the other families' small configs take several minutes each and run
-with `-m slow` (their blocks are in the default run, `tests/test_blocks.py`), and so does one block
-of each type at the channel widths of the ImageNet configs.
+The families' small configs take minutes each and run with `-m slow` (their blocks are in the
+default run, `tests/test_blocks.py`, and so is a small ABC ResNet written the paper's way,
+`tests/test_user_models.py`), and so does one block of each type at the channel widths of the
+ImageNet configs.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def family_case(name: str, slow: bool):
 
 
 @pytest.mark.parametrize("name", [
-    family_case("abcnet-18-m3n3", False), family_case("reactnet-a", True),
+    family_case("abcnet-18-m3n3", True), family_case("reactnet-a", True),
     family_case("bireal-18", True), family_case("binarydensenet-28", True),
     family_case("abcnet-18-m1n1", True)])
 def test_small_config_bit_exact_with_brevitas(name, tmp_path, verilator_cache):
