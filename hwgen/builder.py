@@ -36,7 +36,7 @@ from hwgen.rtl.stitch import stitch
 from hwgen.units.dram_fifo import DramFifo
 from hwgen.units.fifo import StreamingFifo
 from hwgen.transforms.graph import declare_domains
-from hwgen.transforms.hardware.set_folding import MAX_BRAM_SHARE, SetFolding
+from hwgen.transforms.hardware.set_folding import MAX_BRAM_SHARE, MAX_LUT_SHARE, SetFolding
 from hwgen.transforms.hardware.spill_fifos import spillable
 from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import (
@@ -62,8 +62,9 @@ class BuildState:
     report: dict | None = None
     #: block RAM the folding leaves to the FIFOs (`step_plumbing`, folding for the fastest rate)
     reserved_bram18: int = 0
-    #: DRAM bytes a frame the folding leaves to the FIFOs spilled there (likewise)
+    #: DRAM bytes a frame the folding leaves to the FIFOs spilled there, and LUTs (likewise)
     reserved_dram_bytes: int = 0
+    reserved_luts: int = 0
 
 
 def step_streamline(s: BuildState) -> BuildState:
@@ -88,7 +89,8 @@ def step_to_hardware(s: BuildState) -> BuildState:
 
 
 def step_fold(s: BuildState) -> BuildState:
-    s.model = apply_all(s.model, FOLD(s.cfg, reserved_bram18=s.reserved_bram18, reserved_dram_bytes=s.reserved_dram_bytes))
+    s.model = apply_all(s.model, FOLD(s.cfg, reserved_bram18=s.reserved_bram18, reserved_dram_bytes=s.reserved_dram_bytes,
+                                      reserved_luts=s.reserved_luts))
     check_stage(s.model, "fold")
     return s
 
@@ -124,12 +126,12 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
     hardware = ModelWrapper(str(s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"))
     fold_path = s.out / "graphs" / f"{names.index('fold') + 2:02d}_fold.onnx"
 
-    def attempt(reserved: int, dram_bytes: int = 0) -> tuple[ModelWrapper, ModelWrapper, int, int]:
+    def attempt(reserved: int, dram_bytes: int = 0, luts: int = 0) -> tuple[ModelWrapper, ModelWrapper, int, int]:
         """(folded, plumbed, block RAM needed, FIFOs' block RAM) with `reserved` left to the FIFOs
-        (and `dram_bytes` of DRAM a frame: then plumbing spills FIFOs to fit the part)."""
+        (and `dram_bytes` of DRAM a frame and `luts`: then plumbing spills FIFOs to fit the part)."""
         # apply_all works on copies: the hardware graph and the folded one stay as they are
         folded = step_fold(BuildState(hardware, s.cfg, s.out, reserved_bram18=reserved,
-                                      reserved_dram_bytes=dram_bytes)).model
+                                      reserved_dram_bytes=dram_bytes, reserved_luts=luts)).model
         plumbed = apply_all(folded, PLUMBING(s.cfg, spill_to_fit=dram_bytes > 0))
         return (folded, plumbed, *_block_ram_need(plumbed, s.cfg))
 
@@ -163,14 +165,21 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
                              where="--target-fps max")
     # the FIFOs at joins go to DRAM (`--fifo-memory auto`): fold leaving block RAM to the FIFOs
     # that stay and DRAM bandwidth to those that go, then plumb spilling them
-    kept, spilled_bytes = _spill_needs(s.model, s.cfg.dram_bits)
-    folded, plumbed, need, fifos = attempt(kept, spilled_bytes)
-    if need > part.bram18:
-        raise HwgenError(f"no folding fits beside its FIFOs, even with those at joins in DRAM: the compute units and "
-                         f"FIFOs take {need:,} BRAM18, where the {part.device} has {part.bram18:,}",
-                         where="--target-fps max")
-    keep(folded, plumbed, kept)
-    s.reserved_dram_bytes = spilled_bytes
+    # (from the plumbing at hand, then from the one that spilled, as long as the rings take more)
+    kept, spilled_bytes, luts = _spill_needs(s.model, s.cfg.dram_bits, part.luts)
+    for _ in range(MAX_REFOLDS):
+        folded, plumbed, need, fifos = attempt(kept, spilled_bytes, luts)
+        if need > part.bram18:
+            raise HwgenError(f"no folding fits beside its FIFOs, even with those at joins in DRAM: the compute units "
+                             f"and FIFOs take {need:,} BRAM18, where the {part.device} has {part.bram18:,}",
+                             where="--target-fps max")
+        keep(folded, plumbed, kept)
+        s.reserved_dram_bytes, s.reserved_luts = spilled_bytes, luts
+        rings = sum(unit_of(plumbed, n).dram_bytes_per_frame() for n in plumbed.graph.node if n.op_type == "DramFifo")
+        taken = _plumbing_luts(plumbed, part.luts)
+        if rings <= spilled_bytes and taken <= luts:
+            return
+        spilled_bytes, luts = max(rings, spilled_bytes), max(taken, luts)
 
 
 def _may_spill(cfg: BuildConfig) -> bool:
@@ -178,17 +187,25 @@ def _may_spill(cfg: BuildConfig) -> bool:
     return cfg.fifo_memory == "auto" and has_dram(cfg)
 
 
-def _spill_needs(model: ModelWrapper, bus_bits: int) -> tuple[int, int]:
-    """For a plumbed design whose FIFOs at joins in block RAM may go to DRAM: the block RAM of
-    the FIFOs and converters that stay on chip in any case, and the DRAM bytes a frame of those
-    that may go (all of them, at most)."""
+def _spill_needs(model: ModelWrapper, bus_bits: int, part_luts: int) -> tuple[int, int, int]:
+    """For a plumbed design whose FIFOs at joins in block RAM may go to DRAM (all of them, at
+    most): the block RAM of the FIFOs and converters that stay on chip in any case, the DRAM bytes
+    a frame of those that go, and the LUTs that plumbing would then take beyond its share of a
+    part of `part_luts`."""
     spilled = {node.name for node in spillable(model, bus_bits) if unit_of(model, node).est_brams()}
+    rings = [DramFifo(**{f.name: getattr(unit_of(model, n), f.name) for f in fields(StreamingFifo)}, data_bits=bus_bits)
+             for n in model.graph.node if n.name in spilled]
     kept = sum(unit_of(model, n).est_brams() for n in model.graph.node
                if n.op_type in PLUMBING_OPS and n.name not in spilled)
-    traffic = sum(DramFifo(**{f.name: getattr(unit_of(model, n), f.name) for f in fields(StreamingFifo)},
-                           data_bits=bus_bits).dram_bytes_per_frame()
-                  for n in model.graph.node if n.name in spilled)
-    return kept, traffic
+    luts = _plumbing_luts(model, part_luts) + sum(ring.est_luts() for ring in rings)
+    return kept, sum(ring.dram_bytes_per_frame() for ring in rings), luts
+
+
+def _plumbing_luts(model: ModelWrapper, part_luts: int) -> int:
+    """The LUTs of a plumbed design's FIFOs, converters and fan-outs beyond plumbing's share of
+    the part (`MAX_LUT_SHARE`)."""
+    taken = sum(unit_of(model, n).est_luts() for n in model.graph.node if n.op_type in PLUMBING_OPS)
+    return max(0, int(taken - (1 - MAX_LUT_SHARE) * part_luts))
 
 
 def _block_ram_need(model: ModelWrapper, cfg: BuildConfig) -> tuple[int, int]:

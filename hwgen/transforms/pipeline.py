@@ -146,18 +146,19 @@ TO_HARDWARE: list[Transformation] = [
 
 
 def FOLD(cfg: BuildConfig, options: dict | None = None, reserved_bram18: int = 0,  # noqa: N802
-         reserved_dram_bytes: int = 0) -> list[Transformation]:
+         reserved_dram_bytes: int = 0, reserved_luts: int = 0) -> list[Transformation]:
     """Automatic folding for the target, then the hand folding on top of it; then where the
     weights live (ROM, or loaded after reset, in UltraRAM where the part has it, or DRAM).
     `options`: the units' foldings listed once (`fold_options`) where one graph is folded for many
     targets; `reserved_bram18`: block RAM left to the FIFOs (`SetFolding`); `reserved_dram_bytes`:
-    DRAM bytes a frame left to the FIFOs spilled there."""
+    DRAM bytes a frame left to the FIFOs spilled there, `reserved_luts` the LUTs they take beyond
+    plumbing's share."""
     bus = cfg.dram_bits if cfg.weight_memory == "dram" else None
     budget = dram_budget(cfg)
     if budget is not None and reserved_dram_bytes:
         budget = replace(budget, reserved_bytes=reserved_dram_bytes)
     steps: list[Transformation] = [SetFolding(cfg.cycles_target, lookup_part(cfg.fit_part), options, bus,
-                                              budget, reserved_bram18)]
+                                              budget, reserved_bram18, reserved_luts)]
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
     steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part), cfg.dram_bits))

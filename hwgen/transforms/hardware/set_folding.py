@@ -171,14 +171,16 @@ class SetFolding(Transformation):
 
     def __init__(self, target_cycles: int | None, part: Part,
                  options: dict[str, list[Option]] | None = None, bus_bits: int | None = None,
-                 dram: DramBudget | None = None, reserved_bram18: int = 0) -> None:
+                 dram: DramBudget | None = None, reserved_bram18: int = 0, reserved_luts: int = 0) -> None:
         """`options`: the units' foldings as `fold_options` gives them for this model, where one
         model is folded for many targets (they take seconds to list for an ImageNet network).
         `bus_bits`: the weights will stream from DRAM over a bus this wide: an MVU takes a folding
         whose weight words fill whole bus words where it has one (`ChooseWeightMemories`).
         `dram`: the weights may move to DRAM where they do not fit on chip (see the module doc).
         `reserved_bram18`: block RAM the compute units must leave to the FIFOs of plumbing (a
-        build folding for the fastest rate learns it from a first plumbing: `hwgen.builder`)."""
+        build folding for the fastest rate learns it from a first plumbing: `hwgen.builder`);
+        `reserved_luts`: LUTs they must leave beyond the part's share for plumbing (FIFOs spilled
+        to DRAM take more than that share leaves)."""
         super().__init__()
         self.target_cycles = None if target_cycles is None else int(target_cycles)
         self.part = part
@@ -186,6 +188,7 @@ class SetFolding(Transformation):
         self.bus_bits = bus_bits
         self.dram = dram
         self._bram_budget = MAX_BRAM_SHARE * part.bram18 - reserved_bram18
+        self._lut_budget = MAX_LUT_SHARE * part.luts - reserved_luts
         self._dram_options: dict[str, list[Option]] = {}
         #: what stops a faster folding, once `choose` has found the fastest that fits (else None)
         self.limit: FoldLimit | None = None
@@ -293,7 +296,7 @@ class SetFolding(Transformation):
         cost together, and one step of the price ladder can move too many (LUTs overflow) where
         the step before moved too few: Bi-Real-18 on the xc7z020 missed by 3 BRAM18 of 280 with
         17,000 LUTs to spare."""
-        lut_cap, carried = MAX_LUT_SHARE * self.part.luts, self.dram.bytes_per_frame(cycles) if self.dram else 0
+        lut_cap, carried = self._lut_budget, self.dram.bytes_per_frame(cycles) if self.dram else 0
         need = self._block_ram(chosen)
         while need > self._bram_budget:
             luts, dsps, used = (sum(o.resources[0] for o in chosen.values()), sum(o.resources[2] for o in chosen.values()),
@@ -414,7 +417,7 @@ class SetFolding(Transformation):
 
     def _limits(self) -> dict[str, float]:
         """What of the part the compute units may take."""
-        return {"LUTs": MAX_LUT_SHARE * self.part.luts, "BRAM18": self._bram_budget, "DSPs": self.part.dsp}
+        return {"LUTs": self._lut_budget, "BRAM18": self._bram_budget, "DSPs": self.part.dsp}
 
     def _needs(self, chosen: dict[str, Option]) -> dict[str, int]:
         """The LUTs, block RAM (UltraRAM taking what it will) and DSPs of the chosen units."""
