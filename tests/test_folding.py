@@ -195,6 +195,24 @@ def test_the_fastest_folding_leaves_the_spilled_fifos_their_bandwidth():
                                              "board carries 100")
 
 
+def test_luts_left_to_rings_in_dram_are_named_where_nothing_fits():
+    """LUTs that FIFOs spilled to DRAM take beyond plumbing's share come off the compute units';
+    where the slowest folding does not fit then, the error says so."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+    from onnx import helper
+
+    from hwgen.errors import HwgenError
+    from hwgen.transforms.hardware.set_folding import Option, SetFolding
+
+    options = {"u": [Option({"PE": 1}, None, 400, (20_000, 0, 0))]}
+    empty = ModelWrapper(qonnx_make_model(helper.make_graph([], "g", [], [])))
+    assert SetFolding(None, lookup_part("xc7z020"), options).choose(empty)["u"].cycles == 400
+    with pytest.raises(HwgenError, match=r"needs 20,000 LUTs for its compute units, where the part has 15,220 \(85% of "
+                                         r"its LUTs less 30,000 that plumbing takes beyond the rest, with FIFOs in DRAM\)"):
+        SetFolding(None, lookup_part("xc7z020"), options, reserved_luts=30_000).choose(empty)
+
+
 def test_deep_narrow_weights_take_a_shape_that_ultraram_holds():
     """On a part with UltraRAM whose block RAM the rest of the design fills, a classifier's 8-bit
     weights (1024 x 1000, 8.2 Mbit) folded one MAC per clock would be 1,024,000 words of 8 bits:

@@ -400,7 +400,7 @@ class SetFolding(Transformation):
             raise HwgenError(
                 f"no folding fits the {part.device}: even the slowest ({candidates[hi]:,} cycles per frame) needs "
                 f"{need[name]:,} {name} for its compute units, where the part has {limits[name]:,.0f} "
-                f"({_share(name, part.bram18 - self._bram_budget)})",
+                f"({_share(name, part.bram18 - self._bram_budget, MAX_LUT_SHARE * part.luts - self._lut_budget)})",
                 where="--target-fps max")
         while lo < hi:
             mid = (lo + hi) // 2
@@ -455,8 +455,11 @@ def _pipeline_minimum(options: dict[str, list[Option]], reachable: int) -> FoldL
     return FoldLimit("cycles", reachable, reachable, unit=unit)
 
 
-def _share(resource: str, reserved_bram18: float) -> str:
+def _share(resource: str, reserved_bram18: float, reserved_luts: float = 0) -> str:
     """What of the part's `resource` the compute units may take, in words."""
+    if resource == "LUTs" and reserved_luts:
+        return (f"{MAX_LUT_SHARE:.0%} of its LUTs less {reserved_luts:,.0f} that plumbing takes beyond the rest, "
+                "with FIFOs in DRAM")
     if resource == "LUTs":
         return f"{MAX_LUT_SHARE:.0%} of its LUTs, the rest left to plumbing"
     if resource == "BRAM18" and reserved_bram18:
