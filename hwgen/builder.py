@@ -33,8 +33,6 @@ from hwgen.progress import NO_PROGRESS, Progress
 from hwgen.report import build_report, write_json_atomically
 from hwgen.reportpage import write_report_page
 from hwgen.rtl.stitch import stitch
-from hwgen.units.dram_fifo import DramFifo
-from hwgen.units.fifo import StreamingFifo
 from hwgen.transforms.graph import declare_domains
 from hwgen.transforms.hardware.set_folding import MAX_BRAM_SHARE, MAX_LUT_SHARE, SetFolding
 from hwgen.transforms.hardware.spill_fifos import spillable
@@ -42,6 +40,8 @@ from hwgen.transforms.partition import split_host_and_accelerator
 from hwgen.transforms.pipeline import (
     FOLD, PLUMBING, STREAMLINE, TO_HARDWARE, RewriteFailure, apply_all, check_stage, has_dram,
 )
+from hwgen.units.dram_fifo import DramFifo
+from hwgen.units.fifo import StreamingFifo
 
 
 #: the model as given, the first checkpoint of every build
@@ -119,8 +119,9 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
     passes), with the most that any folding leaves (the slowest, whose passes are shortest);
     where the FIFOs do not fit even then and the build has a DRAM (`--fifo-memory auto`), with
     the FIFOs at joins in DRAM (`SpillFifos`), leaving block RAM to the others and the DRAM the
-    bandwidth of those; else an error that says what each side takes. Sets `s.model`,
-    `s.reserved_bram18` and `s.reserved_dram_bytes`; the fold checkpoint is the folding kept."""
+    bandwidth and the LUTs of those; else an error that says what each side takes. Sets `s.model`,
+    `s.reserved_bram18`, `s.reserved_dram_bytes` and `s.reserved_luts`; the fold checkpoint is
+    the folding kept."""
     part = lookup_part(s.cfg.fit_part)
     names = [name for name, _ in STEPS]
     hardware = ModelWrapper(str(s.out / "graphs" / f"{names.index('to_hardware') + 2:02d}_to_hardware.onnx"))

@@ -33,6 +33,7 @@ from hwgen.transforms.hardware.choose_weight_memories import aligned, dram_end
 from hwgen.transforms.hardware.size_fifos import join_fifos
 from hwgen.units.dram_fifo import BUFFER_WORDS, FLUSH_CYCLES
 
+
 class SpillFifos(Transformation):
     """Spill FIFOs at joins to DRAM over a `bus_bits` bus, as `mode` says (see the module doc):
     in "auto" only when asked `to_fit` and the design would not fit `part`."""
