@@ -210,7 +210,7 @@ HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --bo
           "that binds at the slowest folding. Last column: export and lowering to hardware units, seconds, "
           "and the peak resident memory. The FIFOs that plumbing adds after folding are not counted here; "
           "a build folds again to leave them their block RAM: ReActNet-A built for the ZCU104 with "
-          "`--target-fps max` runs at 387 FPS. ReActNet-A for the PYNQ-Z2 does not build, now for LUTs: the "
+          "`--target-fps max` runs at 443 FPS. ReActNet-A for the PYNQ-Z2 does not build, now for LUTs: the "
           "FIFOs of its 8-bit shortcuts (beside the 3x3 convolutions, holding their window generators' lag: 146 "
           "BRAM18 at the slowest folding) go to rings in DRAM where block RAM cannot hold them (33 rings, and the "
           "block RAM fits: 279 of 280), but the rings take some 17,000 LUTs and the rest of plumbing 12,800, "

@@ -11,7 +11,9 @@ Packing: a bus word carries `slots` = data_bits // (beat bits + 1) beats, each w
 full when no beat has come for `flush_cycles` (the fork before a shortcut stalls until the join
 after it takes a beat, which may be in this word): the valid bits say how many beats it holds, so
 the reader needs no count beside the data. `flush_cycles` should exceed the stream's usual gap
-between beats (`SpillFifos` sets twice it, and 8), or slow streams send words part full.
+between beats (`SpillFifos` sets twice it, and 8), or slow streams send words part full. A
+closed word goes to the write FIFO from its register the cycle after, once that FIFO has room;
+the next beat may start a new word meanwhile, the one after waits.
 
 Writing: words wait in a small FIFO (LUT RAM) and go out as soon as the write channel is free,
 all that are there in one burst of up to `MAX_BURST` words that never crosses a `MAX_BURST`-word
@@ -113,15 +115,15 @@ class DramFifo(StreamingFifo):
         return self.beats_per_frame
 
     def est_luts(self) -> int:
-        """The write and read FIFOs in LUT RAM and the read FIFO's output register; packing (each
-        slot's merge into the word and the mux that closes it: two LUTs a bit); the unpacking mux
-        (a LUT per bit per two slots); the ring's pointers and counts and their compares (six
-        LUTs per bit of a ring address); the two 32-bit address adders, the frame's beat count,
-        the idle count and the control. Within 9 % of Yosys on 8-bit beats over 64- and 128-bit
-        buses, 12-bit and 64-bit beats over 128 (`tests/test_estimates.py`)."""
+        """The write and read FIFOs in LUT RAM and the read FIFO's output register; packing (a LUT
+        a bit of the word: the slot's beat, kept, or cleared once the word is written); the
+        unpacking mux (a LUT per bit per two slots); the ring's pointers and counts and their
+        compares (six LUTs per bit of a ring address); the two 32-bit address adders, the frame's
+        beat count, the idle count and the control. Within 8 % of Yosys on 8-bit beats over a
+        64-bit bus and 12-bit beats over a 128-bit one (`tests/test_estimates.py`)."""
         width, slots = self.spec.width, self.slots
         fifos = 2 * ram_luts(BUFFER_WORDS, self.data_bits) + self.data_bits
-        packing = 2 * slots * (width + 1) if slots > 1 else 0
+        packing = slots * (width + 1)
         unpacking = width * math.ceil(slots / 2)
         ring = 6 * (self.ring_words.bit_length() - 1)
         fixed = 2 * ADDR_BITS + self.beats_per_frame.bit_length() + self.flush_cycles.bit_length() + 40
@@ -152,33 +154,37 @@ class DramFifoComponent(wiring.Component):
         ring_base = Signal(ADDR_BITS)
         m.d.sync += ring_base.eq(self.dram_base + u.offset)
 
-        # ---- pack: beats into the word register, out when full, at a frame end or after flush_cycles idle
+        # ---- pack: beats into the word register; a word closes when full, at a frame's end or
+        # after flush_cycles idle, and goes to the write FIFO from the register the cycle after
+        # (no mux before the FIFO: a LUT a bit), while the next beat starts a fresh word
         word = Signal(bits)
         fill = Signal(range(slots + 1))
+        closed = Signal()  # `word` is complete and waits for the write FIFO
         idle = Signal(range(u.flush_cycles + 1))
         take = self.inp.valid & self.inp.ready
-        placed = Signal(bits)
-        m.d.comb += placed.eq(word)
-        for s in range(slots):
-            with m.If(fill == s):
-                m.d.comb += placed[s * slot_bits:(s + 1) * slot_bits].eq(Cat(self.inp.payload, Const(1, 1)))
         pos = Signal(range(u.beats_per_frame))  # of the next beat in its frame
         at_end = Signal(init=u.beats_per_frame == 1)  # the next beat is its frame's last
-        frame_end = take & at_end
         with m.If(take):
             m.d.sync += [pos.eq(Mux(at_end, 0, pos + 1)),
                          at_end.eq(Mux(at_end, u.beats_per_frame == 1, pos == u.beats_per_frame - 2))]
         stale = Signal()  # no beat for flush_cycles
         m.d.sync += stale.eq(~take & (fill != 0) & (idle >= u.flush_cycles - 1))
-        closing = take & ((fill == slots - 1) | frame_end)
-        flushing = ~take & (fill != 0) & stale
-        m.d.comb += [self.inp.ready.eq((fill < slots - 1) | wbuf.w_rdy),
-                     wbuf.w_en.eq(closing | (flushing & wbuf.w_rdy)),
-                     wbuf.w_data.eq(Mux(closing, placed, word))]
-        with m.If(closing | (flushing & wbuf.w_rdy)):
-            m.d.sync += [word.eq(0), fill.eq(0)]
-        with m.Elif(take):
-            m.d.sync += [word.eq(placed), fill.eq(fill + 1)]
+        flushing = ~take & ~closed & (fill != 0) & stale
+        written = (closed | flushing) & wbuf.w_rdy
+        m.d.comb += [self.inp.ready.eq(~closed | wbuf.w_rdy),
+                     wbuf.w_en.eq(closed | flushing), wbuf.w_data.eq(word)]
+        start = Signal(range(slots))  # the slot the next beat takes
+        m.d.comb += start.eq(Mux(closed, 0, fill))
+        with m.If(take):
+            for s in range(slots):
+                here = word[s * slot_bits:(s + 1) * slot_bits]
+                with m.If(start == s):
+                    m.d.sync += here.eq(Cat(self.inp.payload, Const(1, 1)))
+                with m.Elif(closed):
+                    m.d.sync += here.eq(0)
+            m.d.sync += [fill.eq(start + 1), closed.eq((start == slots - 1) | at_end)]
+        with m.Elif(written):
+            m.d.sync += [word.eq(0), fill.eq(0), closed.eq(0)]
         with m.If(take | (fill == 0) | flushing):
             m.d.sync += idle.eq(0)
         with m.Elif(idle != u.flush_cycles):
