@@ -230,6 +230,7 @@ def step_rtl(s: BuildState) -> BuildState:
         s.model_input_name, s.model_input_dtype, design.modules,
         [{"name": e.name, "tensor": e.tensor, "producer": e.producer, "consumer": e.consumer} for e in design.edges],
         design.weight_beats, design.dram_bytes, design.dram_masters, design.dram_bits, design.dram_writers,
+        design.dram_align,
     )
     return s
 

@@ -51,19 +51,21 @@ def write_accelerator_json(path: Path, top: str, model_input: list[int], model_o
                            inp: StreamInfo, out: StreamInfo, model_input_name: str = "",
                            model_input_dtype: str = "FLOAT32", modules: dict[str, str] | None = None,
                            streams: list[dict] | None = None, weight_beats: int = 0, dram_bytes: int = 0,
-                           dram_masters: int = 0, dram_bits: int = 0, dram_writers: list[int] | None = None) -> None:
+                           dram_masters: int = 0, dram_bits: int = 0, dram_writers: list[int] | None = None,
+                           dram_align: int = 0) -> None:
     """`accelerator.json`: the top module, the model's input and output, both streams, the
     module of each hardware node (for synthesis), every stream inside the design (for deadlock
     reports), the beats of the weight stream (`rtl/weights.bin`, 0 if the weights are all in
     the bitstream), the bytes of the DRAM image (`rtl/dram.bin`, 0 if nothing is read from
-    DRAM) and the top's read masters and their width, and which of them also write (FIFOs
-    spilled to DRAM), all that the host side and the tools read."""
+    DRAM), the power of two its base must be a multiple of, and the top's read masters and their
+    width, and which of them also write (FIFOs spilled to DRAM), all that the host side and the
+    tools read."""
     path.write_text(json.dumps({
         "top": top, "model_input_name": model_input_name, "model_input_shape": model_input,
         "model_input_dtype": model_input_dtype, "modules": modules or {}, "streams": streams or [],
         "model_output_shape": model_output, "input": asdict(inp), "output": asdict(out),
         "weight_beats": weight_beats, "dram_bytes": dram_bytes, "dram_masters": dram_masters, "dram_bits": dram_bits,
-        "dram_writers": dram_writers or [],
+        "dram_writers": dram_writers or [], "dram_align": dram_align,
     }, indent=2) + "\n")
 
 

@@ -112,6 +112,7 @@ def test_a_board_build_with_shortcuts_in_dram_deploys_and_runs(block_onnx, tmp_p
     assert run_tcl_skeleton(out / "vivado" / "build.tcl")
     x = np.random.default_rng(3).random((5, *shape[1:])).astype(np.float32)
     acc = simulated_accelerator(out / "deploy", batch_size=2, stall_prob=0.2, seed=4, cache_dir=verilator_cache)
+    assert json.loads((out / "deploy" / "accelerator.json").read_text())["dram"]["align"] == info["dram_align"]
     assert np.array_equal(acc.execute(x), run_input_model(out, x))
 
 

@@ -256,6 +256,29 @@ def test_a_missing_or_truncated_dram_image_in_the_deploy_folder_is_one_error(tfc
         simulated_accelerator(deploy, build_dir=tfc_dram_deploy, cache_dir=verilator_cache)
 
 
+def test_an_image_that_asks_for_a_larger_alignment_slides_up_to_it(tfc_dram_deploy, tmp_path, verilator_cache):
+    """A description whose image must start on a multiple of 64 KB (a FIFO's ring in DRAM asks
+    for its size): the allocator's pages are not aligned so far, so the driver allocates room,
+    places the image on the next multiple and writes that address; the readers find their weights
+    there."""
+    import shutil
+
+    from hwgen.deploy.sim_pynq import simulated_accelerator
+
+    deploy = tmp_path / "deploy"
+    shutil.copytree(tfc_dram_deploy / "deploy", deploy)
+    description = json.loads((deploy / "accelerator.json").read_text())
+    description["dram"]["align"] = 1 << 16
+    (deploy / "accelerator.json").write_text(json.dumps(description))
+    acc = simulated_accelerator(deploy, build_dir=tfc_dram_deploy, cache_dir=verilator_cache)
+    base, buffer = acc._overlay.registers.dram_base, acc._dram_image
+    assert base % (1 << 16) == 0 and buffer.physical_address % (1 << 16) != 0 and base > buffer.physical_address
+    start = base - buffer.physical_address
+    assert bytes(buffer[start:start + description["dram"]["bytes"]]) == (deploy / "dram.bin").read_bytes()
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 1, 28, 28)).astype(np.float32)
+    assert np.array_equal(acc.execute(x), run_input_model(tfc_dram_deploy, x))
+
+
 def test_a_fabric_without_the_base_never_finishes_a_frame(tfc_dram_deploy, verilator_cache):
     """Until DRAM_BASE is written the readers are held: a frame sent then does not come back, and
     the driver's timeout names the channel (as on a board whose bitstream is not this build's)."""

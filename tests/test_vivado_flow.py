@@ -184,7 +184,8 @@ def test_dram_flow_structure(board, dram_flows):
     assert f"m_axi_dram{masters}_araddr" not in ports
     assert ports["s_axi_control_wdata"] == ("input", 32) and ports["s_axi_control_rdata"] == ("output", 32)
     deploy = json.loads((out / "deploy" / "accelerator.json").read_text())
-    assert deploy["dram"] == {"file": "dram.bin", "bytes": info["dram_bytes"], "ip": "accelerator", "base_register": 0}
+    assert deploy["dram"] == {"file": "dram.bin", "bytes": info["dram_bytes"], "ip": "accelerator", "base_register": 0,
+                              "align": 4096}
     assert (out / "deploy" / "dram.bin").read_bytes() == (out / "rtl" / "dram.bin").read_bytes()
 
 

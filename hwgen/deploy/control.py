@@ -1,8 +1,10 @@
 """The accelerator's control registers on the PS's general-purpose master (AXI4-Lite), for a build
 that reads DRAM: where the DRAM image lies, and when the readers may start.
 
-    offset 0x00  DRAM_BASE  (read/write)  physical address of the DRAM image (`dram.bin`), 4 KB
-                                          aligned, below 4 GB; the readers add their offsets to it
+    offset 0x00  DRAM_BASE  (read/write)  physical address of the DRAM image (`dram.bin`), a
+                                          multiple of `accelerator.json` `dram.align` (4 KB, or
+                                          the largest ring in DRAM), below 4 GB; the readers add
+                                          their offsets to it
     offset 0x04  STATUS     (read only)   bit 0: the readers are enabled
 
 Out of reset the readers are held (their `arvalid` kept from the PS port, `arready` kept from them):

@@ -86,7 +86,7 @@ def write_deploy(build_dir: Path, board: Board) -> Path:
         description["weights"] = {"file": WEIGHTS_FILE, "beats": int(info["weight_beats"]), "dma": WEIGHTS_DMA_NAME}
     if info.get("dram_bytes"):
         description["dram"] = {"file": DRAM_FILE, "bytes": int(info["dram_bytes"]), "ip": ACCELERATOR_NAME,
-                               "base_register": DRAM_BASE_OFFSET}
+                               "base_register": DRAM_BASE_OFFSET, "align": int(info.get("dram_align") or 4096)}
     deploy = build_dir / "deploy"
     if deploy.exists():
         shutil.rmtree(deploy)

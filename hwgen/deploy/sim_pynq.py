@@ -14,8 +14,8 @@ build's.
 
 A build that reads DRAM has the accelerator's registers (`Overlay.<ip>.write/read`, PYNQ's
 `DefaultIP` calls): the simulated fabric reads its DRAM from the buffer whose physical address the
-driver wrote into DRAM_BASE (the buffers `Overlay.allocate` gives have addresses, 4 KB aligned,
-as PYNQ's do), and until then no frame finishes, as the readers on the board wait for it.
+driver wrote into DRAM_BASE (the buffers `Overlay.allocate` gives have addresses, 4 KB aligned
+and no more, as PYNQ's may be), and until then no frame finishes, as the readers on the board wait for it.
 
 A build whose weights are loaded after reset also has the weights DMA (send channel only): what it
 is given is the weight stream, which every simulated run then loads first (the model stands for a
@@ -51,7 +51,7 @@ class Buffer(np.ndarray):
 
 
 #: where the simulated contiguous memory starts (a Zynq's CMA lies in the low DRAM), its page
-SIM_MEMORY_BASE, SIM_PAGE = 0x1800_0000, 4096
+SIM_MEMORY_BASE, SIM_PAGE = 0x1800_3000, 4096
 
 
 class _Channel:
@@ -160,11 +160,14 @@ class Overlay:
         return buf
 
     def dram(self) -> DramImage | None:
-        """The DRAM the readers see: the buffer at DRAM_BASE, from there on; None before the
-        driver has written DRAM_BASE (or where it names no buffer)."""
+        """The DRAM the readers see: the buffer that holds DRAM_BASE, from there on; None before
+        the driver has written DRAM_BASE (or where it names no buffer)."""
         base = self.registers.dram_base if self.registers is not None else None
-        held = next((b for b in self.buffers if b.physical_address == base), None)
-        return None if held is None else DramImage(np.asarray(held).view(np.uint8).reshape(-1), base)
+        held = next((b for b in self.buffers if base is not None
+                     and b.physical_address <= base < b.physical_address + b.nbytes), None)
+        if held is None:
+            return None
+        return DramImage(np.asarray(held).view(np.uint8).reshape(-1)[base - held.physical_address:], base)
 
     @property
     def ready_to_run(self) -> bool:

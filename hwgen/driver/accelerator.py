@@ -10,7 +10,8 @@ A build whose weights are loaded after reset (UltraRAM has no contents in the bi
 second DMA (`load_weights`), before any frame. A build that reads DRAM has `dram`: opening the
 accelerator allocates `dram.bin` in contiguous memory (`pynq.allocate`), fills it once and writes
 its physical address into the accelerator's DRAM_BASE register, which enables its readers
-(`load_dram`); the buffer is kept for as long as the accelerator runs.
+(`load_dram`); the image starts on a multiple of `dram.align` (a FIFO's ring in DRAM asks for
+its size); the buffer is kept for as long as the accelerator runs.
 
 On the board it needs numpy and `pynq` only: the host's float ends run as numpy programs
 (`host_ops`) and the stream packing is `wire`, the code the simulator uses. The class drives
@@ -94,13 +95,21 @@ class Accelerator:
         if data.size != int(spec["bytes"]):
             raise DriverError(f"holds {data.size} bytes, the accelerator's DRAM image has {spec['bytes']}",
                               where=str(path))
-        buf = self._allocate(shape=(data.size,), dtype=np.uint8)
-        buf[:] = data
-        _sync(buf, "sync_to_device", "flush")
+        # the allocator gives pages; an image whose base must sit on a larger power of two (a FIFO's
+        # ring in DRAM: its size) gets room to slide up to one
+        align = int(spec.get("align", DRAM_ALIGN))
+        buf = self._allocate(shape=(data.size + align - DRAM_ALIGN,), dtype=np.uint8)
         address = int(buf.physical_address)
-        if address % DRAM_ALIGN or address + data.size > DRAM_LIMIT:
+        if address % DRAM_ALIGN:
             raise DriverError(f"gave the DRAM image the address {address:#x}: the accelerator needs it "
-                              f"{DRAM_ALIGN // 1024} KB aligned and below 4 GB", where="allocate")
+                              f"{DRAM_ALIGN // 1024} KB aligned", where="allocate")
+        start = -address % align
+        address += start
+        if address + data.size > DRAM_LIMIT:
+            raise DriverError(f"gave the DRAM image the address {address:#x}: the accelerator needs it below 4 GB",
+                              where="allocate")
+        buf[start:start + data.size] = data
+        _sync(buf, "sync_to_device", "flush")
         registers = getattr(self._overlay, str(spec["ip"]))
         registers.write(int(spec["base_register"]), address)
         if int(registers.read(int(spec["base_register"]))) != address:

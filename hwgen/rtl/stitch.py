@@ -231,6 +231,7 @@ class StitchedDesign:
     dram_masters: int = 0  # read masters of the top (m_axi0..), each `dram_bits` wide
     dram_bits: int = 0
     dram_writers: list[int] = field(default_factory=list)  # the masters that also write (FIFOs in DRAM)
+    dram_align: int = 0  # the power of two the DRAM base must be a multiple of (`Unit.dram_alignment`)
 
 
 def _edges(model: ModelWrapper, specs: dict[str, tuple[list[StreamSpec], list[StreamSpec]]]) -> list[Edge]:
@@ -312,7 +313,8 @@ def stitch(model: ModelWrapper, rtl_dir: Path, top: str = "hwgen_accel",
     return StitchedDesign(top, files, first[0].unit.inputs[first[1]], last[0].unit.outputs[last[1]], rtlil,
                           modules, edges, sum(len(b) for _, b in shares), image.size, len(accel.groups),
                           accel.groups[0][0].unit.data_bits if accel.groups else 0,
-                          [g for g, group in enumerate(accel.groups) if any(i.unit.dram_writes() for i in group)])
+                          [g for g, group in enumerate(accel.groups) if any(i.unit.dram_writes() for i in group)],
+                          max((u.dram_alignment() for u in readers), default=0))
 
 
 #: Verilog and RTLIL already emitted in this process, by (unit parameters, module name): a build

@@ -30,6 +30,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from qonnx.core.datatype import BaseDataType
 
+from hwgen.rtl.axi import BURST_BOUNDARY
+
 
 @dataclass(frozen=True)
 class StreamSpec:
@@ -141,6 +143,11 @@ class Unit(ABC):
         """Bytes of the unit's image in DRAM (its weights); none for a unit that reads no DRAM.
         A unit may read its image more than once a frame (`dram_bytes_per_frame`)."""
         return 0
+
+    def dram_alignment(self) -> int:
+        """The power of two of bytes that the DRAM base must be a multiple of for the unit's
+        addresses: 4 KB, the page every image starts on (a ring in DRAM asks for its size)."""
+        return BURST_BOUNDARY
 
     def dram_bytes_per_frame(self) -> int:
         """Bytes the unit reads from DRAM per frame (weights streamed from there): none for a

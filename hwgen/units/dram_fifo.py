@@ -72,8 +72,9 @@ class DramFifo(StreamingFifo):
         if self.slots < 1:
             raise HwgenError(f"a beat of {self.spec.width} bits and its valid bit do not fit a {self.data_bits}-bit "
                              "bus word", where=_WHERE)
-        if not isinstance(self.offset, int) or self.offset < 0 or self.offset % BURST_BOUNDARY:
-            raise HwgenError(f"offset must be a multiple of {BURST_BOUNDARY} bytes, not {self.offset!r}", where=_WHERE)
+        if not isinstance(self.offset, int) or self.offset < 0 or self.offset % self.dram_alignment():
+            raise HwgenError(f"offset must be a multiple of {self.dram_alignment()} bytes (4 KB and its ring's size), "
+                             f"not {self.offset!r}", where=_WHERE)
         if not isinstance(self.flush_cycles, int) or self.flush_cycles < 1:
             raise HwgenError(f"flush_cycles must be at least 1, not {self.flush_cycles!r}", where=_WHERE)
         if self.offset + self.dram_image_bytes() > 1 << ADDR_BITS:
@@ -104,6 +105,11 @@ class DramFifo(StreamingFifo):
     def dram_image_bytes(self) -> int:
         return self.ring_words * self.word_bytes
 
+    def dram_alignment(self) -> int:
+        """The ring's size (and at least 4 KB): the DRAM base and the ring's offset are multiples
+        of it, so a word's address is the ring's base with the word's index in its low bits."""
+        return max(BURST_BOUNDARY, self.dram_image_bytes())
+
     def dram_bytes_per_frame(self) -> int:
         """Each beat written and read once, `slots` a word."""
         return 2 * math.ceil(self.beats_per_frame / self.slots) * self.word_bytes
@@ -118,15 +124,17 @@ class DramFifo(StreamingFifo):
         """The write and read FIFOs in LUT RAM and the read FIFO's output register; packing (a LUT
         a bit of the word: the slot's beat, kept, or cleared once the word is written); the
         unpacking mux (a LUT per bit per two slots); the ring's pointers and counts and their
-        compares (six LUTs per bit of a ring address); the two 32-bit address adders, the frame's
-        beat count, the idle count and the control. Within 8 % of Yosys on 8-bit beats over a
+        compares (six LUTs per bit of a ring address); the adder of the ring's base (its bits above
+        the ring's: a word's address needs none, `dram_alignment`), the frame's
+        beat count, the idle count and the control. Within 6 % of Yosys on 8-bit beats over a
         64-bit bus and 12-bit beats over a 128-bit one (`tests/test_estimates.py`)."""
         width, slots = self.spec.width, self.slots
         fifos = 2 * ram_luts(BUFFER_WORDS, self.data_bits) + self.data_bits
         packing = slots * (width + 1)
         unpacking = width * math.ceil(slots / 2)
         ring = 6 * (self.ring_words.bit_length() - 1)
-        fixed = 2 * ADDR_BITS + self.beats_per_frame.bit_length() + self.flush_cycles.bit_length() + 40
+        base = ADDR_BITS - (self.dram_image_bytes().bit_length() - 1)
+        fixed = base + self.beats_per_frame.bit_length() + self.flush_cycles.bit_length() + 80
         return fifos + packing + unpacking + ring + fixed
 
     def est_brams(self) -> int:
@@ -151,8 +159,11 @@ class DramFifoComponent(wiring.Component):
         shift = u.word_bytes.bit_length() - 1
         m.submodules.wbuf = wbuf = SyncFIFO(width=bits, depth=BUFFER_WORDS)
         m.submodules.rbuf = rbuf = SyncFIFOBuffered(width=bits, depth=BUFFER_WORDS)  # its head in a register
-        ring_base = Signal(ADDR_BITS)
-        m.d.sync += ring_base.eq(self.dram_base + u.offset)
+        # the ring's base: dram_base and the offset are multiples of the ring's size (`dram_alignment`),
+        # so its low bits are zero and a word's address is the base with the word's index there
+        low = (ring * u.word_bytes).bit_length() - 1
+        ring_high = Signal(ADDR_BITS - low)
+        m.d.sync += ring_high.eq(self.dram_base[low:] + (u.offset >> low))
 
         # ---- pack: beats into the word register; a word closes when full, at a frame's end or
         # after flush_cycles idle, and goes to the write FIFO from the register the cycle after
@@ -214,7 +225,7 @@ class DramFifoComponent(wiring.Component):
         awaddr = Signal(ADDR_BITS)
         awlen = Signal(8)
         m.d.comb += [self.m_axi_awaddr.eq(awaddr), self.m_axi_awlen.eq(awlen), self.m_axi_awvalid.eq(awvalid)]
-        w_address = _address(m, ring_base, w_ptr, shift)
+        w_address = Cat(Const(0, shift), w_ptr, ring_high)
         with m.If(w_issue):
             m.d.sync += [awvalid.eq(1), awlen.eq(w_count - 1), w_len.eq(w_count), w_left.eq(w_count),
                          awaddr.eq(w_address)]
@@ -250,7 +261,7 @@ class DramFifoComponent(wiring.Component):
         arlen = Signal(8)
         r_len = Signal(range(MAX_BURST + 1))
         m.d.comb += [self.m_axi_araddr.eq(araddr), self.m_axi_arlen.eq(arlen), self.m_axi_arvalid.eq(arvalid)]
-        r_address = _address(m, ring_base, r_ptr, shift)
+        r_address = Cat(Const(0, shift), r_ptr, ring_high)
         with m.If(r_issue):
             m.d.sync += [arvalid.eq(1), arlen.eq(r_count - 1), r_len.eq(r_count), araddr.eq(r_address)]
         with m.If(arvalid & self.m_axi_arready):
@@ -287,12 +298,3 @@ class DramFifoComponent(wiring.Component):
         m.d.sync += credits.eq(credits + pop - Mux(r_issue, r_count, 0))
         return m
 
-
-def _address(m: Module, base: Signal, pointer: Signal, shift: int) -> Signal:
-    """`base` + `pointer` words of 2^`shift` bytes, summed in two registered 16-bit halves (no
-    carry chain longer than 17 bits): it follows a new pointer two cycles later, within `SETTLE`."""
-    offset = Signal(ADDR_BITS)
-    m.d.comb += offset.eq(pointer << shift)
-    low, high = Signal(17), Signal(ADDR_BITS - 16)
-    m.d.sync += [low.eq(base[:16] + offset[:16]), high.eq(base[16:] + offset[16:] + low[16])]
-    return Cat(low[:16], high)

@@ -61,6 +61,7 @@ def test_a_dram_that_never_answers_is_named(verilator_cache):
 @pytest.mark.parametrize("kwargs, problem", [
     ({"data_bits": 48}, "data_bits must be one of"),
     ({"offset": 100}, "offset must be a multiple of 4096"),
+    ({"depth": 1000, "offset": 4096}, r"offset must be a multiple of 8192 bytes \(4 KB and its ring's size\)"),
     ({"elems_per_beat": 8}, "do not fit a 64-bit bus word"),
 ])
 def test_bad_parameters_are_named(kwargs, problem):

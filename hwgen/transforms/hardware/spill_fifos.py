@@ -16,7 +16,8 @@ block RAM, the most first, that the design needs gone to fit `part` (its compute
 by the estimates), when asked to fit (`to_fit`: a build folding for a fixed target). A build
 folding for the fastest rate that fits (`--target-fps max`) first folds again to leave its FIFOs
 their block RAM (`hwgen.builder`), and asks this to fit only where no folding does. The rings lie
-after every other DRAM image, each at a 4 KB boundary.
+after every other DRAM image, each on a multiple of its size, so that a word's address is the
+ring's base with the word's index in its low bits (no adder: `DramFifo.dram_alignment`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hwgen.fit import part_fit
 from hwgen.ops import unit_of
 from hwgen.parts import Part
 from hwgen.transforms.graph import HWGEN_DOMAIN, make_node
-from hwgen.transforms.hardware.choose_weight_memories import aligned, dram_end
+from hwgen.transforms.hardware.choose_weight_memories import aligned
 from hwgen.transforms.hardware.size_fifos import join_fifos
 from hwgen.units.dram_fifo import BUFFER_WORDS, FLUSH_CYCLES
 
@@ -76,19 +77,28 @@ def spillable(model: ModelWrapper, bus_bits: int) -> list:
 
 
 def spill(model: ModelWrapper, nodes: list, bus_bits: int) -> None:
-    """Each of `nodes` (StreamingFifos) becomes a DramFifo of the same depth, its ring at the next
-    4 KB boundary after every DRAM image before it, flushing a part-full word after twice its
-    stream's gap between beats at the design's rate (and 8 cycles), at most `FLUSH_CYCLES`."""
-    offset = dram_end(model)
+    """Each of `nodes` (StreamingFifos) becomes a DramFifo of the same depth, flushing a part-full
+    word after twice its stream's gap between beats at the design's rate (and 8 cycles), at most
+    `FLUSH_CYCLES`. The rings follow every DRAM image before them, each on a multiple of its size
+    (`DramFifo.dram_alignment`), the largest first, so that none leaves a gap before the next."""
     frame = max(unit_of(model, n).est_cycles() for n in model.graph.node)
+    new: set[str] = set()
     for node in nodes:
         op = getCustomOp(node)
         attrs = {name: op.get_nodeattr(name) for name in ("dtype", "elems_per_beat", "beats_per_frame", "depth")}
         flush = min(FLUSH_CYCLES, 2 * -(-frame // attrs["beats_per_frame"]) + 8)
         ring = make_node("DramFifo", list(node.input), list(node.output), domain=HWGEN_DOMAIN,
-                         name=node.name.replace("StreamingFifo", "DramFifo"), data_bits=bus_bits, offset=offset,
+                         name=node.name.replace("StreamingFifo", "DramFifo"), data_bits=bus_bits, offset=0,
                          flush_cycles=flush, **attrs)
         index = list(model.graph.node).index(node)
         model.graph.node.remove(node)
-        model.graph.node.insert(index, ring)
-        offset = aligned(offset + unit_of(model, ring).dram_image_bytes())
+        model.graph.node.insert(index, ring)  # a copy: the graph's own node is found by name below
+        new.add(ring.name)
+    offset = max((aligned(u.offset + u.dram_image_bytes()) for n in model.graph.node
+                  if n.name not in new and (u := unit_of(model, n)).dram_image_bytes()), default=0)
+    placed = [n for n in model.graph.node if n.name in new]
+    for ring in sorted(placed, key=lambda r: -unit_of(model, r).dram_alignment()):
+        align = unit_of(model, ring).dram_alignment()
+        offset = -(-offset // align) * align
+        getCustomOp(ring).set_nodeattr("offset", offset)
+        offset += unit_of(model, ring).dram_image_bytes()
