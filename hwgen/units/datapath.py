@@ -345,6 +345,38 @@ def memory_luts(depth: int, width: int, in_block: bool | None = None) -> int:
     return width * (per_bank * banks + (math.ceil(banks / 4) if banks > 1 else 0))
 
 
+#: RAMB36 shapes (words, bits), each two 18 Kb blocks
+BRAM36_ASPECTS = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+#: 18 Kb blocks Yosys gives up for a LUT of read mux, as its choices of shape show
+BRAM18_PER_MUX_LUT = 0.005
+
+
+def _mux_luts_per_bit(banks: int) -> float:
+    """LUTs a bit of a read mux across `banks` block RAMs, with the write decode, by Yosys."""
+    return 0 if banks <= 1 else 1.5 if banks == 2 else 4 if banks <= 7 else 5.5
+
+
+def bram_read_mux_luts(depth: int, width: int) -> int:
+    """LUTs of the read mux (and write decode) of a RAM in block RAM as Yosys builds it. Yosys
+    chooses the shape: one shape throughout, or (at most 1K words deep) one shape and a shallower
+    one for the words left over, weighing the 18 Kb blocks against the mux's LUTs
+    (`BRAM18_PER_MUX_LUT`). Against Yosys: 6,272 x 144 bits 576 LUTs (Yosys 784, 13 blocks
+    deep), 3,136 x 192 768 (768), 6,272 x 72 288 (387), 12,544 x 44 242 (248), 3,528 x 128 and
+    784 x 64 none (none: one block deep). None out of block RAM."""
+    if depth <= 0 or width <= 0 or not in_bram(depth, width):
+        return 0
+    shapes = [(d, w, 1) for d, w in BRAM18_ASPECTS] + [(d, w, 2) for d, w in BRAM36_ASPECTS]
+    options = []  # (18 Kb blocks, banks deep)
+    for d, w, blocks in shapes:
+        full, left = divmod(depth, d)
+        options.append((math.ceil(depth / d) * math.ceil(width / w) * blocks, math.ceil(depth / d)))
+        if full and left and d <= 1024:
+            options += [(full * math.ceil(width / w) * blocks + math.ceil(left / d2) * math.ceil(width / w2) * b2,
+                         full + math.ceil(left / d2)) for d2, w2, b2 in shapes if d2 < d]
+    _, banks = min(options, key=lambda o: o[0] + BRAM18_PER_MUX_LUT * width * _mux_luts_per_bit(o[1]))
+    return round(width * _mux_luts_per_bit(banks))
+
+
 #: bits of a random-content ROM per LUT when Yosys builds it from logic (its abc maps the
 #: address decode as a general function, not a LUT6 per 64 words): MVU weight ROMs of 128 to
 #: 2,048 bits and 64 words or more take 1/10 to 1/15 of a LUT per bit under `synth_xilinx`

@@ -44,7 +44,7 @@ from qonnx.core.datatype import BaseDataType
 from hwgen.errors import HwgenError
 from hwgen.rtl.axi import axi_read_members, connect, dram_member_names
 from hwgen.units.base import StreamSpec, Unit, divisors, stream_ports
-from hwgen.units.datapath import memory_attrs, memory_bram18, memory_luts, wrap_inc
+from hwgen.units.datapath import bram_read_mux_luts, memory_attrs, memory_bram18, memory_luts, wrap_inc
 from hwgen.units.dram_reader import DramReader, DramReaderComponent, reader_luts
 from hwgen.units.mvu import MVU, lane_dots, weight_words
 from hwgen.units.thresholding import threshold_lane, threshold_words
@@ -209,7 +209,8 @@ def plan_of(mvu: MVU, data_bits: int, passes: int = 1) -> DramPlan:
     (V x NF beats); or, where the bus is slower, its words (R x NF x SF weight words of
     `word_bits / data_bits` bus words each).
     LUTs: the on-chip MVU's dot products and accumulators (its estimate without its weight ROM),
-    the buffers' read muxes, the reader, the counters (the word gathering is flip-flops).
+    the buffers' read muxes (across the block RAMs of a deep buffer: `bram_read_mux_luts`), the
+    reader, the counters (the word gathering is flip-flops).
     BRAM: two passes of input, the two weight tiles, two passes of output and the thresholds.
     DRAM: the weights once a pass."""
     v, sf, nf = mvu.vectors_per_frame, mvu.SF, mvu.NF
@@ -218,10 +219,12 @@ def plan_of(mvu: MVU, data_bits: int, passes: int = 1) -> DramPlan:
     compute = passes * (nf * vp * sf + 1)
     cycles = max(passes * nf * sf * (word_bits // data_bits), compute, v * sf, v * nf)
     thresholds = [(d, w) for d, w, role in mvu.parameter_memories() if role == "thresholds"]
-    buffers = [(2 * vp * sf, mvu.SIMD * mvu.input_dtype.bitwidth()), (2 * sf, word_bits),
-               (2 * vp * nf, mvu.PE * mvu.output_dtype.bitwidth()), *thresholds]
+    rams = [(2 * vp * sf, mvu.SIMD * mvu.input_dtype.bitwidth()), (2 * sf, word_bits),
+            (2 * vp * nf, mvu.PE * mvu.output_dtype.bitwidth())]
+    buffers = [*rams, *thresholds]
     image_bytes = nf * sf * word_bits // 8
-    luts = (mvu.est_luts() - mvu.weight_rom_luts() + sum(memory_luts(d, w) for d, w in buffers)
+    luts = (mvu.est_luts() - mvu.weight_rom_luts() + sum(memory_luts(d, w) for d, w in thresholds)
+            + sum(max(memory_luts(d, w), bram_read_mux_luts(d, w)) for d, w in rams)
             + reader_luts(image_bytes * 8 // data_bits, data_bits) + 40)
     return DramPlan(cycles, luts, sum(memory_bram18(d, w) for d, w in buffers), mvu.est_dsps(),
                     passes * image_bytes)
