@@ -213,9 +213,9 @@ HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --bo
           "`--target-fps max` runs at 443 FPS. ReActNet-A for the PYNQ-Z2 does not build, now for LUTs: the "
           "FIFOs of its 8-bit shortcuts (beside the 3x3 convolutions, holding their window generators' lag: 146 "
           "BRAM18 at the slowest folding) go to rings in DRAM where block RAM cannot hold them (33 rings, and the "
-          "block RAM fits: 279 of 280), but the rings take some 17,000 LUTs and the rest of plumbing 12,800, "
-          "and the compute units at the slowest folding 25,800, where the xc7z020 has 53,200 (builds run by hand "
-          "at d947100 and 306253e; the Yosys table's row is the build's message). "
+          "block RAM fits: 280 of 280), but the rings take some 14,650 LUTs and the rest of plumbing 14,400, "
+          "and the compute units at the slowest folding 25,800, where the xc7z020 has 53,200: 1,700 short (the builder's "
+          "fold and spill run by hand at 939751a; the Yosys table's row is the build's message at 5c0dac6). "
           "A row's last column is the commit that measured it.")
 
 
