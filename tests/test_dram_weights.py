@@ -335,6 +335,34 @@ def test_reactnet_block_at_imagenet_size_with_weights_in_dram(channels, size, cy
 
 
 @pytest.mark.slow
+def test_a_folding_that_fits_is_found_where_the_slowest_does_not(tmp_path):
+    """BinaryDenseNet-37 (ImageNet size) on the Ultra96-V2: the slowest folding streams more
+    layers from DRAM than a faster one, and their deep buffers' read muxes take more LUTs than
+    the part leaves (some 64,000 where 59,976 are left); the folding of 7.8 FPS fits (59,270), and
+    `--target-fps max` finds it (2 minutes, 1.2 GB)."""
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
+    from hwgen.deploy.boards import lookup_board
+    from hwgen.frontend import load_onnx, prepare
+    from hwgen.parts import lookup_part
+    from hwgen.transforms.hardware.set_folding import SetFolding
+    from hwgen.transforms.partition import split_host_and_accelerator
+    from hwgen.transforms.pipeline import STREAMLINE, TO_HARDWARE, apply_all, dram_budget
+
+    path = export("binarydensenet-37", tmp_path / "bdn37.onnx", "imagenet", seed=0)
+    model = prepare(load_onnx(path)).transform(GiveUniqueNodeNames())
+    hardware = apply_all(split_host_and_accelerator(apply_all(model, STREAMLINE)).accel, TO_HARDWARE)
+    cfg = BuildConfig(board="ultra96-v2", clock_mhz=lookup_board("ultra96-v2").fclk_mhz, target_fps="max")
+    part, dram = lookup_part(cfg.fit_part), dram_budget(cfg)
+    slowest = SetFolding(693_633_024, part, dram=dram)
+    assert slowest._needs(slowest.choose(hardware))["LUTs"] > slowest._limits()["LUTs"]
+    folding = SetFolding(None, part, dram=dram)
+    chosen = folding.choose(hardware)
+    assert max(o.cycles for o in chosen.values()) == 19_267_584
+    assert folding._needs(chosen)["LUTs"] <= folding._limits()["LUTs"]
+
+
+@pytest.mark.slow
 def test_reactnet_a_builds_for_the_zcu104_at_the_fastest_rate_that_fits(tmp_path, verilator_cache):
     """ReActNet-A (ImageNet size): `--board zcu104 --target-fps max` puts five layers' weights in
     DRAM, folds again to leave its FIFOs their block RAM, and fits the part (10 minutes, 2.5 GB)."""

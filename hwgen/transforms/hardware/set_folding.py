@@ -59,8 +59,10 @@ carry exactly the MVU's SIMD elements).
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
@@ -381,7 +383,9 @@ class SetFolding(Transformation):
 
     def _fastest_fitting(self, options: dict[str, list[Option]], reachable: int) -> int:
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
-        folding fits the part; the slowest folding of all if none does."""
+        folding fits the part, by bisection below the slowest that fits (the slowest of all, or
+        where that does not fit, the slowest of a ladder of counts 20 % apart); an error naming
+        what binds where none fits."""
         part = self.part
         candidates = self._candidates(options, reachable)
         limits = self._limits()
@@ -395,6 +399,13 @@ class SetFolding(Transformation):
 
         lo, hi = 0, len(candidates) - 1
         if not fits(candidates[hi]):
+            # slower is not always leaner: a slower folding may stream more layers' weights from
+            # DRAM, whose buffers take LUTs; look for one that fits, slowest first, a step of 20 %
+            slower_first = [bisect.bisect_right(candidates, candidates[-1] / 1.2 ** k) - 1
+                            for k in range(1, math.ceil(math.log(candidates[-1] / candidates[0], 1.2)) + 1)]
+            hi = next((k for k in dict.fromkeys(slower_first) if k >= 0 and fits(candidates[k])), None)
+        if hi is None:
+            hi = len(candidates) - 1
             need = needs(candidates[hi])
             name = max(limits, key=lambda r: need[r] / max(limits[r], 1))
             raise HwgenError(
