@@ -15,7 +15,8 @@ build's.
 A build that reads DRAM has the accelerator's registers (`Overlay.<ip>.write/read`, PYNQ's
 `DefaultIP` calls): the simulated fabric reads its DRAM from the buffer whose physical address the
 driver wrote into DRAM_BASE (the buffers `Overlay.allocate` gives have addresses, 4 KB aligned
-and no more, as PYNQ's may be), and until then no frame finishes, as the readers on the board wait for it.
+and no more, as PYNQ's may be), and until then no frame finishes, as the readers on the board
+wait for it.
 
 A build whose weights are loaded after reset also has the weights DMA (send channel only): what it
 is given is the weight stream, which every simulated run then loads first (the model stands for a

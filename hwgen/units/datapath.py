@@ -361,7 +361,7 @@ def bram_read_mux_luts(depth: int, width: int) -> int:
     chooses the shape: one shape throughout, or (at most 1K words deep) one shape and a shallower
     one for the words left over, weighing the 18 Kb blocks against the mux's LUTs
     (`BRAM18_PER_MUX_LUT`). Against Yosys: 6,272 x 144 bits 576 LUTs (Yosys 784, 13 blocks
-    deep), 3,136 x 192 768 (768), 6,272 x 72 288 (387), 12,544 x 44 242 (248), 3,528 x 128 and
+    deep), 3,136 x 192 768 (768), 6,272 x 72 288 (387), 12,544 x 44 176 (248), 3,528 x 128 and
     784 x 64 none (none: one block deep). None out of block RAM."""
     if depth <= 0 or width <= 0 or not in_bram(depth, width):
         return 0

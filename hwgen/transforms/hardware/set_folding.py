@@ -31,12 +31,12 @@ limiting unit (`report.json` `target`) and the build warns.
 `target_cycles=None` asks for the fastest folding that fits `part` by the units' estimates: the
 smallest cycle count whose cheapest folding keeps the compute units within `part` (LUTs within
 `MAX_LUT_SHARE` of the part, the rest left to FIFOs, width converters and routing; BRAM within
-`MAX_BRAM_SHARE` of it and DSPs within the part). Cost mostly falls as the target rises,
-so a bisection over the cycle counts the units can take finds it; not always: a slower folding
-may stream more layers' weights from DRAM, whose buffers take LUTs, so where the slowest does
-not fit, counts 20 % apart are tried, slowest first, and the bisection runs below the first that
-fits. Where none fits, that is an error naming the resource that binds, what the design needs of it and
-what the part has. Where one does, `limit` says what stops a faster one (`FoldLimit`): the resource
+`MAX_BRAM_SHARE` of it and DSPs within the part). Cost mostly falls as the target rises, so a
+bisection over the cycle counts the units can take finds it; not always: a slower folding may
+stream more layers' weights from DRAM, whose buffers take LUTs, so where the slowest does not
+fit, counts 20 % apart are tried, slowest first, and the bisection runs below the first that
+fits. Where none fits, that is an error naming the resource that binds, what the design needs
+of it and what the part has. Where one does, `limit` says what stops a faster one (`FoldLimit`): the resource
 the next faster cycle count needs beyond the part, the DRAM bandwidth where that folding would fit
 with a DRAM that carried anything (the weights that block RAM cannot hold would stream in fewer
 passes), or the pipeline's own minimum (its slowest unit at its fastest folding). `apply` records
