@@ -125,9 +125,9 @@ class DramFifo(StreamingFifo):
         a bit of the word: the slot's beat, kept, or cleared once the word is written); the
         unpacking mux (a LUT per bit per two slots); the ring's pointers and counts and their
         compares (six LUTs per bit of a ring address); the adder of the ring's base (its bits above
-        the ring's: a word's address needs none, `dram_alignment`), the frame's
-        beat count, the idle count and the control. Within 6 % of Yosys on 8-bit beats over a
-        64-bit bus and 12-bit beats over a 128-bit one (`tests/test_estimates.py`)."""
+        the ring's: a word's address needs none, `dram_alignment`), the frame's beat count, the
+        idle count and the control. Within 6 % of Yosys on 8-bit beats over a 64-bit bus and
+        12-bit beats over a 128-bit one (`tests/test_estimates.py`)."""
         width, slots = self.spec.width, self.slots
         fifos = 2 * ram_luts(BUFFER_WORDS, self.data_bits) + self.data_bits
         packing = slots * (width + 1)
@@ -161,7 +161,7 @@ class DramFifoComponent(wiring.Component):
         m.submodules.rbuf = rbuf = SyncFIFOBuffered(width=bits, depth=BUFFER_WORDS)  # its head in a register
         # the ring's base: dram_base and the offset are multiples of the ring's size (`dram_alignment`),
         # so its low bits are zero and a word's address is the base with the word's index there
-        low = (ring * u.word_bytes).bit_length() - 1
+        low = u.dram_image_bytes().bit_length() - 1
         ring_high = Signal(ADDR_BITS - low)
         m.d.sync += ring_high.eq(self.dram_base[low:] + (u.offset >> low))
 

@@ -36,11 +36,11 @@ bisection over the cycle counts the units can take finds it; not always: a slowe
 stream more layers' weights from DRAM, whose buffers take LUTs, so where the slowest does not
 fit, counts 20 % apart are tried, slowest first, and the bisection runs below the first that
 fits. Where none fits, that is an error naming the resource that binds, what the design needs
-of it and what the part has. Where one does, `limit` says what stops a faster one (`FoldLimit`): the resource
-the next faster cycle count needs beyond the part, the DRAM bandwidth where that folding would fit
-with a DRAM that carried anything (the weights that block RAM cannot hold would stream in fewer
-passes), or the pipeline's own minimum (its slowest unit at its fastest folding). `apply` records
-it in the model (`FOLD_LIMIT_KEY`) for `report.json`.
+of it and what the part has. Where one does, `limit` says what stops a faster one
+(`FoldLimit`): the resource the next faster cycle count needs beyond the part, the DRAM bandwidth
+where that folding would fit with a DRAM that carried anything (the weights that block RAM
+cannot hold would stream in fewer passes), or the pipeline's own minimum (its slowest unit at
+its fastest folding). `apply` records it in the model (`FOLD_LIMIT_KEY`) for `report.json`.
 
 With a DRAM to stream from (`DramBudget`: the board's bandwidth at the clock, its read masters
 and their width; `--weight-memory auto`), an MVU also has the foldings whose weight words fill

@@ -30,7 +30,7 @@ from hwgen.fit import part_fit
 from hwgen.ops import unit_of
 from hwgen.parts import Part
 from hwgen.transforms.graph import HWGEN_DOMAIN, make_node
-from hwgen.transforms.hardware.choose_weight_memories import aligned
+from hwgen.transforms.hardware.choose_weight_memories import dram_end
 from hwgen.transforms.hardware.size_fifos import join_fifos
 from hwgen.units.dram_fifo import BUFFER_WORDS, FLUSH_CYCLES
 
@@ -82,6 +82,7 @@ def spill(model: ModelWrapper, nodes: list, bus_bits: int) -> None:
     `FLUSH_CYCLES`. The rings follow every DRAM image before them, each on a multiple of its size
     (`DramFifo.dram_alignment`), the largest first, so that none leaves a gap before the next."""
     frame = max(unit_of(model, n).est_cycles() for n in model.graph.node)
+    offset = dram_end(model)  # the FIFOs that become rings hold no DRAM image yet
     new: set[str] = set()
     for node in nodes:
         op = getCustomOp(node)
@@ -94,8 +95,6 @@ def spill(model: ModelWrapper, nodes: list, bus_bits: int) -> None:
         model.graph.node.remove(node)
         model.graph.node.insert(index, ring)  # a copy: the graph's own node is found by name below
         new.add(ring.name)
-    offset = max((aligned(u.offset + u.dram_image_bytes()) for n in model.graph.node
-                  if n.name not in new and (u := unit_of(model, n)).dram_image_bytes()), default=0)
     placed = [n for n in model.graph.node if n.name in new]
     for ring in sorted(placed, key=lambda r: -unit_of(model, r).dram_alignment()):
         align = unit_of(model, ring).dram_alignment()
