@@ -213,3 +213,41 @@ def test_dram_fifo_estimates_and_levels(dtype, elems, bus, depth, tmp_path):
     unit = DramFifo(DataType[dtype], elems, 100_352, depth, bus, 0, 200)
     assert unit.est_brams() == 0
     assert_alone_within_estimates_and_levels(f"DramFifo_{dtype}_{bus}", unit, tmp_path)
+
+
+def lut_product_mvus() -> dict[str, object]:
+    """MVUs whose multi-bit products are built in LUTs (`products_in_luts`, where DSPs run short):
+    ABC-Net's multi-level INT6 x INT5, a stem's UINT8 x INT8 and a downsampling 1x1 convolution's
+    INT8 x INT8, small in the default run and at the ImageNet networks' foldings with `-m slow`."""
+    import numpy as np
+    from qonnx.core.datatype import DataType as D
+
+    from hwgen.units.mvu import MVU, accumulator_dtype, accumulator_range
+
+    # (MW, MH, PE, SIMD, input, weights, thresholds per neuron (0: none), output, out_bias)
+    shapes = {
+        "abc-small": (64, 16, 2, 8, D["INT6"], D["INT5"], 3, D["INT2"], -2),
+        "stem-small": (49, 8, 2, 7, D["UINT8"], D["INT8"], 0, None, 0),
+        "abc-pe4-simd16": (576, 64, 4, 16, D["INT6"], D["INT5"], 0, None, 0),
+        "stem-pe8-simd21": (147, 64, 8, 21, D["UINT8"], D["INT8"], 0, None, 0),
+        "downsample-pe4-simd32": (64, 128, 4, 32, D["INT8"], D["INT8"], 0, None, 0),
+    }
+    rng = np.random.default_rng(0)
+    units = {}
+    for name, (mw, mh, pe, simd, idt, wdt, steps, odt, bias) in shapes.items():
+        w = rng.integers(int(wdt.min()), int(wdt.max()) + 1, (mw, mh))
+        thr = None
+        if steps:
+            lo, hi = accumulator_range(idt, wdt, w)
+            thr = np.sort(rng.integers(lo, hi + 1, (mh, steps)), axis=1)
+        else:
+            odt = accumulator_dtype(idt, wdt, w)
+        units[name] = MVU(mw, mh, pe, simd, idt, wdt, w, thr, odt, bias, vectors_per_frame=4, products_in_luts=True)
+    return units
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if "small" in n else pytest.mark.slow)
+                                  for n in lut_product_mvus()])
+def test_lut_product_estimates_match_yosys(name, tmp_path):
+    """Products in LUTs: no DSP in Yosys's netlist, LUTs within the share, levels within bounds."""
+    assert_alone_within_estimates_and_levels(name, lut_product_mvus()[name], tmp_path)

@@ -277,3 +277,31 @@ def test_choosing_a_folding_without_rewriting_the_graph_gives_the_built_units(tm
             assert estimates(units) == estimates(built), (part, mode, cycles)
             loaded |= {e[-1] for e in estimates(built)}
     assert loaded == {True, False}
+
+
+def test_products_move_to_luts_only_where_the_dsps_run_short():
+    """Two 8-bit layers folded to 32 cycles take 32 DSPs each at least. On a part with 220 DSPs
+    they keep them; with 48, folding builds one layer's products in LUTs (the one that costs
+    fewer LUTs per DSP freed) and the design fits; the graph's MVU then carries the knob."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.parts import Part
+    from hwgen.transforms.hardware.set_folding import SetFolding, options_of
+    from hwgen.units.mvu import MVU, accumulator_dtype
+
+    rng = np.random.default_rng(0)
+    int8 = DataType["INT8"]
+    units = {}
+    for name, mw in (("wide", 64), ("narrow", 32)):
+        w = rng.integers(-128, 128, (mw, 32))
+        units[name] = MVU(mw, 32, 1, 1, int8, int8, w, None, accumulator_dtype(int8, int8, w))
+    options = {name: options_of(unit) for name, unit in units.items()}
+    roomy = Part("test", "xc7", luts=53200, ffs=106400, bram36=140, dsp=220)
+    chosen, _ = SetFolding(64, roomy)._fold(options, 64)
+    assert all("products_in_luts" not in o.knobs for o in chosen.values())
+    assert sum(o.resources[2] for o in chosen.values()) == 32 + 16
+    short = Part("test", "xc7", luts=53200, ffs=106400, bram36=140, dsp=40)
+    chosen, _ = SetFolding(64, short)._fold(options, 64)
+    in_luts = {name for name, o in chosen.items() if o.knobs.get("products_in_luts")}
+    assert in_luts == {"narrow"} and sum(o.resources[2] for o in chosen.values()) == 32
+    assert chosen["narrow"].unit.products_in_luts and chosen["narrow"].resources[0] > options["narrow"][0].resources[0]

@@ -58,7 +58,8 @@ OUT_FIFO = 4
 class DramMVU(Unit):
     """An MVU (`hwgen.units.mvu`: the accumulators, or their thresholds) over `vectors_per_frame`
     vectors a frame in `passes` passes, its weights read from DRAM once a pass at `offset` bytes
-    from the DRAM base over a `data_bits` bus (the fields are the MVU's, and those three)."""
+    from the DRAM base over a `data_bits` bus (the fields are the MVU's, and those three; its
+    products in LUTs or DSPs as folding chose for the MVU it replaces)."""
 
     #: not folded: it takes the folding of the MVU it replaces (`ChooseWeightMemories`, after folding)
     FOLDING = ()
@@ -77,12 +78,14 @@ class DramMVU(Unit):
     data_bits: int = 64
     offset: int = 0
     passes: int = 1
+    products_in_luts: bool = False
     _mvu: MVU = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # the on-chip MVU of the same layer checks the parameters and gives the arithmetic
         mvu = MVU(self.MW, self.MH, self.PE, self.SIMD, self.input_dtype, self.weight_dtype, self.weights,
-                  self.thresholds, self.output_dtype, self.out_bias, vectors_per_frame=self.vectors_per_frame)
+                  self.thresholds, self.output_dtype, self.out_bias, vectors_per_frame=self.vectors_per_frame,
+                  products_in_luts=self.products_in_luts)
         object.__setattr__(self, "_mvu", mvu)
         object.__setattr__(self, "weights", mvu.weights)
         object.__setattr__(self, "thresholds", mvu.thresholds)

@@ -151,6 +151,7 @@ class MVU(Unit):
     weights_loaded: bool = False
     weights_in_uram: bool = False
     weights_in_luts: bool = False
+    products_in_luts: bool = False
     _hw: _HwParams = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -187,6 +188,9 @@ class MVU(Unit):
             raise HwgenError("weights in UltraRAM must be loaded (weights_loaded): URAM has no "
                              "contents in the bitstream", where=where)
         object.__setattr__(self, "_hw", _HwParams.of(self, acc_lo, acc_hi))
+        if self.products_in_luts and not self.dsp_products():
+            raise HwgenError("products_in_luts applies to products of two multi-bit operands of 9 bits or more "
+                             f"together, not {self.input_dtype.name} x {self.weight_dtype.name}", where=where)
 
     # -- folding
 
@@ -195,7 +199,7 @@ class MVU(Unit):
         again (nothing derived from them depends on the folding)."""
         new = copy.copy(self)
         for name, value in knobs.items():
-            if name == "weights_in_luts":
+            if name in ("weights_in_luts", "products_in_luts"):
                 object.__setattr__(new, name, bool(value))
                 continue
             if name not in ("PE", "SIMD"):
@@ -203,6 +207,9 @@ class MVU(Unit):
             object.__setattr__(new, name, value)
         if new.MH % new.PE or new.MW % new.SIMD:
             raise HwgenError(f"PE={new.PE} / SIMD={new.SIMD} do not divide MH={new.MH} / MW={new.MW}", where="MVU")
+        if new.products_in_luts and not new.dsp_products():
+            raise HwgenError(f"products_in_luts applies to products that would take DSPs, not "
+                             f"{new.input_dtype.name} x {new.weight_dtype.name}", where="MVU")
         return new
 
     def folding_space(self) -> list[dict[str, int]]:
@@ -332,6 +339,8 @@ class MVU(Unit):
             # per lane its popcount, and the beat's nonzero count once: bit heaps whose first
             # counters take the three-input bits in (Yosys, PE 4 and 16 at SIMD 72: within 8 %)
             datapath = (self.PE + 1) * bit_heap_luts([self.SIMD])
+        elif self.products_in_luts:
+            datapath = self.PE * lut_product_luts(self.SIMD, ib, wb)
         elif self.est_dsps():
             datapath = self.PE * self.SIMD * (ib + wb)  # the products are in DSPs; adder tree only
         elif _signed_weights(self):
@@ -367,15 +376,18 @@ class MVU(Unit):
             return 0
         return logic_rom_luts(depth, width)
 
-    def est_dsps(self) -> int:
-        """One DSP48 per product lane (PE*SIMD) where both operands are multi-bit and the product
-        has 9 bits or more (8-bit x 8-bit, 2-bit x 8-bit): the rule by which Yosys's synth_xilinx
-        (and Vivado, by default) map a multiplier to a DSP slice. XNOR/popcount lanes and
-        +-1 / {0, 1} operands (a select or a negation) use none."""
+    def dsp_products(self) -> bool:
+        """Whether the lanes' products are multipliers a synthesizer maps to DSP slices: both
+        operands multi-bit and the product 9 bits or more (8-bit x 8-bit, 2-bit x 8-bit), the
+        rule by which Yosys's synth_xilinx (and Vivado, by default) take a DSP48. XNOR/popcount
+        lanes and +-1 / {0, 1} operands (a select or a negation) are not."""
         ib, wb = self.input_dtype.bitwidth(), self.weight_dtype.bitwidth()
-        if self._hw.popcount or min(ib, wb) == 1 or ib + wb < 9:
-            return 0
-        return self.PE * self.SIMD
+        return not (self._hw.popcount or min(ib, wb) == 1 or ib + wb < 9)
+
+    def est_dsps(self) -> int:
+        """One DSP48 per product lane (PE*SIMD) where the products are DSP multipliers
+        (`dsp_products`), none where they are built in LUTs (`products_in_luts`)."""
+        return self.PE * self.SIMD if self.dsp_products() and not self.products_in_luts else 0
 
     def est_brams(self) -> int:
         """18 Kb BRAMs of the weight ROM, threshold ROM and input ping-pong buffer
@@ -483,6 +495,42 @@ def _product(x: Value, xdt: BaseDataType, w: Value, wdt: BaseDataType) -> Value:
     return xv * wv
 
 
+def _bit_plane_dot(x: Value, w: Value, u: MVU, register) -> tuple[Value, int]:
+    """The sum of SIMD products x*w without a multiplier (`MVU.products_in_luts`): the operand
+    of fewer bits is split into its bit planes; plane j sums the other operand's values where
+    bit j is set (an AND that the adder's LUTs take in, as for +-1 weights), and the planes add
+    up shifted, the top one subtracted for a signed operand (two's complement). A register
+    holds the planes' sums before they add up: the lanes' depth is the planes' trees, one, and
+    the last tree."""
+    ibits, wbits, SIMD = u.input_dtype.bitwidth(), u.weight_dtype.bitwidth(), u.SIMD
+    xs = [x[s * ibits:(s + 1) * ibits] for s in range(SIMD)]
+    ws = [w[s * wbits:(s + 1) * wbits] for s in range(SIMD)]
+    if wbits <= ibits:  # planes of the weights pick the inputs
+        values, codes, code_dtype = [decode(v, u.input_dtype) for v in xs], ws, u.weight_dtype
+    else:
+        values, codes, code_dtype = [decode(v, u.weight_dtype) for v in ws], xs, u.input_dtype
+    bits = code_dtype.bitwidth()
+    planes, depth = [], 0
+    for j in range(bits):
+        plane, depth = staged_tree_sum([Mux(code[j], value, 0) for value, code in zip(values, codes)], register)
+        planes.append(register(plane))
+    terms = [plane << j for j, plane in enumerate(planes)]
+    if code_dtype.signed():
+        terms[-1] = -terms[-1]
+    total, last = staged_tree_sum(terms, register)
+    return total, depth + 1 + last
+
+
+def lut_product_luts(simd: int, ibits: int, wbits: int) -> int:
+    """LUTs of one lane's sum of `simd` products built in LUTs (`_bit_plane_dot`): per plane of
+    the narrower operand and per product, a pick of the wider operand and its share of the
+    plane's adder tree (a LUT a bit of each, the tree's words growing with its depth), the
+    planes' own tree within that. Fitted to Yosys `synth_xilinx` on 8-bit x 8-bit lanes of 21
+    and 32 products and 6-bit x 5-bit of 16 (within 5 %; `tests/test_estimates.py`)."""
+    narrow, wide = min(ibits, wbits), max(ibits, wbits)
+    return math.ceil(narrow * simd * (wide + 4 + 0.5 * math.log2(simd)))
+
+
 def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[list[Value], int]:
     """Per lane, the dot product of the input beat `x1` (SIMD elements) and the lane's part of
     the weight word `wdata`: popcount(~(x ^ w)) or the sum of SIMD products, through a pipeline
@@ -515,6 +563,8 @@ def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[lis
                 [Mux(lane_w[s], decode(x1[s * ibits:(s + 1) * ibits], u.input_dtype), 0) for s in range(SIMD)],
                 register)
             dot = (picked << 1) - shared
+        elif u.products_in_luts:
+            dot, depth = _bit_plane_dot(x1, lane_w, u, register)
         else:
             dot, depth = staged_tree_sum([
                 _product(x1[s * ibits : (s + 1) * ibits], u.input_dtype,

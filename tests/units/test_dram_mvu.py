@@ -76,3 +76,19 @@ def test_thresholds_of_each_tile_on_its_accumulators(steps, odt, verilator_cache
         out, _ = simulate_unit(unit, x, stall_prob=stall, seed=4, cache_dir=verilator_cache, dram=dram_for(unit))
         np.testing.assert_array_equal(out, unit.reference(x))
     assert unit.parameter_memories() == [(3, 16 * steps * 7, "thresholds")]
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_products_in_luts_with_weights_from_dram(stall, verilator_cache):
+    """8-bit x 8-bit products built in LUTs (where folding freed the DSPs) in the weight-stationary
+    unit: the same outputs, no DSP, and the cycles as estimated."""
+    rng = np.random.default_rng(4)
+    w = rng.integers(-128, 128, (32, 16))
+    unit = DramMVU(32, 16, 4, 4, INT8, INT8, w, None, accumulator_dtype(INT8, INT8, w), 0, 3, 64, OFFSET,
+                   products_in_luts=True)
+    assert unit.est_dsps() == 0 and unit._mvu.products_in_luts
+    x = rng.integers(-128, 128, (3, 3 * 32))
+    out, result = simulate_unit(unit, x, stall_prob=stall, seed=2, cache_dir=verilator_cache, dram=dram_for(unit))
+    np.testing.assert_array_equal(out, unit.reference(x))
+    if stall == 0.0:
+        assert result.cycles_per_frame == unit.est_cycles()

@@ -289,3 +289,36 @@ def test_weights_in_luts_where_block_ram_would_hold_them(check_unit):
     check_unit(in_luts, frames, seed=3)
     with pytest.raises(HwgenError, match="exclude each other"):
         dataclasses.replace(unit, weights_loaded=True, weights_in_uram=True, weights_in_luts=True)
+
+
+# ---- products in LUTs ------------------------------------------------------------------------------
+
+#: multi-bit products that would take a DSP each, built from bit planes instead: ABC-Net's
+#: multi-level weights (INT5) on its INT6 activations, a stem's UINT8 pixels x INT8 weights with a
+#: pipelined wide beat, 4-bit inputs x 8-bit weights (the planes are the inputs'), unsigned x unsigned
+LUT_PRODUCT_CASES = {
+    "int6_int5_t3": (48, 8, 4, 12, DataType["INT6"], DataType["INT5"], 3, INT2, -2, 2),
+    "uint8_int8_acc_wide": (147, 4, 2, 49, UINT8, INT8, 0, None, 0, 2),
+    "int4_int8_planes_of_inputs": (16, 6, 3, 8, DataType["INT4"], INT8, 0, None, 0, 3),
+    "uint4_uint6": (24, 4, 4, 6, DataType["UINT4"], DataType["UINT6"], 1, BIPOLAR, 0, 2),
+}
+
+
+@pytest.mark.parametrize("case", LUT_PRODUCT_CASES)
+def test_products_in_luts_match_the_reference_without_dsps(case, check_unit):
+    rng = np.random.default_rng(sum(map(ord, case)))
+    unit = make_mvu(rng, *LUT_PRODUCT_CASES[case])
+    in_luts = unit.refolded(products_in_luts=1)
+    assert unit.est_dsps() == unit.PE * unit.SIMD and in_luts.est_dsps() == 0
+    assert in_luts.est_luts() > unit.est_luts()
+    frames = random_values(rng, unit.input_dtype, (6, unit.inputs[0].elems_per_frame))
+    check_unit(in_luts, frames, seed=11)
+
+
+def test_products_in_luts_only_where_they_would_take_dsps():
+    rng = np.random.default_rng(0)
+    unit = make_mvu(rng, *CASES["uint8_bipolar_shared_sum"])
+    with pytest.raises(HwgenError, match="products_in_luts applies to products that would take DSPs, not UINT8 x BIPOLAR"):
+        unit.refolded(products_in_luts=1)
+    with pytest.raises(HwgenError, match="not UINT8 x BIPOLAR"):
+        dataclasses.replace(unit, products_in_luts=True)

@@ -207,7 +207,10 @@ class SetFolding(Transformation):
         changed = False
         for node in nodes:
             op = getCustomOp(node)
-            for knob, value in chosen[node.name].knobs.items():
+            knobs = chosen[node.name].knobs
+            if node.op_type == "MVU":  # DSPs unless freeing them chose LUTs (`_free_dsps`)
+                knobs = {"products_in_luts": 0, **knobs}
+            for knob, value in knobs.items():
                 if op.get_nodeattr(knob) != value:
                     op.set_nodeattr(knob, value)
                     changed = True
@@ -288,7 +291,47 @@ class SetFolding(Transformation):
             chosen = self._pick(options, cycles, prices)
             self._free_block_ram(chosen, options, cycles, dsp_price)
         _spend_block_ram(chosen, options, cycles, budget, self._block_ram)
+        self._free_dsps(chosen)
         return chosen, prices
+
+    def _free_dsps(self, chosen: dict[str, Option]) -> None:
+        """Where the chosen units need more DSPs than the part has, build the products of MVUs
+        in LUTs instead (`MVU.products_in_luts`: the same folding, cycles and block RAM), the
+        fewest extra LUTs per DSP freed first, while the LUTs stay within their budget. Only
+        then: where the DSPs fit, a multiplier in a DSP costs no LUTs, so a design that fits
+        keeps them (and its RTL)."""
+        dsps = sum(o.resources[2] for o in chosen.values())
+        if dsps <= self.part.dsp:
+            return
+        luts = sum(o.resources[0] for o in chosen.values())
+        swaps = []
+        for name, o in chosen.items():
+            swap = self._with_products_in_luts(o)
+            if swap is not None:
+                freed, extra = o.resources[2] - swap.resources[2], swap.resources[0] - o.resources[0]
+                swaps.append((max(extra, 0) / freed, name, swap))
+        for _, name, swap in sorted(swaps, key=lambda s: s[0]):
+            if dsps <= self.part.dsp:
+                return
+            extra = swap.resources[0] - chosen[name].resources[0]
+            if luts + extra <= self._lut_budget:
+                dsps -= chosen[name].resources[2] - swap.resources[2]
+                luts += extra
+                chosen[name] = swap
+
+    def _with_products_in_luts(self, option: Option) -> Option | None:
+        """`option` (an MVU, on chip or with its weights in DRAM) with its DSP products built
+        in LUTs; None where it has none."""
+        unit = option.unit
+        if not isinstance(unit, MVU) or not unit.est_dsps():
+            return None
+        unit = unit.refolded(products_in_luts=1)
+        knobs = {**option.knobs, "products_in_luts": 1}
+        if option.dram_bytes:
+            plan = plan_of(unit, self.dram.bus_bits, option.passes)
+            return replace(option, knobs=knobs, unit=unit, resources=(plan.luts, plan.brams, plan.dsps))
+        return replace(option, knobs=knobs, unit=unit,
+                       resources=(int(unit.est_luts()), int(unit.est_brams()), int(unit.est_dsps())))
 
     def _free_block_ram(self, chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int,
                         dsp_price: float) -> None:
@@ -498,7 +541,10 @@ def _options(model: ModelWrapper, node) -> list[Option]:
 
 
 def options_of(base: Unit) -> list[Option]:
-    """Every folding of `base` (`Unit.folding_space`) with its estimates."""
+    """Every folding of `base` (`Unit.folding_space`) with its estimates: an MVU's products in
+    DSPs, as folding starts (`SetFolding._free_dsps` moves them to LUTs where DSPs run short)."""
+    if isinstance(base, MVU) and base.products_in_luts:
+        base = base.refolded(products_in_luts=0)
     options = []
     for knobs in base.folding_space():
         unit = base.refolded(**knobs)
