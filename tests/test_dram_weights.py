@@ -135,7 +135,8 @@ def test_auto_streams_from_dram_what_block_ram_cannot_hold(wide_mlp, tmp_path, v
     z2 = report["parts"][0]
     assert z2["part"] == "xc7z020" and z2["fits"] and z2["est_bram18"] <= 280
     dram = report["dram"]
-    assert dram["bytes_per_frame"] == (784 * 2048 + 2048 * 2048) // 8
+    # MVU_0 (PE 4 x SIMD 7) reads 28-bit weight words in 32-bit slots, two to a bus word
+    assert dram["bytes_per_frame"] == 784 * 2048 // 28 * 32 // 8 + 2048 * 2048 // 8
     assert dram["mbytes_per_s"] <= dram["available_mbytes_per_s"] == pytest.approx(1492.4)
     assert report["totals"]["max_est_cycles"] == 65536  # 1,526 FPS at 100 MHz
     # a faster folding needs more block RAM than the part has, even with its weights in DRAM
@@ -197,10 +198,11 @@ def test_the_fastest_folding_says_what_stops_a_faster_one(wide_mlp):
     part, dram = lookup_part("xc7z020"), dram_budget(BuildConfig(board="pynq-z2", target_fps="max"))
     board = SetFolding(None, part, dram=dram)
     assert max(o.cycles for o in board.choose(hardware).values()) == 65536
-    assert board.limit == FoldLimit("BRAM18", 461, 280, faster_cycles=57344)
+    # the next faster: a DramMVU of 57,344 steps, one more to start its pass
+    assert board.limit == FoldLimit("BRAM18", 461, 280, faster_cycles=57345)
     slow = SetFolding(None, part, dram=replace(dram, mbytes_per_s=600.0))
     cycles = max(o.cycles for o in slow.choose(hardware).values())
-    assert cycles == 131072 and slow.limit == FoldLimit("DRAM MB/s", 632.1, 600.0, faster_cycles=114688)
+    assert cycles == 131072 and slow.limit == FoldLimit("DRAM MB/s", 632.1, 600.0, faster_cycles=114689)
     assert slow.limit.describe(100.0) == ("DRAM bandwidth: the next faster folding (872 FPS) would read 632 MB/s "
                                           "of weights from DRAM, where the board carries 600 (block RAM holds the rest)")
 

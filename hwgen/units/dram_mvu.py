@@ -23,9 +23,10 @@ chooses the passes (`plan_of`) with the DRAM bandwidth as a constraint.
 Every buffer is doubled, so the three sides run at once: the next pass arrives while one is
 computed and the one before is sent, and a chain of these units runs at its slowest one's rate.
 The tiles are double-buffered too: while one is computed, the next arrives through `DramReader`
-(its bus words gathered into weight words, `word_bits / data_bits` each), so the DRAM keeps pace
-while a tile's compute (V/R x SF cycles) takes at least as long as its load (SF x bus words per
-weight word cycles). The dot products are the on-chip MVU's (`mvu.lane_dots`), so the arithmetic
+(its bus words gathered into weight words, `word_bits / data_bits` each; or, for a word narrower
+than the bus, several words to a bus word, each in a slot of a power of two bits: `slot_bits_of`),
+so the DRAM keeps pace while a tile's compute (V/R x SF cycles) takes at least as long as its load
+(SF x bus words per weight word cycles, or SF / words per bus word). The dot products are the on-chip MVU's (`mvu.lane_dots`), so the arithmetic
 is the same.
 """
 
@@ -89,9 +90,6 @@ class DramMVU(Unit):
         object.__setattr__(self, "_mvu", mvu)
         object.__setattr__(self, "weights", mvu.weights)
         object.__setattr__(self, "thresholds", mvu.thresholds)
-        if self.word_bits % self.data_bits:
-            raise HwgenError(f"a weight word (PE x SIMD x weight bits = {self.word_bits}) must be a whole number "
-                             f"of the DRAM bus's {self.data_bits}-bit words", where=_WHERE)
         _ = self.reader  # checks data_bits and offset
         if not isinstance(self.passes, (int, np.integer)) or self.passes < 1 or self.vectors_per_frame % self.passes:
             raise HwgenError(f"passes={self.passes} must divide vectors_per_frame={self.vectors_per_frame}",
@@ -109,13 +107,23 @@ class DramMVU(Unit):
     def word_bits(self) -> int:
         return word_bits_of(self._mvu)
 
+    @property
+    def slot_bits(self) -> int:
+        """Bits a weight word takes in the DRAM image (`slot_bits_of`)."""
+        return slot_bits_of(self.word_bits, self.data_bits)
+
     @cached_property
     def reader(self) -> DramReader:
-        """The unit's DRAM reader: the weight words, tile by tile, as bytes."""
-        words = weight_words(self._mvu)
-        nbytes = self.word_bits // 8
-        image = np.frombuffer(b"".join(w.to_bytes(nbytes, "little") for w in words), np.uint8)
-        return DramReader(image, self.data_bits, self.offset)
+        """The unit's DRAM reader: the weight words, tile by tile, each in its slot (`slot_bits`),
+        as bytes."""
+        words, slot, data = weight_words(self._mvu), self.slot_bits, self.data_bits
+        if slot >= data:
+            chunks = [w.to_bytes(slot // 8, "little") for w in words]
+        else:  # a bus word holds data / slot words, the first in its lowest bits; the last one padded
+            per_bus = data // slot
+            chunks = [sum(w << (i * slot) for i, w in enumerate(words[b:b + per_bus])).to_bytes(data // 8, "little")
+                      for b in range(0, len(words), per_bus)]
+        return DramReader(np.frombuffer(b"".join(chunks), np.uint8), self.data_bits, self.offset)
 
     def dram_image(self) -> np.ndarray:
         """The bytes the DRAM holds at `offset` for this unit."""
@@ -192,10 +200,28 @@ def word_bits_of(mvu: MVU) -> int:
     return mvu.PE * mvu.SIMD * mvu.weight_dtype.bitwidth()
 
 
-def can_stream(mvu: MVU, bus_bits: int) -> bool:
-    """Whether `mvu`'s weights can stream from DRAM as folded: its weight words are whole words
-    of a `bus_bits` bus, and folding did not put them in LUTs."""
-    return not mvu.weights_in_luts and word_bits_of(mvu) % bus_bits == 0
+def slot_bits_of(word_bits: int, data_bits: int) -> int:
+    """Bits a weight word of `word_bits` takes in the DRAM image on a `data_bits` bus: whole bus
+    words where it is at least one (padded up to them), else the least power of two that holds
+    it, so that a bus word carries a whole number of weight words (a 5-bit weight alone takes 8
+    bits of a 64-bit word, eight to a word). A folding whose words fill whole bus words wastes
+    none of the bandwidth."""
+    if word_bits >= data_bits:
+        return -(-word_bits // data_bits) * data_bits
+    return 1 << (word_bits - 1).bit_length()
+
+
+def bus_words_per_pass(words: int, word_bits: int, data_bits: int) -> int:
+    """Bus words of an image of `words` weight words, each in its slot (`slot_bits_of`)."""
+    slot = slot_bits_of(word_bits, data_bits)
+    return words * slot // data_bits if slot >= data_bits else -(-words // (data_bits // slot))
+
+
+def can_stream(mvu: MVU, bus_bits: int, padded: bool = False) -> bool:
+    """Whether `mvu`'s weights can stream from DRAM as folded: folding did not put them in LUTs,
+    and its weight words are whole words of a `bus_bits` bus, or any size with `padded` (each in
+    its slot: `slot_bits_of`)."""
+    return not mvu.weights_in_luts and (padded or word_bits_of(mvu) % bus_bits == 0)
 
 
 def pass_choices(vectors: int) -> list[int]:
@@ -219,16 +245,20 @@ def plan_of(mvu: MVU, data_bits: int, passes: int = 1) -> DramPlan:
     v, sf, nf = mvu.vectors_per_frame, mvu.SF, mvu.NF
     vp = v // passes
     word_bits = word_bits_of(mvu)
+    bus_words = bus_words_per_pass(nf * sf, word_bits, data_bits)
     compute = passes * (nf * vp * sf + 1)
-    cycles = max(passes * nf * sf * (word_bits // data_bits), compute, v * sf, v * nf)
+    cycles = max(passes * bus_words, compute, v * sf, v * nf)
     thresholds = [(d, w) for d, w, role in mvu.parameter_memories() if role == "thresholds"]
     rams = [(2 * vp * sf, mvu.SIMD * mvu.input_dtype.bitwidth()), (2 * sf, word_bits),
             (2 * vp * nf, mvu.PE * mvu.output_dtype.bitwidth())]
     buffers = [*rams, *thresholds]
-    image_bytes = nf * sf * word_bits // 8
+    image_bytes = bus_words * data_bits // 8
+    per_bus = data_bits // slot_bits_of(word_bits, data_bits)
+    # several words to a bus word: a mux picks each (a LUT6 a bit selects among four), two counters
+    unpack = word_bits * -(-per_bus // 4) + 2 * (nf * sf).bit_length() if per_bus > 1 else 0
     luts = (mvu.est_luts() - mvu.weight_rom_luts() + sum(memory_luts(d, w) for d, w in thresholds)
             + sum(max(memory_luts(d, w), bram_read_mux_luts(d, w)) for d, w in rams)
-            + reader_luts(image_bytes * 8 // data_bits, data_bits) + 40)
+            + reader_luts(bus_words, data_bits) + unpack + 40)
     return DramPlan(cycles, luts, sum(memory_bram18(d, w) for d, w in buffers), mvu.est_dsps(),
                     passes * image_bytes)
 
@@ -267,23 +297,33 @@ class DramMVUComponent(wiring.Component):
             with m.If((waddr == IN - 1) | (waddr == 2 * IN - 1)):
                 m.d.sync += [in_full.bit_select(wbank, 1).eq(1), wbank.eq(~wbank)]
 
-        # ---- weight tiles: bus words gathered into weight words, two tiles of SF words
-        ratio = u.word_bits // u.data_bits
+        # ---- weight tiles: bus words gathered into weight words (or a bus word's several words
+        # taken in turn), two tiles of SF words
+        slot, data = u.slot_bits, u.data_bits
         m.submodules.tiles = tiles = Memory(shape=unsigned(u.word_bits), depth=2 * SF, init=[],
                                             attrs=memory_attrs(2 * SF, u.word_bits, rom=False))
         tw, tr = tiles.write_port(), tiles.read_port(domain="sync")
         tile_full, lbank, lsf = Signal(2), Signal(), Signal(range(SF))
         loading = ~tile_full.bit_select(lbank, 1)
-        m.d.comb += reader.out.ready.eq(loading)
         got = reader.out.valid & loading
-        if ratio == 1:
-            word, word_done = reader.out.payload, got
-        else:
-            gathered, part = Signal((ratio - 1) * u.data_bits), Signal(range(ratio))
+        if slot < data:  # per_bus words a bus word; the pass's last word ends its bus word
+            per_bus = data // slot
+            part, pword = Signal(range(per_bus)), Signal(range(NF * SF))
+            bus_word_done = (part == per_bus - 1) | (pword == NF * SF - 1)
+            m.d.comb += reader.out.ready.eq(loading & bus_word_done)
             with m.If(got):
-                m.d.sync += [gathered.eq(Cat(gathered[u.data_bits:], reader.out.payload)),
-                             part.eq(wrap_inc(part, ratio))]
-            word, word_done = Cat(gathered, reader.out.payload), got & (part == ratio - 1)
+                m.d.sync += [part.eq(Mux(bus_word_done, 0, part + 1)), pword.eq(wrap_inc(pword, NF * SF))]
+            word, word_done = reader.out.payload.word_select(part, slot)[:u.word_bits], got
+        elif slot == data:
+            m.d.comb += reader.out.ready.eq(loading)
+            word, word_done = reader.out.payload[:u.word_bits], got
+        else:
+            ratio = slot // data
+            m.d.comb += reader.out.ready.eq(loading)
+            gathered, part = Signal((ratio - 1) * data), Signal(range(ratio))
+            with m.If(got):
+                m.d.sync += [gathered.eq(Cat(gathered[data:], reader.out.payload)), part.eq(wrap_inc(part, ratio))]
+            word, word_done = Cat(gathered, reader.out.payload)[:u.word_bits], got & (part == ratio - 1)
         m.d.comb += [tw.addr.eq(Mux(lbank, lsf + SF, lsf)), tw.data.eq(word), tw.en.eq(word_done)]
         tile_loaded = word_done & (lsf == SF - 1)
         with m.If(word_done):

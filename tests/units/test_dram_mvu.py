@@ -11,11 +11,12 @@ from qonnx.core.datatype import DataType
 
 from hwgen.errors import HwgenError
 from hwgen.sim.verilator import DramImage, simulate_unit
-from hwgen.units.dram_mvu import DramMVU
-from hwgen.units.mvu import accumulator_dtype
+from hwgen.units.dram_mvu import DramMVU, bus_words_per_pass
+from hwgen.units.mvu import accumulator_dtype, weight_words
 
 OFFSET = 8192
 B, BIPOLAR, INT8, INT2 = (DataType[n] for n in ("BINARY", "BIPOLAR", "INT8", "INT2"))
+INT3, INT4, INT5, INT6 = (DataType[f"INT{n}"] for n in (3, 4, 5, 6))
 
 
 def dram_mvu(idt, wdt, mw: int, mh: int, pe: int, simd: int, vectors: int, bus: int, seed: int,
@@ -41,6 +42,10 @@ def dram_for(unit: DramMVU) -> DramImage:
     (INT8, BIPOLAR, 32, 24, 8, 8, 5, 64, 1, 61),  # a first layer's +-1 weights on 8-bit inputs
     (INT8, BIPOLAR, 32, 24, 8, 8, 6, 64, 6, 78),  # a pass per vector: the weights read 6 times a frame
     (INT2, INT2, 32, 16, 16, 4, 3, 64, 1, 25),  # one tile
+    (B, B, 32, 16, 4, 8, 3, 64, 1, 49),  # 32-bit weight words, two to a bus word
+    (INT6, INT5, 12, 5, 1, 1, 2, 64, 1, 121),  # 5-bit words in 8-bit slots; a pass ends mid bus word
+    (INT6, INT5, 12, 5, 1, 1, 2, 64, 2, 122),  # the same in two passes: each starts a bus word
+    (INT3, INT4, 16, 6, 3, 8, 2, 64, 1, 9),  # 96-bit words padded to two bus words
 ])
 @pytest.mark.parametrize("stall", [0.0, 0.3])
 def test_the_on_chip_mvus_outputs_with_weights_from_dram(idt, wdt, mw, mh, pe, simd, vectors, bus, passes, cycles,
@@ -49,15 +54,26 @@ def test_the_on_chip_mvus_outputs_with_weights_from_dram(idt, wdt, mw, mh, pe, s
     x = np.random.default_rng(vectors).integers(int(idt.min()), int(idt.max()) + 1, (3, vectors * mw))
     out, result = simulate_unit(unit, x, stall_prob=stall, seed=2, cache_dir=verilator_cache, dram=dram_for(unit))
     np.testing.assert_array_equal(out, unit.reference(x))
-    assert unit.dram_bytes_per_frame() == passes * mw * mh * wdt.bitwidth() // 8  # each weight once per pass
+    padded = bus_words_per_pass(unit.NF * unit.SF, unit.word_bits, bus) * bus // 8  # each word in its slot
+    assert unit.dram_bytes_per_frame() == passes * padded  # each weight once per pass
+    assert padded == mw * mh * wdt.bitwidth() // 8 or unit.word_bits % bus
     if stall == 0.0:  # the three sides overlap: the slowest of them, exactly
         assert result.cycles_per_frame == cycles == unit.est_cycles()
 
 
-def test_a_weight_word_must_fill_whole_bus_words_and_passes_divide_the_vectors():
-    with pytest.raises(HwgenError, match=r"a weight word \(PE x SIMD x weight bits = 32\) must be a whole number "
-                                         r"of the DRAM bus's 64-bit words"):
-        dram_mvu(B, B, 32, 16, 4, 8, 2, 64, seed=0)
+def test_weight_words_take_slots_of_whole_bus_words_or_powers_of_two():
+    """A 32-bit word takes half a 64-bit bus word, a 5-bit one a byte (the last bus word of the
+    image padded), a 96-bit one two bus words; passes must divide the vectors."""
+    from hwgen.units.dram_mvu import slot_bits_of
+
+    assert [slot_bits_of(bits, 64) for bits in (1, 5, 32, 64, 96, 128)] == [1, 8, 32, 64, 128, 128]
+    assert bus_words_per_pass(60, 5, 64) == 8 and bus_words_per_pass(4, 96, 64) == 8
+    unit = dram_mvu(INT6, INT5, 12, 5, 1, 1, 2, 64, seed=0)
+    image = unit.dram_image()
+    assert image.size == 8 * 8 and not image[60:].any()
+    np.testing.assert_array_equal(image[:60], [w & 31 for w in weight_words(unit._mvu)])
+    wide = dram_mvu(INT3, INT4, 16, 6, 3, 8, 2, 64, seed=0)
+    assert wide.dram_image_bytes() == 4 * 16 and not wide.dram_image().reshape(4, 16)[:, 12:].any()
     with pytest.raises(HwgenError, match=r"DramMVU: passes=4 must divide vectors_per_frame=6"):
         dram_mvu(B, B, 64, 16, 4, 16, 6, 64, seed=0, passes=4)
 

@@ -93,15 +93,17 @@ def _to_dram(model: ModelWrapper, bus_bits: int) -> tuple[ModelWrapper, bool]:
 def move_to_dram(model: ModelWrapper, passes: dict[str, int] | None, bus_bits: int) -> bool:
     """The MVUs named in `passes` (None: every one that can, in one pass) become DramMVUs reading
     their weights over a `bus_bits` bus in that many passes a frame, each image at the next 4 KB
-    boundary after the others'. An MVU whose weight word is not a whole number of bus words, or
-    whose weights folding put in LUTs, stays; whether any moved."""
+    boundary after the others'. An MVU whose weights folding put in LUTs stays, and so, where
+    every MVU is asked for (`passes` None: `--weight-memory dram`), does one whose weight word is
+    not a whole number of bus words (its folding would waste bandwidth on padding; folding for
+    `auto` weighs that and names the ones to move, padded or not); whether any moved."""
     offset = dram_end(model)
     changed = False
     for index, node in enumerate(list(model.graph.node)):
         if node.op_type != "MVU" or (passes is not None and node.name not in passes):
             continue
         unit = unit_of(model, node)
-        if not can_stream(unit, bus_bits):
+        if not can_stream(unit, bus_bits, padded=passes is not None):
             continue
         attrs = {name: getattr(unit, name)
                  for name in ("MW", "MH", "PE", "SIMD", "out_bias", "vectors_per_frame", "products_in_luts")}

@@ -194,6 +194,7 @@ class SetFolding(Transformation):
         self._bram_budget = MAX_BRAM_SHARE * part.bram18 - reserved_bram18
         self._lut_budget = MAX_LUT_SHARE * part.luts - reserved_luts
         self._dram_options: dict[str, list[Option]] = {}
+        self._lut_product_options: dict[str, list[Option]] = {}
         #: what stops a faster folding, once `choose` has found the fastest that fits (else None)
         self.limit: FoldLimit | None = None
 
@@ -291,33 +292,53 @@ class SetFolding(Transformation):
             chosen = self._pick(options, cycles, prices)
             self._free_block_ram(chosen, options, cycles, dsp_price)
         _spend_block_ram(chosen, options, cycles, budget, self._block_ram)
-        self._free_dsps(chosen)
+        self._free_dsps(chosen, options, cycles)
         return chosen, prices
 
-    def _free_dsps(self, chosen: dict[str, Option]) -> None:
-        """Where the chosen units need more DSPs than the part has, build the products of MVUs
-        in LUTs instead (`MVU.products_in_luts`: the same folding, cycles and block RAM), the
-        fewest extra LUTs per DSP freed first, while the LUTs stay within their budget. Only
-        then: where the DSPs fit, a multiplier in a DSP costs no LUTs, so a design that fits
-        keeps them (and its RTL)."""
+    def _free_dsps(self, chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int) -> None:
+        """Where the chosen units need more DSPs than the part has, free them a unit at a time:
+        take the folding within `cycles` with fewer DSPs (another PE / SIMD, weights on chip or
+        in DRAM, the products in DSPs or built in LUTs: `MVU.products_in_luts`) that costs the
+        fewest extra LUTs per DSP freed, while the LUTs stay within their budget, the block RAM
+        within its (or where it was) and the DRAM bytes within what the DRAM carries. Only then:
+        where the DSPs fit, a multiplier in a DSP costs no LUTs, so a design that fits keeps
+        them (and its RTL)."""
         dsps = sum(o.resources[2] for o in chosen.values())
         if dsps <= self.part.dsp:
             return
         luts = sum(o.resources[0] for o in chosen.values())
-        swaps = []
-        for name, o in chosen.items():
-            swap = self._with_products_in_luts(o)
-            if swap is not None:
-                freed, extra = o.resources[2] - swap.resources[2], swap.resources[0] - o.resources[0]
-                swaps.append((max(extra, 0) / freed, name, swap))
-        for _, name, swap in sorted(swaps, key=lambda s: s[0]):
-            if dsps <= self.part.dsp:
+        used = sum(o.dram_bytes for o in chosen.values())
+        carried = self.dram.bytes_per_frame(cycles) if self.dram else 0
+        block_ram = max(self._bram_budget, self._block_ram(chosen))
+        while dsps > self.part.dsp:
+            swaps = []
+            for name, opts in options.items():
+                now = chosen[name]
+                if not now.resources[2]:
+                    continue
+                for o in self._dsp_choices(name, opts):
+                    freed, extra = now.resources[2] - o.resources[2], o.resources[0] - now.resources[0]
+                    if (freed <= 0 or o.cycles > cycles or luts + extra > self._lut_budget
+                            or used - now.dram_bytes + o.dram_bytes > max(carried, used)):
+                        continue
+                    swaps.append((extra / freed, name, o))
+            for _, name, o in sorted(swaps, key=lambda s: s[0]):
+                if o.resources[1] <= chosen[name].resources[1] or self._block_ram({**chosen, name: o}) <= block_ram:
+                    now = chosen[name]
+                    dsps, luts = dsps - now.resources[2] + o.resources[2], luts - now.resources[0] + o.resources[0]
+                    used += o.dram_bytes - now.dram_bytes
+                    chosen[name] = o
+                    break
+            else:
                 return
-            extra = swap.resources[0] - chosen[name].resources[0]
-            if luts + extra <= self._lut_budget:
-                dsps -= chosen[name].resources[2] - swap.resources[2]
-                luts += extra
-                chosen[name] = swap
+
+    def _dsp_choices(self, name: str, options: list[Option]) -> list[Option]:
+        """Every folding of a unit (on chip, or with its weights in DRAM) and, for an MVU whose
+        products take DSPs, each of them with its products built in LUTs."""
+        if name not in self._lut_product_options:
+            every = [*options, *(self._in_dram(name, options) if self.dram else ())]
+            self._lut_product_options[name] = every + [o for o in map(self._with_products_in_luts, every) if o]
+        return self._lut_product_options[name]
 
     def _with_products_in_luts(self, option: Option) -> Option | None:
         """`option` (an MVU, on chip or with its weights in DRAM) with its DSP products built
@@ -401,15 +422,15 @@ class SetFolding(Transformation):
         return out
 
     def _in_dram(self, name: str, options: list[Option]) -> list[Option]:
-        """The foldings of an MVU (of `options`) with its weights in DRAM: those whose weight
-        words fill whole bus words and whose weights are not in LUTs, in each number of passes,
-        priced by `plan_of`."""
+        """The foldings of an MVU (of `options`) with its weights in DRAM: those whose weights
+        are not in LUTs, in each number of passes, priced by `plan_of` (a weight word narrower
+        than the bus, or not a whole number of bus words, in a padded slot: `slot_bits_of`)."""
         if name not in self._dram_options:
             bits = self.dram.bus_bits
             self._dram_options[name] = [
                 replace(o, cycles=plan.cycles, resources=(plan.luts, plan.brams, plan.dsps), weights=(),
                         dram_bytes=plan.dram_bytes, passes=passes, ram_weights=())
-                for o in options if isinstance(o.unit, MVU) and can_stream(o.unit, bits)
+                for o in options if isinstance(o.unit, MVU) and can_stream(o.unit, bits, padded=True)
                 for passes in pass_choices(o.unit.vectors_per_frame)
                 for plan in (plan_of(o.unit, bits, passes),)]
         return self._dram_options[name]
