@@ -177,3 +177,20 @@ def test_imagenet_config_builds_with_a_fit_table(name, tmp_path, verilator_cache
     assert rows["xc7z020"]["weight_bits"] + 8 * report["dram"]["bytes_per_frame"] >= elements
     assert rows["xczu7ev"]["est_uram"] > 0 and rows["xczu7ev"]["est_bram18"] < rows["xc7z020"]["est_bram18"]
     assert all(row["fps"] == row["clock_mhz"] * 1e6 / report["totals"]["max_est_cycles"] for row in rows.values())
+
+
+@pytest.mark.slow
+def test_abcnet_with_products_in_luts_where_the_part_has_few_dsps(tmp_path, verilator_cache):
+    """ABC-Net (3, 3)'s multi-level MVUs at 20,000 cycles a frame take more DSPs than the
+    xc7z010's 80: folding builds some layers' products in LUTs, and rtlsim is still Brevitas."""
+    name = "abcnet-18-m3n3"
+    net = network(name, "small", seed=0)
+    path = export(name, tmp_path / f"{name}.onnx", "small", seed=0)
+    roomy = build(path, tmp_path / "roomy", BuildConfig(target_cycles=20_000, cache_dir=verilator_cache))
+    assert roomy["totals"]["est_dsps"] > 80
+    out = tmp_path / "build"
+    report = build(path, out, BuildConfig(target_cycles=20_000, part="xc7z010", cache_dir=verilator_cache))
+    assert report["totals"]["est_dsps"] <= 80
+    assert any(layer["products_in_luts"] for layer in report["layers"] if layer["op"] == "MVU")
+    x = np.random.default_rng(2).random((FRAMES, 3, 32, 32)).astype(np.float32)
+    assert_rtlsim_is_brevitas(net, out, report, x, verilator_cache)

@@ -2,6 +2,7 @@
 
     MVU(PE=1, SIMD=1)            =>   MVU(PE=p, SIMD=s, weights_in_luts=l)   with (MH/p)*(MW/s) <= target, least est_luts
     SlidingWindow(SIMD=1, MMV=1) =>   SlidingWindow(SIMD=c, MMV=k), its beats as wide as the MVU's SIMD
+    MVU(8-bit x 8-bit, products in DSPs)  =>  MVU(products_in_luts=1)   only where the DSPs run short
 
 Every folding a unit can take is tried (`Unit.folding_space`: layers have few divisors; an MVU
 also with its weights in block RAM or in LUTs), so each unit gets the cheapest one by its own
@@ -15,7 +16,10 @@ block RAM is plentiful, so that it takes whatever it saves LUTs on, up to severa
 part's LUTs per BRAM, where it is scarce and a shallow, wide weight ROM goes to LUTs; where no
 price fits, the nearest miss frees block RAM a unit at a time, the cheapest in LUTs per BRAM first,
 since one price moves all memories of a like cost at once). A DSP is
-priced at the LUTs it stands for on the part (its LUTs over its DSPs: 242 on the xc7z020).
+priced at the LUTs it stands for on the part (its LUTs over its DSPs: 242 on the xc7z020); where
+the chosen units still need more DSPs than the part has, they are freed a unit at a time, the
+fewest LUTs per DSP first: a folding with fewer, or the same with its products built in LUTs
+(`MVU.products_in_luts`). A design whose DSPs fit keeps its multipliers in DSPs.
 On a part with UltraRAM a URAM288 has a price of its own (`URAM_PRICES`, tried from nothing up,
 the BRAM prices within each): a weight memory that UltraRAM may take costs the lesser of its
 BRAMs and its URAMs at their prices, so where block RAM runs short a deep, narrow weight memory
@@ -43,8 +47,9 @@ cannot hold would stream in fewer passes), or the pipeline's own minimum (its sl
 its fastest folding). `apply` records it in the model (`FOLD_LIMIT_KEY`) for `report.json`.
 
 With a DRAM to stream from (`DramBudget`: the board's bandwidth at the clock, its read masters
-and their width; `--weight-memory auto`), an MVU also has the foldings whose weight words fill
-whole bus words with its weights in DRAM (`hwgen.units.dram_mvu.plan_of`: the weight-stationary
+and their width; `--weight-memory auto`), an MVU also has every folding with its weights in DRAM,
+its words padded to slots where they do not fill whole bus words (`hwgen.units.dram_mvu.plan_of`
+and `slot_bits_of`: the weight-stationary
 unit's cycles, LUTs and block RAM, and its DRAM bytes per frame). They are taken only where the
 weights on chip do not fit: where the cheapest foldings at a price need more block RAM than the
 part has, the layers that save the most block RAM per DRAM byte move to DRAM (`_spill`), while
