@@ -39,7 +39,9 @@ smallest cycle count whose cheapest folding keeps the compute units within `part
 bisection over the cycle counts the units can take finds it; not always: a slower folding may
 stream more layers' weights from DRAM, whose buffers take LUTs, so where the slowest does not
 fit, counts 20 % apart are tried, slowest first, and the bisection runs below the first that
-fits. Where none fits, that is an error naming the resource that binds, what the design needs
+fits; nor is fitting monotonic below its answer (one step of the block RAM's price moves memories
+of a like shape together), so counts 20 % apart below that are tried too, and the bisection runs
+again below the fastest of them that fits. Where none fits, that is an error naming the resource that binds, what the design needs
 of it and what the part has. Where one does, `limit` says what stops a faster one
 (`FoldLimit`): the resource the next faster cycle count needs beyond the part, the DRAM bandwidth
 where that folding would fit with a DRAM that carried anything (the weights that block RAM
@@ -68,6 +70,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -455,8 +458,9 @@ class SetFolding(Transformation):
     def _fastest_fitting(self, options: dict[str, list[Option]], reachable: int) -> int:
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
         folding fits the part, by bisection below the slowest that fits (the slowest of all, or
-        where that does not fit, the slowest of a ladder of counts 20 % apart); an error naming
-        what binds where none fits."""
+        where that does not fit, the slowest of a ladder of counts 20 % apart), then below the
+        fastest of a ladder of counts 20 % apart below that answer which fits (fitting is not
+        monotonic); an error naming what binds where none fits."""
         part = self.part
         candidates = self._candidates(options, reachable)
         limits = self._limits()
@@ -464,6 +468,7 @@ class SetFolding(Transformation):
         def needs(cycles: int) -> dict[str, int]:
             return self._needs(self._fold(options, cycles)[0])
 
+        @functools.cache
         def fits(cycles: int) -> bool:
             reserved = self.dram is None or self.dram.reserved_bytes <= self.dram.carried(cycles)
             return reserved and all(need <= limits[name] for name, need in needs(cycles).items())
@@ -484,12 +489,18 @@ class SetFolding(Transformation):
                 f"{need[name]:,} {name} for its compute units, where the part has {limits[name]:,.0f} "
                 f"({_share(name, part.bram18 - self._bram_budget, MAX_LUT_SHARE * part.luts - self._lut_budget)})",
                 where="--target-fps max")
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if fits(candidates[mid]):
-                hi = mid
-            else:
-                lo = mid + 1
+        lo = _bisect_fitting(lambda k: fits(candidates[k]), lo, hi)
+        # nor is fitting monotonic below that: a faster folding may fit where one between does not
+        # (the block RAM's price steps move memories together); look at counts 20 % apart below
+        # it, and bisect again below the fastest of them that fits
+        faster = [k for k in dict.fromkeys(bisect.bisect_right(candidates, candidates[lo] / 1.2 ** j) - 1
+                                           for j in range(1, math.ceil(math.log(candidates[lo] / candidates[0], 1.2)) + 1))
+                  if 0 <= k < lo]
+        fitting = [k for k in faster if fits(candidates[k])]
+        if fitting:
+            best = fitting[-1]
+            above = [k for k in faster if k < best]
+            lo = _bisect_fitting(lambda k: fits(candidates[k]), above[0] + 1 if above else 0, best)
         return candidates[lo]
 
     def _candidates(self, options: dict[str, list[Option]], reachable: int) -> list[int]:
@@ -547,6 +558,17 @@ def _share(resource: str, reserved_bram18: float, reserved_luts: float = 0) -> s
     if resource == "BRAM18" and reserved_bram18:
         return f"less {reserved_bram18:,.0f} that the FIFOs take"
     return "all of them"
+
+
+def _bisect_fitting(fits: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The least index in [lo, hi] whose candidate fits, by bisection, `hi` fitting."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _whole_bus_words(options: list[Option], bus_bits: int) -> list[Option]:
