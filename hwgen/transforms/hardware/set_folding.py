@@ -304,27 +304,36 @@ class SetFolding(Transformation):
         return chosen, prices
 
     def _free_dsps(self, chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int) -> None:
-        """Where the chosen units need more DSPs than the part has, free them a unit at a time:
-        take the folding within `cycles` with fewer DSPs (another PE / SIMD, weights on chip or
-        in DRAM, the products in DSPs or built in LUTs: `MVU.products_in_luts`) that costs the
-        fewest extra LUTs per DSP freed, while the LUTs stay within their budget, the block RAM
-        within its (or where it was) and the DRAM bytes within what the DRAM carries. Only then:
-        where the DSPs fit, a multiplier in a DSP costs no LUTs, so a design that fits keeps
-        them (and its RTL)."""
-        dsps = sum(o.resources[2] for o in chosen.values())
-        if dsps <= self.part.dsp:
+        """Where the chosen units need more DSPs than the part has, free them a unit at a time,
+        the fewest extra LUTs per DSP freed first, while the LUTs stay within their budget, the
+        block RAM within its (or where it was) and the DRAM bytes within what the DRAM carries:
+        first by building products in LUTs in the foldings chosen (`MVU.products_in_luts`);
+        where that cannot free enough, from the foldings as chosen again, by any folding within
+        `cycles` with fewer DSPs (another PE / SIMD, weights on chip or in DRAM, the products in
+        DSPs or in LUTs). Only then: where the DSPs fit, a multiplier in a DSP costs no LUTs, so
+        a design that fits keeps them (and its RTL)."""
+        if sum(o.resources[2] for o in chosen.values()) <= self.part.dsp:
             return
+        products = dict(chosen)
+        if self._free_dsps_by(products, cycles, lambda name, now: [o for o in [self._with_products_in_luts(now)] if o]):
+            chosen.update(products)
+        else:
+            self._free_dsps_by(chosen, cycles, lambda name, now: self._dsp_choices(name, options[name]))
+
+    def _free_dsps_by(self, chosen: dict[str, Option], cycles: int,
+                      choices: Callable[[str, Option], list[Option]]) -> bool:
+        """`_free_dsps` with each unit's `choices`; whether the DSPs then fit."""
+        dsps = sum(o.resources[2] for o in chosen.values())
         luts = sum(o.resources[0] for o in chosen.values())
         used = sum(o.dram_bytes for o in chosen.values())
         carried = self.dram.bytes_per_frame(cycles) if self.dram else 0
         block_ram = max(self._bram_budget, self._block_ram(chosen))
         while dsps > self.part.dsp:
             swaps = []
-            for name, opts in options.items():
-                now = chosen[name]
+            for name, now in chosen.items():
                 if not now.resources[2]:
                     continue
-                for o in self._dsp_choices(name, opts):
+                for o in choices(name, now):
                     freed, extra = now.resources[2] - o.resources[2], o.resources[0] - now.resources[0]
                     if (freed <= 0 or o.cycles > cycles or luts + extra > self._lut_budget
                             or used - now.dram_bytes + o.dram_bytes > max(carried, used)):
@@ -338,7 +347,8 @@ class SetFolding(Transformation):
                     chosen[name] = o
                     break
             else:
-                return
+                return False
+        return True
 
     def _dsp_choices(self, name: str, options: list[Option]) -> list[Option]:
         """Every folding of a unit (on chip, or with its weights in DRAM) and, for an MVU whose
@@ -408,14 +418,28 @@ class SetFolding(Transformation):
         MVUs whose weights in DRAM (their foldings within `cycles`, in any number of passes) save
         the most block RAM per DRAM byte move there, in that order, until the block RAM fits: each
         in its cheapest such folding whose DRAM bytes per frame stay, with the others', within
-        what the DRAM carries in `cycles` (more passes cost less block RAM and more bandwidth)."""
-        budget = self._bram_budget
-        if self.dram is None or self._block_ram(chosen) <= budget:
+        what the DRAM carries in `cycles` (more passes cost less block RAM and more bandwidth).
+        Foldings whose weight words fill whole bus words first (where a unit has some), so that
+        no bandwidth goes to padding; where the block RAM does not fit so, any folding."""
+        if self.dram is None or self._block_ram(chosen) <= self._bram_budget:
             return chosen
+        whole = self._spill_by(chosen, options, cycles, prices, padded=False)
+        if self._block_ram(whole) <= self._bram_budget:
+            return whole
+        return self._spill_by(chosen, options, cycles, prices, padded=True)
+
+    def _spill_by(self, chosen: dict[str, Option], options: dict[str, list[Option]], cycles: int,
+                  prices: tuple[float, ...], padded: bool) -> dict[str, Option]:
+        """`_spill` with each unit's foldings in DRAM, padded ones too or only those that fill
+        whole bus words (where it has some)."""
+        budget, bits = self._bram_budget, self.dram.bus_bits
         moves = []
         for name, opts in options.items():
             held = chosen[name].resources[1]
-            saving = [o for o in self._in_dram(name, opts) if o.cycles <= cycles and o.resources[1] < held]
+            in_dram = self._in_dram(name, opts)
+            if not padded:
+                in_dram = [o for o in in_dram if word_bits_of(o.unit) % bits == 0] or in_dram
+            saving = [o for o in in_dram if o.cycles <= cycles and o.resources[1] < held]
             if saving:
                 moves.append((max((held - o.resources[1]) / o.dram_bytes for o in saving), name, saving))
         out, carried = dict(chosen), self.dram.bytes_per_frame(cycles)
