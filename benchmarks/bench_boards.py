@@ -210,13 +210,12 @@ HEADER = ("Estimates of hwgen's resource model for the folding `hwgen build --bo
           "that binds at the slowest folding. Last column: export and lowering to hardware units, seconds, "
           "and the peak resident memory. The FIFOs that plumbing adds after folding are not counted here; "
           "a build folds again to leave them their block RAM: ReActNet-A built for the ZCU104 with "
-          "`--target-fps max` runs at 443 FPS. ReActNet-A for the PYNQ-Z2 does not build, now for LUTs: the "
-          "FIFOs of its 8-bit shortcuts (beside the 3x3 convolutions, holding their window generators' lag: 146 "
-          "BRAM18 at the slowest folding) go to rings in DRAM where block RAM cannot hold them (33 rings, and the "
-          "block RAM fits: 280 of 280), but the rings take some 14,650 LUTs and the rest of plumbing 14,400, "
-          "and the compute units at the slowest folding 25,800, where the xc7z020 has 53,200: 1,700 short (the builder's "
-          "fold and spill run by hand at 939751a; the Yosys table's row is the build's message at 5c0dac6). "
-          "A row's last column is the commit that measured it.")
+          "`--target-fps max` runs at 498 FPS. ReActNet-A for the PYNQ-Z2 does not build, for LUTs: "
+          "plumbing (its 8-bit shortcuts' FIFOs, in rings in DRAM where block RAM cannot hold them, and the "
+          "width converters) takes some 31,200 LUTs beyond its share, leaving the compute units 14,000 where "
+          "they need 22,700 at the slowest folding (the builder's fold and spill run by hand at 046fce9; the "
+          "Yosys table's row is the build's message at 5c0dac6). A row's last column is the commit that "
+          "measured it.")
 
 
 def table(results: list[dict], command: str, synth_rows: list[dict] | None = None) -> str:
