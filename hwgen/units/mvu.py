@@ -498,7 +498,7 @@ def _product(x: Value, xdt: BaseDataType, w: Value, wdt: BaseDataType) -> Value:
 def _bit_plane_dot(x: Value, w: Value, u: MVU, register) -> tuple[Value, int]:
     """The sum of SIMD products x*w without a multiplier (`MVU.products_in_luts`): the operand
     of fewer bits is split into its bit planes; plane j sums the other operand's values where
-    bit j is set (an AND that the adder's LUTs take in, as for +-1 weights), and the planes add
+    bit j is set (a pick, as for +-1 weights), and the planes add
     up shifted, the top one subtracted for a signed operand (two's complement). A register
     holds the planes' sums before they add up: the lanes' depth is the planes' trees, one, and
     the last tree."""
