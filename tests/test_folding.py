@@ -305,3 +305,36 @@ def test_products_move_to_luts_only_where_the_dsps_run_short():
     in_luts = {name for name, o in chosen.items() if o.knobs.get("products_in_luts")}
     assert in_luts == {"narrow"} and sum(o.resources[2] for o in chosen.values()) == 32
     assert chosen["narrow"].unit.products_in_luts and chosen["narrow"].resources[0] > options["narrow"][0].resources[0]
+
+
+def test_weights_that_ultraram_holds_are_not_moved_to_dram_for_block_ram():
+    """Where block RAM runs short on a part with UltraRAM, what moving a layer's weights to DRAM
+    frees is its block RAM once UltraRAM has taken its share: a 7x7-stage layer of Bi-Real-18
+    (4608 x 512 binary weights in a 4096-deep memory: 128 BRAM18 as block RAM, 8 URAMs) stays in
+    UltraRAM, and a 14x14-stage one (1024 x 576: 32 BRAM18, 8 URAMs if it took them) goes to
+    DRAM. Ranked by its block RAM before UltraRAM, the 7x7 layer went to DRAM and left the
+    UltraRAM empty, and the KV260 missed 1,000 FPS."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.parts import Part
+    from hwgen.transforms.hardware.set_folding import DramBudget, SetFolding, options_of
+
+    rng = np.random.default_rng(0)
+    binary = DataType["BINARY"]
+
+    def fixed(mw: int, mh: int, pe: int, simd: int, vectors: int) -> list:
+        from hwgen.units.mvu import MVU
+
+        unit = MVU(mw, mh, 1, 1, binary, binary, rng.integers(0, 2, (mw, mh)), None, DataType["INT16"],
+                   vectors_per_frame=vectors)
+        return [o for o in options_of(unit) if o.knobs == {"PE": pe, "SIMD": simd, "weights_in_luts": 0}]
+
+    options = {"stage7": fixed(4608, 512, 8, 72, 49), "stage14": fixed(2304, 256, 8, 72, 196)}
+    assert options["stage7"][0].ram_weights == ((4096, 576),) and options["stage7"][0].resources[1] == 130
+    assert options["stage14"][0].resources[1] == 34
+    part = Part("test", "xcup", luts=117_120, ffs=234_240, bram36=15, dsp=1_248, uram=8)  # 30 BRAM18, URAMs for one layer
+    dram = DramBudget(9_600.0, 200.0, 4, 128)
+    folding = SetFolding(210_000, part, options, dram=dram)
+    chosen = folding._pick(options, 210_000, (1.0, 0.0, 1.0, 0.0))
+    assert chosen["stage7"].dram_bytes == 0 and chosen["stage14"].dram_bytes > 0
+    assert folding._block_ram(chosen) <= part.bram18

@@ -416,7 +416,7 @@ class SetFolding(Transformation):
                prices: tuple[float, ...]) -> dict[str, Option]:
         """Where the chosen units need more block RAM than the part has and there is a DRAM: the
         MVUs whose weights in DRAM (their foldings within `cycles`, in any number of passes) save
-        the most block RAM per DRAM byte move there, in that order, until the block RAM fits: each
+        the most block RAM (what UltraRAM does not hold: `_held_block_ram`) per DRAM byte move there, in that order, until the block RAM fits: each
         in its cheapest such folding whose DRAM bytes per frame stay, with the others', within
         what the DRAM carries in `cycles` (more passes cost less block RAM and more bandwidth).
         Foldings whose weight words fill whole bus words first (where a unit has some), so that
@@ -433,9 +433,9 @@ class SetFolding(Transformation):
         """`_spill` with each unit's foldings in DRAM, padded ones too or only those that fill
         whole bus words (where it has some)."""
         budget, bits = self._bram_budget, self.dram.bus_bits
-        moves = []
+        moves, held_on_chip = [], self._held_block_ram(chosen)
         for name, opts in options.items():
-            held = chosen[name].resources[1]
+            held = held_on_chip[name]
             in_dram = self._in_dram(name, opts)
             if not padded:
                 in_dram = [o for o in in_dram if word_bits_of(o.unit) % bits == 0] or in_dram
@@ -467,17 +467,24 @@ class SetFolding(Transformation):
                 for plan in (plan_of(o.unit, bits, passes),)]
         return self._dram_options[name]
 
-    def _uram_relief(self, chosen: dict[str, Option]) -> int:
-        """The BRAM18s that the part's UltraRAM takes off the chosen units (their weight memories
-        that `ChooseWeightMemories` will place there)."""
+    def _held_block_ram(self, chosen: dict[str, Option]) -> dict[str, int]:
+        """Each chosen unit's BRAM18s on the part, less those of its weight memories that the
+        part's UltraRAM takes (as `ChooseWeightMemories` places them): what moving its weights
+        to DRAM frees.
+        A unit whose weights sit in UltraRAM frees no block RAM there (ranked by its raw BRAM18s,
+        the KV260's UltraRAM stayed empty while Bi-Real-18's 7x7 layers went to DRAM)."""
+        held = {name: o.resources[1] for name, o in chosen.items()}
         if not self.part.uram:
-            return 0
-        weights = [memory for o in chosen.values() if not o.dram_bytes for memory in o.ram_weights]
-        return sum(memory_bram18(d, w) for (d, w), u in zip(weights, uram_choice(weights, self.part.uram)) if u)
+            return held
+        owners = [(name, memory) for name, o in chosen.items() if not o.dram_bytes for memory in o.ram_weights]
+        for (name, (d, w)), u in zip(owners, uram_choice([m for _, m in owners], self.part.uram)):
+            if u:
+                held[name] -= memory_bram18(d, w)
+        return held
 
     def _block_ram(self, chosen: dict[str, Option]) -> int:
         """The chosen units' BRAM18s on the part, UltraRAM taking what it will."""
-        return sum(o.resources[1] for o in chosen.values()) - self._uram_relief(chosen)
+        return sum(self._held_block_ram(chosen).values())
 
     def _fastest_fitting(self, options: dict[str, list[Option]], reachable: int) -> int:
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
