@@ -63,8 +63,9 @@ def build_report(model: ModelWrapper, clock_mhz: float, target_cycles: int | Non
             "est_dsps": int(unit.est_dsps()),
             "est_urams": int(unit.est_urams()),
             "weights_loaded": bool(getattr(unit, "weights_loaded", False)),
-            # multi-bit products built in LUTs where the part's DSPs ran short (`SetFolding`)
+            # multi-bit products built in LUTs, or two to a DSP, where the part's DSPs ran short (`SetFolding`)
             "products_in_luts": bool(getattr(unit, "products_in_luts", False)),
+            "packed_products": bool(getattr(unit, "packed_products", False)),
             "depth": getattr(unit, "depth", None),  # FIFOs: beats they hold
             "MMV": getattr(unit, "MMV", None),  # window generators: window pieces per beat
         })

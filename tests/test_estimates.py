@@ -251,3 +251,30 @@ def lut_product_mvus() -> dict[str, object]:
 def test_lut_product_estimates_match_yosys(name, tmp_path):
     """Products in LUTs: no DSP in Yosys's netlist, LUTs within the share, levels within bounds."""
     assert_alone_within_estimates_and_levels(name, lut_product_mvus()[name], tmp_path)
+
+
+def packed_product_mvus() -> dict[str, object]:
+    """Stems whose UINT8 pixels x INT8 weights go two to a DSP (`MVU.packed_products`): small in
+    the default run, at Bi-Real-18's folding on the Ultra96-V2 with `-m slow`."""
+    import numpy as np
+    from qonnx.core.datatype import DataType as D
+
+    from hwgen.units.mvu import MVU, accumulator_dtype
+
+    rng = np.random.default_rng(0)
+    units = {}
+    for name, (mw, mh, pe, simd) in {"stem-small": (49, 8, 2, 7), "stem-pe8-simd21": (147, 64, 8, 21)}.items():
+        w = rng.integers(-128, 128, (mw, mh))
+        units[name] = MVU(mw, mh, pe, simd, D["UINT8"], D["INT8"], w, None, accumulator_dtype(D["UINT8"], D["INT8"], w),
+                          vectors_per_frame=4, packed_products=True)
+    return units
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if "small" in n else pytest.mark.slow)
+                                  for n in packed_product_mvus()])
+def test_packed_product_estimates_match_yosys(name, tmp_path):
+    """Two products to a DSP: Yosys maps one DSP a pair (half the lanes' products), LUTs within
+    the share, levels within bounds."""
+    unit = packed_product_mvus()[name]
+    assert unit.est_dsps() == unit.PE * unit.SIMD // 2
+    assert_alone_within_estimates_and_levels(name, unit, tmp_path)

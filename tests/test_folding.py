@@ -307,6 +307,33 @@ def test_products_move_to_luts_only_where_the_dsps_run_short():
     assert chosen["narrow"].unit.products_in_luts and chosen["narrow"].resources[0] > options["narrow"][0].resources[0]
 
 
+def test_a_stems_products_go_two_to_a_dsp_where_the_dsps_run_short():
+    """A stem (UINT8 pixels x INT8 weights) at PE 8 x SIMD 21 takes 168 DSPs. On a part with 100,
+    folding packs two of its products to a DSP (84: far fewer LUTs per DSP freed than building
+    them in LUTs); with 50, packing cannot free enough and they go to LUTs."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.parts import Part
+    from hwgen.transforms.hardware.set_folding import SetFolding, options_of
+    from hwgen.units.mvu import MVU, accumulator_dtype
+
+    uint8, int8 = DataType["UINT8"], DataType["INT8"]
+    w = np.random.default_rng(0).integers(-128, 128, (147, 64))
+    stem = MVU(147, 64, 1, 1, uint8, int8, w, None, accumulator_dtype(uint8, int8, w), vectors_per_frame=4)
+    options = {"stem": [o for o in options_of(stem) if o.knobs == {"PE": 8, "SIMD": 21, "weights_in_luts": 0}]}
+
+    def fold(dsps: int):
+        part = Part("test", "xc7", luts=53200, ffs=106400, bram36=140, dsp=dsps)
+        return SetFolding(224, part)._fold(options, 224)[0]["stem"]
+
+    assert fold(220).resources[2] == 168 and not fold(220).unit.packed_products
+    packed = fold(100)
+    assert packed.knobs["packed_products"] == 1 and packed.unit.packed_products and packed.resources[2] == 84
+    assert packed.resources[0] < options["stem"][0].resources[0] + 84 * 20
+    in_luts = fold(50)
+    assert in_luts.unit.products_in_luts and not in_luts.unit.packed_products and in_luts.resources[2] == 0
+
+
 def test_weights_that_ultraram_holds_are_not_moved_to_dram_for_block_ram():
     """Where block RAM runs short on a part with UltraRAM, what moving a layer's weights to DRAM
     frees is its block RAM once UltraRAM has taken its share: a 7x7-stage layer of Bi-Real-18

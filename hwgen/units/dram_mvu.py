@@ -80,13 +80,14 @@ class DramMVU(Unit):
     offset: int = 0
     passes: int = 1
     products_in_luts: bool = False
+    packed_products: bool = False
     _mvu: MVU = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # the on-chip MVU of the same layer checks the parameters and gives the arithmetic
         mvu = MVU(self.MW, self.MH, self.PE, self.SIMD, self.input_dtype, self.weight_dtype, self.weights,
                   self.thresholds, self.output_dtype, self.out_bias, vectors_per_frame=self.vectors_per_frame,
-                  products_in_luts=self.products_in_luts)
+                  products_in_luts=self.products_in_luts, packed_products=self.packed_products)
         object.__setattr__(self, "_mvu", mvu)
         object.__setattr__(self, "weights", mvu.weights)
         object.__setattr__(self, "thresholds", mvu.thresholds)

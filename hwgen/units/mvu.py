@@ -152,6 +152,7 @@ class MVU(Unit):
     weights_in_uram: bool = False
     weights_in_luts: bool = False
     products_in_luts: bool = False
+    packed_products: bool = False
     _hw: _HwParams = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -191,6 +192,17 @@ class MVU(Unit):
         if self.products_in_luts and not self.dsp_products():
             raise HwgenError("products_in_luts applies to products of two multi-bit operands of 9 bits or more "
                              f"together, not {self.input_dtype.name} x {self.weight_dtype.name}", where=where)
+        self._check_packing(where)
+
+    def _check_packing(self, where: str) -> None:
+        if not self.packed_products:
+            return
+        if self.products_in_luts:
+            raise HwgenError("packed_products and products_in_luts exclude each other", where=where)
+        if not self.can_pack_products():
+            raise HwgenError(f"packed_products needs products that take DSPs, PE of 2 or more, an unsigned "
+                             f"input and a product field and weight within a DSP's {PACKED_PORT_BITS}-bit port, "
+                             f"not PE={self.PE} with {self.input_dtype.name} x {self.weight_dtype.name}", where=where)
 
     # -- folding
 
@@ -199,7 +211,7 @@ class MVU(Unit):
         again (nothing derived from them depends on the folding)."""
         new = copy.copy(self)
         for name, value in knobs.items():
-            if name in ("weights_in_luts", "products_in_luts"):
+            if name in ("weights_in_luts", "products_in_luts", "packed_products"):
                 object.__setattr__(new, name, bool(value))
                 continue
             if name not in ("PE", "SIMD"):
@@ -210,6 +222,7 @@ class MVU(Unit):
         if new.products_in_luts and not new.dsp_products():
             raise HwgenError(f"products_in_luts applies to products that would take DSPs, not "
                              f"{new.input_dtype.name} x {new.weight_dtype.name}", where="MVU")
+        new._check_packing("MVU")
         return new
 
     def folding_space(self) -> list[dict[str, int]]:
@@ -341,6 +354,8 @@ class MVU(Unit):
             datapath = (self.PE + 1) * bit_heap_luts([self.SIMD])
         elif self.products_in_luts:
             datapath = self.PE * lut_product_luts(self.SIMD, ib, wb)
+        elif self.packed_products:
+            datapath = packed_product_luts(self.PE, self.SIMD, ib, wb, self.weight_dtype.signed())
         elif self.est_dsps():
             datapath = self.PE * self.SIMD * (ib + wb)  # the products are in DSPs; adder tree only
         elif _signed_weights(self):
@@ -386,8 +401,21 @@ class MVU(Unit):
 
     def est_dsps(self) -> int:
         """One DSP48 per product lane (PE*SIMD) where the products are DSP multipliers
-        (`dsp_products`), none where they are built in LUTs (`products_in_luts`)."""
-        return self.PE * self.SIMD if self.dsp_products() and not self.products_in_luts else 0
+        (`dsp_products`), one per two lanes' products where they are packed (`packed_products`),
+        none where they are built in LUTs (`products_in_luts`)."""
+        if not self.dsp_products() or self.products_in_luts:
+            return 0
+        return (self.PE - self.PE // 2) * self.SIMD if self.packed_products else self.PE * self.SIMD
+
+    def can_pack_products(self) -> bool:
+        """Whether two lanes' products can share a DSP (`packed_products`, `_packed_dots`): they
+        take DSPs, there are two lanes, the input is unsigned (a stem's pixels: the low lane's
+        products are then unsigned and its field borrows nothing from the high lane's) and
+        within the 18-bit port as signed, and the low lane's field (`packed_shift`) with the
+        high lane's weight above it fits the wide port on every family (`PACKED_PORT_BITS`)."""
+        ib = self.input_dtype.bitwidth()
+        return (self.dsp_products() and self.PE >= 2 and not self.input_dtype.signed() and ib < 18
+                and packed_shift(self.input_dtype, self.weight_dtype) + self.weight_dtype.bitwidth() <= PACKED_PORT_BITS)
 
     def est_brams(self) -> int:
         """18 Kb BRAMs of the weight ROM, threshold ROM and input ping-pong buffer
@@ -398,6 +426,15 @@ class MVU(Unit):
 
 #: a weight ROM this shallow (3 address bits) merges into the XNOR-popcount's first counters
 MERGED_ROM_WORDS = 8
+#: bits of the multiplier port that takes two packed weights (`packed_products`): the DSP48E1's
+#: 25 (7-series); the UltraScale+ DSP48E2's 27 would take more, 25 holds on both
+PACKED_PORT_BITS = 25
+
+
+def packed_shift(input_dtype: BaseDataType, weight_dtype: BaseDataType) -> int:
+    """The bits of the low lane's field in a packed product (`_packed_dots`): those of an
+    unsigned input times an unsigned weight of the same widths."""
+    return input_dtype.bitwidth() + weight_dtype.bitwidth()
 
 
 @dataclass(frozen=True, eq=False)
@@ -521,6 +558,46 @@ def _bit_plane_dot(x: Value, w: Value, u: MVU, register) -> tuple[Value, int]:
     return total, depth + 1 + last
 
 
+def _packed_dots(x: Value, w_low: Value, w_high: Value, u: MVU, register) -> tuple[tuple[Value, Value], int]:
+    """Two lanes' sums of SIMD products, one multiplier a product pair (`MVU.packed_products`):
+    the input x (unsigned) shared, the weights packed as w_low' + 2^S * w_high, where w_low' is
+    the low weight made unsigned (w_low + 2^(b-1) for signed b-bit weights: its sign bit
+    flipped) and S = `packed_shift` bits hold every x * w_low' (a concatenation: no adder).
+    p = x * w_low' + 2^S * x * w_high, its low S bits x * w_low' (no borrow from the high
+    lane's field, the product being unsigned) and p >> S exactly x * w_high. The low lane's sum
+    is then the sum of x * w_low' less 2^(b-1) times the beat's input sum (one for every lane),
+    so the two adder trees are the size they are without packing. Returned before the low lane's
+    offset is taken off (`lane_dots` does, a register later)."""
+    ibits, wbits, SIMD = u.input_dtype.bitwidth(), u.weight_dtype.bitwidth(), u.SIMD
+    shift, offset = packed_shift(u.input_dtype, u.weight_dtype), u.weight_dtype.signed()
+    lows, highs = [], []
+    for s in range(SIMD):
+        xv = decode(x[s * ibits:(s + 1) * ibits], u.input_dtype)
+        low = w_low[s * wbits:(s + 1) * wbits]
+        if offset:
+            low = Cat(low[:wbits - 1], ~low[wbits - 1])
+        packed = Cat(low, Const(0, shift - wbits), w_high[s * wbits:(s + 1) * wbits])
+        p = xv * (packed.as_signed() if u.weight_dtype.signed() else packed)
+        lows.append(p[:shift])
+        highs.append(p.as_signed() >> shift if u.weight_dtype.signed() else p >> shift)
+    low, depth = staged_tree_sum(lows, register)
+    high, _ = staged_tree_sum(highs, register)
+    return (low, high), depth
+
+
+def packed_product_luts(pe: int, simd: int, ibits: int, wbits: int, offset: bool) -> int:
+    """LUTs of the lanes' sums of products two to a DSP (`_packed_dots`): each product split
+    from its pair goes into its lane's adder tree in LUTs (a DSP cascade no longer takes the
+    tree), some 64 LUTs a lane of splitting and the offset's subtraction, and with signed
+    weights the beat's input sum once. Fitted to Yosys `synth_xilinx` on UINT8 x INT8 lanes at
+    PE 2 / SIMD 7, PE 4 / SIMD 21 and PE 8 / SIMD 21 (the unit within 5 %; `tests/test_estimates.py`).
+    At SIMD 1 (no adder tree) it overstates, as the unit's model does without packing there
+    (Yosys folds those accumulators into the DSPs), so folding packs such a layer only where
+    it would otherwise build its products in LUTs at a higher price."""
+    shared = simd * (ibits + math.ceil(math.log2(simd))) if offset and simd > 1 else 0
+    return pe * simd * (ibits + wbits + 1) + shared + 64 * pe
+
+
 def lut_product_luts(simd: int, ibits: int, wbits: int) -> int:
     """LUTs of one lane's sum of `simd` products built in LUTs (`_bit_plane_dot`): per plane of
     the narrower operand and per product, a pick of the wider operand and its share of the
@@ -538,7 +615,8 @@ def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[lis
     registers on their way (the same for every lane)."""
     hw = u._hw
     ibits, wbits, SIMD = u.input_dtype.bitwidth(), u.weight_dtype.bitwidth(), u.SIMD
-    shared = _shared_sum(m, x1, u, register) if _signed_weights(u) else None
+    shared = (_shared_sum(m, x1, u, register)
+              if _signed_weights(u) or (u.packed_products and u.weight_dtype.signed()) else None)
     ternary = _ternary_popcount(u)
     if ternary:  # the beat's nonzero and sign bits, and its nonzero count once for every lane
         nonzero, sign = Signal(SIMD, name="nonzero"), Signal(SIMD, name="sign")
@@ -557,7 +635,7 @@ def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[lis
             m.d.comb += plus.eq(nonzero & (sign ^ lane_w))
             count, depth = popcount(m, plus, name=f"pc{pe}_", register=register)
             dot = (Cat(count, Const(0, 1)).as_signed() << 1) - Cat(nonzeros, Const(0, 1)).as_signed()
-        elif shared is not None:
+        elif shared is not None and not u.packed_products:
             # sum of x*(+-1) = 2 * (sum of x where w = +1) - sum of x
             picked, depth = staged_tree_sum(
                 [Mux(lane_w[s], decode(x1[s * ibits:(s + 1) * ibits], u.input_dtype), 0) for s in range(SIMD)],
@@ -565,6 +643,11 @@ def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[lis
             dot = (picked << 1) - shared
         elif u.products_in_luts:
             dot, depth = _bit_plane_dot(x1, lane_w, u, register)
+        elif u.packed_products and pe < u.PE - u.PE % 2:
+            if pe % 2 == 0:
+                pair, depth = _packed_dots(x1, lane_w, wdata[(pe + 1) * SIMD * wbits : (pe + 2) * SIMD * wbits], u,
+                                           register)
+            dot = pair[pe % 2]
         else:
             dot, depth = staged_tree_sum([
                 _product(x1[s * ibits : (s + 1) * ibits], u.input_dtype,
@@ -572,6 +655,13 @@ def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[lis
                 for s in range(SIMD)
             ], register)
         dot_values.append(dot)
+    if u.packed_products:  # a register on every lane, then the low lanes' offset off (`_packed_dots`)
+        dot_values = [register(dot) for dot in dot_values]
+        if shared is not None:
+            offset = register(shared) << (wbits - 1)
+            dot_values = [dot - offset if pe % 2 == 0 and pe < u.PE - u.PE % 2 else dot
+                          for pe, dot in enumerate(dot_values)]
+        return dot_values, depth + 1
     return dot_values, depth
 
 

@@ -108,3 +108,21 @@ def test_products_in_luts_with_weights_from_dram(stall, verilator_cache):
     np.testing.assert_array_equal(out, unit.reference(x))
     if stall == 0.0:
         assert result.cycles_per_frame == unit.est_cycles()
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_packed_products_with_weights_from_dram(stall, verilator_cache):
+    """UINT8 x INT8 products two to a DSP (where folding freed the DSPs) in the weight-stationary
+    unit, PE 3 (the last lane alone): the same outputs, two DSPs a SIMD lane, the cycles as
+    estimated."""
+    rng = np.random.default_rng(5)
+    w = rng.integers(-128, 128, (32, 12))
+    uint8 = DataType["UINT8"]
+    unit = DramMVU(32, 12, 3, 4, uint8, INT8, w, None, accumulator_dtype(uint8, INT8, w), 0, 3, 64, OFFSET,
+                   packed_products=True)
+    assert unit.est_dsps() == 2 * 4 and unit._mvu.packed_products
+    x = rng.integers(0, 256, (3, 3 * 32))
+    out, result = simulate_unit(unit, x, stall_prob=stall, seed=2, cache_dir=verilator_cache, dram=dram_for(unit))
+    np.testing.assert_array_equal(out, unit.reference(x))
+    if stall == 0.0:
+        assert result.cycles_per_frame == unit.est_cycles()

@@ -304,17 +304,6 @@ LUT_PRODUCT_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", LUT_PRODUCT_CASES)
-def test_products_in_luts_match_the_reference_without_dsps(case, check_unit):
-    rng = np.random.default_rng(sum(map(ord, case)))
-    unit = make_mvu(rng, *LUT_PRODUCT_CASES[case])
-    in_luts = unit.refolded(products_in_luts=1)
-    assert unit.est_dsps() == unit.PE * unit.SIMD and in_luts.est_dsps() == 0
-    assert in_luts.est_luts() > unit.est_luts()
-    frames = random_values(rng, unit.input_dtype, (6, unit.inputs[0].elems_per_frame))
-    check_unit(in_luts, frames, seed=11)
-
-
 def test_products_in_luts_only_where_they_would_take_dsps():
     rng = np.random.default_rng(0)
     unit = make_mvu(rng, *CASES["uint8_bipolar_shared_sum"])
@@ -322,3 +311,54 @@ def test_products_in_luts_only_where_they_would_take_dsps():
         unit.refolded(products_in_luts=1)
     with pytest.raises(HwgenError, match="not UINT8 x BIPOLAR"):
         dataclasses.replace(unit, products_in_luts=True)
+
+
+# ---- two products to a DSP -------------------------------------------------------------------------
+
+#: products two lanes can share a DSP for (`packed_products`: an unsigned input): a stem's UINT8
+#: pixels x INT8 weights, UINT6 x INT5 with thresholds and an odd PE (its last lane alone),
+#: unsigned weights (no offset)
+PACKED_CASES = {
+    "uint8_int8": (147, 4, 4, 21, UINT8, INT8, 0, None, 0, 2),
+    "uint6_int5_t3_odd_pe": (24, 6, 3, 6, DataType["UINT6"], DataType["INT5"], 3, INT2, -2, 2),
+    "uint4_uint6": (24, 4, 2, 6, DataType["UINT4"], DataType["UINT6"], 0, None, 0, 2),
+}
+
+
+@pytest.mark.parametrize("knob, case", [("products_in_luts", case) for case in LUT_PRODUCT_CASES]
+                         + [("packed_products", case) for case in PACKED_CASES])
+def test_products_off_their_dsps_match_the_reference(knob, case, check_unit):
+    """Products built in LUTs (no DSP) or two to a DSP (half, the odd lane alone): the same
+    outputs, for more LUTs than a DSP a product."""
+    rng = np.random.default_rng(sum(map(ord, case)))
+    unit = make_mvu(rng, *{**LUT_PRODUCT_CASES, **PACKED_CASES}[case])
+    moved = unit.refolded(**{knob: 1})
+    assert unit.est_dsps() == unit.PE * unit.SIMD
+    assert moved.est_dsps() == (0 if knob == "products_in_luts" else (unit.PE + 1) // 2 * unit.SIMD)
+    assert moved.est_luts() > unit.est_luts()
+    frames = random_values(rng, unit.input_dtype, (6, unit.inputs[0].elems_per_frame))
+    check_unit(moved, frames, seed=11)
+
+
+def test_packed_products_at_the_extremes_of_both_types(check_unit):
+    """Every product at a corner of its range (the low field's sign decides the borrow from the
+    high one): inputs 0 and 255, weights -128 and 127, in every pairing."""
+    rng = np.random.default_rng(1)
+    w = rng.choice([-128, 127], size=(64, 4))
+    unit = MVU(64, 4, 4, 16, UINT8, INT8, w, None, accumulator_dtype(UINT8, INT8, w), vectors_per_frame=4,
+               packed_products=True)
+    frames = rng.choice([0, 255], size=(3, unit.inputs[0].elems_per_frame))
+    check_unit(unit, frames, seed=2)
+
+
+def test_packed_products_only_where_a_dsp_holds_two():
+    rng = np.random.default_rng(0)
+    with pytest.raises(HwgenError, match="packed_products needs .* not PE=1 with UINT8 x INT8"):
+        make_mvu(rng, 16, 4, 1, 16, UINT8, INT8, 0, None, 0, 1).refolded(packed_products=1)
+    with pytest.raises(HwgenError, match="an unsigned input .* not PE=2 with INT8 x INT8"):
+        make_mvu(rng, 16, 4, 2, 16, INT8, INT8, 0, None, 0, 1).refolded(packed_products=1)
+    wide = make_mvu(rng, 16, 4, 2, 16, DataType["UINT12"], DataType["INT8"], 0, None, 0, 1)
+    with pytest.raises(HwgenError, match="within a DSP's 25-bit port, not PE=2 with UINT12 x INT8"):
+        wide.refolded(packed_products=1)
+    with pytest.raises(HwgenError, match="exclude each other"):
+        make_mvu(rng, 16, 4, 2, 16, UINT8, INT8, 0, None, 0, 1).refolded(products_in_luts=1, packed_products=1)

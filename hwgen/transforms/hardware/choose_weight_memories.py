@@ -106,7 +106,8 @@ def move_to_dram(model: ModelWrapper, passes: dict[str, int] | None, bus_bits: i
         if not can_stream(unit, bus_bits, padded=passes is not None):
             continue
         attrs = {name: getattr(unit, name)
-                 for name in ("MW", "MH", "PE", "SIMD", "out_bias", "vectors_per_frame", "products_in_luts")}
+                 for name in ("MW", "MH", "PE", "SIMD", "out_bias", "vectors_per_frame", "products_in_luts",
+                                  "packed_products")}
         attrs.update({name: getattr(unit, name).name for name in ("input_dtype", "weight_dtype", "output_dtype")})
         dram = make_node("DramMVU", list(node.input), list(node.output), domain=HWGEN_DOMAIN, name=node.name,
                          data_bits=bus_bits, offset=offset, passes=1 if passes is None else passes[node.name],

@@ -2,7 +2,8 @@
 
     MVU(PE=1, SIMD=1)            =>   MVU(PE=p, SIMD=s, weights_in_luts=l)   with (MH/p)*(MW/s) <= target, least est_luts
     SlidingWindow(SIMD=1, MMV=1) =>   SlidingWindow(SIMD=c, MMV=k), its beats as wide as the MVU's SIMD
-    MVU(8-bit x 8-bit, products in DSPs)  =>  MVU(products_in_luts=1)   only where the DSPs run short
+    MVU(8-bit x 8-bit, products in DSPs)  =>  MVU(packed_products=1)    two to a DSP, only where the DSPs run short
+                                          or MVU(products_in_luts=1)   none in DSPs, likewise
 
 Every folding a unit can take is tried (`Unit.folding_space`: layers have few divisors; an MVU
 also with its weights in block RAM or in LUTs), so each unit gets the cheapest one by its own
@@ -18,8 +19,9 @@ price fits, the nearest miss frees block RAM a unit at a time, the cheapest in L
 since one price moves all memories of a like cost at once). A DSP is
 priced at the LUTs it stands for on the part (its LUTs over its DSPs: 242 on the xc7z020); where
 the chosen units still need more DSPs than the part has, they are freed a unit at a time, the
-fewest LUTs per DSP first: a folding with fewer, or the same with its products built in LUTs
-(`MVU.products_in_luts`). A design whose DSPs fit keeps its multipliers in DSPs.
+fewest LUTs per DSP first: the same folding with two products to a DSP (`MVU.packed_products`,
+an unsigned input's: a stem's pixels) or its products built in LUTs (`MVU.products_in_luts`),
+else a folding with fewer. A design whose DSPs fit keeps its multipliers in DSPs.
 On a part with UltraRAM a URAM288 has a price of its own (`URAM_PRICES`, tried from nothing up,
 the BRAM prices within each): a weight memory that UltraRAM may take costs the lesser of its
 BRAMs and its URAMs at their prices, so where block RAM runs short a deep, narrow weight memory
@@ -217,8 +219,8 @@ class SetFolding(Transformation):
         for node in nodes:
             op = getCustomOp(node)
             knobs = chosen[node.name].knobs
-            if node.op_type == "MVU":  # DSPs unless freeing them chose LUTs (`_free_dsps`)
-                knobs = {"products_in_luts": 0, **knobs}
+            if node.op_type == "MVU":  # a DSP a product unless freeing them chose otherwise (`_free_dsps`)
+                knobs = {"products_in_luts": 0, "packed_products": 0, **knobs}
             for knob, value in knobs.items():
                 if op.get_nodeattr(knob) != value:
                     op.set_nodeattr(knob, value)
@@ -307,15 +309,22 @@ class SetFolding(Transformation):
         """Where the chosen units need more DSPs than the part has, free them a unit at a time,
         the fewest extra LUTs per DSP freed first, while the LUTs stay within their budget, the
         block RAM within its (or where it was) and the DRAM bytes within what the DRAM carries:
-        first by building products in LUTs in the foldings chosen (`MVU.products_in_luts`);
+        first by packing two products to a DSP or building them in LUTs in the foldings chosen
+        (`MVU.packed_products`, `MVU.products_in_luts`);
         where that cannot free enough, from the foldings as chosen again, by any folding within
         `cycles` with fewer DSPs (another PE / SIMD, weights on chip or in DRAM, the products in
         DSPs or in LUTs). Only then: where the DSPs fit, a multiplier in a DSP costs no LUTs, so
         a design that fits keeps them (and its RTL)."""
         if sum(o.resources[2] for o in chosen.values()) <= self.part.dsp:
             return
-        products = dict(chosen)
-        if self._free_dsps_by(products, cycles, lambda name, now: [o for o in [self._with_products_in_luts(now)] if o]):
+        products, elsewhere = dict(chosen), {}
+
+        def products_elsewhere(name: str, now: Option) -> list[Option]:
+            if id(now) not in elsewhere:
+                elsewhere[id(now)] = (now, self._products_elsewhere(now))  # `now` held: its id stays its own
+            return elsewhere[id(now)][1]
+
+        if self._free_dsps_by(products, cycles, products_elsewhere):
             chosen.update(products)
         else:
             self._free_dsps_by(chosen, cycles, lambda name, now: self._dsp_choices(name, options[name]))
@@ -355,17 +364,23 @@ class SetFolding(Transformation):
         products take DSPs, each of them with its products built in LUTs."""
         if name not in self._lut_product_options:
             every = [*options, *(self._in_dram(name, options) if self.dram else ())]
-            self._lut_product_options[name] = every + [o for o in map(self._with_products_in_luts, every) if o]
+            self._lut_product_options[name] = every + [o for option in every for o in self._products_elsewhere(option)]
         return self._lut_product_options[name]
 
-    def _with_products_in_luts(self, option: Option) -> Option | None:
-        """`option` (an MVU, on chip or with its weights in DRAM) with its DSP products built
-        in LUTs; None where it has none."""
+    def _products_elsewhere(self, option: Option) -> list[Option]:
+        """`option` (an MVU, on chip or with its weights in DRAM) with its DSP products two to
+        a DSP (`MVU.packed_products`, where they can be) and built in LUTs (`products_in_luts`);
+        none where it has no DSP products."""
         unit = option.unit
         if not isinstance(unit, MVU) or not unit.est_dsps():
-            return None
-        unit = unit.refolded(products_in_luts=1)
-        knobs = {**option.knobs, "products_in_luts": 1}
+            return []
+        ways = [{"packed_products": 1, "products_in_luts": 0}] if unit.can_pack_products() else []
+        return [self._with_products(option, **way) for way in [*ways, {"products_in_luts": 1, "packed_products": 0}]]
+
+    def _with_products(self, option: Option, **knob: int) -> Option:
+        """`option` with its products built as `knob` says."""
+        unit = option.unit.refolded(**knob)
+        knobs = {**option.knobs, **knob}
         if option.dram_bytes:
             plan = plan_of(unit, self.dram.bus_bits, option.passes)
             return replace(option, knobs=knobs, unit=unit, resources=(plan.luts, plan.brams, plan.dsps))
@@ -622,8 +637,8 @@ def _options(model: ModelWrapper, node) -> list[Option]:
 def options_of(base: Unit) -> list[Option]:
     """Every folding of `base` (`Unit.folding_space`) with its estimates: an MVU's products in
     DSPs, as folding starts (`SetFolding._free_dsps` moves them to LUTs where DSPs run short)."""
-    if isinstance(base, MVU) and base.products_in_luts:
-        base = base.refolded(products_in_luts=0)
+    if isinstance(base, MVU) and (base.products_in_luts or base.packed_products):
+        base = base.refolded(products_in_luts=0, packed_products=0)
     options = []
     for knobs in base.folding_space():
         unit = base.refolded(**knobs)
