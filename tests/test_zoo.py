@@ -180,18 +180,19 @@ def test_imagenet_config_builds_with_a_fit_table(name, tmp_path, verilator_cache
 
 
 @pytest.mark.slow
-def test_abcnet_with_products_in_luts_where_the_part_has_few_dsps(tmp_path, verilator_cache):
+def test_abcnet_with_products_off_their_dsps_where_the_part_has_few_dsps(tmp_path, verilator_cache):
     """ABC-Net (3, 3)'s multi-level MVUs at 10,000 cycles a frame take more DSPs (88) than the
-    xc7z010's 80: folding builds a layer's products in LUTs, and rtlsim is still Brevitas."""
+    xc7z010's 80: folding packs the stem's products (UINT8 pixels) two to a DSP (it built a
+    layer's products in LUTs before packing came), and rtlsim is still Brevitas."""
     name = "abcnet-18-m3n3"
     net = network(name, "small", seed=0)
     path = export(name, tmp_path / f"{name}.onnx", "small", seed=0)
     roomy = build(path, tmp_path / "roomy", BuildConfig(target_cycles=10_000, cache_dir=verilator_cache))
     assert roomy["totals"]["est_dsps"] > 80
-    assert not any(layer["products_in_luts"] for layer in roomy["layers"])
+    assert not any(layer["products_in_luts"] or layer["packed_products"] for layer in roomy["layers"])
     out = tmp_path / "build"
     report = build(path, out, BuildConfig(target_cycles=10_000, part="xc7z010", cache_dir=verilator_cache))
     assert report["totals"]["est_dsps"] <= 80
-    assert any(layer["products_in_luts"] for layer in report["layers"] if layer["op"] == "MVU")
+    assert [layer["name"] for layer in report["layers"] if layer["packed_products"]] == ["ConvMVU_0"]
     x = np.random.default_rng(2).random((FRAMES, 3, 32, 32)).astype(np.float32)
     assert_rtlsim_is_brevitas(net, out, report, x, verilator_cache)
