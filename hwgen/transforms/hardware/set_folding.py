@@ -431,7 +431,9 @@ class SetFolding(Transformation):
                prices: tuple[float, ...]) -> dict[str, Option]:
         """Where the chosen units need more block RAM than the part has and there is a DRAM: the
         MVUs whose weights in DRAM (their foldings within `cycles`, in any number of passes) save
-        the most block RAM (what UltraRAM does not hold: `_held_block_ram`) per DRAM byte move there, in that order, until the block RAM fits: each
+        the most block RAM per DRAM byte move there (what the design's block RAM loses without the
+        unit: UltraRAM holds some weights, and takes others where one leaves; ranked by its own
+        BRAM18s, a unit whose weights UltraRAM held went to DRAM and freed no block RAM), in that order, until the block RAM fits: each
         in its cheapest such folding whose DRAM bytes per frame stay, with the others', within
         what the DRAM carries in `cycles` (more passes cost less block RAM and more bandwidth).
         Foldings whose weight words fill whole bus words first (where a unit has some), so that
@@ -448,12 +450,14 @@ class SetFolding(Transformation):
         """`_spill` with each unit's foldings in DRAM, padded ones too or only those that fill
         whole bus words (where it has some)."""
         budget, bits = self._bram_budget, self.dram.bus_bits
-        moves, held_on_chip = [], self._held_block_ram(chosen)
+        moves, before = [], self._block_ram(chosen)
         for name, opts in options.items():
-            held = held_on_chip[name]
             in_dram = self._in_dram(name, opts)
+            if not in_dram:
+                continue
             if not padded:
                 in_dram = [o for o in in_dram if word_bits_of(o.unit) % bits == 0] or in_dram
+            held = before - self._block_ram({other: o for other, o in chosen.items() if other != name})
             saving = [o for o in in_dram if o.cycles <= cycles and o.resources[1] < held]
             if saving:
                 moves.append((max((held - o.resources[1]) / o.dram_bytes for o in saving), name, saving))
@@ -484,10 +488,7 @@ class SetFolding(Transformation):
 
     def _held_block_ram(self, chosen: dict[str, Option]) -> dict[str, int]:
         """Each chosen unit's BRAM18s on the part, less those of its weight memories that the
-        part's UltraRAM takes (as `ChooseWeightMemories` places them): what moving its weights
-        to DRAM frees.
-        A unit whose weights sit in UltraRAM frees no block RAM there (ranked by its raw BRAM18s,
-        the KV260's UltraRAM stayed empty while Bi-Real-18's 7x7 layers went to DRAM)."""
+        part's UltraRAM takes (as `ChooseWeightMemories` places them)."""
         held = {name: o.resources[1] for name, o in chosen.items()}
         if not self.part.uram:
             return held
