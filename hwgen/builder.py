@@ -101,22 +101,26 @@ MAX_REFOLDS = 2
 
 def step_plumbing(s: BuildState) -> BuildState:
     """Plumbing; and where the build folds for the fastest rate that fits (`--target-fps max`)
-    and the FIFOs plumbing sized take block RAM the compute units left no room for, folding
-    again from the hardware graph with block RAM reserved for them (`_fold_beside_fifos`), then
-    plumbing again: folding counts the compute units only, the FIFOs' depths come after."""
+    and the FIFOs plumbing sized take block RAM the compute units left no room for, or plumbing
+    takes more LUTs than its share, folding again from the hardware graph with those reserved
+    (`_fold_beside_fifos`), then plumbing again: folding counts the compute units only, the
+    FIFOs' depths and the converters come after."""
     s.model = apply_all(s.model, PLUMBING(s.cfg))
     need, fifos = _block_ram_need(s.model, s.cfg)
-    if s.cfg.cycles_target is None and need > lookup_part(s.cfg.fit_part).bram18 and fifos > s.reserved_bram18:
-        _fold_beside_fifos(s, fifos)
+    part = lookup_part(s.cfg.fit_part)
+    luts = _plumbing_luts(s.model, part.luts)
+    if s.cfg.cycles_target is None and ((need > part.bram18 and fifos > s.reserved_bram18) or luts > s.reserved_luts):
+        _fold_beside_fifos(s, fifos, luts)
     check_stage(s.model, "plumbing")
     return s
 
 
-def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
-    """Fold again, leaving block RAM to the FIFOs, and plumb: first with what the FIFOs took, as
-    long as they grow (`MAX_REFOLDS`). Where no folding leaves that much (the FIFOs were sized
-    beside a fast folding, and a shortcut beside a weight-stationary unit holds three of its
-    passes), with the most that any folding leaves (the slowest, whose passes are shortest);
+def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
+    """Fold again, leaving block RAM to the FIFOs, and the LUTs that plumbing takes beyond its
+    share (`luts`: the converters and FIFOs beside wide units can take more) off the compute
+    units', and plumb: first with what plumbing took, as long as it grows (`MAX_REFOLDS`). Where
+    no folding leaves that much block RAM (the FIFOs were sized beside a fast folding, and a
+    shortcut beside a weight-stationary unit holds three of its passes), with the most that any folding leaves (the slowest, whose passes are shortest);
     where the FIFOs do not fit even then and the build has a DRAM (`--fifo-memory auto`), with
     the FIFOs at joins in DRAM (`SpillFifos`), leaving block RAM to the others and the DRAM the
     bandwidth and the LUTs of those; else an error that says what each side takes. Sets `s.model`,
@@ -143,11 +147,12 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
     reserved = fifos
     try:
         for _ in range(MAX_REFOLDS):
-            folded, plumbed, need, fifos = attempt(reserved)
+            folded, plumbed, need, fifos = attempt(reserved, luts=luts)
             keep(folded, plumbed, reserved)
-            if need <= part.bram18 or fifos <= reserved:
+            s.reserved_luts, taken = luts, _plumbing_luts(plumbed, part.luts)
+            if (need <= part.bram18 or fifos <= reserved) and taken <= luts:
                 return
-            reserved = fifos
+            reserved, luts = max(reserved, fifos) if need > part.bram18 else reserved, max(luts, taken)
         return
     except HwgenError:
         folding = next(t for t in FOLD(s.cfg) if isinstance(t, SetFolding))
@@ -156,7 +161,7 @@ def _fold_beside_fifos(s: BuildState, fifos: int) -> None:
         if (most <= 0 or most >= reserved) and not _may_spill(s.cfg):
             raise
     if 0 < most < reserved:
-        folded, plumbed, need, fifos = attempt(most)
+        folded, plumbed, need, fifos = attempt(most, luts=luts)
         if need <= part.bram18:
             keep(folded, plumbed, most)
             return

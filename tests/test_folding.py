@@ -336,7 +336,8 @@ def test_a_stems_products_go_two_to_a_dsp_where_the_dsps_run_short():
 
 def test_weights_that_ultraram_holds_are_not_moved_to_dram_for_block_ram():
     """Where block RAM runs short on a part with UltraRAM, what moving a layer's weights to DRAM
-    frees is its block RAM once UltraRAM has taken its share: a 7x7-stage layer of Bi-Real-18
+    frees is what the design's block RAM loses without the layer, UltraRAM taking what it will
+    (not the layer's BRAM18s as if UltraRAM held nothing): a 7x7-stage layer of Bi-Real-18
     (4608 x 512 binary weights in a 4096-deep memory: 128 BRAM18 as block RAM, 8 URAMs) stays in
     UltraRAM, and a 14x14-stage one (1024 x 576: 32 BRAM18, 8 URAMs if it took them) goes to
     DRAM. Ranked by its block RAM before UltraRAM, the 7x7 layer went to DRAM and left the
