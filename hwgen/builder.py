@@ -120,7 +120,8 @@ def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
     share (`luts`: the converters and FIFOs beside wide units can take more) off the compute
     units', and plumb: first with what plumbing took, as long as it grows (`MAX_REFOLDS`). Where
     no folding leaves that much block RAM (the FIFOs were sized beside a fast folding, and a
-    shortcut beside a weight-stationary unit holds three of its passes), with the most that any folding leaves (the slowest, whose passes are shortest);
+    shortcut beside a weight-stationary unit holds three of its passes), with the most that any
+    folding leaves (the slowest, whose passes are shortest);
     where the FIFOs do not fit even then and the build has a DRAM (`--fifo-memory auto`), with
     the FIFOs at joins in DRAM (`SpillFifos`), leaving block RAM to the others and the DRAM the
     bandwidth and the LUTs of those; else an error that says what each side takes. Sets `s.model`,

@@ -414,8 +414,9 @@ class MVU(Unit):
         within the 18-bit port as signed, and the low lane's field (`packed_shift`) with the
         high lane's weight above it fits the wide port on every family (`PACKED_PORT_BITS`)."""
         ib = self.input_dtype.bitwidth()
+        field = packed_shift(self.input_dtype, self.weight_dtype)
         return (self.dsp_products() and self.PE >= 2 and not self.input_dtype.signed() and ib < 18
-                and packed_shift(self.input_dtype, self.weight_dtype) + self.weight_dtype.bitwidth() <= PACKED_PORT_BITS)
+                and field + self.weight_dtype.bitwidth() <= PACKED_PORT_BITS)
 
     def est_brams(self) -> int:
         """18 Kb BRAMs of the weight ROM, threshold ROM and input ping-pong buffer

@@ -433,9 +433,10 @@ class SetFolding(Transformation):
         MVUs whose weights in DRAM (their foldings within `cycles`, in any number of passes) save
         the most block RAM per DRAM byte move there (what the design's block RAM loses without the
         unit: UltraRAM holds some weights, and takes others where one leaves; ranked by its own
-        BRAM18s, a unit whose weights UltraRAM held went to DRAM and freed no block RAM), in that order, until the block RAM fits: each
-        in its cheapest such folding whose DRAM bytes per frame stay, with the others', within
-        what the DRAM carries in `cycles` (more passes cost less block RAM and more bandwidth).
+        BRAM18s, a unit whose weights UltraRAM held went to DRAM and freed no block RAM), in
+        that order, until the block RAM fits: each in its cheapest such folding whose DRAM bytes
+        per frame stay, with the others', within what the DRAM carries in `cycles` (more passes
+        cost less block RAM and more bandwidth).
         Foldings whose weight words fill whole bus words first (where a unit has some), so that
         no bandwidth goes to padding; where the block RAM does not fit so, any folding."""
         if self.dram is None or self._block_ram(chosen) <= self._bram_budget:
