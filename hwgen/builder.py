@@ -153,7 +153,9 @@ def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
             s.reserved_luts, taken = luts, _plumbing_luts(plumbed, part.luts)
             if (need <= part.bram18 or fifos <= reserved) and taken <= luts:
                 return
-            reserved, luts = max(reserved, fifos) if need > part.bram18 else reserved, max(luts, taken)
+            if need > part.bram18:
+                reserved = max(reserved, fifos)
+            luts = max(luts, taken)
         return
     except HwgenError:
         folding = next(t for t in FOLD(s.cfg) if isinstance(t, SetFolding))

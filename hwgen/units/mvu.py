@@ -616,8 +616,9 @@ def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[lis
     registers on their way (the same for every lane)."""
     hw = u._hw
     ibits, wbits, SIMD = u.input_dtype.bitwidth(), u.weight_dtype.bitwidth(), u.SIMD
+    picks = _signed_weights(u)  # +-1 weights: picks of the inputs, less the beat's sum
     shared = (_shared_sum(m, x1, u, register)
-              if _signed_weights(u) or (u.packed_products and u.weight_dtype.signed()) else None)
+              if picks or (u.packed_products and u.weight_dtype.signed()) else None)
     ternary = _ternary_popcount(u)
     if ternary:  # the beat's nonzero and sign bits, and its nonzero count once for every lane
         nonzero, sign = Signal(SIMD, name="nonzero"), Signal(SIMD, name="sign")
@@ -636,7 +637,7 @@ def lane_dots(m: Module, u: MVU, x1: Value, wdata: Value, register) -> tuple[lis
             m.d.comb += plus.eq(nonzero & (sign ^ lane_w))
             count, depth = popcount(m, plus, name=f"pc{pe}_", register=register)
             dot = (Cat(count, Const(0, 1)).as_signed() << 1) - Cat(nonzeros, Const(0, 1)).as_signed()
-        elif shared is not None and not u.packed_products:
+        elif picks:
             # sum of x*(+-1) = 2 * (sum of x where w = +1) - sum of x
             picked, depth = staged_tree_sum(
                 [Mux(lane_w[s], decode(x1[s * ibits:(s + 1) * ibits], u.input_dtype), 0) for s in range(SIMD)],

@@ -487,21 +487,14 @@ class SetFolding(Transformation):
                 for plan in (plan_of(o.unit, bits, passes),)]
         return self._dram_options[name]
 
-    def _held_block_ram(self, chosen: dict[str, Option]) -> dict[str, int]:
-        """Each chosen unit's BRAM18s on the part, less those of its weight memories that the
+    def _block_ram(self, chosen: dict[str, Option]) -> int:
+        """The chosen units' BRAM18s on the part, less those of the weight memories that the
         part's UltraRAM takes (as `ChooseWeightMemories` places them)."""
-        held = {name: o.resources[1] for name, o in chosen.items()}
+        held = sum(o.resources[1] for o in chosen.values())
         if not self.part.uram:
             return held
-        owners = [(name, memory) for name, o in chosen.items() if not o.dram_bytes for memory in o.ram_weights]
-        for (name, (d, w)), u in zip(owners, uram_choice([m for _, m in owners], self.part.uram)):
-            if u:
-                held[name] -= memory_bram18(d, w)
-        return held
-
-    def _block_ram(self, chosen: dict[str, Option]) -> int:
-        """The chosen units' BRAM18s on the part, UltraRAM taking what it will."""
-        return sum(self._held_block_ram(chosen).values())
+        weights = [memory for o in chosen.values() if not o.dram_bytes for memory in o.ram_weights]
+        return held - sum(memory_bram18(d, w) for (d, w), u in zip(weights, uram_choice(weights, self.part.uram)) if u)
 
     def _fastest_fitting(self, options: dict[str, list[Option]], reachable: int) -> int:
         """The smallest cycle count (of those some unit takes, from `reachable` up) whose cheapest
