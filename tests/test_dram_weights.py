@@ -400,6 +400,35 @@ def test_the_fastest_fitting_folding_is_found_where_fitting_is_not_monotonic(tmp
 
 
 @pytest.mark.slow
+def test_a_dearer_block_ram_is_taken_where_a_cheaper_ones_spill_leaves_the_luts_over(tmp_path):
+    """BinaryDenseNet-28 (ImageNet size) on the ZCU104: at 226,576 cycles, the cheapest price of
+    block RAM that fits spills a layer to DRAM whose buffers take 8,600 LUTs more than it took on
+    chip, over the compute units' budget (within the part); a dearer price fits. Taking the first
+    price that fitted the part's LUTs, folding called that count a miss and bisected to 250,880
+    cycles (797 FPS); looking on to a price within the budget, that count fits and the search
+    finds 225,792 (886 FPS), within the part (a minute and a half)."""
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
+    from hwgen.frontend import load_onnx, prepare
+    from hwgen.parts import lookup_part
+    from hwgen.transforms.hardware.set_folding import SetFolding
+    from hwgen.transforms.partition import split_host_and_accelerator
+    from hwgen.transforms.pipeline import STREAMLINE, TO_HARDWARE, apply_all, dram_budget
+
+    path = export("binarydensenet-28", tmp_path / "bdn28.onnx", "imagenet", seed=0)
+    model = prepare(load_onnx(path)).transform(GiveUniqueNodeNames())
+    hardware = apply_all(split_host_and_accelerator(apply_all(model, STREAMLINE)).accel, TO_HARDWARE)
+    cfg = BuildConfig(board="zcu104", clock_mhz=200.0, target_fps="max")
+    folding = SetFolding(None, lookup_part(cfg.fit_part), dram=dram_budget(cfg))
+    options = folding._options(hardware)
+    needs = folding._needs(folding._fold(options, 226_576)[0])
+    assert all(need <= folding._limits()[name] for name, need in needs.items())
+    chosen = folding.choose(hardware)
+    assert max(o.cycles for o in chosen.values()) == 225_792
+    assert fits_as_found(folding, hardware)
+
+
+@pytest.mark.slow
 def test_reactnet_a_builds_for_the_zcu104_at_the_fastest_rate_that_fits(tmp_path, verilator_cache):
     """ReActNet-A (ImageNet size): `--board zcu104 --target-fps max` puts seven layers' weights in
     DRAM, folds again to leave its FIFOs their block RAM and plumbing the LUTs it takes beyond its

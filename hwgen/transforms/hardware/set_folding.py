@@ -274,8 +274,10 @@ class SetFolding(Transformation):
 
     def _fold(self, options: dict[str, list[Option]], cycles: int) -> tuple[dict[str, Option], tuple]:
         """The cheapest option of every unit within `cycles` at the least BRAM price of
-        `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part (and
-        its LUTs within the part), and the prices used (on a part with UltraRAM, the least URAM
+        `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part and
+        its LUTs within their budget (where no dearer block RAM at that URAM price brings the
+        LUTs within it, the least that keeps them within the part: a cheaper block RAM may
+        spill a layer to DRAM whose buffers take more LUTs than a dearer one's), and the prices used (on a part with UltraRAM, the least URAM
         price of `URAM_PRICES` with which some BRAM price does). Where none does (the design
         cannot fit), the prices of the nearest miss whose LUTs fit the part, else price 0: the
         design as cheap in LUTs as it comes (the highest price would move every memory to LUTs,
@@ -283,18 +285,24 @@ class SetFolding(Transformation):
         budget = self._bram_budget
         dsp_price = self.part.luts / self.part.dsp
         nearest = None  # (block RAM beyond the part, prices) of the nearest miss within the LUTs
+        within_part = None  # the first (chosen, prices) in block RAM whose LUTs fit the part, not their budget
         for uram_price in URAM_PRICES if self.part.uram else (0.0,):
             for bram_price in BRAM_PRICES:
                 prices = (1.0, bram_price, dsp_price, uram_price)
                 chosen = self._pick(options, cycles, prices)
-                within_luts = sum(o.resources[0] for o in chosen.values()) <= self.part.luts
+                luts = sum(o.resources[0] for o in chosen.values())
                 beyond = self._block_ram(chosen) - budget
-                if beyond <= 0 and within_luts:
+                if beyond <= 0 and luts <= self._lut_budget:
                     break
-                if within_luts and (nearest is None or beyond < nearest[0]):
+                if beyond <= 0 and luts <= self.part.luts and within_part is None:
+                    within_part = (chosen, prices)
+                if luts <= self.part.luts and (nearest is None or beyond < nearest[0]):
                     nearest = (beyond, prices)
             else:
-                continue
+                if within_part is None:
+                    continue
+                # the block RAM fits, the LUTs not their budget at any dearer block RAM: as it was
+                chosen, prices = within_part
             break
         else:  # no price fits the part: the nearest miss whose LUTs fit (UltraRAM priced so that it
             # takes the most), else the design as cheap in LUTs as it comes (memories stay put)
