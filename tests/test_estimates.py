@@ -116,6 +116,32 @@ def test_requantize_estimates_match_yosys(name, tmp_path):
     assert_alone_within_estimates_and_levels(name, requantize_units()[name], tmp_path)
 
 
+def threshold_roms_in_luts() -> dict[str, object]:
+    """Thresholding units whose ROM the memory model would put into block RAM, built from LUTs
+    (`thresholds_in_luts`): ReActNet-A's signs at 512 channels, two lanes, 10-bit and three
+    thresholds a channel."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.units.thresholding import Thresholding
+
+    rng = np.random.default_rng(0)
+    units = {}
+    for channels, pe, idt, steps in [(512, 1, "INT8", 1), (512, 2, "INT8", 1), (256, 1, "INT9", 1), (128, 1, "INT8", 3)]:
+        dtype = DataType[idt]
+        thr = np.sort(rng.integers(dtype.min(), dtype.max(), (channels, steps)), axis=1)
+        out = DataType["BIPOLAR"] if steps == 1 else DataType["UINT2"]
+        units[f"c{channels}-pe{pe}-{idt}-t{steps}"] = Thresholding(channels, pe, dtype, thr, out, 0, pixels=4,
+                                                                   thresholds_in_luts=True)
+    return units
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "c512-pe1-INT8-t1" else pytest.mark.slow)
+                                  for n in threshold_roms_in_luts()])
+def test_threshold_rom_in_luts_estimates_match_yosys(name, tmp_path):
+    """A threshold ROM in LUTs as Yosys builds it from logic (`THRESHOLD_ROM_BITS_PER_LUT`)."""
+    assert_alone_within_estimates_and_levels(name, threshold_roms_in_luts()[name], tmp_path)
+
+
 def window_generators() -> dict[str, SlidingWindow]:
     """Window generators of the shapes the zoo makes beyond CNV's (padding, stride 2, several pieces
     per beat, positions of 16 to 18 bits, one window per frame)."""
@@ -176,18 +202,21 @@ def test_ternary_window_mvu_estimates_and_levels(shape, tmp_path):
                                    pytest.param((1152, 128, 16, 72, 196, 128, "TERNARY"), id="14x14-3x3-padded-pe16",
                                                 marks=pytest.mark.slow),
                                    pytest.param((1152, 128, 16, 72, 196, 128, "BINARY"), id="14x14-3x3-pe16",
-                                                marks=pytest.mark.slow)])
+                                                marks=pytest.mark.slow),
+                                   pytest.param((1152, 128, 4, 128, 196, 128, "BINARY", 1), id="14x14-3x3-one-bank",
+                                                marks=pytest.mark.slow),
+                                   pytest.param((512, 256, 8, 64, 49, 64, "BINARY", 1), id="7x7-one-bank")])
 def test_dram_mvu_estimates_and_levels(shape, tmp_path):
     """A weight-stationary MVU of a 7x7 stage (a 1x1 convolution) and of a 14x14 one (a 3x3
     convolution's windows; padded: {-1, 0, +1} windows x +-1 weights, ReActNet-A's folding on the
     ZCU104): buffers in block RAM (at 14x14, deep: Yosys reads them through muxes across 13 and
-    7 blocks), the reader, the on-chip MVU's dot products."""
+    7 blocks), the reader, the on-chip MVU's dot products; and with one bank of input and output."""
     from qonnx.core.datatype import DataType
 
     from hwgen.units.dram_mvu import DramMVU
     from hwgen.units.mvu import accumulator_dtype
 
-    mw, mh, pe, simd, vectors, bus, inputs = shape
+    mw, mh, pe, simd, vectors, bus, inputs, banks = (*shape, 2)[:8]
     rng = np.random.default_rng(0)
     if inputs == "BINARY":
         idt = wdt = DataType["BINARY"]
@@ -195,7 +224,8 @@ def test_dram_mvu_estimates_and_levels(shape, tmp_path):
     else:
         idt, wdt = DataType[inputs], DataType["BIPOLAR"]
         w = rng.choice([-1, 1], (mw, mh))
-    unit = DramMVU(mw, mh, pe, simd, idt, wdt, w, None, accumulator_dtype(idt, wdt, w), 0, vectors, bus, 4096)
+    unit = DramMVU(mw, mh, pe, simd, idt, wdt, w, None, accumulator_dtype(idt, wdt, w), 0, vectors, bus, 4096,
+                   banks=banks)
     assert_alone_within_estimates_and_levels(f"DramMVU_{mw}x{mh}", unit, tmp_path)
 
 

@@ -383,14 +383,19 @@ def bram_read_mux_luts(depth: int, width: int) -> int:
 LOGIC_ROM_BITS_PER_LUT = 12
 
 
-def logic_rom_luts(depth: int, width: int) -> int:
+#: the same for threshold ROMs (a channel's thresholds sorted, their top bits alike): 512 x 9
+#: bits 254 LUTs, 128 x 27 176 by Yosys
+THRESHOLD_ROM_BITS_PER_LUT = 18
+
+
+def logic_rom_luts(depth: int, width: int, bits_per_lut: int = LOGIC_ROM_BITS_PER_LUT) -> int:
     """LUTs of a ROM of random content (weights) out of block RAM, as Yosys maps it: up to 32
-    words a LUT per bit (`memory_luts`); deeper, a LUT per `LOGIC_ROM_BITS_PER_LUT` bits. Vivado
-    gets nearer a LUT6 per 64 words; the estimates follow Yosys, which the resource numbers here
-    come from."""
+    words a LUT per bit (`memory_luts`); deeper, a LUT per `bits_per_lut` bits. Vivado gets
+    nearer a LUT6 per 64 words; the estimates follow Yosys, which the resource numbers here come
+    from."""
     if depth <= 32:
         return memory_luts(depth, width, in_block=False)
-    return max(memory_luts(depth, width, in_block=False), math.ceil(depth * width / LOGIC_ROM_BITS_PER_LUT))
+    return max(memory_luts(depth, width, in_block=False), math.ceil(depth * width / bits_per_lut))
 
 
 def ram_luts(depth: int, width: int) -> int:

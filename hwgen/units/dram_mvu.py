@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -53,6 +53,10 @@ from hwgen.units.thresholding import threshold_lane, threshold_words
 _WHERE = "DramMVU"
 #: beats of the output side's FIFO (the output buffer's reads run ahead of the stream by this)
 OUT_FIFO = 4
+#: cycles from a one-bank unit's last step of a pass to its output's first beat (the dot
+#: products' and the accumulators' pipeline, the bank's read): exact in rtlsim at SIMD 16 to 32,
+#: one or two over for shallower dot products
+BANK_TURN = 6
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +83,10 @@ class DramMVU(Unit):
     data_bits: int = 64
     offset: int = 0
     passes: int = 1
+    #: banks of the input and output buffers: 2, so that a pass arrives and the one before is
+    #: sent while one is computed; or 1, half their block RAM, the compute waiting while they do
+    #: (a pass's input and output take V/R x SF and V/R x NF cycles, its compute NF x V/R x SF)
+    banks: int = 2
     products_in_luts: bool = False
     packed_products: bool = False
     _mvu: MVU = field(init=False, repr=False)
@@ -95,6 +103,8 @@ class DramMVU(Unit):
         if not isinstance(self.passes, (int, np.integer)) or self.passes < 1 or self.vectors_per_frame % self.passes:
             raise HwgenError(f"passes={self.passes} must divide vectors_per_frame={self.vectors_per_frame}",
                              where=_WHERE)
+        if self.banks not in (1, 2):
+            raise HwgenError(f"banks={self.banks} must be 1 or 2", where=_WHERE)
 
     @property
     def NF(self) -> int:
@@ -156,8 +166,9 @@ class DramMVU(Unit):
 
     def held_fraction(self) -> float:
         """The pass being computed, the next one arriving and the one before being sent: with one
-        pass, up to three frames (a shortcut beside it buffers them)."""
-        return 3 / self.passes
+        pass, up to three frames (a shortcut beside it buffers them); with one bank, the next
+        arrives while the one before is sent: two."""
+        return (1 + self.banks) / self.passes
 
     def least_held_fraction(self) -> float:
         """A whole pass before its first output."""
@@ -172,7 +183,7 @@ class DramMVU(Unit):
 
     @cached_property
     def plan(self) -> DramPlan:
-        return plan_of(self._mvu, self.data_bits, self.passes)
+        return plan_of(self._mvu, self.data_bits, self.passes, self.banks)
 
     def est_luts(self) -> int:
         return self.plan.luts
@@ -230,28 +241,34 @@ def pass_choices(vectors: int) -> list[int]:
     return divisors(vectors)
 
 
-def plan_of(mvu: MVU, data_bits: int, passes: int = 1) -> DramPlan:
+def plan_of(mvu: MVU, data_bits: int, passes: int = 1, banks: int = 2) -> DramPlan:
     """`DramPlan` of `mvu`'s layer and folding with its weights in DRAM over a `data_bits` bus,
-    in `passes` passes a frame.
+    in `passes` passes a frame, its input and output buffers of `banks` banks.
 
-    cycles: the slowest of the three sides, which run at once: the compute (per pass NF x V/R x
-    SF steps and a cycle to start the next), taking the input (V x SF beats), sending the output
-    (V x NF beats); or, where the bus is slower, its words (R x NF x SF weight words of
-    `word_bits / data_bits` bus words each).
+    cycles: with two banks, the slowest of the three sides, which run at once: the compute (per
+    pass NF x V/R x SF steps and a cycle to start the next), taking the input (V x SF beats),
+    sending the output (V x NF beats); or, where the bus is slower, its words (R x NF x SF weight
+    words of `word_bits / data_bits` bus words each). With one bank, per pass the compute and
+    then the longer of the next pass's input and this one's output, which run at once (the
+    output `BANK_TURN` cycles after the compute's last step); or where the bus is slower, its
+    words (the weight tiles are still two, and load while the banks turn over).
     LUTs: the on-chip MVU's dot products and accumulators (its estimate without its weight ROM),
     the buffers' read muxes (across the block RAMs of a deep buffer: `bram_read_mux_luts`), the
     reader, the counters (the word gathering is flip-flops).
-    BRAM: two passes of input, the two weight tiles, two passes of output and the thresholds.
+    BRAM: `banks` passes of input, the two weight tiles, `banks` passes of output and the thresholds.
     DRAM: the weights once a pass."""
     v, sf, nf = mvu.vectors_per_frame, mvu.SF, mvu.NF
     vp = v // passes
     word_bits = word_bits_of(mvu)
     bus_words = bus_words_per_pass(nf * sf, word_bits, data_bits)
     compute = passes * (nf * vp * sf + 1)
-    cycles = max(passes * bus_words, compute, v * sf, v * nf)
+    if banks == 2:
+        cycles = max(passes * bus_words, compute, v * sf, v * nf)
+    else:
+        cycles = passes * max(bus_words, nf * vp * sf + 1 + max(vp * sf, vp * nf + BANK_TURN))
     thresholds = [(d, w) for d, w, role in mvu.parameter_memories() if role == "thresholds"]
-    rams = [(2 * vp * sf, mvu.SIMD * mvu.input_dtype.bitwidth()), (2 * sf, word_bits),
-            (2 * vp * nf, mvu.PE * mvu.output_dtype.bitwidth())]
+    rams = [(banks * vp * sf, mvu.SIMD * mvu.input_dtype.bitwidth()), (2 * sf, word_bits),
+            (banks * vp * nf, mvu.PE * mvu.output_dtype.bitwidth())]
     buffers = [*rams, *thresholds]
     image_bytes = bus_words * data_bits // 8
     per_bus = data_bits // slot_bits_of(word_bits, data_bits)
@@ -276,7 +293,20 @@ class DramMVUComponent(wiring.Component):
         NF, SF, PE = u.NF, u.SF, u.PE
         VP = u.vectors_per_frame // u.passes  # vectors a pass
         IN, OUT = VP * SF, VP * NF  # words of a buffer's bank
+        B = u.banks
         obits = u.output_dtype.bitwidth()
+
+        def other(bank: Signal) -> Value:
+            """The bank after `bank` (the same one where there is one)."""
+            return ~bank if B == 2 else bank
+
+        def base(bank: Signal, words: int) -> Value:
+            """The first word of `bank` in a buffer of banks of `words` words."""
+            return Mux(bank, words, 0) if B == 2 else Const(0)
+
+        def bank_ends(addr: Signal, words: int) -> Value:
+            """Whether `addr` is the last word of a bank."""
+            return (addr == words - 1) | (addr == 2 * words - 1) if B == 2 else addr == words - 1
 
         m.submodules.reader = reader = DramReaderComponent(u.reader)
         for name in dram_member_names(reader):
@@ -284,19 +314,19 @@ class DramMVUComponent(wiring.Component):
             m.d.comb += connect(inside, outside, reader.signature.members[name].flow)
         m.d.comb += [reader.inp.valid.eq(1), reader.inp.payload.eq(1)]  # pass after pass
 
-        # ---- the input: two banks of a pass each, filled in turn
+        # ---- the input: banks of a pass each, filled in turn
         width_in = u.inputs[0].width
-        m.submodules.xbuf = xbuf = Memory(shape=unsigned(width_in), depth=2 * IN, init=[],
-                                          attrs=memory_attrs(2 * IN, width_in, rom=False))
+        m.submodules.xbuf = xbuf = Memory(shape=unsigned(width_in), depth=B * IN, init=[],
+                                          attrs=memory_attrs(B * IN, width_in, rom=False))
         xw, xr = xbuf.write_port(), xbuf.read_port(domain="sync")
-        waddr, wbank, in_full = Signal(range(2 * IN)), Signal(), Signal(2)
+        waddr, wbank, in_full = Signal(range(B * IN)), Signal(), Signal(2)
         can_take = ~in_full.bit_select(wbank, 1)
         take = self.inp.valid & can_take
         m.d.comb += [self.inp.ready.eq(can_take), xw.addr.eq(waddr), xw.data.eq(self.inp.payload), xw.en.eq(take)]
         with m.If(take):
-            m.d.sync += waddr.eq(wrap_inc(waddr, 2 * IN))
-            with m.If((waddr == IN - 1) | (waddr == 2 * IN - 1)):
-                m.d.sync += [in_full.bit_select(wbank, 1).eq(1), wbank.eq(~wbank)]
+            m.d.sync += waddr.eq(wrap_inc(waddr, B * IN))
+            with m.If(bank_ends(waddr, IN)):
+                m.d.sync += [in_full.bit_select(wbank, 1).eq(1), wbank.eq(other(wbank))]
 
         # ---- weight tiles: bus words gathered into weight words (or a bus word's several words
         # taken in turn), two tiles of SF words
@@ -337,8 +367,8 @@ class DramMVUComponent(wiring.Component):
         running, cin, cout = Signal(), Signal(), Signal()
         out_claimed, out_ready = Signal(2), Signal(2)  # an output bank taken by a pass; written whole
         nf, v, sf = Signal(range(NF)), Signal(range(VP)), Signal(range(SF))
-        xaddr, cbank = Signal(range(2 * IN)), Signal()
-        oaddr, obase = Signal(range(2 * OUT)), Signal(range(2 * OUT))  # the result's place: bank + v * NF + nf
+        xaddr, cbank = Signal(range(B * IN)), Signal()
+        oaddr, obase = Signal(range(B * OUT)), Signal(range(B * OUT))  # the result's place: bank + v * NF + nf
         fire = Signal()
         m.d.comb += fire.eq(running & tile_full.bit_select(cbank, 1))
         m.d.comb += [xr.addr.eq(xaddr), xr.en.eq(1), tr.addr.eq(Mux(cbank, sf + SF, sf)), tr.en.eq(1)]
@@ -352,11 +382,12 @@ class DramMVUComponent(wiring.Component):
             with m.If(last_sf):
                 m.d.sync += [v.eq(wrap_inc(v, VP)), oaddr.eq(oaddr + NF)]
                 with m.If(last_v):  # the tile's vectors again, the next tile's outputs
-                    m.d.sync += [nf.eq(wrap_inc(nf, NF)), cbank.eq(~cbank), xaddr.eq(Mux(cin, IN, 0)),
+                    m.d.sync += [nf.eq(wrap_inc(nf, NF)), cbank.eq(~cbank), xaddr.eq(base(cin, IN)),
                                  obase.eq(obase + 1), oaddr.eq(obase + 1)]
         with m.If(pass_done):  # the other banks for the next pass
-            m.d.sync += [running.eq(0), in_full.bit_select(cin, 1).eq(0), cin.eq(~cin), cout.eq(~cout),
-                         xaddr.eq(Mux(cin, 0, IN)), obase.eq(Mux(cout, 0, OUT)), oaddr.eq(Mux(cout, 0, OUT))]
+            m.d.sync += [running.eq(0), in_full.bit_select(cin, 1).eq(0), cin.eq(other(cin)), cout.eq(other(cout)),
+                         xaddr.eq(base(other(cin), IN)), obase.eq(base(other(cout), OUT)),
+                         oaddr.eq(base(other(cout), OUT))]
         for b in range(2):  # a tile is loaded only while its bank is empty, computed only while full
             with m.If(tile_loaded & (lbank == b)):
                 m.d.sync += tile_full[b].eq(1)
@@ -383,8 +414,8 @@ class DramMVUComponent(wiring.Component):
         write3, oaddr3 = register(valid2 & last2), register(oaddr2)
         final3, bank3 = register(valid2 & final2), register(bank2)
         # S3: the vector's PE results into the output bank
-        m.submodules.obuf = obuf = Memory(shape=unsigned(PE * obits), depth=2 * OUT, init=[],
-                                          attrs=memory_attrs(2 * OUT, PE * obits, rom=False))
+        m.submodules.obuf = obuf = Memory(shape=unsigned(PE * obits), depth=B * OUT, init=[],
+                                          attrs=memory_attrs(B * OUT, PE * obits, rom=False))
         ow, orp = obuf.write_port(), obuf.read_port(domain="sync")
         lanes = [Signal(obits, name=f"lane{pe}") for pe in range(PE)]  # the output type holds the range
         if hw.thresholds is not None:  # the tile's thresholds, read while the accumulators settle
@@ -408,15 +439,15 @@ class DramMVUComponent(wiring.Component):
         # ---- send the output banks in turn: reads run ahead into a small FIFO, as far as it has room
         sbank = Signal()
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=PE * obits, depth=OUT_FIFO)
-        raddr, credits, pending = Signal(range(2 * OUT)), Signal(range(OUT_FIFO + 1), init=OUT_FIFO), Signal()
+        raddr, credits, pending = Signal(range(B * OUT)), Signal(range(OUT_FIFO + 1), init=OUT_FIFO), Signal()
         issue = out_ready.bit_select(sbank, 1) & (credits != 0)
         sent = self.out.valid & self.out.ready
         m.d.comb += [orp.addr.eq(raddr), orp.en.eq(issue), fifo.w_data.eq(orp.data), fifo.w_en.eq(pending),
                      self.out.payload.eq(fifo.r_data), self.out.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.out.ready)]
         m.d.sync += [pending.eq(issue), credits.eq(credits - issue + sent)]
         with m.If(issue):
-            m.d.sync += raddr.eq(wrap_inc(raddr, 2 * OUT))
-            with m.If((raddr == OUT - 1) | (raddr == 2 * OUT - 1)):  # the bank sent: free for a pass
+            m.d.sync += raddr.eq(wrap_inc(raddr, B * OUT))
+            with m.If(bank_ends(raddr, OUT)):  # the bank sent: free for a pass
                 m.d.sync += [out_ready.bit_select(sbank, 1).eq(0), out_claimed.bit_select(sbank, 1).eq(0),
-                             sbank.eq(~sbank)]
+                             sbank.eq(other(sbank))]
         return m

@@ -30,8 +30,11 @@ from hwgen.units.datapath import (
     check_positive,
     check_values,
     decode,
+    in_bram,
     int_array,
     is_bipolar,
+    THRESHOLD_ROM_BITS_PER_LUT,
+    logic_rom_luts,
     memory_attrs,
     memory_bram18,
     memory_luts,
@@ -154,6 +157,10 @@ class Thresholding(Unit):
     out_bias: int = 0
     pixels: int = 1
     binary_search: bool = False
+    #: the threshold ROM in LUTs where the memory model would put it into block RAM: on a part
+    #: short of block RAM, a 512 x 9 ROM takes some 400 LUTs at PE 1, where raising PE until
+    #: the ROM is too shallow for block RAM (PE 64) takes 1,200
+    thresholds_in_luts: bool = False
     _hw_thresholds: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -163,6 +170,8 @@ class Thresholding(Unit):
             raise HwgenError(f"PE={self.PE} does not divide channels={self.channels}", where=where)
         check_dtype(self.input_dtype, "input_dtype", where)
         check_dtype(self.output_dtype, "output_dtype", where)
+        if self.binary_search and self.thresholds_in_luts:
+            raise HwgenError("thresholds_in_luts applies to the all-at-once form, not binary_search", where=where)
         thr = check_threshold_params(self.thresholds, self.channels, self.output_dtype, self.out_bias, where)
         object.__setattr__(self, "thresholds", thr)
         lo, hi = int(self.input_dtype.min()), int(self.input_dtype.max())
@@ -203,6 +212,20 @@ class Thresholding(Unit):
     def _rom_shape(self) -> tuple[int, int]:
         return self.channels // self.PE, self.PE * self.steps * self._cmp_bits()[0]
 
+    def thresholds_in_bram(self) -> bool:
+        """Whether the threshold ROM (all-at-once form) is in block RAM."""
+        return not self.thresholds_in_luts and in_bram(*self._rom_shape())
+
+    def folding_space(self) -> list[dict[str, int]]:
+        """Every PE, and where the threshold ROM would go to block RAM, that PE with the ROM in
+        LUTs as well: which is cheaper depends on how much block RAM the design has left."""
+        space = []
+        for knobs in super().folding_space():
+            space.append({**knobs, "thresholds_in_luts": 0})
+            if not self.binary_search and in_bram(self.channels // knobs["PE"], knobs["PE"] * self.steps * self._cmp_bits()[0]):
+                space.append({**knobs, "thresholds_in_luts": 1})
+        return space
+
     def est_cycles(self) -> int:
         return self.inputs[0].beats_per_frame
 
@@ -218,13 +241,17 @@ class Thresholding(Unit):
 
     def est_luts(self) -> int:
         """All at once: comparators and count adders per lane (`threshold_luts`) and the threshold
-        ROM if it is not in block RAM. Binary search: per lane and stage a comparator and an
-        address adder (~2 LUTs per bit) and its ROM if not in block RAM. ~8 LUTs of control."""
+        ROM if it is not in block RAM (from logic as Yosys builds it where `thresholds_in_luts`:
+        four shapes within the share `tests/test_estimates.py` holds). Binary search: per lane
+        and stage a comparator and an address adder (~2 LUTs per bit) and its ROM if not in block
+        RAM. ~8 LUTs of control."""
         tbits = self._cmp_bits()[0]
         if self.binary_search:
             roms = sum(memory_luts(d, w) for d, w in self._search_roms())
             return self.PE * (self.search_stages * 2 * tbits + roms) + 8
-        return threshold_luts(self.PE, self.steps, tbits) + memory_luts(*self._rom_shape()) + 8
+        shape = self._rom_shape()
+        rom = logic_rom_luts(*shape, THRESHOLD_ROM_BITS_PER_LUT) if self.thresholds_in_luts else memory_luts(*shape)
+        return threshold_luts(self.PE, self.steps, tbits) + rom + 8
 
     def parameter_memories(self) -> list[tuple[int, int, str]]:
         if self.binary_search:
@@ -234,7 +261,7 @@ class Thresholding(Unit):
     def est_brams(self) -> int:
         if self.binary_search:
             return self.PE * sum(memory_bram18(d, w) for d, w in self._search_roms())
-        return memory_bram18(*self._rom_shape())
+        return memory_bram18(*self._rom_shape()) if self.thresholds_in_bram() else 0
 
 
 class ThresholdingComponent(wiring.Component):
@@ -261,7 +288,7 @@ class ThresholdingComponent(wiring.Component):
         m.submodules.thresholds = rom = Memory(
             shape=unsigned(u.PE * u.steps * tbits), depth=folds,
             init=threshold_words(u._hw_thresholds, u.PE, tbits),
-            attrs=memory_attrs(*u._rom_shape(), rom=True),
+            attrs=memory_attrs(*u._rom_shape(), rom=True, in_block=u.thresholds_in_bram()),
         )
         rd = rom.read_port(domain="sync")
 

@@ -61,6 +61,45 @@ def test_the_on_chip_mvus_outputs_with_weights_from_dram(idt, wdt, mw, mh, pe, s
         assert result.cycles_per_frame == cycles == unit.est_cycles()
 
 
+@pytest.mark.parametrize("mw, mh, pe, simd, vectors, bus, passes, cycles", [
+    (64, 48, 16, 16, 9, 128, 1, 145),  # a pass's input (36 beats) longer than its output (27)
+    (64, 48, 16, 16, 9, 128, 3, 150),  # three passes: 3 x (37 + 12 + 1); estimated 156
+    (256, 64, 4, 32, 16, 64, 2, 2318),  # output longer: 2 x (1,025 + 128 + 6)
+    (256, 64, 4, 32, 16, 128, 4, 2332),
+    (64, 48, 16, 16, 2, 64, 1, 48),  # bus-bound: the tiles load while the banks turn over
+])
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_one_bank_of_input_and_output_halves_the_buffers(mw, mh, pe, simd, vectors, bus, passes, cycles, stall,
+                                                         verilator_cache):
+    """`banks=1`: the same outputs, half the buffers' block RAM, and per pass the compute then the
+    longer of the next pass's input and this one's output (bus-bound: the bus), exactly as
+    estimated or up to two cycles a pass over."""
+    from dataclasses import replace
+
+    double = dram_mvu(B, B, mw, mh, pe, simd, vectors, bus, seed=mw + vectors, passes=passes)
+    unit = replace(double, banks=1)
+    x = np.random.default_rng(vectors).integers(0, 2, (4, vectors * mw))
+    out, result = simulate_unit(unit, x, stall_prob=stall, seed=2, cache_dir=verilator_cache, dram=dram_for(unit))
+    np.testing.assert_array_equal(out, unit.reference(x))
+    if stall == 0.0:
+        assert result.cycles_per_frame == cycles and 0 <= unit.est_cycles() - cycles <= 2 * passes
+    assert unit.held_fraction() == 2 / passes and double.held_fraction() == 3 / passes
+
+
+def test_one_bank_takes_half_the_block_ram_of_two():
+    """A ReActNet-A 3x3 layer at 14x14 (4,608 x 512, V = 196) in 4 passes: the input and output
+    banks are most of its block RAM."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    two = DramMVU(4608, 512, 2, 32, B, B, rng.integers(0, 2, (4608, 512)), None, DataType["INT14"], 0, 196, 64,
+                  OFFSET, passes=4)
+    one = replace(two, banks=1)
+    assert (two.est_brams(), one.est_brams()) == (79, 41)
+    with pytest.raises(HwgenError, match="DramMVU: banks=3 must be 1 or 2"):
+        replace(two, banks=3)
+
+
 def test_weight_words_take_slots_of_whole_bus_words_or_powers_of_two():
     """A 32-bit word takes half a 64-bit bus word, a 5-bit one a byte (the last bus word of the
     image padded), a 96-bit one two bus words; passes must divide the vectors."""

@@ -35,6 +35,7 @@ def test_reference_bipolar_output():
         (dict(output_dtype=BIPOLAR, thresholds=np.zeros((4, 2))), "threshold"),
         (dict(out_bias=2), "out_bias"),
         (dict(input_dtype=DataType["FLOAT32"]), "input_dtype"),
+        (dict(binary_search=True, thresholds_in_luts=True), "thresholds_in_luts applies to the all-at-once form"),
     ],
 )
 def test_bad_parameters_are_named(kwargs, name):
@@ -60,6 +61,26 @@ def test_thresholding_verilator_matches_reference(case, check_unit):
     unit = Thresholding(channels, pe, idt, thr, odt, bias, pixels=pixels)
     frames = rng.integers(int(idt.min()), int(idt.max()) + 1, size=(8, pixels * channels))
     check_unit(unit, frames, seed=3)
+
+
+def test_a_threshold_rom_in_luts_matches_the_reference(check_unit):
+    """A ROM the memory model puts into block RAM (512 x 9 bits), built from LUTs instead."""
+    rng = np.random.default_rng(11)
+    thr = np.sort(rng.integers(-140, 140, size=(512, 1)), axis=1)
+    unit = Thresholding(512, 1, DataType["INT8"], thr, BIPOLAR, 0, pixels=2, thresholds_in_luts=True)
+    assert unit.est_brams() == 0 and Thresholding(512, 1, DataType["INT8"], thr, BIPOLAR, 0, pixels=2).est_brams() == 1
+    frames = rng.integers(-128, 128, size=(3, 2 * 512))
+    frames[0, :512] = np.clip(thr[:, 0], -128, 127)  # values on a threshold itself
+    check_unit(unit, frames, seed=6)
+
+
+def test_folding_offers_the_rom_in_luts_only_where_it_would_take_block_ram():
+    thr = np.zeros((512, 1), dtype=np.int64)
+    space = Thresholding(512, 1, DataType["INT8"], thr, BIPOLAR, 0).folding_space()
+    in_luts = [k["PE"] for k in space if k["thresholds_in_luts"]]
+    assert in_luts == [1, 2, 4, 8, 16, 32]  # at PE 64 the ROM is 8 words deep: LUTs anyway
+    assert not any(k["thresholds_in_luts"] for k in Thresholding(64, 1, DataType["INT8"], thr[:64], BIPOLAR, 0)
+                   .folding_space())
 
 
 SEARCH_CASES = {
