@@ -335,6 +335,39 @@ def test_reactnet_block_at_imagenet_size_with_weights_in_dram(channels, size, cy
     assert_rtlsim_is_brevitas(net, out, report, x, verilator_cache, slack=0.05)
 
 
+@pytest.mark.slow
+def test_one_bank_layers_in_dram_are_the_model_and_wait_for_their_neighbours(tmp_path, verilator_cache):
+    """ReActNet-A's 1024-channel 7x7 block built for the PYNQ-Z2 at the fastest rate that fits
+    (10.5 Mbit of weights: both binary convolutions in DRAM), a hand folding giving both one bank
+    of input and output buffers (`DramMVU.banks`, half the block RAM of two). rtlsim is Brevitas,
+    with and without stalls; and a frame takes twice the slowest unit's estimate: a pass's input
+    and output wait for its compute, and the neighbours, folded for the same rate, take as long
+    again. This is why folding does not choose one bank itself."""
+    import json
+
+    from hwgen.models.blocks import BlockNet, ReActNetBlock
+    from hwgen.models.zoo import randomize
+
+    net = BlockNet(ReActNetBlock(1024, 1024, 1), 1024, 7)
+    randomize(net, seed=0)
+    path = tmp_path / "block.onnx"
+    export_brevitas(net, net.input_shape).save(str(path))
+    folding = tmp_path / "folding.json"
+    folding.write_text(json.dumps({"ConvMVU_0": {"banks": 1}, "ConvMVU_1": {"banks": 1}}))
+    out = tmp_path / "build"
+    report = build(path, out, BuildConfig(board="pynq-z2", clock_mhz=100.0, target_fps="max", fifo_sizing="modelled",
+                                          folding=json.loads(folding.read_text()), cache_dir=verilator_cache))
+    assert [layer["op"] for layer in report["layers"] if "MVU" in layer["name"]] == ["DramMVU", "DramMVU"]
+    x = np.random.default_rng(5).random((2, *net.input_shape[1:])).astype(np.float32)
+    with torch.no_grad():
+        brevitas = net(torch.from_numpy(x)).numpy()
+    for stall in (0.0, 0.3):
+        y, stats = simulate_build(out, x, stall_prob=stall, seed=4, cache_dir=verilator_cache)
+        assert np.array_equal(y, brevitas), f"rtlsim differs from Brevitas (stall {stall})"
+        if stall == 0.0:
+            assert stats["cycles_per_frame"] > 1.9 * report["totals"]["max_est_cycles"], stats
+
+
 def fits_as_found(folding, hardware) -> bool:
     """Whether the compute units fit the part at the cycle count the search for the fastest found,
     as folded there (a window generator then takes the folding that is cheapest together with

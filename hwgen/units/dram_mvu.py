@@ -22,6 +22,9 @@ chooses the passes (`plan_of`) with the DRAM bandwidth as a constraint.
 
 Every buffer is doubled, so the three sides run at once: the next pass arrives while one is
 computed and the one before is sent, and a chain of these units runs at its slowest one's rate.
+With one bank of input and output (`banks=1`, half their block RAM, set by a hand folding) a
+pass's input and output wait for its compute, and in a pipeline folded for one rate the
+neighbours take as long again: folding keeps two.
 The tiles are double-buffered too: while one is computed, the next arrives through `DramReader`
 (its bus words gathered into weight words, `word_bits / data_bits` each; or, for a word narrower
 than the bus, several words to a bus word, each in a slot of a power of two bits: `slot_bits_of`),

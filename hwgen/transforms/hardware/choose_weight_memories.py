@@ -90,10 +90,9 @@ def _to_dram(model: ModelWrapper, bus_bits: int) -> tuple[ModelWrapper, bool]:
     return model, move_to_dram(model, None, bus_bits)
 
 
-def move_to_dram(model: ModelWrapper, passes: dict[str, tuple[int, int]] | None, bus_bits: int) -> bool:
+def move_to_dram(model: ModelWrapper, passes: dict[str, int] | None, bus_bits: int) -> bool:
     """The MVUs named in `passes` (None: every one that can, in one pass) become DramMVUs reading
-    their weights over a `bus_bits` bus in that many passes a frame (and buffers of that many
-    banks: `passes` maps a name to both; None: two), each image at the next 4 KB
+    their weights over a `bus_bits` bus in that many passes a frame, each image at the next 4 KB
     boundary after the others'. An MVU whose weights folding put in LUTs stays, and so, where
     every MVU is asked for (`passes` None: `--weight-memory dram`), does one whose weight word is
     not a whole number of bus words (its folding would waste bandwidth on padding; folding for
@@ -110,9 +109,9 @@ def move_to_dram(model: ModelWrapper, passes: dict[str, tuple[int, int]] | None,
                  for name in ("MW", "MH", "PE", "SIMD", "out_bias", "vectors_per_frame", "products_in_luts",
                                   "packed_products")}
         attrs.update({name: getattr(unit, name).name for name in ("input_dtype", "weight_dtype", "output_dtype")})
-        count, banks = (1, 2) if passes is None else passes[node.name]
         dram = make_node("DramMVU", list(node.input), list(node.output), domain=HWGEN_DOMAIN, name=node.name,
-                         data_bits=bus_bits, offset=offset, passes=count, banks=banks, **attrs)
+                         data_bits=bus_bits, offset=offset, passes=1 if passes is None else passes[node.name],
+                         **attrs)
         model.graph.node.remove(node)
         model.graph.node.insert(index, dram)
         offset = aligned(offset + unit_of(model, dram).dram_image_bytes())

@@ -119,8 +119,6 @@ class Option:
     dram_bytes: int = 0
     #: passes a frame of a unit whose weights stream from DRAM (`hwgen.units.dram_mvu`)
     passes: int = 1
-    #: banks of its input and output buffers (`DramMVU.banks`)
-    banks: int = 2
     #: (depth, width) of each weight memory in block RAM or UltraRAM (`Unit.ram_weight_memories`),
     #: listed once: folding weighs UltraRAM's share of them for every choice it tries
     ram_weights: tuple[tuple[int, int], ...] = ()
@@ -227,7 +225,7 @@ class SetFolding(Transformation):
                 if op.get_nodeattr(knob) != value:
                     op.set_nodeattr(knob, value)
                     changed = True
-        to_dram = {name: (o.passes, o.banks) for name, o in chosen.items() if o.dram_bytes}
+        to_dram = {name: o.passes for name, o in chosen.items() if o.dram_bytes}
         if to_dram:
             from hwgen.transforms.hardware.choose_weight_memories import move_to_dram
 
@@ -392,7 +390,7 @@ class SetFolding(Transformation):
         unit = option.unit.refolded(**knob)
         knobs = {**option.knobs, **knob}
         if option.dram_bytes:
-            plan = plan_of(unit, self.dram.bus_bits, option.passes, option.banks)
+            plan = plan_of(unit, self.dram.bus_bits, option.passes)
             return replace(option, knobs=knobs, unit=unit, resources=(plan.luts, plan.brams, plan.dsps))
         return replace(option, knobs=knobs, unit=unit,
                        resources=(int(unit.est_luts()), int(unit.est_brams()), int(unit.est_dsps())))
@@ -485,20 +483,20 @@ class SetFolding(Transformation):
 
     def _in_dram(self, name: str, options: list[Option]) -> list[Option]:
         """The foldings of an MVU (of `options`) with its weights in DRAM: those whose weights
-        are not in LUTs, in each number of passes, with two banks of input and output buffers or,
-        where a pass holds more than one vector, one (half their block RAM, the compute waiting
-        while they turn over; a bank of one vector saves next to nothing), priced by `plan_of`
-        (a weight word narrower than the bus, or not a whole number of bus words, in a padded
-        slot: `slot_bits_of`)."""
+        are not in LUTs, in each number of passes, priced by `plan_of` (a weight word narrower
+        than the bus, or not a whole number of bus words, in a padded slot: `slot_bits_of`).
+        Two banks of input and output buffers: with one (`DramMVU.banks`), a pass's input and
+        output wait for the compute, and in a pipeline folded to one rate the neighbours then
+        take as long again (ReActNet-A's 1024-channel block on the PYNQ-Z2: 292,267 cycles a
+        frame where the units' estimates said 147,456)."""
         if name not in self._dram_options:
             bits = self.dram.bus_bits
             self._dram_options[name] = [
                 replace(o, cycles=plan.cycles, resources=(plan.luts, plan.brams, plan.dsps), weights=(),
-                        dram_bytes=plan.dram_bytes, passes=passes, banks=banks, ram_weights=())
+                        dram_bytes=plan.dram_bytes, passes=passes, ram_weights=())
                 for o in options if isinstance(o.unit, MVU) and can_stream(o.unit, bits, padded=True)
                 for passes in pass_choices(o.unit.vectors_per_frame)
-                for banks in ((2, 1) if o.unit.vectors_per_frame > passes else (2,))
-                for plan in (plan_of(o.unit, bits, passes, banks),)]
+                for plan in (plan_of(o.unit, bits, passes),)]
         return self._dram_options[name]
 
     def _block_ram(self, chosen: dict[str, Option]) -> int:
