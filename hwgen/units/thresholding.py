@@ -26,6 +26,7 @@ from qonnx.core.datatype import BaseDataType
 from hwgen.errors import HwgenError
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
+    THRESHOLD_ROM_BITS_PER_LUT,
     check_dtype,
     check_positive,
     check_values,
@@ -33,7 +34,6 @@ from hwgen.units.datapath import (
     in_bram,
     int_array,
     is_bipolar,
-    THRESHOLD_ROM_BITS_PER_LUT,
     logic_rom_luts,
     memory_attrs,
     memory_bram18,
@@ -158,7 +158,7 @@ class Thresholding(Unit):
     pixels: int = 1
     binary_search: bool = False
     #: the threshold ROM in LUTs where the memory model would put it into block RAM: on a part
-    #: short of block RAM, a 512 x 9 ROM takes some 400 LUTs at PE 1, where raising PE until
+    #: short of block RAM, a 512 x 9 ROM takes some 270 LUTs at PE 1, where raising PE until
     #: the ROM is too shallow for block RAM (PE 64) takes 1,200
     thresholds_in_luts: bool = False
     _hw_thresholds: np.ndarray = field(init=False, repr=False)
@@ -209,8 +209,10 @@ class Thresholding(Unit):
     def _cmp_bits(self) -> tuple[int, bool]:
         return range_bits(int(self.input_dtype.min()), int(self.input_dtype.max()) + 1)
 
-    def _rom_shape(self) -> tuple[int, int]:
-        return self.channels // self.PE, self.PE * self.steps * self._cmp_bits()[0]
+    def _rom_shape(self, pe: int | None = None) -> tuple[int, int]:
+        """(depth, width) of the threshold ROM at this PE (or at `pe`)."""
+        pe = self.PE if pe is None else pe
+        return self.channels // pe, pe * self.steps * self._cmp_bits()[0]
 
     def thresholds_in_bram(self) -> bool:
         """Whether the threshold ROM (all-at-once form) is in block RAM."""
@@ -222,7 +224,7 @@ class Thresholding(Unit):
         space = []
         for knobs in super().folding_space():
             space.append({**knobs, "thresholds_in_luts": 0})
-            if not self.binary_search and in_bram(self.channels // knobs["PE"], knobs["PE"] * self.steps * self._cmp_bits()[0]):
+            if not self.binary_search and in_bram(*self._rom_shape(knobs["PE"])):
                 space.append({**knobs, "thresholds_in_luts": 1})
         return space
 

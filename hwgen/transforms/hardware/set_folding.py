@@ -276,9 +276,10 @@ class SetFolding(Transformation):
         """The cheapest option of every unit within `cycles` at the least BRAM price of
         `BRAM_PRICES` that keeps the design's block RAM within `MAX_BRAM_SHARE` of the part and
         its LUTs within their budget (where no dearer block RAM at that URAM price brings the
-        LUTs within it, the least that keeps them within the part: a cheaper block RAM may
-        spill a layer to DRAM whose buffers take more LUTs than a dearer one's), and the prices used (on a part with UltraRAM, the least URAM
-        price of `URAM_PRICES` with which some BRAM price does). Where none does (the design
+        LUTs within it, the least that keeps them within the part: a cheaper block RAM may spill
+        a layer to DRAM whose buffers take more LUTs than a dearer one's), and the prices used
+        (on a part with UltraRAM, the least URAM price of `URAM_PRICES` with which some BRAM
+        price does). Where none does (the design
         cannot fit), the prices of the nearest miss whose LUTs fit the part, else price 0: the
         design as cheap in LUTs as it comes (the highest price would move every memory to LUTs,
         tens of times the part's, and fit no better)."""
