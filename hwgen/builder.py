@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -164,10 +164,14 @@ def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
         if (most <= 0 or most >= reserved) and not _may_spill(s.cfg):
             raise
     if 0 < most < reserved:
-        folded, plumbed, need, fifos = attempt(most, luts=luts)
-        if need <= part.bram18:
-            keep(folded, plumbed, most)
-            return
+        try:
+            folded, plumbed, need, fifos = attempt(most, luts=luts)
+            if need <= part.bram18:
+                keep(folded, plumbed, most)
+                return
+        except HwgenError:  # none beside the LUTs plumbing takes: the FIFOs to DRAM, where they may go
+            if not _may_spill(s.cfg):
+                raise
         if not _may_spill(s.cfg):
             raise HwgenError(f"no folding leaves its FIFOs their block RAM: at the slowest, the compute units take "
                              f"{least:,} BRAM18 and the FIFOs {fifos:,}, where the {part.device} has {part.bram18:,}",
@@ -176,8 +180,16 @@ def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
     # that stay and DRAM bandwidth to those that go, then plumb spilling them
     # (from the plumbing at hand, then from the one that spilled, as long as the rings take more)
     kept, spilled_bytes, luts = _spill_needs(s.model, s.cfg.dram_bits, part.luts)
-    for _ in range(MAX_REFOLDS):
-        folded, plumbed, need, fifos = attempt(kept, spilled_bytes, luts)
+    for refold in range(MAX_REFOLDS):
+        try:
+            folded, plumbed, need, fifos = attempt(kept, spilled_bytes, luts)
+        except HwgenError:
+            if refold:
+                raise
+            # the FIFOs that stay on chip were sized beside a faster folding (wider beats, which
+            # a ring cannot take): what stays beside the slowest, whose FIFOs are narrower
+            kept, spilled_bytes, luts = _spill_needs(_plumbed_at_slowest(s, hardware), s.cfg.dram_bits, part.luts)
+            folded, plumbed, need, fifos = attempt(kept, spilled_bytes, luts)
         if need > part.bram18:
             raise HwgenError(f"no folding fits beside its FIFOs, even with those at joins in DRAM: the compute units "
                              f"and FIFOs take {need:,} BRAM18, where the {part.device} has {part.bram18:,}",
@@ -189,6 +201,13 @@ def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
         if rings <= spilled_bytes and taken <= luts:
             return
         spilled_bytes, luts = max(rings, spilled_bytes), max(taken, luts)
+
+
+def _plumbed_at_slowest(s: BuildState, hardware: ModelWrapper) -> ModelWrapper:
+    """The hardware graph folded at the slowest folding of all and plumbed (no FIFO spilled)."""
+    folding = next(t for t in FOLD(s.cfg) if isinstance(t, SetFolding))
+    slowest = replace(s.cfg, target_fps=None, target_cycles=folding.slowest_cycles(hardware))
+    return apply_all(step_fold(BuildState(hardware, slowest, s.out)).model, PLUMBING(s.cfg))
 
 
 def _may_spill(cfg: BuildConfig) -> bool:

@@ -476,6 +476,22 @@ def test_reactnet_a_builds_for_the_zcu104_at_the_fastest_rate_that_fits(tmp_path
     assert report["dram"]["mbytes_per_s"] <= report["dram"]["available_mbytes_per_s"]
 
 
+@pytest.mark.slow
+def test_reactnet_a_builds_for_the_pynq_z2(tmp_path, verilator_cache):
+    """ReActNet-A (ImageNet size) for the PYNQ-Z2 (`--board pynq-z2 --target-fps max`): no
+    folding leaves its FIFOs their block RAM beside the LUTs that plumbing takes, so the FIFOs at
+    joins go to rings in DRAM, and the design fits the xc7z020 at 38,535,168 cycles a frame (2.6
+    FPS at 100 MHz; 11 minutes). It stopped with that error before it tried the rings."""
+    path = export("reactnet-a", tmp_path / "reactnet-a.onnx", "imagenet", seed=0)
+    report = build(path, tmp_path / "b", BuildConfig(board="pynq-z2", clock_mhz=100.0, target_fps="max",
+                                                     cache_dir=verilator_cache))
+    z2 = next(row for row in report["parts"] if row["part"] == "xc7z020")
+    assert z2["fits"] and z2["est_bram18"] <= 280 and z2["est_luts"] <= 53_200
+    assert report["totals"]["max_est_cycles"] == 38_535_168
+    assert any(layer["op"] == "DramFifo" for layer in report["layers"])
+    assert report["dram"]["mbytes_per_s"] <= report["dram"]["available_mbytes_per_s"]
+
+
 def test_layers_in_several_passes_are_the_model(tmp_path, verilator_cache):
     """A ReActNet normal block (16 channels, 8x8) with its weights in DRAM, each weight-stationary
     unit set to take its 64 vectors in 4 passes (the fold checkpoint edited, the build run again

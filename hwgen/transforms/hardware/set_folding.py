@@ -257,10 +257,15 @@ class SetFolding(Transformation):
         in DRAM in the most passes where block RAM runs short): the most block RAM any folding
         leaves to the FIFOs is the part's less this."""
         options = self._options(model)
-        slowest = max(o.cycles for opts in [*options.values(), *self._all_in_dram(options)] for o in opts)
+        slowest = self.slowest_cycles(model)
         starved = copy.copy(self)  # no block RAM to spend: the prices and passes that take the least
         starved._bram_budget = 0
         return starved._block_ram(starved._fold(options, slowest)[0])
+
+    def slowest_cycles(self, model: ModelWrapper) -> int:
+        """The cycles a frame of the slowest folding of all (weights in DRAM where they may be)."""
+        options = self._options(model)
+        return max(o.cycles for opts in [*options.values(), *self._all_in_dram(options)] for o in opts)
 
     def _options(self, model: ModelWrapper) -> dict[str, list[Option]]:
         options = self.options if self.options is not None else fold_options(model)
