@@ -122,9 +122,11 @@ def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
     no folding leaves that much block RAM (the FIFOs were sized beside a fast folding, and a
     shortcut beside a weight-stationary unit holds three of its passes), with the most that any
     folding leaves (the slowest, whose passes are shortest);
-    where the FIFOs do not fit even then and the build has a DRAM (`--fifo-memory auto`), with
-    the FIFOs at joins in DRAM (`SpillFifos`), leaving block RAM to the others and the DRAM the
-    bandwidth and the LUTs of those; else an error that says what each side takes. Sets `s.model`,
+    where the FIFOs do not fit even then, or no folding fits beside the LUTs plumbing takes, and
+    the build has a DRAM (`--fifo-memory auto`), with the FIFOs at joins in DRAM (`SpillFifos`),
+    leaving block RAM to the others and the DRAM the bandwidth and the LUTs of those (those that
+    stay counted beside the slowest folding where beside the first none fits: a faster folding's
+    beats are wider than a ring takes); else an error that says what each side takes. Sets `s.model`,
     `s.reserved_bram18`, `s.reserved_dram_bytes` and `s.reserved_luts`; the fold checkpoint is
     the folding kept."""
     part = lookup_part(s.cfg.fit_part)
