@@ -160,8 +160,7 @@ def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
             luts = max(luts, taken)
         return
     except HwgenError:
-        folding = next(t for t in FOLD(s.cfg) if isinstance(t, SetFolding))
-        least = folding.least_block_ram(hardware)
+        least = _set_folding(s.cfg).least_block_ram(hardware)
         most = int(MAX_BRAM_SHARE * part.bram18) - least
         if (most <= 0 or most >= reserved) and not _may_spill(s.cfg):
             raise
@@ -207,9 +206,13 @@ def _fold_beside_fifos(s: BuildState, fifos: int, luts: int = 0) -> None:
 
 def _plumbed_at_slowest(s: BuildState, hardware: ModelWrapper) -> ModelWrapper:
     """The hardware graph folded at the slowest folding of all and plumbed (no FIFO spilled)."""
-    folding = next(t for t in FOLD(s.cfg) if isinstance(t, SetFolding))
-    slowest = replace(s.cfg, target_fps=None, target_cycles=folding.slowest_cycles(hardware))
+    slowest = replace(s.cfg, target_fps=None, target_cycles=_set_folding(s.cfg).slowest_cycles(hardware))
     return apply_all(step_fold(BuildState(hardware, slowest, s.out)).model, PLUMBING(s.cfg))
+
+
+def _set_folding(cfg: BuildConfig) -> SetFolding:
+    """The folding transformation of `cfg`'s fold step (for its estimates of the slowest folding)."""
+    return next(t for t in FOLD(cfg) if isinstance(t, SetFolding))
 
 
 def _may_spill(cfg: BuildConfig) -> bool:
