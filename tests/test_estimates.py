@@ -229,6 +229,24 @@ def test_dram_mvu_estimates_and_levels(shape, tmp_path):
     assert_alone_within_estimates_and_levels(f"DramMVU_{mw}x{mh}", unit, tmp_path)
 
 
+@pytest.mark.parametrize("shape", [pytest.param((7, 512, 1, 256, 8, 64, 64), id="7x7-1x1"),
+                                   pytest.param((14, 128, 3, 128, 4, 64, 128), id="14x14-3x3", marks=pytest.mark.slow)])
+def test_frame_mvu_estimates_and_levels(shape, tmp_path):
+    """A weight-stationary convolution over a held image: a 7x7 stage's 1x1 layer and a 14x14
+    stage's padded 3x3 one (the window walk, the image's banks, the reader, the dot products)."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.units.frame_mvu import FrameMVU
+    from hwgen.units.mvu import accumulator_dtype
+
+    size, channels, kernel, mh, pe, simd, bus = shape
+    b, pad = DataType["BINARY"], kernel // 2
+    w = np.random.default_rng(0).integers(0, 2, (kernel * kernel * channels, mh))
+    unit = FrameMVU(size, size, channels, kernel, kernel, 1, 1, pad, pad, pad, pad, mh, pe, simd, b, b, b, w, None,
+                    accumulator_dtype(b, b, w), data_bits=bus, offset=4096)
+    assert_alone_within_estimates_and_levels(f"FrameMVU_{size}x{size}x{channels}_{kernel}x{kernel}", unit, tmp_path)
+
+
 @pytest.mark.parametrize("dtype, elems, bus, depth", [
     pytest.param("INT8", 1, 64, 20_000, id="8bit-64bus"),  # a ReActNet-A shortcut at 14x14 on the PYNQ-Z2
     pytest.param("UINT4", 3, 128, 500, id="12bit-128bus"),

@@ -42,7 +42,7 @@ import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
@@ -130,14 +130,7 @@ class DramMVU(Unit):
     def reader(self) -> DramReader:
         """The unit's DRAM reader: the weight words, tile by tile, each in its slot (`slot_bits`),
         as bytes."""
-        words, slot, data = weight_words(self._mvu), self.slot_bits, self.data_bits
-        if slot >= data:
-            chunks = [w.to_bytes(slot // 8, "little") for w in words]
-        else:  # a bus word holds data / slot words, the first in its lowest bits; the last one padded
-            per_bus = data // slot
-            chunks = [sum(w << (i * slot) for i, w in enumerate(words[b:b + per_bus])).to_bytes(data // 8, "little")
-                      for b in range(0, len(words), per_bus)]
-        return DramReader(np.frombuffer(b"".join(chunks), np.uint8), self.data_bits, self.offset)
+        return weight_reader(self._mvu, self.data_bits, self.offset)
 
     def dram_image(self) -> np.ndarray:
         """The bytes the DRAM holds at `offset` for this unit."""
@@ -226,6 +219,19 @@ def slot_bits_of(word_bits: int, data_bits: int) -> int:
     return 1 << (word_bits - 1).bit_length()
 
 
+def weight_reader(mvu: MVU, data_bits: int, offset: int) -> DramReader:
+    """The DRAM reader of `mvu`'s weight words, tile by tile (`weight_words`), each in its slot
+    (`slot_bits_of`), at `offset` over a `data_bits` bus."""
+    words, slot = weight_words(mvu), slot_bits_of(word_bits_of(mvu), data_bits)
+    if slot >= data_bits:
+        chunks = [w.to_bytes(slot // 8, "little") for w in words]
+    else:  # a bus word holds data / slot words, the first in its lowest bits; the last one padded
+        per_bus = data_bits // slot
+        chunks = [sum(w << (i * slot) for i, w in enumerate(words[b:b + per_bus])).to_bytes(data_bits // 8, "little")
+                  for b in range(0, len(words), per_bus)]
+    return DramReader(np.frombuffer(b"".join(chunks), np.uint8), data_bits, offset)
+
+
 def bus_words_per_pass(words: int, word_bits: int, data_bits: int) -> int:
     """Bus words of an image of `words` weight words, each in its slot (`slot_bits_of`)."""
     slot = slot_bits_of(word_bits, data_bits)
@@ -311,12 +317,6 @@ class DramMVUComponent(wiring.Component):
             """Whether `addr` is the last word of a bank."""
             return (addr == words - 1) | (addr == 2 * words - 1) if B == 2 else addr == words - 1
 
-        m.submodules.reader = reader = DramReaderComponent(u.reader)
-        for name in dram_member_names(reader):
-            inside, outside = getattr(reader, name), getattr(self, name)
-            m.d.comb += connect(inside, outside, reader.signature.members[name].flow)
-        m.d.comb += [reader.inp.valid.eq(1), reader.inp.payload.eq(1)]  # pass after pass
-
         # ---- the input: banks of a pass each, filled in turn
         width_in = u.inputs[0].width
         m.submodules.xbuf = xbuf = Memory(shape=unsigned(width_in), depth=B * IN, init=[],
@@ -331,39 +331,7 @@ class DramMVUComponent(wiring.Component):
             with m.If(bank_ends(waddr, IN)):
                 m.d.sync += [in_full.bit_select(wbank, 1).eq(1), wbank.eq(other(wbank))]
 
-        # ---- weight tiles: bus words gathered into weight words (or a bus word's several words
-        # taken in turn), two tiles of SF words
-        slot, data = u.slot_bits, u.data_bits
-        m.submodules.tiles = tiles = Memory(shape=unsigned(u.word_bits), depth=2 * SF, init=[],
-                                            attrs=memory_attrs(2 * SF, u.word_bits, rom=False))
-        tw, tr = tiles.write_port(), tiles.read_port(domain="sync")
-        tile_full, lbank, lsf = Signal(2), Signal(), Signal(range(SF))
-        loading = ~tile_full.bit_select(lbank, 1)
-        got = reader.out.valid & loading
-        if slot < data:  # per_bus words a bus word; the pass's last word ends its bus word
-            per_bus = data // slot
-            part, pword = Signal(range(per_bus)), Signal(range(NF * SF))
-            bus_word_done = (part == per_bus - 1) | (pword == NF * SF - 1)
-            m.d.comb += reader.out.ready.eq(loading & bus_word_done)
-            with m.If(got):
-                m.d.sync += [part.eq(Mux(bus_word_done, 0, part + 1)), pword.eq(wrap_inc(pword, NF * SF))]
-            word, word_done = reader.out.payload.word_select(part, slot)[:u.word_bits], got
-        elif slot == data:
-            m.d.comb += reader.out.ready.eq(loading)
-            word, word_done = reader.out.payload[:u.word_bits], got
-        else:
-            ratio = slot // data
-            m.d.comb += reader.out.ready.eq(loading)
-            gathered, part = Signal((ratio - 1) * data), Signal(range(ratio))
-            with m.If(got):
-                m.d.sync += [gathered.eq(Cat(gathered[data:], reader.out.payload)), part.eq(wrap_inc(part, ratio))]
-            word, word_done = Cat(gathered, reader.out.payload)[:u.word_bits], got & (part == ratio - 1)
-        m.d.comb += [tw.addr.eq(Mux(lbank, lsf + SF, lsf)), tw.data.eq(word), tw.en.eq(word_done)]
-        tile_loaded = word_done & (lsf == SF - 1)
-        with m.If(word_done):
-            m.d.sync += lsf.eq(wrap_inc(lsf, SF))
-        with m.If(tile_loaded):
-            m.d.sync += lbank.eq(~lbank)
+        tr, tile_full, _ = load_weight_tiles(m, self, u)
 
         # ---- compute: pass by pass (an input bank into an output bank), tile by tile, vector by
         # vector, fold by fold; the buffers' addresses count within both banks
@@ -391,51 +359,17 @@ class DramMVUComponent(wiring.Component):
             m.d.sync += [running.eq(0), in_full.bit_select(cin, 1).eq(0), cin.eq(other(cin)), cout.eq(other(cout)),
                          xaddr.eq(base(other(cin), IN)), obase.eq(base(other(cout), OUT)),
                          oaddr.eq(base(other(cout), OUT))]
-        for b in range(2):  # a tile is loaded only while its bank is empty, computed only while full
-            with m.If(tile_loaded & (lbank == b)):
-                m.d.sync += tile_full[b].eq(1)
-            with m.If(tile_done & (cbank == b)):
-                m.d.sync += tile_full[b].eq(0)
+        with m.If(tile_done):  # a tile is loaded only while its bank is empty, computed only while full
+            m.d.sync += tile_full.bit_select(cbank, 1).eq(0)
 
-        # S1: the input beat and the weight word (the memories' reads), the step's control
-        def register(value: Value) -> Value:
-            held = Signal(value.shape())
-            m.d.sync += held.eq(value)
-            return held
-
-        control = [register(c) for c in (fire, sf == 0, last_sf, oaddr, pass_done, nf, cout)]
-        dots, depth = lane_dots(m, mvu, xr.data, tr.data, register)
-        for _ in range(depth):
-            control = [register(c) for c in control]
-        dots = [register(d) for d in dots]
-        valid2, first2, last2, oaddr2, final2, nf2, bank2 = (register(c) for c in control)
-        # S2: accumulate
-        hw = mvu._hw
-        accs = [Signal(hw.acc_shape, name=f"acc{pe}") for pe in range(PE)]
-        with m.If(valid2):
-            m.d.sync += [acc.eq(Mux(first2, 0, acc) + dot) for acc, dot in zip(accs, dots)]
-        write3, oaddr3 = register(valid2 & last2), register(oaddr2)
-        final3, bank3 = register(valid2 & final2), register(bank2)
+        lanes, write3, (oaddr3, final3, bank3), _ = tile_results(m, u, mvu, xr.data, tr.data, fire, sf == 0,
+                                                                 last_sf, nf, [oaddr, pass_done, cout])
+        final3 = write3 & final3
         # S3: the vector's PE results into the output bank
         m.submodules.obuf = obuf = Memory(shape=unsigned(PE * obits), depth=B * OUT, init=[],
                                           attrs=memory_attrs(B * OUT, PE * obits, rom=False))
         ow, orp = obuf.write_port(), obuf.read_port(domain="sync")
-        lanes = [Signal(obits, name=f"lane{pe}") for pe in range(PE)]  # the output type holds the range
-        if hw.thresholds is not None:  # the tile's thresholds, read while the accumulators settle
-            steps = hw.thresholds.shape[1]
-            m.submodules.thresholds = trom = Memory(
-                shape=unsigned(PE * steps * hw.acc_bits), depth=NF, init=threshold_words(hw.thresholds, PE, hw.acc_bits),
-                attrs=memory_attrs(NF, PE * steps * hw.acc_bits, rom=True))
-            trd = trom.read_port(domain="sync")
-            m.d.comb += [trd.addr.eq(nf2), trd.en.eq(1)]
-            for pe, (lane, acc) in enumerate(zip(lanes, accs)):
-                word = trd.data[pe * steps * hw.acc_bits:(pe + 1) * steps * hw.acc_bits]
-                m.d.comb += lane.eq(threshold_lane(acc, word, steps, hw.acc_bits, hw.acc_signed, u.output_dtype,
-                                                   u.out_bias))
-        else:
-            m.d.comb += [lane.eq(((acc << 1) - u.MW) if hw.bipolar_popcount else acc)
-                         for lane, acc in zip(lanes, accs)]
-        m.d.comb += [ow.addr.eq(oaddr3), ow.data.eq(Cat(*lanes)), ow.en.eq(write3)]
+        m.d.comb += [ow.addr.eq(oaddr3), ow.data.eq(lanes), ow.en.eq(write3)]
         with m.If(final3):
             m.d.sync += out_ready.bit_select(bank3, 1).eq(1)
 
@@ -454,3 +388,91 @@ class DramMVUComponent(wiring.Component):
                 m.d.sync += [out_ready.bit_select(sbank, 1).eq(0), out_claimed.bit_select(sbank, 1).eq(0),
                              sbank.eq(other(sbank))]
         return m
+
+
+def load_weight_tiles(m: Module, ports: wiring.Component, u: "DramMVU | FrameMVU") -> tuple[ReadPort, Signal, Value]:
+    """The weight side of a weight-stationary unit: `u.reader` on the component's AXI ports, its
+    bus words gathered into weight words (or a bus word's several words taken in turn) into two
+    tiles of SF words, tile after tile. Returns the tiles' read port (the compute sets its
+    address: tile bank x SF + fold), which of the two tiles are loaded (`tile_full`: the compute
+    clears a bit when it is done with that tile), and the cycle a tile's last word is written."""
+    m.submodules.reader = reader = DramReaderComponent(u.reader)
+    for name in dram_member_names(reader):
+        inside, outside = getattr(reader, name), getattr(ports, name)
+        m.d.comb += connect(inside, outside, reader.signature.members[name].flow)
+    m.d.comb += [reader.inp.valid.eq(1), reader.inp.payload.eq(1)]  # image after image
+    SF, NF = u.SF, u.NF
+    slot, data = u.slot_bits, u.data_bits
+    m.submodules.tiles = tiles = Memory(shape=unsigned(u.word_bits), depth=2 * SF, init=[],
+                                        attrs=memory_attrs(2 * SF, u.word_bits, rom=False))
+    tw, tr = tiles.write_port(), tiles.read_port(domain="sync")
+    tile_full, lbank, lsf = Signal(2), Signal(), Signal(range(SF))
+    loading = ~tile_full.bit_select(lbank, 1)
+    got = reader.out.valid & loading
+    if slot < data:  # per_bus words a bus word; the image's last word ends its bus word
+        per_bus = data // slot
+        part, pword = Signal(range(per_bus)), Signal(range(NF * SF))
+        bus_word_done = (part == per_bus - 1) | (pword == NF * SF - 1)
+        m.d.comb += reader.out.ready.eq(loading & bus_word_done)
+        with m.If(got):
+            m.d.sync += [part.eq(Mux(bus_word_done, 0, part + 1)), pword.eq(wrap_inc(pword, NF * SF))]
+        word, word_done = reader.out.payload.word_select(part, slot)[:u.word_bits], got
+    elif slot == data:
+        m.d.comb += reader.out.ready.eq(loading)
+        word, word_done = reader.out.payload[:u.word_bits], got
+    else:
+        ratio = slot // data
+        m.d.comb += reader.out.ready.eq(loading)
+        gathered, part = Signal((ratio - 1) * data), Signal(range(ratio))
+        with m.If(got):
+            m.d.sync += [gathered.eq(Cat(gathered[data:], reader.out.payload)), part.eq(wrap_inc(part, ratio))]
+        word, word_done = Cat(gathered, reader.out.payload)[:u.word_bits], got & (part == ratio - 1)
+    m.d.comb += [tw.addr.eq(Mux(lbank, lsf + SF, lsf)), tw.data.eq(word), tw.en.eq(word_done)]
+    tile_loaded = word_done & (lsf == SF - 1)
+    with m.If(word_done):
+        m.d.sync += lsf.eq(wrap_inc(lsf, SF))
+    with m.If(tile_loaded):
+        m.d.sync += [lbank.eq(~lbank), tile_full.bit_select(lbank, 1).eq(1)]
+    return tr, tile_full, tile_loaded
+
+
+def tile_results(m: Module, u: "DramMVU | FrameMVU", mvu: MVU, x1: Value, w1: Value, fire: Value, first: Value,
+                 last: Value, nf: Value, carried: list[Value]) -> tuple[Value, Value, list[Value], int]:
+    """The arithmetic of a weight-stationary unit, a step per cycle: S1 the input word `x1` and
+    the weight word `w1` (read in the cycle after `fire`), the on-chip MVU's dot products
+    (`lane_dots`), S2 the accumulators (from zero on `first`), S3 the PE results of a vector
+    (after its `last` step; thresholded by tile `nf`'s thresholds, read while the accumulators
+    settle). Returns the results as one word, the cycle they are valid, the `carried` values of
+    the vector's last step, delayed to that cycle, and the cycles from a step to its results."""
+    def register(value: Value) -> Value:
+        held = Signal(value.shape())
+        m.d.sync += held.eq(value)
+        return held
+
+    control = [register(c) for c in (fire, first, last, nf, *carried)]
+    dots, depth = lane_dots(m, mvu, x1, w1, register)
+    for _ in range(depth):
+        control = [register(c) for c in control]
+    dots = [register(d) for d in dots]
+    valid2, first2, last2, nf2, *carried2 = (register(c) for c in control)
+    hw = mvu._hw
+    accs = [Signal(hw.acc_shape, name=f"acc{pe}") for pe in range(u.PE)]
+    with m.If(valid2):
+        m.d.sync += [acc.eq(Mux(first2, 0, acc) + dot) for acc, dot in zip(accs, dots)]
+    write3, carried3 = register(valid2 & last2), [register(c) for c in carried2]
+    lanes = [Signal(u.output_dtype.bitwidth(), name=f"lane{pe}") for pe in range(u.PE)]  # the type holds the range
+    if hw.thresholds is not None:
+        steps = hw.thresholds.shape[1]
+        m.submodules.thresholds = trom = Memory(
+            shape=unsigned(u.PE * steps * hw.acc_bits), depth=u.NF,
+            init=threshold_words(hw.thresholds, u.PE, hw.acc_bits),
+            attrs=memory_attrs(u.NF, u.PE * steps * hw.acc_bits, rom=True))
+        trd = trom.read_port(domain="sync")
+        m.d.comb += [trd.addr.eq(nf2), trd.en.eq(1)]
+        for pe, (lane, acc) in enumerate(zip(lanes, accs)):
+            word = trd.data[pe * steps * hw.acc_bits:(pe + 1) * steps * hw.acc_bits]
+            m.d.comb += lane.eq(threshold_lane(acc, word, steps, hw.acc_bits, hw.acc_signed, u.output_dtype,
+                                               u.out_bias))
+    else:
+        m.d.comb += [lane.eq(((acc << 1) - u.MW) if hw.bipolar_popcount else acc) for lane, acc in zip(lanes, accs)]
+    return Cat(*lanes), write3, carried3, depth + 3
