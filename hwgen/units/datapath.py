@@ -297,6 +297,33 @@ def wrap_inc(counter: Value, modulus: int) -> Value:
     return Mux(counter == modulus - 1, 0, counter + 1)
 
 
+def step_channel_fold(m: Module, take: Value, fold: Signal, folds: int, pixels: int, groups: int = 1) -> None:
+    """Step `fold`, the channel fold (the word of per-channel parameters) of the next beat of a
+    stream of `folds` beats a pixel in `groups` channel groups (`hwgen.streams`, Order), on
+    `take`: fold after fold in one group; in several, the group's folds for every pixel in turn,
+    then the next group's."""
+    if groups == 1:
+        with m.If(take):
+            m.d.sync += fold.eq(wrap_inc(fold, folds))
+        return
+    inner = folds // groups
+    within, pixel, first = Signal(range(inner)), Signal(range(pixels)), Signal(range(folds))
+    with m.If(take):
+        m.d.sync += [within.eq(wrap_inc(within, inner)), fold.eq(fold + 1)]
+        with m.If(within == inner - 1):  # the pixel's folds of the group done
+            m.d.sync += [pixel.eq(wrap_inc(pixel, pixels)), fold.eq(first)]
+            with m.If(pixel == pixels - 1):  # the group done
+                following = Mux(first == folds - inner, 0, first + inner)
+                m.d.sync += [first.eq(following), fold.eq(following)]
+
+
+def check_groups(unit: object, where: str) -> None:
+    """`channel_groups` a positive divisor of the unit's channel folds (channels / PE)."""
+    groups, folds = getattr(unit, "channel_groups"), getattr(unit, "channels") // getattr(unit, "PE")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1 or folds % groups:
+        raise HwgenError(f"channel_groups={groups!r} must divide the channel folds ({folds})", where=where)
+
+
 # ---- memory resource model --------------------------------------------------------------------
 
 #: Aspect ratios (depth, width) of one 18 Kb block RAM (7-series/UltraScale RAMB18).

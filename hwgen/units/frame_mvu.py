@@ -19,8 +19,8 @@ DRAM carries the weights times the frame rate and nothing more.
 
 The price is the order of the output: tile by tile (channel-major: beat (nf, p) holds channels
 nf x PE .. nf x PE + PE - 1 of pixel p), not pixel by pixel. The unit takes its input in either
-order (`channel_major_input`: SIMD channels of a pixel a beat, tile by tile), so such units chain
-without a reorder where the units between them work channel by channel at the same width.
+order, or in any number of channel groups (`input_groups`, `hwgen.streams` Order), so such units
+chain without a reorder where the units between them take the same order at the same width.
 
 Two banks of the image let the next frame arrive while one is computed, and two weight tiles let
 the next arrive (`load_weight_tiles`, shared with `DramMVU`) while one is computed: a frame takes
@@ -41,8 +41,10 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from qonnx.core.datatype import BaseDataType
 
+from hwgen.errors import HwgenError
+
 from hwgen.rtl.axi import axi_read_members
-from hwgen.streams import to_wire
+from hwgen.streams import from_channel_last, to_channel_last, to_wire
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
     bram_read_mux_luts, check_values, decode, is_bipolar, memory_attrs, memory_bram18, memory_luts, ram_luts, wrap_inc,
@@ -89,9 +91,9 @@ class FrameMVU(Unit):
     pad_value: int = 0
     data_bits: int = 64
     offset: int = 0
-    #: the input arrives tile by tile (beat (t, p): channels t x SIMD .. of pixel p), as this
-    #: unit's own output does, rather than pixel by pixel
-    channel_major_input: bool = False
+    #: the input's order (`hwgen.streams`, Order): 1, channel-last; channels / SIMD, tile by tile
+    #: (beat (t, p): channels t x SIMD .. of pixel p), as this unit's own output is
+    input_groups: int = 1
     products_in_luts: bool = False
     packed_products: bool = False
     _window: SlidingWindow = field(init=False, repr=False)
@@ -110,6 +112,10 @@ class FrameMVU(Unit):
         object.__setattr__(self, "weights", mvu.weights)
         object.__setattr__(self, "thresholds", mvu.thresholds)
         _ = self.reader  # checks data_bits and offset
+        groups = self.input_groups
+        if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1 or self.folds % groups:
+            raise HwgenError(f"input_groups={groups!r} must divide the input's channel folds ({self.folds})",
+                             where="FrameMVU")
 
     # -- shapes
 
@@ -142,6 +148,11 @@ class FrameMVU(Unit):
     def pixels(self) -> int:
         """Output pixels: the vectors of the on-chip MVU."""
         return self.out_h * self.out_w
+
+    @property
+    def output_groups(self) -> int:
+        """The output's order (`hwgen.streams`, Order): a group a tile."""
+        return self.NF
 
     @property
     def word_bits(self) -> int:
@@ -180,11 +191,10 @@ class FrameMVU(Unit):
         """The sliding window's and the MVU's references; the output tile by tile."""
         (x,) = frames
         x = check_values(x, self.input_dtype, "FrameMVU input")
-        n, pixels = x.shape[0], self.in_h * self.in_w
-        if self.channel_major_input:
-            x = x.reshape(n, self.folds, pixels, self.SIMD).transpose(0, 2, 1, 3).reshape(n, -1)
+        n = x.shape[0]
+        x = to_channel_last(x, self.in_h * self.in_w, self.channels, self.input_groups).reshape(n, -1)
         out = self._mvu.reference(self._window.reference(x))
-        return out.reshape(n, self.pixels, self.NF, self.PE).transpose(0, 2, 1, 3).reshape(n, -1)
+        return from_channel_last(out.reshape(n, self.pixels, self.MH), self.output_groups)
 
     def component(self) -> wiring.Component:
         return FrameMVUComponent(self)
@@ -279,13 +289,17 @@ class FrameMVUComponent(wiring.Component):
         take = self.inp.valid & can_take
         m.d.comb += [self.inp.ready.eq(can_take), xw.addr.eq(Mux(wbank, IN, 0) + woff), xw.data.eq(Cat(*lanes)),
                      xw.en.eq(take)]
-        if u.channel_major_input and CF > 1:  # beat (t, p) to word p x CF + t
-            wp, wt = Signal(range(P_in)), Signal(range(CF))
-            bank_done = (wp == P_in - 1) & (wt == CF - 1)
+        if u.input_groups > 1:  # beat (o, p, h) to word p x CF + o x CF / groups + h
+            inner = CF // u.input_groups
+            within, wp, first = Signal(range(inner)), Signal(range(P_in)), Signal(range(CF))
+            bank_done = (wp == P_in - 1) & (within == inner - 1) & (first == CF - inner)
             with m.If(take):
-                m.d.sync += [wp.eq(wrap_inc(wp, P_in)), woff.eq(woff + CF)]
-                with m.If(wp == P_in - 1):
-                    m.d.sync += [wt.eq(wrap_inc(wt, CF)), woff.eq(Mux(wt == CF - 1, 0, wt + 1))]
+                m.d.sync += [within.eq(wrap_inc(within, inner)), woff.eq(woff + 1)]
+                with m.If(within == inner - 1):  # the next pixel of the group
+                    m.d.sync += [wp.eq(wrap_inc(wp, P_in)), woff.eq(woff + CF - inner + 1)]
+                    with m.If(wp == P_in - 1):  # the next group
+                        following = Mux(first == CF - inner, 0, first + inner)
+                        m.d.sync += [first.eq(following), woff.eq(following)]
         else:
             bank_done = woff == IN - 1
             with m.If(take):

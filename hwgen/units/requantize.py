@@ -48,10 +48,11 @@ from amaranth.lib.memory import Memory
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
+from hwgen.streams import from_channel_last, to_channel_last
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
-    check_dtype, check_positive, check_values, decode, in_bram, int_array, memory_attrs, memory_bram18, memory_luts,
-    wrap_inc,
+    check_dtype, check_groups, check_positive, check_values, decode, in_bram, int_array, memory_attrs, memory_bram18,
+    memory_luts, step_channel_fold,
 )
 from hwgen.units.piecewise import Piecewise
 
@@ -101,10 +102,13 @@ class Requantize(Unit):
     coefficients: np.ndarray
     shift: int
     table: np.ndarray | None = None
+    #: the order of the stream (`hwgen.streams`, Order): 1, channel-last; channels / PE, channel-major
+    channel_groups: int = 1
     _form: Piecewise = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_positive(self, ("channels", "PE", "pixels"), _WHERE)
+        check_groups(self, _WHERE)
         if self.channels % self.PE:
             raise HwgenError(f"PE={self.PE} does not divide channels={self.channels}", where=_WHERE)
         check_dtype(self.input_dtype, "input_dtype", _WHERE)
@@ -156,14 +160,13 @@ class Requantize(Unit):
     def reference(self, *frames: np.ndarray) -> np.ndarray:
         (x,) = frames
         x = check_values(x, self.input_dtype, "Requantize input")
-        n = x.shape[0]
-        x = x.reshape(n, self.pixels, self.channels)
+        x = to_channel_last(x, self.pixels, self.channels, self.channel_groups)
         y = self._form(x)
         rows = self.coefficients[:, 10]
         if rows.any():
             read = self.table[np.maximum(rows, 1) - 1][np.arange(self.channels), x - int(self.input_dtype.min())]
             y = np.where(rows > 0, read, y)
-        return y.reshape(n, -1)
+        return from_channel_last(y, self.channel_groups)
 
     def component(self) -> wiring.Component:
         return RequantizeComponent(self)
@@ -366,8 +369,7 @@ class RequantizeComponent(wiring.Component):
         m.d.comb += [advance.eq(~self.out.valid | self.out.ready), self.inp.ready.eq(advance)]
         st = _Stager(m, advance)
         fold = Signal(range(folds))
-        with m.If(self.inp.valid & advance):
-            m.d.sync += fold.eq(wrap_inc(fold, folds))
+        step_channel_fold(m, self.inp.valid & advance, fold, folds, u.pixels, u.channel_groups)
 
         # stage 1: the beat, and the ROM word of its channel fold
         rd = None

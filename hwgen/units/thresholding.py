@@ -24,10 +24,12 @@ from amaranth.lib.memory import Memory
 from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
+from hwgen.streams import from_channel_last, to_channel_last
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
     THRESHOLD_ROM_BITS_PER_LUT,
     check_dtype,
+    check_groups,
     check_positive,
     check_values,
     decode,
@@ -40,8 +42,8 @@ from hwgen.units.datapath import (
     memory_luts,
     pack_words,
     range_bits,
+    step_channel_fold,
     tree_sum,
-    wrap_inc,
 )
 
 # ---- threshold semantics shared with MVU --------------------------------------------------------
@@ -161,6 +163,8 @@ class Thresholding(Unit):
     #: short of block RAM, a 512 x 9 ROM takes some 270 LUTs at PE 1, where raising PE until
     #: the ROM is too shallow for block RAM (PE 64) takes 1,200
     thresholds_in_luts: bool = False
+    #: the order of the stream (`hwgen.streams`, Order): 1, channel-last; channels / PE, channel-major
+    channel_groups: int = 1
     _hw_thresholds: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +172,7 @@ class Thresholding(Unit):
         check_positive(self, ("channels", "PE", "pixels"), where)
         if self.channels % self.PE:
             raise HwgenError(f"PE={self.PE} does not divide channels={self.channels}", where=where)
+        check_groups(self, where)
         check_dtype(self.input_dtype, "input_dtype", where)
         check_dtype(self.output_dtype, "output_dtype", where)
         if self.binary_search and self.thresholds_in_luts:
@@ -197,9 +202,9 @@ class Thresholding(Unit):
     def reference(self, *frames: np.ndarray) -> np.ndarray:
         (x,) = frames
         x = check_values(x, self.input_dtype, "Thresholding input")
-        n = x.shape[0]
-        y = multithreshold(x.reshape(n, self.pixels, self.channels), self.thresholds, self.output_dtype, self.out_bias)
-        return y.reshape(n, self.pixels * self.channels)
+        x = to_channel_last(x, self.pixels, self.channels, self.channel_groups)
+        y = multithreshold(x, self.thresholds, self.output_dtype, self.out_bias)
+        return from_channel_last(y, self.channel_groups)
 
     def component(self) -> wiring.Component:
         return SearchThresholdingComponent(self) if self.binary_search else ThresholdingComponent(self)
@@ -304,8 +309,7 @@ class ThresholdingComponent(wiring.Component):
             rd.addr.eq(fold),
             rd.en.eq(advance),
         ]
-        with m.If(self.inp.valid & advance):
-            m.d.sync += fold.eq(wrap_inc(fold, folds))
+        step_channel_fold(m, self.inp.valid & advance, fold, folds, u.pixels, u.channel_groups)
 
         lanes = []
         for pe in range(u.PE):
@@ -353,8 +357,7 @@ class SearchThresholdingComponent(wiring.Component):
         advance = Signal()
         m.d.comb += [advance.eq(~self.out.valid | self.out.ready), self.inp.ready.eq(advance)]
         fold_in = Signal(range(folds))
-        with m.If(self.inp.valid & advance):
-            m.d.sync += fold_in.eq(wrap_inc(fold_in, folds))
+        step_channel_fold(m, self.inp.valid & advance, fold_in, folds, u.pixels, u.channel_groups)
         # pipeline registers: x (all lanes), fold, valid; a prefix per lane
         xs = [Signal(self.inp.payload.shape(), name=f"x{k}") for k in range(stages + 1)]
         fs = [Signal(range(folds), name=f"fold{k}") for k in range(stages + 1)]

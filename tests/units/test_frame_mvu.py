@@ -85,7 +85,7 @@ def test_two_units_chain_tile_by_tile(stall, verilator_cache):
     """The second takes the first's output as it comes (channel-major, its SIMD the first's PE):
     the same as the first's output put back in pixel order and sent pixel by pixel."""
     first = frame_mvu(B, B, B, (5, 5), 4, 3, 1, (1, 1, 1, 1), 8, 4, 4, seed=1, steps=1)
-    second = frame_mvu(B, B, B, (5, 5), 8, 3, 1, (1, 1, 1, 1), 4, 2, 4, seed=2, channel_major_input=True)
+    second = frame_mvu(B, B, B, (5, 5), 8, 3, 1, (1, 1, 1, 1), 4, 2, 4, seed=2, input_groups=first.output_groups)
     x = np.random.default_rng(5).integers(0, 2, (3, 5 * 5 * 4))
     middle = first.reference(x)
     out, result = simulate_unit(second, middle, stall_prob=stall, seed=3, cache_dir=verilator_cache,
@@ -93,9 +93,25 @@ def test_two_units_chain_tile_by_tile(stall, verilator_cache):
     np.testing.assert_array_equal(out, second.reference(middle))
     pixel_major = middle.reshape(3, 2, 25, 4).transpose(0, 2, 1, 3).reshape(3, -1)
     from dataclasses import replace
-    np.testing.assert_array_equal(out, replace(second, channel_major_input=False).reference(pixel_major))
+    np.testing.assert_array_equal(out, replace(second, input_groups=1).reference(pixel_major))
     if stall == 0.0:
         assert result.cycles_per_frame == second.est_cycles()
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_an_input_in_two_channel_groups(stall, verilator_cache):
+    """Four beats a pixel (SIMD 2 of 8 channels) in two groups: channels 0-3 of every pixel, then
+    4-7."""
+    from hwgen.streams import from_channel_last
+
+    unit = frame_mvu(B, B, B, (4, 3), 8, 3, 2, (1, 1, 0, 0), 4, 4, 2, seed=4, input_groups=2)
+    image = np.random.default_rng(6).integers(0, 2, (3, 12, 8))
+    grouped = from_channel_last(image, 2)
+    out, _ = simulate_unit(unit, grouped, stall_prob=stall, seed=3, cache_dir=verilator_cache, dram=dram_for(unit))
+    from dataclasses import replace
+    np.testing.assert_array_equal(out, replace(unit, input_groups=1).reference(image.reshape(3, -1)))
+    with pytest.raises(HwgenError, match="FrameMVU: input_groups=3 must divide the input's channel folds"):
+        replace(unit, input_groups=3)
 
 
 def test_reactnet_a_14x14_layer_holds_the_image_not_its_windows():

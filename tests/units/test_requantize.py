@@ -98,6 +98,28 @@ def test_unit_on_every_input_value(pe, check_unit):
     check_unit(unit, frames)
 
 
+@pytest.mark.parametrize("pe, groups", [(2, 4), (1, 4), (2, 2)])
+def test_a_stream_in_channel_groups_reads_each_groups_coefficients(pe, groups, check_unit):
+    """Channel-major (a group a fold: 8 channels at PE 2 in 4 groups, as a weight-stationary
+    convolution sends them) and in between: the coefficients follow the order, the values equal
+    the channel-last unit's on the same frame reordered (`hwgen.streams`, Order)."""
+    from dataclasses import replace
+
+    from hwgen.streams import from_channel_last, to_channel_last
+
+    x = np.arange(-128, 128)
+    form = fit_table(rpreluish(x, 8, seed=3), -128, -128, 127).form
+    unit = Requantize(8, pe, 6, DataType["INT8"], DataType["INT8"], coefficients_of(form), form.shift,
+                      channel_groups=groups)
+    image = np.random.default_rng(groups).integers(-128, 128, (2, 6, 8))
+    frames = from_channel_last(image, groups)
+    last = replace(unit, channel_groups=1).reference(image.reshape(2, -1))
+    np.testing.assert_array_equal(to_channel_last(unit.reference(frames), 6, 8, groups).reshape(2, -1), last)
+    check_unit(unit, frames)
+    with pytest.raises(HwgenError, match=r"Requantize: channel_groups=3 must divide the channel folds \(8\)"):
+        replace(unit, PE=1, channel_groups=3)
+
+
 def test_unit_half_even_and_one_piece(check_unit):
     z = np.arange(-512, 512)
     table = np.clip(np.round(z / 2.0), -128, 127).astype(np.int64)[None, :].repeat(4, axis=0)

@@ -63,6 +63,27 @@ def test_thresholding_verilator_matches_reference(case, check_unit):
     check_unit(unit, frames, seed=3)
 
 
+@pytest.mark.parametrize("binary_search, pe, groups", [(False, 2, 4), (False, 1, 2), (True, 2, 4)])
+def test_a_stream_in_channel_groups_reads_each_groups_thresholds(binary_search, pe, groups, check_unit):
+    """The sign in front of a weight-stationary convolution's output, channel-major (a group a
+    fold) or in between, in both forms: the thresholds follow the order, the values equal the
+    channel-last unit's on the same frame reordered (`hwgen.streams`, Order)."""
+    from dataclasses import replace
+
+    from hwgen.streams import from_channel_last, to_channel_last
+
+    rng = np.random.default_rng(groups)
+    thr = np.sort(rng.integers(-9, 9, size=(8, 3)), axis=1)
+    unit = Thresholding(8, pe, INT4, thr, INT2, -2, pixels=5, binary_search=binary_search, channel_groups=groups)
+    image = rng.integers(-8, 8, (4, 5, 8))
+    frames = from_channel_last(image, groups)
+    last = replace(unit, channel_groups=1).reference(image.reshape(4, -1))
+    np.testing.assert_array_equal(to_channel_last(unit.reference(frames), 5, 8, groups).reshape(4, -1), last)
+    check_unit(unit, frames, seed=7)
+    with pytest.raises(HwgenError, match=r"Thresholding: channel_groups=8 must divide the channel folds \(4\)"):
+        replace(unit, PE=2, channel_groups=8)
+
+
 def test_a_threshold_rom_in_luts_matches_the_reference(check_unit):
     """A ROM the memory model puts into block RAM (512 x 9 bits), built from LUTs instead."""
     rng = np.random.default_rng(11)
