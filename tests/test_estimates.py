@@ -247,6 +247,23 @@ def test_frame_mvu_estimates_and_levels(shape, tmp_path):
     assert_alone_within_estimates_and_levels(f"FrameMVU_{size}x{size}x{channels}_{kernel}x{kernel}", unit, tmp_path)
 
 
+@pytest.mark.parametrize("shape", [pytest.param((98, 128, 4, 1, 32), id="98x128-to-channel-major"),
+                                   pytest.param((49, 1024, 16, 64, 1), id="7x7x1024-to-channel-last",
+                                                marks=pytest.mark.slow),
+                                   pytest.param((196, 256, 4, 1, 64), id="14x14x256-to-channel-major",
+                                                marks=pytest.mark.slow)])
+def test_reorder_estimates_and_levels(shape, tmp_path):
+    """A frame between channel orders: two banks of 8-bit frames deep in block RAM (25 blocks deep
+    at 14x14x256: the read mux a tree of 4:1 muxes), the two sides' counters."""
+    from qonnx.core.datatype import DataType
+
+    from hwgen.units.reorder import Reorder
+
+    pixels, channels, pe, groups_in, groups_out = shape
+    unit = Reorder(pixels, channels, pe, DataType["INT8"], groups_in, groups_out)
+    assert_alone_within_estimates_and_levels(f"Reorder_{pixels}x{channels}", unit, tmp_path)
+
+
 @pytest.mark.parametrize("dtype, elems, bus, depth", [
     pytest.param("INT8", 1, 64, 20_000, id="8bit-64bus"),  # a ReActNet-A shortcut at 14x14 on the PYNQ-Z2
     pytest.param("UINT4", 3, 128, 500, id="12bit-128bus"),

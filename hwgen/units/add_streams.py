@@ -24,7 +24,10 @@ from qonnx.core.datatype import BaseDataType
 
 from hwgen.errors import HwgenError
 from hwgen.units.base import StreamSpec, Unit, stream_ports
-from hwgen.units.datapath import check_dtype, check_positive, check_values, decode, smallest_int_dtype, wrap_inc
+from hwgen.streams import from_channel_last
+from hwgen.units.datapath import (
+    check_dtype, check_groups, check_positive, check_values, decode, smallest_int_dtype, step_channel_fold,
+)
 
 _WHERE = "AddStreams"
 
@@ -64,11 +67,14 @@ class AddStreams(Unit):
     #: coefficients per channel, in place of `alpha` and `beta` (empty: the same in every channel)
     alphas: tuple[int, ...] = ()
     betas: tuple[int, ...] = ()
+    #: the order of the streams (`hwgen.streams`, Order): 1, channel-last; channels / PE, channel-major
+    channel_groups: int = 1
 
     def __post_init__(self) -> None:
         check_positive(self, ("channels", "PE", "pixels"), _WHERE)
         if self.channels % self.PE:
             raise HwgenError(f"PE={self.PE} does not divide channels={self.channels}", where=_WHERE)
+        check_groups(self, _WHERE)
         for name in ("a_dtype", "b_dtype", "output_dtype"):
             check_dtype(getattr(self, name), name, _WHERE)
         for name in ("alpha", "beta"):
@@ -116,8 +122,8 @@ class AddStreams(Unit):
         a = check_values(a, self.a_dtype, "AddStreams input 0")
         b = check_values(b, self.b_dtype, "AddStreams input 1")
         alpha, beta = self.coefficients
-        per_element = (np.tile(alpha, self.pixels), np.tile(beta, self.pixels))  # channel-last frames
-        return per_element[0] * a + per_element[1] * b
+        per_pixel = [from_channel_last(np.tile(c, (1, self.pixels, 1)), self.channel_groups) for c in (alpha, beta)]
+        return per_pixel[0] * a + per_pixel[1] * b
 
     def component(self) -> wiring.Component:
         return AddStreamsComponent(self)
@@ -167,8 +173,7 @@ class AddStreamsComponent(wiring.Component):
         folds = u.channels // u.PE
         fold = Signal(range(folds))  # the channel fold of the beat at the inputs
         if u.alphas and folds > 1:
-            with m.If(a.valid & a.ready):
-                m.d.sync += fold.eq(wrap_inc(fold, folds))
+            step_channel_fold(m, a.valid & a.ready, fold, folds, u.pixels, u.channel_groups)
         alpha, beta = u.coefficients
         shapes = [signed(int(np.abs(c).max()).bit_length() + 1) for c in (alpha, beta)]
         for pe in range(u.PE):

@@ -317,6 +317,31 @@ def step_channel_fold(m: Module, take: Value, fold: Signal, folds: int, pixels: 
                 m.d.sync += [first.eq(following), fold.eq(following)]
 
 
+def grouped_offset(m: Module, step: Value, pixels: int, folds: int, groups: int, name: str = "offset"
+                   ) -> tuple[Signal, Value]:
+    """Where the next beat of a frame of `pixels` pixels, `folds` beats a pixel, in `groups`
+    channel groups (`hwgen.streams`, Order) goes in the frame laid out channel-last: the word
+    pixel x folds + fold, stepped on `step`; and whether it is the frame's last beat. One group:
+    a count. Several: the group's folds of a pixel follow each other, the next pixel is folds
+    on, the next group starts at its first fold."""
+    words = pixels * folds
+    offset = Signal(range(words), name=name)
+    if groups == 1:
+        with m.If(step):
+            m.d.sync += offset.eq(wrap_inc(offset, words))
+        return offset, offset == words - 1
+    inner = folds // groups
+    within, pixel, first = Signal(range(inner)), Signal(range(pixels)), Signal(range(folds))
+    with m.If(step):
+        m.d.sync += [within.eq(wrap_inc(within, inner)), offset.eq(offset + 1)]
+        with m.If(within == inner - 1):  # the next pixel of the group
+            m.d.sync += [pixel.eq(wrap_inc(pixel, pixels)), offset.eq(offset + folds - inner + 1)]
+            with m.If(pixel == pixels - 1):  # the next group
+                following = Mux(first == folds - inner, 0, first + inner)
+                m.d.sync += [first.eq(following), offset.eq(following)]
+    return offset, (pixel == pixels - 1) & (within == inner - 1) & (first == folds - inner)
+
+
 def check_groups(unit: object, where: str) -> None:
     """`channel_groups` a positive divisor of the unit's channel folds (channels / PE)."""
     groups, folds = getattr(unit, "channel_groups"), getattr(unit, "channels") // getattr(unit, "PE")
@@ -379,8 +404,16 @@ BRAM18_PER_MUX_LUT = 0.005
 
 
 def _mux_luts_per_bit(banks: int) -> float:
-    """LUTs a bit of a read mux across `banks` block RAMs, with the write decode, by Yosys."""
-    return 0 if banks <= 1 else 1.5 if banks == 2 else 4 if banks <= 7 else 5.5
+    """LUTs a bit of a read mux across `banks` block RAMs, with the write decode, by Yosys: up to
+    16 as measured; deeper, a tree of 4:1 muxes (a LUT6 each) and the decode (a frame of 25 banks:
+    11.5, Yosys 11.8)."""
+    if banks <= 16:
+        return 0 if banks <= 1 else 1.5 if banks == 2 else 4 if banks <= 7 else 5.5
+    tree = 0
+    while banks > 1:
+        banks = -(-banks // 4)
+        tree += banks
+    return tree + 1.5
 
 
 def bram_read_mux_luts(depth: int, width: int) -> int:

@@ -47,7 +47,8 @@ from hwgen.rtl.axi import axi_read_members
 from hwgen.streams import from_channel_last, to_channel_last, to_wire
 from hwgen.units.base import StreamSpec, Unit, stream_ports
 from hwgen.units.datapath import (
-    bram_read_mux_luts, check_values, decode, is_bipolar, memory_attrs, memory_bram18, memory_luts, ram_luts, wrap_inc,
+    bram_read_mux_luts, check_values, decode, grouped_offset, is_bipolar, memory_attrs, memory_bram18, memory_luts,
+    ram_luts, wrap_inc,
 )
 from hwgen.units.dram_mvu import (
     OUT_FIFO, bus_words_per_pass, load_weight_tiles, slot_bits_of, tile_results, weight_reader, word_bits_of,
@@ -284,26 +285,12 @@ class FrameMVUComponent(wiring.Component):
             lane, code = Signal(xbits, name=f"in{i}"), self.inp.payload[i * ibits:(i + 1) * ibits]
             m.d.comb += lane.eq(code if is_bipolar(u.window_dtype) else decode(code, u.input_dtype))
             lanes.append(lane)
-        woff, wbank, in_full = Signal(range(IN)), Signal(), Signal(2)
+        wbank, in_full = Signal(), Signal(2)
         can_take = ~in_full.bit_select(wbank, 1)
         take = self.inp.valid & can_take
+        woff, bank_done = grouped_offset(m, take, P_in, CF, u.input_groups, name="woff")
         m.d.comb += [self.inp.ready.eq(can_take), xw.addr.eq(Mux(wbank, IN, 0) + woff), xw.data.eq(Cat(*lanes)),
                      xw.en.eq(take)]
-        if u.input_groups > 1:  # beat (o, p, h) to word p x CF + o x CF / groups + h
-            inner = CF // u.input_groups
-            within, wp, first = Signal(range(inner)), Signal(range(P_in)), Signal(range(CF))
-            bank_done = (wp == P_in - 1) & (within == inner - 1) & (first == CF - inner)
-            with m.If(take):
-                m.d.sync += [within.eq(wrap_inc(within, inner)), woff.eq(woff + 1)]
-                with m.If(within == inner - 1):  # the next pixel of the group
-                    m.d.sync += [wp.eq(wrap_inc(wp, P_in)), woff.eq(woff + CF - inner + 1)]
-                    with m.If(wp == P_in - 1):  # the next group
-                        following = Mux(first == CF - inner, 0, first + inner)
-                        m.d.sync += [first.eq(following), woff.eq(following)]
-        else:
-            bank_done = woff == IN - 1
-            with m.If(take):
-                m.d.sync += woff.eq(wrap_inc(woff, IN))
         with m.If(take & bank_done):
             m.d.sync += [in_full.bit_select(wbank, 1).eq(1), wbank.eq(~wbank)]
 

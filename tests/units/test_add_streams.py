@@ -38,6 +38,21 @@ def test_coefficients_per_channel(pe, check_unit):
     check_unit(unit, frames)
 
 
+@pytest.mark.parametrize("pe, groups", [(1, 6), (2, 3), (1, 2)])
+def test_coefficients_per_channel_in_channel_groups(pe, groups, check_unit):
+    """The same join channel-major (a group a fold) or in between: each lane its channel's pair
+    in the order the beats come (`hwgen.streams`, Order)."""
+    from hwgen.streams import from_channel_last
+
+    alphas, betas = (3, -5, 1, 7, 2, 12), (1, 2, -4, 1, 9, 3)
+    out = sum_dtype(DataType["INT10"], DataType["UINT8"], alphas, betas)
+    unit = AddStreams(6, pe, 3, DataType["INT10"], DataType["UINT8"], 1, 1, out, alphas, betas, channel_groups=groups)
+    frames = (random_frames(unit.inputs[0], 5, seed=3), random_frames(unit.inputs[1], 5, seed=4))
+    coefficients = [from_channel_last(np.tile(c, (1, 3, 1)), groups) for c in (alphas, betas)]
+    assert np.array_equal(unit.reference(*frames), coefficients[0] * frames[0] + coefficients[1] * frames[1])
+    check_unit(unit, frames)
+
+
 def test_sum_dtype_holds_every_sum():
     assert sum_dtype(DataType["INT8"], DataType["INT8"], 1, 1) == DataType["INT9"]
     assert sum_dtype(DataType["UINT8"], DataType["UINT8"], 1, 1) == DataType["UINT9"]
