@@ -1,7 +1,7 @@
 """The `hwgen` command line: build, sim, verify, synth, report, demo, zoo, train.
 
     hwgen build [MODEL.onnx] -o OUT [--target-cycles N | --target-fps F] [--clock-mhz C] [--folding F.json]
-                                [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded|dram]
+                                [--fifo-sizing auto|measured|modelled] [--weight-memory auto|rom|loaded|dram|frame]
                                 [--fifo-memory auto|chip|dram]
                                 [--board NAME [--bitstream]]
                                 [--config OUT/build.toml] [--from-step STEP] [--json] [--quiet]
@@ -308,6 +308,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--weight-memory", choices=WEIGHT_MEMORY_MODES, default=None,
                    help="MVU weights in the bitstream (rom), loaded after reset from OUT/rtl/weights.bin (loaded), "
                         "read from DRAM once per frame (dram: OUT/rtl/dram.bin, in OUT/deploy/ with --board), "
+                        "the same with each convolution over its image held on chip, channel-major between them "
+                        "(frame), "
                         "or auto: loaded into UltraRAM where --part has it and that saves block RAM, "
                         "from DRAM where block RAM cannot hold them")
     b.add_argument("--fifo-memory", choices=FIFO_MEMORY_MODES, default=None,

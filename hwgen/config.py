@@ -15,7 +15,7 @@ DEFAULT_TARGET_FPS = 100_000.0
 #: how FIFO depths are found where paths fork and join (see `hwgen.transforms.hardware.size_fifos`)
 FIFO_SIZING_MODES = ("auto", "measured", "modelled")
 #: where MVU weights live (see `hwgen.transforms.hardware.choose_weight_memories`)
-WEIGHT_MEMORY_MODES = ("auto", "rom", "loaded", "dram")
+WEIGHT_MEMORY_MODES = ("auto", "rom", "loaded", "dram", "frame")
 #: where the FIFOs at joins may hold their beats (`hwgen.transforms.hardware.spill_fifos`)
 FIFO_MEMORY_MODES = ("auto", "chip", "dram")
 
@@ -57,7 +57,9 @@ class BuildConfig:
     bitstream), "loaded" (every weight memory written after reset from the weight stream,
     `OUT/rtl/weights.bin`), "dram" (every MVU whose weight words fill whole words of the DRAM
     bus reads its weights from DRAM once per frame, weight-stationary: `hwgen.units.dram_mvu`,
-    the image in `OUT/rtl/dram.bin`, with a board in `OUT/deploy/`) or "auto" (loaded into
+    the image in `OUT/rtl/dram.bin`, with a board in `OUT/deploy/`), "frame" (as "dram", and each
+    such convolution reads its weights once a frame over its image held on chip, its output
+    channel-major: `hwgen.transforms.hardware.use_frame_mvus`; its FIFOs stay on chip) or "auto" (loaded into
     UltraRAM where `fit_part` has UltraRAM and that saves block RAM, else ROM; and where block
     RAM cannot hold them, the layers that save the most of it per DRAM byte read their weights
     from DRAM, within the board's bandwidth: `hwgen.transforms.hardware.set_folding`).
@@ -101,6 +103,10 @@ class BuildConfig:
                              where="weight_memory")
         if self.fifo_memory not in FIFO_MEMORY_MODES:
             raise HwgenError(f"must be one of {', '.join(FIFO_MEMORY_MODES)}, got {self.fifo_memory!r}",
+                             where="fifo_memory")
+        if self.weight_memory == "frame" and self.fifo_memory == "dram":
+            raise HwgenError("FIFOs in DRAM beside convolutions that hold their image (weight_memory 'frame') are "
+                             "not supported yet (such a design stalls in rtlsim); use fifo_memory 'chip' or 'auto'",
                              where="fifo_memory")
         if self.folding is not None:
             check_folding(self.folding)

@@ -12,18 +12,20 @@ from hwgen.units.add_streams import AddStreams
 from hwgen.units.concat_streams import ConcatStreams
 from hwgen.units.dram_fifo import DramFifo
 from hwgen.units.dram_mvu import DramMVU
+from hwgen.units.frame_mvu import FrameMVU
 from hwgen.units.label_select import LabelSelect
 from hwgen.units.lookup import ChannelwiseLookup
 from hwgen.units.maxpool import MaxPool
 from hwgen.units.mvu import MVU
+from hwgen.units.reorder import Reorder
 from hwgen.units.requantize import Requantize
 from hwgen.units.sliding_window import SlidingWindow
 from hwgen.units.sum_pool import SumPool
 from hwgen.units.thresholding import Thresholding
 from hwgen.units.window_max import WindowMax
 
-UNITS: tuple[type[Unit], ...] = (MVU, DramMVU, Thresholding, Requantize, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
-                                 WindowMax, SumPool, AddStreams, ConcatStreams,
+UNITS: tuple[type[Unit], ...] = (MVU, DramMVU, FrameMVU, Thresholding, Requantize, ChannelwiseLookup, LabelSelect, SlidingWindow, MaxPool,
+                                 WindowMax, SumPool, AddStreams, ConcatStreams, Reorder,
                                  StreamingFifo, DramFifo, DataWidthConverter, DuplicateStreams)
 
 #: op type (= unit class name) -> the QONNX custom op class that builds and runs that unit

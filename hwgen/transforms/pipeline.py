@@ -53,6 +53,7 @@ from hwgen.transforms.hardware.remove_layout_transposes import RemoveLayoutTrans
 from hwgen.transforms.hardware.set_folding import DramBudget, SetFolding
 from hwgen.transforms.hardware.size_fifos import SizeFifos
 from hwgen.transforms.hardware.spill_fifos import SpillFifos
+from hwgen.transforms.hardware.use_frame_mvus import UseFrameMVUs
 from hwgen.transforms.fixed_point import FixedPoint
 from hwgen.transforms.ingest.annotate_integer_weights import AnnotateIntegerWeights
 from hwgen.transforms.ingest.annotate_sign_outputs import AnnotateSignOutputs
@@ -153,7 +154,7 @@ def FOLD(cfg: BuildConfig, options: dict | None = None, reserved_bram18: int = 0
     targets; `reserved_bram18`: block RAM left to the FIFOs (`SetFolding`); `reserved_dram_bytes`:
     DRAM bytes a frame left to the FIFOs spilled there, `reserved_luts` the LUTs they take beyond
     plumbing's share."""
-    bus = cfg.dram_bits if cfg.weight_memory == "dram" else None
+    bus = cfg.dram_bits if cfg.weight_memory in ("dram", "frame") else None
     budget = dram_budget(cfg)
     if budget is not None and reserved_dram_bytes:
         budget = replace(budget, reserved_bytes=reserved_dram_bytes)
@@ -162,6 +163,8 @@ def FOLD(cfg: BuildConfig, options: dict | None = None, reserved_bram18: int = 0
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, COMPUTE_OPS))
     steps.append(ChooseWeightMemories(cfg.weight_memory, lookup_part(cfg.fit_part), cfg.dram_bits))
+    if cfg.weight_memory == "frame":
+        steps.append(UseFrameMVUs())
     return steps
 
 
@@ -188,6 +191,8 @@ def PLUMBING(cfg: BuildConfig, spill_to_fit: bool = False) -> list[Transformatio
     if cfg.folding is not None:
         steps.append(ApplyFoldingConfig(cfg.folding, PLUMBING_OPS))
     fifo_memory = cfg.fifo_memory if cfg.fifo_memory != "auto" or has_dram(cfg) else "chip"
+    if cfg.weight_memory == "frame":  # rings in DRAM beside image-holding convolutions stall (BuildConfig)
+        fifo_memory = "chip"
     steps.append(SpillFifos(fifo_memory, lookup_part(cfg.fit_part), cfg.dram_bits,
                             spill_to_fit or cfg.cycles_target is not None))
     return steps

@@ -113,9 +113,9 @@ class FrameMVU(Unit):
         object.__setattr__(self, "weights", mvu.weights)
         object.__setattr__(self, "thresholds", mvu.thresholds)
         _ = self.reader  # checks data_bits and offset
-        groups = self.input_groups
-        if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1 or self.folds % groups:
-            raise HwgenError(f"input_groups={groups!r} must divide the input's channel folds ({self.folds})",
+        if not takes_groups(self.channels, self.SIMD, self.input_groups):
+            raise HwgenError(f"input_groups={self.input_groups!r} must divide channels={self.channels} into groups "
+                             f"of a multiple of SIMD={self.SIMD} channels, or of SIMD over a power of two",
                              where="FrameMVU")
 
     # -- shapes
@@ -151,6 +151,13 @@ class FrameMVU(Unit):
         return self.out_h * self.out_w
 
     @property
+    def input_lanes(self) -> int:
+        """Channels of an input beat: SIMD; or, where a group holds fewer, a group's channels
+        (the beats of SIMD / lanes groups then share a word of the image, each its slot)."""
+        per_group = self.channels // self.input_groups
+        return self.SIMD if per_group % self.SIMD == 0 else per_group
+
+    @property
     def output_groups(self) -> int:
         """The output's order (`hwgen.streams`, Order): a group a tile."""
         return self.NF
@@ -182,7 +189,8 @@ class FrameMVU(Unit):
 
     @property
     def inputs(self) -> tuple[StreamSpec, ...]:
-        return self._window.inputs
+        lanes = self.input_lanes
+        return (StreamSpec(self.input_dtype, lanes, self.in_h * self.in_w * self.channels // lanes),)
 
     @property
     def outputs(self) -> tuple[StreamSpec, ...]:
@@ -255,6 +263,17 @@ class FrameMVU(Unit):
         return self._mvu.est_dsps()
 
 
+def takes_groups(channels: int, simd: int, groups: int) -> bool:
+    """Whether a FrameMVU of `channels` input channels and `simd` takes its input in `groups`
+    channel groups: groups of a multiple of SIMD channels, or of SIMD over a power of two (their
+    beats share the image's words)."""
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1 or channels % groups:
+        return False
+    per_group = channels // groups
+    slots = simd // per_group
+    return per_group % simd == 0 or (simd % per_group == 0 and slots & (slots - 1) == 0)
+
+
 def window_bits(u: FrameMVU) -> int:
     """Bits of the signed counters of `window_steps`: an address of the image less the top and
     left padding, up to a window's reach past its end."""
@@ -279,18 +298,24 @@ class FrameMVUComponent(wiring.Component):
         # ---- the input: a bank per frame, its elements re-encoded to the windows' type
         m.submodules.xbuf = xbuf = Memory(shape=unsigned(SIMD * xbits), depth=2 * IN, init=[],
                                           attrs=memory_attrs(2 * IN, SIMD * xbits, rom=False))
-        xw, xr = xbuf.write_port(), xbuf.read_port(domain="sync")
+        LANES = u.input_lanes
+        slots = SIMD // LANES  # input beats a word of the image: a power of two
+        xw = xbuf.write_port(granularity=LANES * xbits)
+        xr = xbuf.read_port(domain="sync")
         lanes = []
-        for i in range(SIMD):
+        for i in range(LANES):
             lane, code = Signal(xbits, name=f"in{i}"), self.inp.payload[i * ibits:(i + 1) * ibits]
             m.d.comb += lane.eq(code if is_bipolar(u.window_dtype) else decode(code, u.input_dtype))
             lanes.append(lane)
         wbank, in_full = Signal(), Signal(2)
         can_take = ~in_full.bit_select(wbank, 1)
         take = self.inp.valid & can_take
-        woff, bank_done = grouped_offset(m, take, P_in, CF, u.input_groups, name="woff")
-        m.d.comb += [self.inp.ready.eq(can_take), xw.addr.eq(Mux(wbank, IN, 0) + woff), xw.data.eq(Cat(*lanes)),
-                     xw.en.eq(take)]
+        # the beat's place in slots of LANES channels, channel-last: word offset // slots, slot offset % slots
+        woff, bank_done = grouped_offset(m, take, P_in, u.channels // LANES, u.input_groups, name="woff")
+        shift = slots.bit_length() - 1
+        m.d.comb += [self.inp.ready.eq(can_take), xw.addr.eq(Mux(wbank, IN, 0) + (woff >> shift)),
+                     xw.data.eq(Cat(*lanes).replicate(slots)),
+                     xw.en.eq(Mux(take, (Const(1, slots) << woff[:shift])[:slots] if shift else 1, 0))]
         with m.If(take & bank_done):
             m.d.sync += [in_full.bit_select(wbank, 1).eq(1), wbank.eq(~wbank)]
 

@@ -110,8 +110,27 @@ def test_an_input_in_two_channel_groups(stall, verilator_cache):
     out, _ = simulate_unit(unit, grouped, stall_prob=stall, seed=3, cache_dir=verilator_cache, dram=dram_for(unit))
     from dataclasses import replace
     np.testing.assert_array_equal(out, replace(unit, input_groups=1).reference(image.reshape(3, -1)))
-    with pytest.raises(HwgenError, match="FrameMVU: input_groups=3 must divide the input's channel folds"):
+    with pytest.raises(HwgenError, match="FrameMVU: input_groups=3 must divide channels=8 into groups"):
         replace(unit, input_groups=3)
+
+
+@pytest.mark.parametrize("groups", [4, 8])
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_groups_narrower_than_simd_share_the_images_words(groups, stall, verilator_cache):
+    """8 channels at SIMD 8 in 4 groups of 2 (or 8 of 1): a beat a group's channels of a pixel,
+    written into its slot of the image's word; the input takes P x 8 / lanes beats a frame."""
+    from dataclasses import replace
+
+    from hwgen.streams import from_channel_last
+
+    unit = frame_mvu(B, B, B, (4, 4), 8, 3, 1, (1, 1, 1, 1), 4, 2, 8, seed=5, input_groups=groups)
+    assert unit.input_lanes == 8 // groups and unit.inputs[0].beats_per_frame == 16 * groups
+    image = np.random.default_rng(groups).integers(0, 2, (3, 16, 8))
+    out, result = simulate_unit(unit, from_channel_last(image, groups), stall_prob=stall, seed=3,
+                                cache_dir=verilator_cache, dram=dram_for(unit))
+    np.testing.assert_array_equal(out, replace(unit, input_groups=1).reference(image.reshape(3, -1)))
+    if stall == 0.0:
+        assert result.cycles_per_frame == unit.est_cycles()
 
 
 def test_reactnet_a_14x14_layer_holds_the_image_not_its_windows():

@@ -45,7 +45,7 @@ class ChooseWeightMemories(Transformation):
         self.mode, self.part, self.dram_bits = mode, part, dram_bits
 
     def apply(self, model: ModelWrapper):
-        if self.mode == "dram":
+        if self.mode in ("dram", "frame"):  # "frame": `UseFrameMVUs` takes the DramMVUs on
             return _to_dram(model, self.dram_bits)
         if self.mode != "loaded" and not self.part.uram:
             return model, False  # ROMs, as lowering made them: nothing to choose
@@ -126,7 +126,7 @@ def aligned(offset: int) -> int:
 
 def dram_units(model: ModelWrapper) -> list:
     """The units of `model` that hold an image in DRAM (weights, a FIFO's ring), in graph order."""
-    return [unit for unit in (unit_of(model, n) for n in model.graph.node if n.op_type in ("DramMVU", "DramFifo"))]
+    return [unit_of(model, n) for n in model.graph.node if n.op_type in ("DramMVU", "FrameMVU", "DramFifo")]
 
 
 def dram_end(model: ModelWrapper) -> int:
