@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
@@ -52,6 +53,9 @@ from hwgen.units.datapath import bram_read_mux_luts, memory_attrs, memory_bram18
 from hwgen.units.dram_reader import DramReader, DramReaderComponent, reader_luts
 from hwgen.units.mvu import MVU, lane_dots, weight_words
 from hwgen.units.thresholding import threshold_lane, threshold_words
+
+if TYPE_CHECKING:  # shares the weight side and the arithmetic (`load_weight_tiles`, `tile_results`)
+    from hwgen.units.frame_mvu import FrameMVU
 
 _WHERE = "DramMVU"
 #: beats of the output side's FIFO (the output buffer's reads run ahead of the stream by this)

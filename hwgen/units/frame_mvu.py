@@ -291,8 +291,8 @@ class FrameMVUComponent(wiring.Component):
         u, mvu = self.unit, self.unit._mvu
         m = Module()
         NF, SF, CF = u.NF, u.SF, u.folds
-        H, W, KH, KW = u.in_h, u.in_w, u.kernel_h, u.kernel_w
-        P_in, IN = H * W, H * W * CF  # pixels of the image, words of a bank
+        P_in = u.in_h * u.in_w  # pixels of the image
+        IN = P_in * CF  # words of a bank
         ibits, xbits, SIMD = u.input_dtype.bitwidth(), u.window_dtype.bitwidth(), u.SIMD
 
         # ---- the input: a bank per frame, its elements re-encoded to the windows' type
