@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
@@ -53,10 +52,6 @@ from hwgen.units.datapath import bram_read_mux_luts, memory_attrs, memory_bram18
 from hwgen.units.dram_reader import DramReader, DramReaderComponent, reader_luts
 from hwgen.units.mvu import MVU, lane_dots, weight_words
 from hwgen.units.thresholding import threshold_lane, threshold_words
-
-if TYPE_CHECKING:  # shares the weight side and the arithmetic (`load_weight_tiles`, `tile_results`)
-    from hwgen.units.frame_mvu import FrameMVU
-
 _WHERE = "DramMVU"
 #: beats of the output side's FIFO (the output buffer's reads run ahead of the stream by this)
 OUT_FIFO = 4
@@ -394,10 +389,10 @@ class DramMVUComponent(wiring.Component):
         return m
 
 
-def load_weight_tiles(m: Module, ports: wiring.Component, u: "DramMVU | FrameMVU") -> tuple[ReadPort, Signal, Value]:
-    """The weight side of a weight-stationary unit: `u.reader` on the component's AXI ports, its
-    bus words gathered into weight words (or a bus word's several words taken in turn) into two
-    tiles of SF words, tile after tile. Returns the tiles' read port (the compute sets its
+def load_weight_tiles(m: Module, ports: wiring.Component, u: Unit) -> tuple[ReadPort, Signal, Value]:
+    """The weight side of a weight-stationary unit (a DramMVU, a FrameMVU): `u.reader` on the
+    component's AXI ports, its bus words gathered into weight words (or a bus word's several words
+    taken in turn) into two tiles of SF words, tile after tile. Returns the tiles' read port (the compute sets its
     address: tile bank x SF + fold), which of the two tiles are loaded (`tile_full`: the compute
     clears a bit when it is done with that tile), and the cycle a tile's last word is written."""
     m.submodules.reader = reader = DramReaderComponent(u.reader)
@@ -440,11 +435,11 @@ def load_weight_tiles(m: Module, ports: wiring.Component, u: "DramMVU | FrameMVU
     return tr, tile_full, tile_loaded
 
 
-def tile_results(m: Module, u: "DramMVU | FrameMVU", mvu: MVU, x1: Value, w1: Value, fire: Value, first: Value,
+def tile_results(m: Module, u: Unit, mvu: MVU, x1: Value, w1: Value, fire: Value, first: Value,
                  last: Value, nf: Value, carried: list[Value]) -> tuple[Value, Value, list[Value], int]:
-    """The arithmetic of a weight-stationary unit, a step per cycle: S1 the input word `x1` and
-    the weight word `w1` (read in the cycle after `fire`), the on-chip MVU's dot products
-    (`lane_dots`), S2 the accumulators (from zero on `first`), S3 the PE results of a vector
+    """The arithmetic of a weight-stationary unit (a DramMVU, a FrameMVU), a step per cycle: S1
+    the input word `x1` and the weight word `w1` (read in the cycle after `fire`), the on-chip
+    MVU's dot products (`lane_dots`), S2 the accumulators (from zero on `first`), S3 the PE results of a vector
     (after its `last` step; thresholded by tile `nf`'s thresholds, read while the accumulators
     settle). Returns the results as one word, the cycle they are valid, the `carried` values of
     the vector's last step, delayed to that cycle, and the cycles from a step to its results."""
