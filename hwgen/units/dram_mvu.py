@@ -439,10 +439,11 @@ def tile_results(m: Module, u: Unit, mvu: MVU, x1: Value, w1: Value, fire: Value
                  last: Value, nf: Value, carried: list[Value]) -> tuple[Value, Value, list[Value], int]:
     """The arithmetic of a weight-stationary unit (a DramMVU, a FrameMVU), a step per cycle: S1
     the input word `x1` and the weight word `w1` (read in the cycle after `fire`), the on-chip
-    MVU's dot products (`lane_dots`), S2 the accumulators (from zero on `first`), S3 the PE results of a vector
-    (after its `last` step; thresholded by tile `nf`'s thresholds, read while the accumulators
-    settle). Returns the results as one word, the cycle they are valid, the `carried` values of
-    the vector's last step, delayed to that cycle, and the cycles from a step to its results."""
+    MVU's dot products (`lane_dots`), S2 the accumulators (from zero on `first`), S3 the PE
+    results of a vector (after its `last` step; thresholded by tile `nf`'s thresholds, read
+    while the accumulators settle). Returns the results as one word, the cycle they are valid,
+    the `carried` values of the vector's last step, delayed to that cycle, and the cycles from a
+    step to its results."""
     def register(value: Value) -> Value:
         held = Signal(value.shape())
         m.d.sync += held.eq(value)

@@ -253,7 +253,8 @@ class FrameMVU(Unit):
                                                                self.kernel_w, self.folds))
         return (mvu.est_luts() - mvu.weight_rom_luts() + sum(memory_luts(d, w) for d, w in self._thresholds())
                 + sum(max(memory_luts(d, w), bram_read_mux_luts(d, w)) for d, w in self._rams())
-                + reader_luts(bus, self.data_bits) + unpack + ram_luts(OUT_FIFO + 8, self.PE * self.output_dtype.bitwidth())
+                + reader_luts(bus, self.data_bits) + unpack
+                + ram_luts(OUT_FIFO + 8, self.PE * self.output_dtype.bitwidth())
                 + 8 * bits + loops + 2 * max(1, (2 * self.in_h * self.in_w * self.folds).bit_length()) + 40)
 
     def est_brams(self) -> int:
@@ -278,7 +279,8 @@ def window_bits(u: FrameMVU) -> int:
     """Bits of the signed counters of `window_steps`: an address of the image less the top and
     left padding, up to a window's reach past its end."""
     reach = (u.in_h + u.kernel_h) * u.in_w * u.folds + u.kernel_w * u.folds
-    return max(reach, (u.pad_top * u.in_w + u.pad_left) * u.folds, u.in_h + u.kernel_h, u.in_w + u.kernel_w).bit_length() + 1
+    top_left = (u.pad_top * u.in_w + u.pad_left) * u.folds
+    return max(reach, top_left, u.in_h + u.kernel_h, u.in_w + u.kernel_w).bit_length() + 1
 
 
 class FrameMVUComponent(wiring.Component):
