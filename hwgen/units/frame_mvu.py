@@ -126,11 +126,11 @@ class FrameMVU(Unit):
 
     @property
     def NF(self) -> int:
-        return self.MH // self.PE
+        return self._mvu.NF
 
     @property
     def SF(self) -> int:
-        return self.MW // self.SIMD
+        return self._mvu.SF
 
     @property
     def folds(self) -> int:

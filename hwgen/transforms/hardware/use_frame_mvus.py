@@ -82,16 +82,12 @@ def _set_orders(model: ModelWrapper) -> None:
     def reorder(node, index: int, to: int, pixels: int, channels: int) -> None:
         """Input `index` of `node` through a Reorder to `to` groups (one per tensor and order)."""
         tensor = node.input[index]
-        have = groups.get(tensor, 1)
         if (tensor, to) not in reordered:
             out = model.make_new_valueinfo_name()
-            lanes = math.gcd(channels // have, channels // to)
-            dtype = model.get_tensor_datatype(tensor)
-            model.graph.node.insert(list(model.graph.node).index(node), make_node(
-                "Reorder", [tensor], [out], domain=HWGEN_DOMAIN, name=f"Reorder_{tensor}_{to}", pixels=pixels,
-                channels=channels, PE=lanes, dtype=dtype.name, in_groups=have, out_groups=to))
-            model.set_tensor_datatype(out, dtype)
+            model.set_tensor_datatype(out, model.get_tensor_datatype(tensor))
             model.set_tensor_shape(out, model.get_tensor_shape(tensor))
+            model.graph.node.insert(list(model.graph.node).index(node), _reorder_node(
+                model, tensor, out, groups.get(tensor, 1), to, pixels, channels, f"Reorder_{tensor}_{to}"))
             reordered[(tensor, to)] = out
         node.input[index] = reordered[(tensor, to)]
 
@@ -129,10 +125,14 @@ def _set_orders(model: ModelWrapper) -> None:
             model.set_tensor_datatype(inner, model.get_tensor_datatype(output.name))
             model.set_tensor_shape(inner, model.get_tensor_shape(output.name))
             producer.output[list(producer.output).index(output.name)] = inner
-            groups[inner], frames[inner] = groups[output.name], frames[output.name]
-            pixels, channels = frames[inner]
-            have = groups[inner]
-            model.graph.node.append(make_node(
-                "Reorder", [inner], [output.name], domain=HWGEN_DOMAIN, name=f"Reorder_{output.name}_1",
-                pixels=pixels, channels=channels, PE=channels // have, dtype=model.get_tensor_datatype(inner).name,
-                in_groups=have, out_groups=1))
+            model.graph.node.append(_reorder_node(model, inner, output.name, groups[output.name], 1,
+                                                  *frames[output.name], f"Reorder_{output.name}_1"))
+
+
+def _reorder_node(model: ModelWrapper, source: str, target: str, have: int, to: int, pixels: int, channels: int,
+                  name: str):
+    """A Reorder `name` of `source` (in `have` channel groups) into `target` (in `to`), its lanes
+    the widest that divide a group of both orders."""
+    return make_node("Reorder", [source], [target], domain=HWGEN_DOMAIN, name=name,
+                     pixels=pixels, channels=channels, PE=math.gcd(channels // have, channels // to),
+                     dtype=model.get_tensor_datatype(source).name, in_groups=have, out_groups=to)
